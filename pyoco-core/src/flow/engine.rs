@@ -1,0 +1,365 @@
+//! The DAG executor: runs every task whose condition holds, concurrently on tokio, records
+//! `tasks` and `task_records` like the original, and stops at the first failure or a cancel.
+//!
+//! Progress is published on a `watch` channel; the caller (the worker) decides when to write
+//! it to KV. The engine never talks to NATS.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use serde_json::{Map, Value};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::tasks::{Registry, TaskCall, TaskError};
+use super::yaml::{FlowSpec, TaskSpec};
+use crate::model::{TaskRecord, TaskState, now};
+
+/// The part of the run snapshot the engine owns.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EngineState {
+    pub tasks: IndexMap<String, TaskState>,
+    pub task_records: IndexMap<String, TaskRecord>,
+}
+
+impl EngineState {
+    /// Every task of the graph, PENDING.
+    pub fn for_flow(spec: &FlowSpec) -> EngineState {
+        let mut s = EngineState::default();
+        for name in &spec.graph.nodes {
+            s.tasks.insert(name.clone(), TaskState::Pending);
+            s.task_records.insert(name.clone(), TaskRecord::pending());
+        }
+        s
+    }
+}
+
+/// How a flow ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Completed,
+    /// The failing task's error, which becomes the run's `error`.
+    Failed(String),
+    Cancelled,
+}
+
+/// Identifies the run for task functions.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    pub run_id: String,
+    pub flow_name: String,
+    pub params: Arc<Map<String, Value>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Node {
+    Pending,
+    Running,
+    Done { ok: bool },
+}
+
+/// Runs `spec` to the end. `progress` receives every state change; `cancel` stops the flow:
+/// running tasks are dropped (their futures cancelled) and recorded CANCELLED, pending ones too.
+pub async fn run_flow(
+    spec: &FlowSpec,
+    registry: &Registry,
+    run: &RunInfo,
+    progress: &watch::Sender<EngineState>,
+    cancel: &CancellationToken,
+) -> Outcome {
+    let graph = &spec.graph;
+    let n = graph.nodes.len();
+    let mut nodes = vec![Node::Pending; n];
+    let mut results: HashMap<String, Value> = HashMap::new();
+    let tasks_cancel = cancel.child_token();
+    let mut running: JoinSet<(usize, Result<Value, TaskError>)> = JoinSet::new();
+    let mut spawned: HashMap<tokio::task::Id, usize> = HashMap::new();
+    let mut outcome: Option<Outcome> = None;
+
+    progress.send_replace(EngineState::for_flow(spec));
+
+    loop {
+        if outcome.is_none() && cancel.is_cancelled() {
+            outcome = Some(Outcome::Cancelled);
+            running.abort_all();
+        }
+        if outcome.is_none() {
+            // Start everything that became ready. Repeat: a task that fails to start changes
+            // what is ready.
+            for i in 0..n {
+                if nodes[i] != Node::Pending {
+                    continue;
+                }
+                let ready = match &graph.conditions[i] {
+                    None => Some(true),
+                    Some(cond) => cond.eval(&|j| match nodes[j] {
+                        Node::Done { ok } => Some(ok),
+                        _ => None,
+                    }),
+                };
+                match ready {
+                    Some(true) => {}
+                    // A dependency failed: with fail-stop the run is failing anyway.
+                    Some(false) => {
+                        nodes[i] = Node::Done { ok: false };
+                        continue;
+                    }
+                    None => continue,
+                }
+                let name = &graph.nodes[i];
+                let started = now();
+                let prepared = spec
+                    .task(name)
+                    .ok_or_else(|| TaskError::new(format!("task '{name}' is not defined")))
+                    .and_then(|task| prepare(task, registry, run, &results, &tasks_cancel));
+                match prepared {
+                    Ok((args, fut)) => {
+                        nodes[i] = Node::Running;
+                        progress.send_modify(|s| {
+                            s.tasks.insert(name.clone(), TaskState::Running);
+                            let rec = s
+                                .task_records
+                                .entry(name.clone())
+                                .or_insert_with(TaskRecord::pending);
+                            rec.state = TaskState::Running;
+                            rec.started_at = Some(started);
+                            rec.inputs = args;
+                        });
+                        let handle = running.spawn(async move { (i, fut.await) });
+                        spawned.insert(handle.id(), i);
+                    }
+                    Err(err) => {
+                        nodes[i] = Node::Done { ok: false };
+                        record_end(progress, name, started, Err(&err));
+                        outcome = Some(Outcome::Failed(err.message));
+                        tasks_cancel.cancel();
+                        running.abort_all();
+                        break;
+                    }
+                }
+            }
+        }
+        if running.is_empty() {
+            break;
+        }
+        tokio::select! {
+            joined = running.join_next_with_id() => {
+                let Some(joined) = joined else { continue };
+                let (i, result) = match joined {
+                    Ok((_, (i, result))) => (i, result),
+                    Err(e) => {
+                        let Some(&i) = spawned.get(&e.id()) else { continue };
+                        if e.is_cancelled() {
+                            nodes[i] = Node::Done { ok: false };
+                            mark_cancelled(progress, &graph.nodes[i]);
+                            continue;
+                        }
+                        (i, Err(TaskError::new(format!("task '{}' panicked", graph.nodes[i]))))
+                    }
+                };
+                let name = &graph.nodes[i];
+                let started = progress.borrow().task_records.get(name).and_then(|r| r.started_at).unwrap_or_else(now);
+                match result {
+                    Ok(value) => {
+                        nodes[i] = Node::Done { ok: true };
+                        record_end(progress, name, started, Ok(&value));
+                        results.insert(name.clone(), value);
+                    }
+                    Err(err) if outcome.is_some() => {
+                        // Already stopping (a task dropped by the cancel reports here too).
+                        nodes[i] = Node::Done { ok: false };
+                        record_end(progress, name, started, Err(&err));
+                    }
+                    Err(err) => {
+                        nodes[i] = Node::Done { ok: false };
+                        record_end(progress, name, started, Err(&err));
+                        outcome = Some(Outcome::Failed(err.message));
+                        tasks_cancel.cancel();
+                        running.abort_all();
+                    }
+                }
+            }
+            _ = cancel.cancelled(), if outcome.is_none() => {
+                outcome = Some(Outcome::Cancelled);
+                tasks_cancel.cancel();
+                running.abort_all();
+            }
+        }
+    }
+
+    let outcome = match outcome {
+        Some(o) => o,
+        None if cancel.is_cancelled() => Outcome::Cancelled,
+        None if nodes.iter().all(|s| *s == Node::Done { ok: true }) => Outcome::Completed,
+        // Cycles are rejected at parse time; this is the original's message for a stuck graph.
+        None => Outcome::Failed("Deadlock or cycle detected in workflow".to_string()),
+    };
+    if outcome == Outcome::Cancelled {
+        // Tasks that never started are CANCELLED too; after a failure they stay PENDING, as in
+        // the original.
+        for (i, state) in nodes.iter().enumerate() {
+            if *state == Node::Pending {
+                mark_cancelled(progress, &graph.nodes[i]);
+            }
+        }
+    }
+    outcome
+}
+
+type Prepared = (
+    Map<String, Value>,
+    futures::future::BoxFuture<'static, Result<Value, TaskError>>,
+);
+
+/// Resolves the callable and wires its arguments.
+fn prepare(
+    task: &TaskSpec,
+    registry: &Registry,
+    run: &RunInfo,
+    results: &HashMap<String, Value>,
+    cancel: &CancellationToken,
+) -> Result<Prepared, TaskError> {
+    let callable = task
+        .callable
+        .as_deref()
+        .ok_or_else(|| TaskError::new(format!("task '{}' has no callable", task.name)))?;
+    let def = registry.task(callable).ok_or_else(|| {
+        let ns = callable.split_once(':').map(|(ns, _)| ns).unwrap_or(callable);
+        if registry.has_namespace(ns) {
+            TaskError::new(format!("unknown task callable '{callable}': namespace '{ns}' has no such task"))
+        } else {
+            TaskError::new(format!(
+                "callable '{callable}' could not be resolved: '{ns}' is not a native task namespace on this worker, and Python callables are not supported yet"
+            ))
+        }
+    })?;
+    let mut args = Map::new();
+    for (key, value) in &task.inputs {
+        args.insert(key.clone(), resolve_input(value, &run.params, results)?);
+    }
+    for param in &def.params {
+        if args.contains_key(param) {
+            continue;
+        }
+        if let Some(v) = run.params.get(param) {
+            args.insert(param.clone(), v.clone());
+        } else if let Some(v) = results.get(param) {
+            args.insert(param.clone(), v.clone());
+        }
+    }
+    let call = TaskCall {
+        args: args.clone(),
+        run_id: run.run_id.clone(),
+        flow_name: run.flow_name.clone(),
+        task: task.name.clone(),
+        params: run.params.clone(),
+        cancel: cancel.child_token(),
+    };
+    Ok((args, def.call(call)))
+}
+
+/// Resolves one `inputs` value: top-level strings starting with `$` are selectors
+/// (`$node.<task>.output[.path]`, `$ctx.params.<key>`, `$env.<KEY>`); anything else is literal.
+pub fn resolve_input(
+    value: &Value,
+    params: &Map<String, Value>,
+    results: &HashMap<String, Value>,
+) -> Result<Value, TaskError> {
+    let Value::String(s) = value else {
+        return Ok(value.clone());
+    };
+    let Some(selector) = s.strip_prefix('$') else {
+        return Ok(value.clone());
+    };
+    if let Some(rest) = selector.strip_prefix("node.") {
+        let (task, path) = match rest.split_once(".output") {
+            Some((task, path)) if path.is_empty() || path.starts_with('.') => {
+                (task, path.trim_start_matches('.'))
+            }
+            _ => {
+                return Err(TaskError::new(format!(
+                    "invalid reference '{s}': expected $node.<task>.output[.<key>...]"
+                )));
+            }
+        };
+        let mut current = results
+            .get(task)
+            .ok_or_else(|| TaskError::new(format!("Node '{task}' result not found in context.")))?;
+        if !path.is_empty() {
+            for key in path.split('.') {
+                current = current.get(key).ok_or_else(|| {
+                    TaskError::new(format!("'{key}' not found in the output of '{task}' ({s})"))
+                })?;
+            }
+        }
+        return Ok(current.clone());
+    }
+    if let Some(key) = selector.strip_prefix("ctx.params.") {
+        return params
+            .get(key)
+            .cloned()
+            .ok_or_else(|| TaskError::new(format!("'{key}' (from {s}) is not a run param")));
+    }
+    if let Some(key) = selector.strip_prefix("env.") {
+        return std::env::var(key).map(Value::String).map_err(|_| {
+            TaskError::new(format!(
+                "environment variable '{key}' (from {s}) is not set"
+            ))
+        });
+    }
+    Err(TaskError::new(format!(
+        "invalid reference '{s}': use $node.<task>.output, $ctx.params.<key> or $env.<KEY>"
+    )))
+}
+
+fn record_end(
+    progress: &watch::Sender<EngineState>,
+    name: &str,
+    started: f64,
+    result: Result<&Value, &TaskError>,
+) {
+    let ended = now();
+    progress.send_modify(|s| {
+        let state = if result.is_ok() {
+            TaskState::Succeeded
+        } else {
+            TaskState::Failed
+        };
+        s.tasks.insert(name.to_string(), state);
+        let rec = s
+            .task_records
+            .entry(name.to_string())
+            .or_insert_with(TaskRecord::pending);
+        rec.state = state;
+        rec.started_at.get_or_insert(started);
+        rec.ended_at = Some(ended);
+        rec.duration_ms = Some((ended - started) * 1000.0);
+        match result {
+            Ok(v) => rec.output = v.clone(),
+            Err(e) => {
+                rec.error = Some(e.message.clone());
+                rec.traceback = e.traceback.clone();
+            }
+        }
+    });
+}
+
+fn mark_cancelled(progress: &watch::Sender<EngineState>, name: &str) {
+    let ended = now();
+    progress.send_modify(|s| {
+        s.tasks.insert(name.to_string(), TaskState::Cancelled);
+        let rec = s
+            .task_records
+            .entry(name.to_string())
+            .or_insert_with(TaskRecord::pending);
+        rec.state = TaskState::Cancelled;
+        if rec.ended_at.is_none() {
+            rec.ended_at = Some(ended);
+        }
+        if let Some(started) = rec.started_at {
+            rec.duration_ms = Some((ended - started) * 1000.0);
+        }
+    });
+}

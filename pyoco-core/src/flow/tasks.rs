@@ -1,0 +1,234 @@
+//! Task callables: a registry of native (Rust) task functions under `namespace:name`, the
+//! built-in `pyoco:*` tasks, and named flows a worker can resolve for `POST /runs`.
+//!
+//! A task declares its parameter names, like a Python signature: the engine fills them from
+//! explicit `inputs`, then run params by name, then upstream outputs by task name.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
+
+use super::yaml::{FlowSpec, YamlError, parse_flow_yaml};
+
+/// What a task function receives.
+#[derive(Debug, Clone)]
+pub struct TaskCall {
+    /// The wired arguments (explicit inputs, then params, then upstream outputs).
+    pub args: Map<String, Value>,
+    pub run_id: String,
+    pub flow_name: String,
+    pub task: String,
+    /// All run params.
+    pub params: Arc<Map<String, Value>>,
+    /// Cancelled when the run is cancelled or fails; long tasks should watch it.
+    pub cancel: CancellationToken,
+}
+
+impl TaskCall {
+    pub fn arg(&self, name: &str) -> Option<&Value> {
+        self.args.get(name)
+    }
+}
+
+/// A task failure: its message becomes the task's and the run's `error`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct TaskError {
+    pub message: String,
+    /// Extra detail for the task record (the original stores a Python traceback here).
+    pub traceback: Option<String>,
+}
+
+impl TaskError {
+    pub fn new(message: impl Into<String>) -> TaskError {
+        TaskError {
+            message: message.into(),
+            traceback: None,
+        }
+    }
+}
+
+type TaskFuture = BoxFuture<'static, Result<Value, TaskError>>;
+type TaskFn = Arc<dyn Fn(TaskCall) -> TaskFuture + Send + Sync>;
+
+/// A registered task function with its parameter names.
+#[derive(Clone)]
+pub struct TaskDef {
+    pub params: Vec<String>,
+    func: TaskFn,
+}
+
+impl std::fmt::Debug for TaskDef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskDef")
+            .field("params", &self.params)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TaskDef {
+    pub fn call(&self, call: TaskCall) -> TaskFuture {
+        (self.func)(call)
+    }
+}
+
+/// Where the worker finds a flow by name (`POST /runs` jobs carry only the name).
+#[derive(Debug, Clone, Default)]
+enum FlowSource {
+    #[default]
+    None,
+    Dir(PathBuf),
+}
+
+/// Task functions and named flows of one worker.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    tasks: HashMap<String, TaskDef>,
+    flows: HashMap<String, Arc<FlowSpec>>,
+    flow_source: FlowSource,
+}
+
+/// Looking up a named flow failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FlowLookupError {
+    #[error("flow_not_found: '{0}'")]
+    NotFound(String),
+    #[error("invalid flow file {path}: {error}")]
+    Invalid { path: String, error: YamlError },
+    #[error("could not read flow file {path}: {message}")]
+    Io { path: String, message: String },
+}
+
+impl Registry {
+    /// An empty registry without built-ins.
+    pub fn empty() -> Registry {
+        Registry::default()
+    }
+
+    /// A registry with the built-in `pyoco:echo`, `pyoco:sleep` and `pyoco:fail`.
+    pub fn with_builtins() -> Registry {
+        let mut r = Registry::empty();
+        r.register("pyoco:echo", &["value"], |call| async move {
+            Ok(match call.args.get("value") {
+                Some(v) => v.clone(),
+                None => Value::Object(call.args),
+            })
+        });
+        r.register("pyoco:sleep", &["seconds"], |call| async move {
+            let seconds = match call.args.get("seconds") {
+                None | Some(Value::Null) => 0.0,
+                Some(v) => v
+                    .as_f64()
+                    .filter(|s| s.is_finite() && *s >= 0.0)
+                    .ok_or_else(|| {
+                        TaskError::new(format!(
+                            "pyoco:sleep: seconds must be a non-negative number, got {v}"
+                        ))
+                    })?,
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs_f64(seconds.min(86_400.0))) => {}
+                _ = call.cancel.cancelled() => return Err(TaskError::new("cancelled")),
+            }
+            Ok(Value::from(seconds))
+        });
+        r.register("pyoco:fail", &["message"], |call| async move {
+            let message = match call.args.get("message") {
+                Some(Value::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+                None => "task failed".to_string(),
+            };
+            Err(TaskError::new(message))
+        });
+        r
+    }
+
+    /// Registers `callable` (`namespace:name`) as a native task taking `params`.
+    pub fn register<F, Fut>(&mut self, callable: &str, params: &[&str], f: F) -> &mut Registry
+    where
+        F: Fn(TaskCall) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<Value, TaskError>> + Send + 'static,
+    {
+        let func: TaskFn = Arc::new(move |call| Box::pin(f(call)));
+        self.tasks.insert(
+            callable.to_string(),
+            TaskDef {
+                params: params.iter().map(|p| p.to_string()).collect(),
+                func,
+            },
+        );
+        self
+    }
+
+    /// Registers a flow under `name` for `POST /runs` jobs.
+    pub fn register_flow(&mut self, name: &str, flow: FlowSpec) -> &mut Registry {
+        self.flows.insert(name.to_string(), Arc::new(flow));
+        self
+    }
+
+    /// Resolves unknown flow names from `<dir>/<flow_name>.yaml` (read on every lookup, so
+    /// edited files take effect without a restart).
+    pub fn flows_dir(&mut self, dir: impl Into<PathBuf>) -> &mut Registry {
+        self.flow_source = FlowSource::Dir(dir.into());
+        self
+    }
+
+    pub fn task(&self, callable: &str) -> Option<&TaskDef> {
+        self.tasks.get(callable)
+    }
+
+    /// True when `namespace` has at least one native task.
+    pub fn has_namespace(&self, namespace: &str) -> bool {
+        self.tasks
+            .keys()
+            .any(|k| k.split_once(':').is_some_and(|(ns, _)| ns == namespace))
+    }
+
+    /// Finds the flow for a `POST /runs` job.
+    pub fn flow(&self, name: &str) -> Result<Arc<FlowSpec>, FlowLookupError> {
+        if let Some(flow) = self.flows.get(name) {
+            return Ok(flow.clone());
+        }
+        match &self.flow_source {
+            FlowSource::None => Err(FlowLookupError::NotFound(name.to_string())),
+            FlowSource::Dir(dir) => load_flow_file(dir, name),
+        }
+    }
+}
+
+fn load_flow_file(dir: &Path, name: &str) -> Result<Arc<FlowSpec>, FlowLookupError> {
+    // Names that could escape the directory are simply not found.
+    let safe = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && !name.starts_with('.');
+    if !safe {
+        return Err(FlowLookupError::NotFound(name.to_string()));
+    }
+    let path = dir.join(format!("{name}.yaml"));
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(FlowLookupError::NotFound(name.to_string()));
+        }
+        Err(e) => {
+            return Err(FlowLookupError::Io {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            });
+        }
+    };
+    parse_flow_yaml(&bytes)
+        .map(Arc::new)
+        .map_err(|error| FlowLookupError::Invalid {
+            path: path.display().to_string(),
+            error,
+        })
+}

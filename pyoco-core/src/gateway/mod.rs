@@ -1,0 +1,142 @@
+//! The HTTP gateway: the original's routes, paths, payloads and status codes.
+//!
+//! [`router`] builds the axum app from a [`GatewayState`]; [`serve`] runs it on a listener until
+//! the shutdown future resolves. The gateway starts even when NATS is down: it answers 503
+//! with a clear detail and connects in the background; once connected, the NATS client
+//! reconnects by itself after outages.
+
+mod error;
+mod runs;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio::sync::OnceCell;
+
+pub use error::{ApiError, ERROR_CODES};
+
+use crate::config::Config;
+use crate::store::Store;
+
+/// Shared state of all handlers.
+#[derive(Debug, Clone)]
+pub struct GatewayState {
+    pub config: Arc<Config>,
+    store: Arc<OnceCell<Store>>,
+}
+
+impl GatewayState {
+    /// Creates the state and starts connecting to NATS in the background (retrying until it
+    /// succeeds).
+    pub fn connect(config: Config) -> GatewayState {
+        let state = GatewayState {
+            config: Arc::new(config),
+            store: Arc::new(OnceCell::new()),
+        };
+        let bg = state.clone();
+        tokio::spawn(async move {
+            let mut delay = Duration::from_millis(100);
+            loop {
+                match Store::connect(bg.config.clone(), "pyoco-http-api").await {
+                    Ok(store) => {
+                        tracing::info!(nats_url = %bg.config.nats_url, "gateway connected to NATS");
+                        bg.store.set(store).ok();
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "gateway cannot reach NATS yet; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(2));
+                    }
+                }
+            }
+        });
+        state
+    }
+
+    /// Uses an existing connected store (tests, embedding).
+    pub fn with_store(store: Store) -> GatewayState {
+        let cell = OnceCell::new();
+        let config = store.config.clone();
+        cell.set(store).ok();
+        GatewayState {
+            config,
+            store: Arc::new(cell),
+        }
+    }
+
+    /// The store, or 503 when NATS is not connected right now.
+    pub fn store(&self) -> Result<&Store, ApiError> {
+        let store = self
+            .store
+            .get()
+            .ok_or_else(|| ApiError::unavailable("not connected yet"))?;
+        if !store.is_connected() {
+            return Err(ApiError::unavailable("connection lost; reconnecting"));
+        }
+        Ok(store)
+    }
+
+    /// Waits until the background connect has finished (for tests and start-up logs).
+    pub async fn wait_connected(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < deadline {
+            if self.store.get().is_some_and(Store::is_connected) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+}
+
+/// Every route of the gateway, as `(method, path)`; the spec test compares it with
+/// spec/http-api.md.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/health"),
+    ("POST", "/runs"),
+    ("GET", "/runs"),
+    ("POST", "/runs/yaml"),
+    ("GET", "/runs/{run_id}"),
+    ("GET", "/runs/{run_id}/tasks"),
+];
+
+/// The axum app.
+pub fn router(state: GatewayState) -> Router {
+    let yaml_limit = state.config.workflow_yaml_max_bytes.saturating_add(1 << 20);
+    Router::new()
+        .route("/health", get(runs::health))
+        .route("/runs", post(runs::submit).get(runs::list))
+        .route(
+            "/runs/yaml",
+            post(runs::submit_yaml).layer(DefaultBodyLimit::max(yaml_limit)),
+        )
+        .route("/runs/{run_id}", get(runs::get_run))
+        .route("/runs/{run_id}/tasks", get(runs::get_tasks))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "Not Found") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Method Not Allowed",
+            )
+        })
+        .with_state(state)
+}
+
+/// Serves the gateway on `listener` until `shutdown` resolves.
+pub async fn serve<F>(listener: TcpListener, config: Config, shutdown: F) -> std::io::Result<()>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let state = GatewayState::connect(config);
+    tracing::info!(addr = ?listener.local_addr().ok(), "gateway listening");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

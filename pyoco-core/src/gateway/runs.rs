@@ -1,0 +1,746 @@
+//! Run routes: submit (JSON and YAML), read, tasks, list.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Multipart, Path, RawQuery, State};
+use axum::http::StatusCode;
+use base64::Engine as _;
+use futures::StreamExt;
+use serde_json::{Map, Value, json};
+
+use super::GatewayState;
+use super::error::{ApiError, problem};
+use crate::flow::yaml::{parse_flow_yaml, sha256_hex};
+use crate::model::{WorkerState, is_valid_tag, json as lenient, now};
+use crate::store::{NewRun, SubmitError, YamlPayload, workers::get_worker};
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// `GET /health`: always `{"status":"ok"}`; never touches NATS.
+pub async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// `POST /runs`: submit a run by flow name (the worker resolves it).
+pub async fn submit(State(state): State<GatewayState>, body: Bytes) -> ApiResult<Json<Value>> {
+    let body: Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::validation(vec![problem(
+            "json_invalid",
+            &[json!("body"), json!(e.column().saturating_sub(1))],
+            "JSON decode error",
+            json!({}),
+            Some(json!({"error": e.to_string()})),
+        )])
+    })?;
+    let run = parse_submit(&body)?;
+    let store = state.store()?;
+    let run_id = store.submit(run).await.map_err(submit_error)?;
+    Ok(Json(
+        json!({"run_id": run_id, "status": "PENDING", "bundle_hash": null}),
+    ))
+}
+
+/// Validates the `POST /runs` body like the original's pydantic model, collecting every problem.
+fn parse_submit(body: &Value) -> ApiResult<NewRun> {
+    let Value::Object(obj) = body else {
+        return Err(ApiError::validation(vec![problem(
+            "model_attributes_type",
+            &[json!("body")],
+            "Input should be a valid dictionary or object to extract fields from",
+            body.clone(),
+            None,
+        )]));
+    };
+    let mut problems = Vec::new();
+    let loc = |field: &str| [json!("body"), json!(field)];
+    let flow_name = match obj.get("flow_name") {
+        None => {
+            problems.push(problem(
+                "missing",
+                &loc("flow_name"),
+                "Field required",
+                body.clone(),
+                None,
+            ));
+            String::new()
+        }
+        Some(Value::String(s)) if s.is_empty() => {
+            problems.push(problem(
+                "string_too_short",
+                &loc("flow_name"),
+                "String should have at least 1 character",
+                json!(s),
+                Some(json!({"min_length": 1})),
+            ));
+            String::new()
+        }
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => {
+            problems.push(problem(
+                "string_type",
+                &loc("flow_name"),
+                "Input should be a valid string",
+                other.clone(),
+                None,
+            ));
+            String::new()
+        }
+    };
+    let params = match obj.get("params") {
+        None => Map::new(),
+        Some(Value::Object(m)) => m.clone(),
+        Some(other) => {
+            problems.push(problem(
+                "dict_type",
+                &loc("params"),
+                "Input should be a valid dictionary",
+                other.clone(),
+                None,
+            ));
+            Map::new()
+        }
+    };
+    let tag = match obj.get("tag") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if is_valid_tag(s) => Some(s.clone()),
+        Some(Value::String(s)) => {
+            problems.push(problem(
+                "string_pattern_mismatch",
+                &loc("tag"),
+                "String should match pattern '^[A-Za-z0-9_-]+$'",
+                json!(s),
+                Some(json!({"pattern": "^[A-Za-z0-9_-]+$"})),
+            ));
+            None
+        }
+        Some(other) => {
+            problems.push(problem(
+                "string_type",
+                &loc("tag"),
+                "Input should be a valid string",
+                other.clone(),
+                None,
+            ));
+            None
+        }
+    };
+    let tags = match obj.get("tags") {
+        None => Vec::new(),
+        Some(Value::Array(items)) => {
+            let mut out = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                match item {
+                    Value::String(s) => out.push(s.clone()),
+                    other => problems.push(problem(
+                        "string_type",
+                        &[json!("body"), json!("tags"), json!(i)],
+                        "Input should be a valid string",
+                        other.clone(),
+                        None,
+                    )),
+                }
+            }
+            out
+        }
+        Some(other) => {
+            problems.push(problem(
+                "list_type",
+                &loc("tags"),
+                "Input should be a valid list",
+                other.clone(),
+                None,
+            ));
+            Vec::new()
+        }
+    };
+    if !problems.is_empty() {
+        return Err(ApiError::validation(problems));
+    }
+    Ok(NewRun {
+        flow_name,
+        params,
+        tag,
+        tags,
+        ..Default::default()
+    })
+}
+
+fn submit_error(e: SubmitError) -> ApiError {
+    match e {
+        SubmitError::InvalidTag(_) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_tag",
+            "invalid tag",
+        ),
+        SubmitError::EmptyFlowName => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "missing_flow_name",
+            "missing flow_name",
+        ),
+        SubmitError::Store(e) => e.into(),
+    }
+}
+
+/// `POST /runs/yaml` (multipart: file `workflow`, text `flow_name`, optional text `tag`).
+pub async fn submit_yaml(
+    State(state): State<GatewayState>,
+    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> ApiResult<Json<Value>> {
+    let limit = state.config.workflow_yaml_max_bytes;
+    let form = read_yaml_form(multipart, limit).await?;
+    let tag = form
+        .tag
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string);
+    if tag.as_deref().is_some_and(|t| !is_valid_tag(t)) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_tag",
+            "invalid tag",
+        ));
+    }
+    if form.workflow_size > limit {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "workflow_too_large",
+            "workflow too large",
+        ));
+    }
+    let spec = parse_flow_yaml(&form.workflow).map_err(|e| {
+        tracing::info!(reason = %e.reason, "invalid workflow yaml");
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_workflow_yaml",
+            "invalid workflow yaml",
+        )
+        .with_reason(e.reason)
+    })?;
+    let flow_name = form.flow_name.trim().to_string();
+    if flow_name.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "missing_flow_name",
+            "missing flow_name",
+        ));
+    }
+    let store = state.store()?;
+    let run = NewRun {
+        flow_name,
+        params: spec.defaults.clone(),
+        tag,
+        tags: Vec::new(),
+        yaml: Some(YamlPayload {
+            text: String::from_utf8_lossy(&form.workflow).into_owned(),
+            sha256: sha256_hex(&form.workflow),
+            bytes: form.workflow.len() as u64,
+        }),
+        ..Default::default()
+    };
+    let run_id = store.submit(run).await.map_err(submit_error)?;
+    Ok(Json(
+        json!({"run_id": run_id, "status": "PENDING", "bundle_hash": null}),
+    ))
+}
+
+struct YamlForm {
+    workflow: Vec<u8>,
+    workflow_size: usize,
+    flow_name: String,
+    tag: Option<String>,
+}
+
+/// Reads every part, keeping at most `limit + 1` bytes of the workflow but counting all of
+/// them, so validation problems are reported before size, as the original does.
+async fn read_yaml_form(
+    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+    limit: usize,
+) -> ApiResult<YamlForm> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "workflow_too_large",
+            "workflow too large",
+        )
+    };
+    let mut workflow: Option<Vec<u8>> = None;
+    let mut workflow_size = 0usize;
+    let mut workflow_is_text = false;
+    let mut flow_name: Option<String> = None;
+    let mut tag: Option<String> = None;
+    if let Ok(mut multipart) = multipart {
+        loop {
+            let field = match multipart.next_field().await {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(too_large()),
+                Err(e) => {
+                    return Err(ApiError::validation(vec![problem(
+                        "value_error",
+                        &[json!("body")],
+                        &format!("invalid multipart body: {e}"),
+                        Value::Null,
+                        None,
+                    )]));
+                }
+            };
+            let name = field.name().unwrap_or_default().to_string();
+            let is_file = field.file_name().is_some();
+            let mut field = field;
+            let mut data = Vec::new();
+            loop {
+                match field.chunk().await {
+                    Ok(Some(chunk)) => {
+                        if name == "workflow" {
+                            workflow_size += chunk.len();
+                            if data.len() <= limit {
+                                data.extend_from_slice(&chunk);
+                            }
+                        } else if data.len() < 64 * 1024 {
+                            data.extend_from_slice(&chunk);
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                        return Err(too_large());
+                    }
+                    Err(e) => {
+                        return Err(ApiError::validation(vec![problem(
+                            "value_error",
+                            &[json!("body"), json!(name)],
+                            &format!("invalid multipart body: {e}"),
+                            Value::Null,
+                            None,
+                        )]));
+                    }
+                }
+            }
+            match name.as_str() {
+                "workflow" if is_file => workflow = Some(data),
+                "workflow" => workflow_is_text = !data.is_empty(),
+                "flow_name" if !data.is_empty() => {
+                    flow_name = Some(String::from_utf8_lossy(&data).into_owned())
+                }
+                "tag" if !data.is_empty() => {
+                    tag = Some(String::from_utf8_lossy(&data).into_owned())
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut problems = Vec::new();
+    if workflow.is_none() {
+        if workflow_is_text {
+            problems.push(problem(
+                "value_error",
+                &[json!("body"), json!("workflow")],
+                "Value error, Expected UploadFile, received: <class 'str'>",
+                Value::Null,
+                None,
+            ));
+        } else {
+            problems.push(problem(
+                "missing",
+                &[json!("body"), json!("workflow")],
+                "Field required",
+                Value::Null,
+                None,
+            ));
+        }
+    }
+    if flow_name.is_none() {
+        problems.push(problem(
+            "missing",
+            &[json!("body"), json!("flow_name")],
+            "Field required",
+            Value::Null,
+            None,
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::validation(problems));
+    }
+    Ok(YamlForm {
+        workflow: workflow.unwrap_or_default(),
+        workflow_size,
+        flow_name: flow_name.unwrap_or_default(),
+        tag,
+    })
+}
+
+/// Parsed repeatable query parameters.
+fn query_pairs(raw: &Option<String>) -> Vec<(String, String)> {
+    raw.as_deref()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
+fn includes(pairs: &[(String, String)]) -> Vec<String> {
+    pairs
+        .iter()
+        .filter(|(k, _)| k == "include")
+        .map(|(_, v)| v.clone())
+        .collect()
+}
+
+fn wants_records(include: &[String]) -> bool {
+    include
+        .iter()
+        .any(|i| matches!(i.as_str(), "records" | "task_records" | "full" | "all"))
+}
+
+/// `GET /runs/{run_id}` (`include=records|task_records|full|all` keeps `task_records`).
+pub async fn get_run(
+    State(state): State<GatewayState>,
+    Path(run_id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let store = state.store()?;
+    let Some(doc) = store.runs.get_json(&run_id).await? else {
+        return Err(ApiError::run_not_found());
+    };
+    let mut doc = doc.value;
+    if !wants_records(&includes(&query_pairs(&query))) {
+        if let Value::Object(m) = &mut doc {
+            m.remove("task_records");
+            m.remove("task_records_truncated");
+        }
+    }
+    enrich_with_worker(&state, &mut doc).await;
+    Ok(Json(doc))
+}
+
+/// Adds `worker_alive`, `worker_state`, … when the snapshot names its worker.
+async fn enrich_with_worker(state: &GatewayState, doc: &mut Value) {
+    let Some(worker_id) = doc
+        .get("worker_id")
+        .and_then(Value::as_str)
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+    else {
+        return;
+    };
+    let Ok(store) = state.store() else { return };
+    let Ok(record) = get_worker(&store.resources.workers, &worker_id).await else {
+        return;
+    };
+    let Value::Object(m) = doc else { return };
+    match record {
+        None => {
+            m.insert("worker_alive".into(), json!(false));
+            m.insert("worker_state".into(), json!("DISCONNECTED"));
+            m.insert("worker_heartbeat_at".into(), Value::Null);
+        }
+        Some(r) => {
+            let last_seen = r.last_seen_at.or(r.heartbeat_at).unwrap_or(0.0);
+            let stale = now() - last_seen > state.config.worker_disconnect_timeout.as_secs_f64();
+            let effective = match r.state {
+                WorkerState::Running | WorkerState::Idle if stale => WorkerState::Disconnected,
+                s => s,
+            };
+            m.insert(
+                "worker_alive".into(),
+                json!(matches!(
+                    effective,
+                    WorkerState::Running | WorkerState::Idle
+                )),
+            );
+            m.insert("worker_state".into(), json!(effective.as_str()));
+            m.insert(
+                "worker_heartbeat_at".into(),
+                json!(r.last_heartbeat_at.or(r.heartbeat_at)),
+            );
+            m.insert("worker_hidden".into(), json!(r.hidden));
+            m.insert("worker_tags".into(), json!(r.tags));
+        }
+    }
+}
+
+/// `GET /runs/{run_id}/tasks`.
+pub async fn get_tasks(
+    State(state): State<GatewayState>,
+    Path(run_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let store = state.store()?;
+    let Some(doc) = store.runs.get_json(&run_id).await? else {
+        return Err(ApiError::run_not_found());
+    };
+    let doc = doc.value;
+    let field = |k: &str, default: Value| {
+        doc.get(k)
+            .filter(|v| !v.is_null())
+            .cloned()
+            .unwrap_or(default)
+    };
+    Ok(Json(json!({
+        "run_id": field("run_id", json!(run_id)),
+        "flow_name": field("flow_name", Value::Null),
+        "status": field("status", Value::Null),
+        "tasks": field("tasks", json!({})),
+        "task_records": field("task_records", json!({})),
+        "task_records_truncated": field("task_records_truncated", json!(false)),
+    })))
+}
+
+/// Keys of a list summary, in the original's order.
+const SUMMARY_KEYS: &[&str] = &[
+    "run_id",
+    "schedule_id",
+    "flow_name",
+    "tag",
+    "tags",
+    "tenant_id",
+    "api_key_id",
+    "status",
+    "updated_at",
+    "heartbeat_at",
+    "worker_id",
+    "error",
+];
+
+struct ListQuery {
+    status: Option<String>,
+    flow: Option<String>,
+    tag: Option<String>,
+    sha: Option<String>,
+    schedule_id: Option<String>,
+    updated_after: Option<f64>,
+    cursor: Option<(f64, String)>,
+    vnext: bool,
+    full: bool,
+    records: bool,
+    limit: usize,
+}
+
+fn parse_list_query(pairs: &[(String, String)]) -> ApiResult<ListQuery> {
+    let last = |k: &str| {
+        pairs
+            .iter()
+            .rev()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
+    let mut problems = Vec::new();
+    let limit = match last("limit") {
+        None => 50,
+        Some(raw) => match raw.trim().parse::<i64>() {
+            Ok(n) if n < 1 => {
+                problems.push(problem(
+                    "greater_than_equal",
+                    &[json!("query"), json!("limit")],
+                    "Input should be greater than or equal to 1",
+                    json!(raw),
+                    Some(json!({"ge": 1})),
+                ));
+                50
+            }
+            Ok(n) if n > 200 => {
+                problems.push(problem(
+                    "less_than_equal",
+                    &[json!("query"), json!("limit")],
+                    "Input should be less than or equal to 200",
+                    json!(raw),
+                    Some(json!({"le": 200})),
+                ));
+                50
+            }
+            Ok(n) => n as usize,
+            Err(_) => {
+                problems.push(problem(
+                    "int_parsing",
+                    &[json!("query"), json!("limit")],
+                    "Input should be a valid integer, unable to parse string as an integer",
+                    json!(raw),
+                    None,
+                ));
+                50
+            }
+        },
+    };
+    let updated_after = match last("updated_after") {
+        None => None,
+        Some(raw) => match raw.trim().parse::<f64>() {
+            Ok(f) if f.is_finite() => Some(f),
+            _ => {
+                problems.push(problem(
+                    "float_parsing",
+                    &[json!("query"), json!("updated_after")],
+                    "Input should be a valid number, unable to parse string as a number",
+                    json!(raw),
+                    None,
+                ));
+                None
+            }
+        },
+    };
+    if !problems.is_empty() {
+        return Err(ApiError::validation(problems));
+    }
+    let cursor_raw = last("cursor");
+    let cursor = match cursor_raw.as_deref().filter(|c| !c.is_empty()) {
+        None => None,
+        Some(c) => Some(decode_cursor(c).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_list_query",
+                "invalid list query",
+            )
+        })?),
+    };
+    let sha = last("workflow_yaml_sha256").filter(|s| !s.is_empty());
+    let include = includes(pairs);
+    Ok(ListQuery {
+        status: last("status").filter(|s| !s.is_empty()),
+        flow: last("flow").filter(|s| !s.is_empty()),
+        tag: last("tag").filter(|s| !s.is_empty()),
+        schedule_id: last("schedule_id").filter(|s| !s.is_empty()),
+        vnext: sha.is_some() || updated_after.is_some() || cursor_raw.is_some(),
+        sha,
+        updated_after,
+        cursor,
+        full: include.iter().any(|i| i == "full" || i == "all"),
+        records: include
+            .iter()
+            .any(|i| i == "records" || i == "task_records"),
+        limit,
+    })
+}
+
+/// The original's cursor: base64url (no padding) of `{"u": updated_at, "r": run_id}`.
+pub fn encode_cursor(updated_at: f64, run_id: &str) -> String {
+    let json = json!({"u": updated_at, "r": run_id}).to_string();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+}
+
+fn decode_cursor(cursor: &str) -> Option<(f64, String)> {
+    let cleaned: String = cursor
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cleaned)
+        .ok()?;
+    let v: Value = serde_json::from_slice(&bytes).ok()?;
+    let u = match v.get("u")? {
+        Value::Number(n) => n.as_f64()?,
+        Value::String(s) => s.parse().ok()?,
+        _ => return None,
+    };
+    let r = match v.get("r")? {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    Some((u, r))
+}
+
+/// `GET /runs`: compat mode returns an array; diff mode (`updated_after`, `cursor` or
+/// `workflow_yaml_sha256`) returns `{items, next_cursor}`. An empty store lists `[]`.
+pub async fn list(
+    State(state): State<GatewayState>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let q = parse_list_query(&query_pairs(&query))?;
+    let store = state.store()?;
+    let keys = store.runs.keys().await?;
+    let runs = &store.runs;
+    let docs: Vec<Value> = futures::stream::iter(keys)
+        .map(|key| async move { runs.get_raw(&key).await })
+        .buffer_unordered(32)
+        .filter_map(|r| async move {
+            match r {
+                Ok(Some(v)) => lenient::from_slice::<Value>(&v.value).ok(),
+                _ => None,
+            }
+        })
+        .collect()
+        .await;
+    let matches = |doc: &Value, key: &str, want: &Option<String>| match want {
+        None => true,
+        Some(w) => doc.get(key).and_then(Value::as_str) == Some(w.as_str()),
+    };
+    let mut items: Vec<(f64, String, Value)> = docs
+        .into_iter()
+        .filter(|d| {
+            matches(d, "status", &q.status)
+                && matches(d, "flow_name", &q.flow)
+                && matches(d, "tag", &q.tag)
+                && matches(d, "workflow_yaml_sha256", &q.sha)
+                && matches(d, "schedule_id", &q.schedule_id)
+        })
+        .map(|d| {
+            let u = d.get("updated_at").and_then(Value::as_f64).unwrap_or(0.0);
+            let r = d
+                .get("run_id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            (u, r, d)
+        })
+        .filter(|(u, _, _)| q.updated_after.is_none_or(|after| *u > after))
+        .filter(|(u, r, _)| {
+            q.cursor
+                .as_ref()
+                .is_none_or(|(cu, cr)| (*u, r.as_str()) < (*cu, cr.as_str()))
+        })
+        .collect();
+    items.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| b.1.cmp(&a.1)));
+    let more = items.len() > q.limit;
+    items.truncate(q.limit);
+    let next_cursor = if more {
+        items.last().map(|(u, r, _)| encode_cursor(*u, r))
+    } else {
+        None
+    };
+    let page: Vec<Value> = items
+        .into_iter()
+        .map(|(_, _, d)| project(d, q.full, q.records))
+        .collect();
+    if q.vnext {
+        Ok(Json(json!({"items": page, "next_cursor": next_cursor})))
+    } else {
+        Ok(Json(Value::Array(page)))
+    }
+}
+
+fn project(doc: Value, full: bool, records: bool) -> Value {
+    let Value::Object(mut m) = doc else {
+        return doc;
+    };
+    if full {
+        if !records {
+            m.remove("task_records");
+            m.remove("task_records_truncated");
+        }
+        return Value::Object(m);
+    }
+    let mut out = Map::new();
+    for key in SUMMARY_KEYS {
+        if let Some(v) = m.remove(*key) {
+            out.insert((*key).to_string(), v);
+        }
+    }
+    Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_round_trips_and_matches_the_original_encoding() {
+        let c = encode_cursor(1795313038.6524687, "502db55a-29e3-47d2-999c-e421d6cc10e3");
+        assert_eq!(
+            c,
+            "eyJ1IjoxNzk1MzEzMDM4LjY1MjQ2ODcsInIiOiI1MDJkYjU1YS0yOWUzLTQ3ZDItOTk5Yy1lNDIxZDZjYzEwZTMifQ"
+        );
+        assert_eq!(
+            decode_cursor(&c),
+            Some((
+                1795313038.6524687,
+                "502db55a-29e3-47d2-999c-e421d6cc10e3".into()
+            ))
+        );
+        assert_eq!(decode_cursor("abc"), None);
+    }
+}

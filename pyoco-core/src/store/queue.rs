@@ -1,0 +1,113 @@
+//! The work queue: publishing jobs with de-duplication, per-tag durable consumers.
+
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, consumer, context::PublishErrorKind};
+use bytes::Bytes;
+
+use super::{Layout, StoreError};
+use crate::config::Config;
+
+/// How often a publish whose outcome is unknown (timeout) is retried with the same
+/// `Nats-Msg-Id` before giving up.
+const PUBLISH_ATTEMPTS: u32 = 3;
+
+/// Publishes `payload` on `subject` into `stream`, with `Nats-Msg-Id: <msg_id>` so a retried
+/// publish is de-duplicated by the stream. Returns `Ok(true)` when it was new, `Ok(false)`
+/// when the stream already had it.
+///
+/// An error means the message was *definitely* not stored, except for
+/// [`StoreError::Unavailable`], whose outcome is unknown.
+pub async fn publish_deduplicated(
+    js: &jetstream::Context,
+    stream: &str,
+    subject: &str,
+    msg_id: &str,
+    payload: Bytes,
+) -> Result<bool, StoreError> {
+    let mut last = None;
+    for _ in 0..PUBLISH_ATTEMPTS {
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", msg_id);
+        headers.insert("Nats-Expected-Stream", stream);
+        let sent = js
+            .publish_with_headers(subject.to_string(), headers, payload.clone())
+            .await;
+        let ack = match sent {
+            Ok(ack) => ack.await,
+            Err(e) => Err(e),
+        };
+        match ack {
+            Ok(ack) => return Ok(!ack.duplicate),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe
+                ) =>
+            {
+                last = Some(e);
+            }
+            Err(e) => {
+                return Err(StoreError::Failed {
+                    op: "publish job",
+                    message: e.to_string(),
+                });
+            }
+        }
+    }
+    Err(StoreError::Unavailable {
+        op: "publish job",
+        message: last.map(|e| e.to_string()).unwrap_or_default(),
+    })
+}
+
+/// Publishes without de-duplication (DLQ messages).
+pub async fn publish(
+    js: &jetstream::Context,
+    stream: &str,
+    subject: &str,
+    payload: Bytes,
+) -> Result<(), StoreError> {
+    let mut headers = HeaderMap::new();
+    headers.insert("Nats-Expected-Stream", stream);
+    let ack = js
+        .publish_with_headers(subject.to_string(), headers, payload)
+        .await
+        .map_err(|e| StoreError::nats("publish", e))?;
+    ack.await
+        .map(|_| ())
+        .map_err(|e| StoreError::nats("publish", e))
+}
+
+/// Creates or updates the durable pull consumer of `tag` (`pyoco_workers_<tag>`, filter
+/// `pyoco.work.<tag>`) with this worker's ack wait, max deliver and max ack pending, as the
+/// original does (the last worker to start wins).
+pub async fn ensure_consumer(
+    js: &jetstream::Context,
+    layout: &Layout,
+    config: &Config,
+    tag: &str,
+) -> Result<consumer::PullConsumer, StoreError> {
+    let stream = js
+        .get_stream(&layout.work_stream)
+        .await
+        .map_err(|e| StoreError::nats("get work stream", e))?;
+    let name = layout.consumer_name(tag);
+    let consumer_config = consumer::pull::Config {
+        durable_name: Some(name.clone()),
+        filter_subject: layout.work_subject(tag),
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: config.consumer_ack_wait,
+        max_deliver: config.consumer_max_deliver,
+        max_ack_pending: config.consumer_max_ack_pending,
+        ..Default::default()
+    };
+    stream
+        .create_consumer(consumer_config)
+        .await
+        .map_err(|e| StoreError::nats("create consumer", e))
+}
+
+/// How long a NAK asks the server to wait before redelivering (the original's fixed 2 s).
+pub const NAK_DELAY: Duration = Duration::from_secs(2);

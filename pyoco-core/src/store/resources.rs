@@ -1,0 +1,170 @@
+//! `ensure_resources`: the original's streams, KV buckets and object store, created when
+//! missing and never modified when present (whoever created them first decides their config).
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv, object_store, stream};
+
+use super::StoreError;
+use crate::config::Config;
+
+/// Handles on every bucket, bound once.
+#[derive(Clone)]
+pub struct Resources {
+    pub runs: kv::Store,
+    pub workers: kv::Store,
+    pub auth: kv::Store,
+    pub schedules: kv::Store,
+    pub bundles: kv::Store,
+    pub run_relations: kv::Store,
+    pub wheel_history: kv::Store,
+    pub wheels: object_store::ObjectStore,
+}
+
+impl std::fmt::Debug for Resources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resources")
+            .field("runs", &self.runs.name)
+            .field("workers", &self.workers.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Makes sure every resource exists and returns handles on the buckets. Idempotent and safe
+/// to race: a create that loses to another process falls back to binding the winner's.
+pub async fn ensure_resources(
+    js: &jetstream::Context,
+    config: &Config,
+) -> Result<Resources, StoreError> {
+    ensure_stream(
+        js,
+        stream::Config {
+            name: config.work_stream.clone(),
+            subjects: vec![format!("{}.>", config.work_subject_prefix)],
+            retention: stream::RetentionPolicy::WorkQueue,
+            storage: stream::StorageType::File,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        },
+    )
+    .await?;
+    ensure_stream(
+        js,
+        stream::Config {
+            name: config.dlq_stream.clone(),
+            subjects: vec![format!("{}.>", config.dlq_subject_prefix)],
+            retention: stream::RetentionPolicy::Limits,
+            storage: stream::StorageType::File,
+            max_age: config.dlq_max_age,
+            max_messages: config.dlq_max_msgs,
+            max_bytes: config.dlq_max_bytes,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let bucket = |name: &str, history: i64, max_age: Duration| kv::Config {
+        bucket: name.to_string(),
+        history,
+        max_age,
+        storage: stream::StorageType::File,
+        ..Default::default()
+    };
+    let runs = ensure_kv(js, bucket(&config.runs_kv_bucket, 1, Duration::ZERO)).await?;
+    let workers = ensure_kv(
+        js,
+        bucket(&config.workers_kv_bucket, 1, config.workers_kv_ttl),
+    )
+    .await?;
+    let auth = ensure_kv(js, bucket(&config.auth_kv_bucket, 1, Duration::ZERO)).await?;
+    let schedules = ensure_kv(
+        js,
+        bucket(&config.yaml_schedules_kv_bucket, 5, Duration::ZERO),
+    )
+    .await?;
+    let bundles = ensure_kv(
+        js,
+        bucket(&config.workflow_bundles_kv_bucket, 1, Duration::ZERO),
+    )
+    .await?;
+    let run_relations = ensure_kv(
+        js,
+        bucket(&config.run_relations_kv_bucket, 1, Duration::ZERO),
+    )
+    .await?;
+    let wheel_history = ensure_kv(
+        js,
+        bucket(&config.wheel_history_kv_bucket, 1, config.wheel_history_ttl),
+    )
+    .await?;
+    let wheels = match js.get_object_store(&config.wheel_object_store_bucket).await {
+        Ok(store) => store,
+        Err(_) => {
+            let created = js
+                .create_object_store(object_store::Config {
+                    bucket: config.wheel_object_store_bucket.clone(),
+                    max_bytes: i64::try_from(config.wheel_max_bytes).unwrap_or(i64::MAX),
+                    storage: stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await;
+            match created {
+                Ok(store) => store,
+                Err(e) => js
+                    .get_object_store(&config.wheel_object_store_bucket)
+                    .await
+                    .map_err(|_| StoreError::nats("create object store", e))?,
+            }
+        }
+    };
+    Ok(Resources {
+        runs,
+        workers,
+        auth,
+        schedules,
+        bundles,
+        run_relations,
+        wheel_history,
+        wheels,
+    })
+}
+
+async fn ensure_stream(js: &jetstream::Context, config: stream::Config) -> Result<(), StoreError> {
+    match js.get_stream(&config.name).await {
+        Ok(_) => Ok(()),
+        Err(e)
+            if matches!(
+                e.kind(),
+                jetstream::context::GetStreamErrorKind::JetStream(_)
+            ) =>
+        {
+            let name = config.name.clone();
+            match js.create_stream(config).await {
+                Ok(_) => Ok(()),
+                // Lost a race with another process: the stream exists now.
+                Err(create) => js
+                    .get_stream(&name)
+                    .await
+                    .map(|_| ())
+                    .map_err(|_| StoreError::nats("create stream", create)),
+            }
+        }
+        Err(e) => Err(StoreError::nats("get stream", e)),
+    }
+}
+
+async fn ensure_kv(js: &jetstream::Context, config: kv::Config) -> Result<kv::Store, StoreError> {
+    match js.get_key_value(&config.bucket).await {
+        Ok(store) => Ok(store),
+        Err(e) if e.kind() == jetstream::context::KeyValueErrorKind::GetBucket => {
+            let bucket = config.bucket.clone();
+            match js.create_key_value(config).await {
+                Ok(store) => Ok(store),
+                Err(create) => js
+                    .get_key_value(&bucket)
+                    .await
+                    .map_err(|_| StoreError::nats("create kv bucket", create)),
+            }
+        }
+        Err(e) => Err(StoreError::nats("get kv bucket", e)),
+    }
+}

@@ -1,0 +1,198 @@
+//! Run snapshots in the runs bucket. Every change after creation is compare-and-set on the KV
+//! revision (DESIGN §4): read, apply the change to the fresh document, `update(rev)`, and on a
+//! conflict start over. That is what keeps a cancel from being overwritten by progress.
+
+use async_nats::jetstream::kv;
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_json::Value;
+
+use super::StoreError;
+use crate::model::{RunSnapshot, json};
+
+/// A document with the KV revision it was read at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub revision: u64,
+}
+
+/// What an update closure decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Write the modified document.
+    Write,
+    /// Leave the stored document as it is.
+    Keep,
+}
+
+/// How many conflicting writes an update retries before giving up (each retry re-reads).
+const MAX_CAS_ATTEMPTS: u32 = 64;
+
+/// Run snapshots with create-if-absent and compare-and-set updates.
+#[derive(Debug, Clone)]
+pub struct RunStore {
+    kv: kv::Store,
+    compact_limit: usize,
+}
+
+impl RunStore {
+    pub fn new(kv: kv::Store, compact_limit: usize) -> RunStore {
+        RunStore { kv, compact_limit }
+    }
+
+    /// The bucket handle (for watches and listing).
+    pub fn bucket(&self) -> &kv::Store {
+        &self.kv
+    }
+
+    /// Creates the snapshot; fails with [`StoreError::AlreadyExists`] if the key exists.
+    pub async fn create(&self, snapshot: &mut RunSnapshot) -> Result<u64, StoreError> {
+        let bytes =
+            snapshot
+                .to_compact_json(self.compact_limit)
+                .map_err(|e| StoreError::Failed {
+                    op: "encode snapshot",
+                    message: e.to_string(),
+                })?;
+        match self.kv.create(&snapshot.run_id, Bytes::from(bytes)).await {
+            Ok(rev) => Ok(rev),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                Err(StoreError::AlreadyExists {
+                    key: snapshot.run_id.clone(),
+                })
+            }
+            Err(e) => Err(StoreError::nats("create run snapshot", e)),
+        }
+    }
+
+    /// The raw stored document and its revision (`None` if absent or deleted).
+    pub async fn get_raw(&self, run_id: &str) -> Result<Option<Versioned<Bytes>>, StoreError> {
+        if !is_valid_key(run_id) {
+            return Ok(None);
+        }
+        match self.kv.entry(run_id).await {
+            Ok(Some(entry)) if entry.operation == kv::Operation::Put => Ok(Some(Versioned {
+                value: entry.value,
+                revision: entry.revision,
+            })),
+            Ok(_) => Ok(None),
+            Err(e) => Err(StoreError::nats("get run snapshot", e)),
+        }
+    }
+
+    /// The stored document as JSON, unknown fields and all.
+    pub async fn get_json(&self, run_id: &str) -> Result<Option<Versioned<Value>>, StoreError> {
+        match self.get_raw(run_id).await? {
+            None => Ok(None),
+            Some(v) => {
+                let value = json::from_slice(&v.value).map_err(|e| StoreError::Corrupt {
+                    key: run_id.to_string(),
+                    message: e.to_string(),
+                })?;
+                Ok(Some(Versioned {
+                    value,
+                    revision: v.revision,
+                }))
+            }
+        }
+    }
+
+    /// The typed snapshot.
+    pub async fn get(&self, run_id: &str) -> Result<Option<Versioned<RunSnapshot>>, StoreError> {
+        match self.get_raw(run_id).await? {
+            None => Ok(None),
+            Some(v) => {
+                let value = json::from_slice(&v.value).map_err(|e| StoreError::Corrupt {
+                    key: run_id.to_string(),
+                    message: e.to_string(),
+                })?;
+                Ok(Some(Versioned {
+                    value,
+                    revision: v.revision,
+                }))
+            }
+        }
+    }
+
+    /// Compare-and-set update: `change` is applied to the freshest document until a write
+    /// lands or `change` returns [`Change::Keep`]. Returns the document as stored afterwards
+    /// (`None` when the run does not exist). `change` must be idempotent: it can run more than
+    /// once.
+    pub async fn update<F>(
+        &self,
+        run_id: &str,
+        mut change: F,
+    ) -> Result<Option<Versioned<RunSnapshot>>, StoreError>
+    where
+        F: FnMut(&mut RunSnapshot) -> Change,
+    {
+        for _ in 0..MAX_CAS_ATTEMPTS {
+            let Some(mut current) = self.get(run_id).await? else {
+                return Ok(None);
+            };
+            if change(&mut current.value) == Change::Keep {
+                return Ok(Some(current));
+            }
+            let bytes = current
+                .value
+                .to_compact_json(self.compact_limit)
+                .map_err(|e| StoreError::Failed {
+                    op: "encode snapshot",
+                    message: e.to_string(),
+                })?;
+            match self
+                .kv
+                .update(run_id, Bytes::from(bytes), current.revision)
+                .await
+            {
+                Ok(revision) => {
+                    return Ok(Some(Versioned {
+                        value: current.value,
+                        revision,
+                    }));
+                }
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
+                // Outcome unknown: re-read and re-apply; the change is idempotent.
+                Err(e) if e.kind() == kv::UpdateErrorKind::TimedOut => continue,
+                Err(e) => return Err(StoreError::nats("update run snapshot", e)),
+            }
+        }
+        Err(StoreError::Contended {
+            key: run_id.to_string(),
+            attempts: MAX_CAS_ATTEMPTS,
+        })
+    }
+
+    /// Deletes the snapshot (used when a submit's publish definitely failed).
+    pub async fn delete(&self, run_id: &str) -> Result<(), StoreError> {
+        self.kv
+            .delete(run_id)
+            .await
+            .map_err(|e| StoreError::nats("delete run snapshot", e))
+    }
+
+    /// Every stored run id. An empty bucket is an empty list, never an error.
+    pub async fn keys(&self) -> Result<Vec<String>, StoreError> {
+        let mut keys = self
+            .kv
+            .keys()
+            .await
+            .map_err(|e| StoreError::nats("list run keys", e))?;
+        let mut out = Vec::new();
+        while let Some(key) = keys.next().await {
+            out.push(key.map_err(|e| StoreError::nats("list run keys", e))?);
+        }
+        Ok(out)
+    }
+}
+
+/// KV keys may not be empty, contain spaces or wildcards, or start/end with a dot.
+pub fn is_valid_key(key: &str) -> bool {
+    !key.is_empty()
+        && !key.starts_with('.')
+        && !key.ends_with('.')
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'=' | b'/'))
+}

@@ -1,0 +1,119 @@
+//! Submitting a run: PENDING snapshot with KV create, then the job with `Nats-Msg-Id =
+//! run_id`; if the publish definitely failed the snapshot is deleted so no orphan remains.
+
+use bytes::Bytes;
+use serde_json::{Map, Value};
+
+use super::{Store, StoreError};
+use crate::model::{Job, RunSnapshot, is_valid_tag, new_run_id, now};
+
+/// A workflow YAML travelling with the job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct YamlPayload {
+    pub text: String,
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+/// Everything needed to create a run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NewRun {
+    pub flow_name: String,
+    pub params: Map<String, Value>,
+    /// Routing tag; `None` means `PYOCO_DEFAULT_TAG`.
+    pub tag: Option<String>,
+    /// Informational tags; empty means `[tag]`.
+    pub tags: Vec<String>,
+    pub tenant_id: Option<String>,
+    pub api_key_id: Option<String>,
+    pub yaml: Option<YamlPayload>,
+}
+
+/// Why a submit failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubmitError {
+    #[error("invalid tag {0:?}: use letters, digits, '_' or '-'")]
+    InvalidTag(String),
+    #[error("flow_name must not be empty")]
+    EmptyFlowName,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Store {
+    /// Creates the run and queues its job. Returns the run id once the job is stored.
+    pub async fn submit(&self, new: NewRun) -> Result<String, SubmitError> {
+        if new.flow_name.trim().is_empty() {
+            return Err(SubmitError::EmptyFlowName);
+        }
+        let tag = new
+            .tag
+            .clone()
+            .unwrap_or_else(|| self.config.default_tag.clone());
+        if !is_valid_tag(&tag) {
+            return Err(SubmitError::InvalidTag(tag));
+        }
+        let tags = if new.tags.is_empty() {
+            vec![tag.clone()]
+        } else {
+            new.tags.clone()
+        };
+        let run_id = new_run_id();
+
+        let mut snapshot = RunSnapshot::pending(
+            &run_id,
+            &new.flow_name,
+            &tag,
+            tags.clone(),
+            new.params.clone(),
+        );
+        snapshot.tenant_id = new.tenant_id.clone();
+        snapshot.api_key_id = new.api_key_id.clone();
+        if let Some(yaml) = &new.yaml {
+            snapshot.workflow_yaml_sha256 = Some(yaml.sha256.clone());
+            snapshot.workflow_yaml_bytes = Some(yaml.bytes);
+        }
+        self.runs.create(&mut snapshot).await?;
+
+        let job = Job {
+            run_id: run_id.clone(),
+            flow_name: new.flow_name,
+            tag: tag.clone(),
+            tags,
+            tenant_id: new.tenant_id,
+            api_key_id: new.api_key_id,
+            params: new.params,
+            submitted_at: now(),
+            workflow_yaml: new.yaml.as_ref().map(|y| y.text.clone()),
+            workflow_yaml_sha256: new.yaml.as_ref().map(|y| y.sha256.clone()),
+            workflow_yaml_bytes: new.yaml.as_ref().map(|y| y.bytes),
+            schedule_id: new.yaml.as_ref().map(|_| None),
+            extra: Map::new(),
+        };
+        let payload = serde_json::to_vec(&job).map_err(|e| StoreError::Failed {
+            op: "encode job",
+            message: e.to_string(),
+        })?;
+        let subject = self.layout.work_subject(&tag);
+        let published = super::queue::publish_deduplicated(
+            &self.js,
+            &self.layout.work_stream,
+            &subject,
+            &run_id,
+            Bytes::from(payload),
+        )
+        .await;
+        if let Err(e) = published {
+            // Definitely not queued, or still unknown after retries: either way the caller is
+            // told it failed, so remove the snapshot. A worker that still receives the job
+            // finds no snapshot and drops it (see worker::process).
+            if let Err(del) = self.runs.delete(&run_id).await {
+                tracing::warn!(run_id = %run_id, error = %del, "could not delete snapshot of a failed submit");
+            }
+            return Err(e.into());
+        }
+        tracing::debug!(run_id = %run_id, %subject, "run submitted");
+        Ok(run_id)
+    }
+}

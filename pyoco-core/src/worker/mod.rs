@@ -1,0 +1,241 @@
+//! The worker: pulls jobs from one durable consumer per tag (`pyoco_workers_<tag>`), runs
+//! each flow with the engine, keeps the run snapshot current with compare-and-set writes, and
+//! acks only after the terminal snapshot is stored.
+//!
+//! Failure handling (DESIGN §5): a bad job is TERMed and dead-lettered (`invalid_job`); an
+//! unknown flow ends FAILED (+ `flow_not_found`); a task failure ends FAILED (+
+//! `execution_error` when configured); a NATS error NAKs with a delay, and once the consumer's
+//! delivery limit is reached the run is failed and dead-lettered (`max_deliveries`) instead of
+//! looping forever.
+
+mod process;
+mod registry;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::PullConsumer;
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::flow::tasks::Registry;
+use crate::model::is_valid_tag;
+use crate::store::{Store, queue};
+use registry::RegistryHeartbeat;
+
+/// What one `run_once` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Processed {
+    /// No message arrived within the timeout.
+    Idle,
+    /// A job was handled; the run id and what became of the message.
+    Job {
+        run_id: String,
+        disposition: Disposition,
+    },
+    /// A message that was not a job: dead-lettered and terminated.
+    Invalid,
+}
+
+/// What happened to a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Acked: the run reached a terminal state (or was already terminal).
+    Acked,
+    /// NAKed for redelivery after a transient failure.
+    Retried,
+    /// Handed back because the worker is shutting down.
+    HandedBack,
+    /// Terminated after the last allowed delivery.
+    GaveUp,
+}
+
+/// A worker process's connection to the queue.
+#[derive(Debug)]
+pub struct Worker {
+    store: Store,
+    registry: Arc<Registry>,
+    worker_id: String,
+    tags: Vec<String>,
+    consumers: Vec<(String, PullConsumer)>,
+    /// Round-robin start position so a busy tag cannot starve the others.
+    next_tag: usize,
+    heartbeat: RegistryHeartbeat,
+    /// Set when shutdown starts; a running flow gets `shutdown_grace` to finish.
+    shutdown: CancellationToken,
+    shutdown_grace: Duration,
+}
+
+impl Worker {
+    /// Connects, ensures resources, creates or updates one consumer per tag, and registers the
+    /// worker (IDLE). Empty tags fall back to `PYOCO_DEFAULT_TAG`; a tag with a dot or another
+    /// invalid character is an error.
+    pub async fn connect(
+        config: Config,
+        registry: Registry,
+        worker_id: &str,
+        tags: &[String],
+    ) -> Result<Worker, Error> {
+        let mut clean: Vec<String> = Vec::new();
+        for tag in tags.iter().map(|t| t.trim()).filter(|t| !t.is_empty()) {
+            if !is_valid_tag(tag) {
+                return Err(Error::InvalidArgument(format!(
+                    "invalid tag {tag:?}: tags may only contain letters, digits, '_' and '-'"
+                )));
+            }
+            if !clean.iter().any(|t| t == tag) {
+                clean.push(tag.to_string());
+            }
+        }
+        if clean.is_empty() {
+            clean.push(config.default_tag.clone());
+        }
+        if worker_id.trim().is_empty() || !crate::store::runs::is_valid_key(worker_id) {
+            return Err(Error::InvalidArgument(format!(
+                "invalid worker id {worker_id:?}: use letters, digits, '-', '_' or '.'"
+            )));
+        }
+        let config = Arc::new(config);
+        let store =
+            Store::connect(config.clone(), &format!("pyoco-nats-worker:{worker_id}")).await?;
+        let mut consumers = Vec::new();
+        for tag in &clean {
+            consumers.push((
+                tag.clone(),
+                queue::ensure_consumer(&store.js, &store.layout, &config, tag).await?,
+            ));
+        }
+        let heartbeat = RegistryHeartbeat::start(&store, worker_id, &clean).await?;
+        tracing::info!(worker_id, tags = ?clean, "worker connected");
+        Ok(Worker {
+            store,
+            registry: Arc::new(registry),
+            worker_id: worker_id.to_string(),
+            tags: clean,
+            consumers,
+            next_tag: 0,
+            heartbeat,
+            shutdown: CancellationToken::new(),
+            shutdown_grace: Duration::from_secs(10),
+        })
+    }
+
+    /// How long a running flow may still run once shutdown starts before it is handed back to
+    /// the queue (default 10 s).
+    pub fn set_shutdown_grace(&mut self, grace: Duration) {
+        self.shutdown_grace = grace;
+    }
+
+    pub fn worker_id(&self) -> &str {
+        &self.worker_id
+    }
+
+    pub fn tags(&self) -> &[String] {
+        &self.tags
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Waits up to `timeout` for one job and processes it completely.
+    pub async fn run_once(&mut self, timeout: Duration) -> Result<Processed, Error> {
+        let Some(msg) = self.next_message(timeout).await? else {
+            return Ok(Processed::Idle);
+        };
+        Ok(self.process(msg).await)
+    }
+
+    /// Processes jobs until `shutdown` resolves (e.g. SIGINT/SIGTERM), then lets the current
+    /// run finish (or hands it back after the grace period) and marks the worker
+    /// `STOPPED_GRACEFUL`.
+    pub async fn run<F>(mut self, shutdown: F) -> Result<(), Error>
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let token = self.shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            token.cancel();
+        });
+        while !self.shutdown.is_cancelled() {
+            match self.run_once(Duration::from_secs(1)).await {
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, worker_id = %self.worker_id, "poll failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        _ = self.shutdown.cancelled() => {}
+                    }
+                }
+            }
+        }
+        self.close().await;
+        Ok(())
+    }
+
+    /// Marks the worker STOPPED_GRACEFUL and stops its heartbeat.
+    pub async fn close(self) {
+        self.heartbeat.stop().await;
+        self.store.client.flush().await.ok();
+        tracing::info!(worker_id = %self.worker_id, "worker stopped");
+    }
+
+    /// Fetches one message, polling the tags fairly: one tag is long-polled; several are
+    /// polled round-robin, starting one further each time.
+    async fn next_message(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Option<async_nats::jetstream::Message>, Error> {
+        if timeout.is_zero() || self.consumers.is_empty() {
+            return Ok(None);
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        let n = self.consumers.len();
+        loop {
+            let start = self.next_tag % n;
+            self.next_tag = self.next_tag.wrapping_add(1);
+            for k in 0..n {
+                let (tag, consumer) = &self.consumers[(start + k) % n];
+                let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+                let wait = if n == 1 {
+                    remaining
+                } else {
+                    remaining.min(Duration::from_millis(100))
+                };
+                if wait < Duration::from_millis(1) {
+                    return Ok(None);
+                }
+                let mut batch = match consumer
+                    .batch()
+                    .max_messages(1)
+                    .expires(wait)
+                    .messages()
+                    .await
+                {
+                    Ok(b) => b,
+                    Err(e) => {
+                        return Err(crate::store::StoreError::nats(
+                            "pull",
+                            format!("tag {tag}: {e}"),
+                        )
+                        .into());
+                    }
+                };
+                if let Some(item) = batch.next().await {
+                    match item {
+                        Ok(msg) => return Ok(Some(msg)),
+                        Err(e) => {
+                            tracing::debug!(tag = %tag, error = %e, "pull ended without a message");
+                        }
+                    }
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+        }
+    }
+}

@@ -1,0 +1,519 @@
+//! Processing one message: decode, claim the run with compare-and-set, run the flow while a
+//! writer task keeps the snapshot current, write the terminal snapshot, then ack.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{AckKind, Message};
+use serde_json::{Map, Value};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{Disposition, Processed, Worker};
+use crate::flow::engine::{EngineState, Outcome, RunInfo, run_flow};
+use crate::flow::tasks::FlowLookupError;
+use crate::flow::yaml::{FlowSpec, parse_flow_yaml};
+use crate::model::{DlqReason, InvalidJob, Job, RunSnapshot, RunStatus, now};
+use crate::store::{Change, RunStore, StoreError, Versioned, queue::NAK_DELAY};
+
+/// Progress writes are coalesced to at most one per this interval (the original's 0.25 s);
+/// the terminal write is never delayed.
+const FLUSH_INTERVAL: Duration = Duration::from_millis(250);
+
+/// How long the terminal write keeps retrying through a NATS outage before the message is
+/// handed back for redelivery.
+const TERMINAL_WRITE_PATIENCE: Duration = Duration::from_secs(120);
+
+enum Exec {
+    /// The run is terminal (or was never ours to run): ack.
+    Done,
+    /// Shutdown: give the message back for another worker.
+    HandBack,
+}
+
+impl Worker {
+    pub(super) async fn process(&mut self, msg: Message) -> Processed {
+        let msg = Arc::new(msg);
+        let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
+        let job = match Job::decode(&msg.payload) {
+            Ok(job) => job,
+            Err(e) => {
+                self.dead_letter_invalid(&msg, delivered, &e).await;
+                if let Err(err) = msg.ack_with(AckKind::Term).await {
+                    tracing::warn!(error = %err, "could not TERM an invalid job");
+                }
+                return Processed::Invalid;
+            }
+        };
+        let stop_progress = CancellationToken::new();
+        let progress = spawn_ack_progress(
+            msg.clone(),
+            self.store.config.effective_ack_progress_interval(),
+            stop_progress.clone(),
+        );
+        let result = self.execute(&job).await;
+        stop_progress.cancel();
+        if let Some(task) = progress {
+            task.await.ok();
+        }
+        let disposition = match result {
+            Ok(Exec::Done) => {
+                if let Err(e) = msg.ack().await {
+                    // The run is terminal, so a redelivery is acked and skipped.
+                    tracing::warn!(run_id = %job.run_id, error = %e, "ack failed");
+                }
+                Disposition::Acked
+            }
+            Ok(Exec::HandBack) => {
+                msg.ack_with(AckKind::Nak(None)).await.ok();
+                Disposition::HandedBack
+            }
+            Err(e) => self.retry_or_give_up(&msg, &job, delivered, e).await,
+        };
+        Processed::Job {
+            run_id: job.run_id,
+            disposition,
+        }
+    }
+
+    /// A transient failure: NAK with a delay, unless this was the last allowed delivery.
+    async fn retry_or_give_up(
+        &self,
+        msg: &Message,
+        job: &Job,
+        delivered: i64,
+        error: StoreError,
+    ) -> Disposition {
+        let max = self.store.config.consumer_max_deliver;
+        self.heartbeat.run_finished(&job.run_id, "FAILED").await;
+        if max > 0 && delivered >= max {
+            let reason = format!("gave up after {delivered} deliveries: {error}");
+            tracing::error!(run_id = %job.run_id, %reason, "job failed for the last time");
+            self.store
+                .publish_dlq(
+                    &job.tag,
+                    DlqReason::MaxDeliveries,
+                    Some(&reason),
+                    self.dlq_context(job),
+                )
+                .await;
+            if let Err(e) = self.fail_run(job, &reason).await {
+                tracing::error!(run_id = %job.run_id, error = %e, "could not mark the run FAILED");
+            }
+            msg.ack_with(AckKind::Term).await.ok();
+            return Disposition::GaveUp;
+        }
+        tracing::error!(run_id = %job.run_id, error = %error, delivered, "transient nats error during job processing; will retry");
+        msg.ack_with(AckKind::Nak(Some(NAK_DELAY))).await.ok();
+        Disposition::Retried
+    }
+
+    async fn execute(&self, job: &Job) -> Result<Exec, StoreError> {
+        let runs = &self.store.runs;
+        let Some(current) = runs.get(&job.run_id).await? else {
+            // The submitter rolled the run back (its publish failed), or it was deleted.
+            tracing::warn!(run_id = %job.run_id, "job has no run snapshot; dropping it");
+            return Ok(Exec::Done);
+        };
+        let status = current.value.status;
+        if status.is_terminal() {
+            tracing::info!(run_id = %job.run_id, %status, "run already terminal; skipping redelivered job");
+            return Ok(Exec::Done);
+        }
+        if status == RunStatus::PendingApproval {
+            tracing::warn!(run_id = %job.run_id, "run awaits approval; dropping its job");
+            return Ok(Exec::Done);
+        }
+        if current.value.cancel_requested() {
+            // Cancelled before any worker ran it: finish it without running anything.
+            self.finish(
+                job,
+                &EngineState::default(),
+                RunStatus::Cancelled,
+                None,
+                None,
+            )
+            .await?;
+            self.heartbeat.run_finished(&job.run_id, "CANCELLED").await;
+            return Ok(Exec::Done);
+        }
+
+        let spec = match self.resolve(job) {
+            Ok(spec) => spec,
+            Err(FlowProblem::NotFound(error)) => {
+                tracing::error!(run_id = %job.run_id, flow_name = %job.flow_name, "flow not found");
+                self.store
+                    .publish_dlq(
+                        &job.tag,
+                        DlqReason::FlowNotFound,
+                        Some(&error),
+                        self.dlq_context(job),
+                    )
+                    .await;
+                self.fail_run(job, &error).await?;
+                self.heartbeat.run_finished(&job.run_id, "FAILED").await;
+                return Ok(Exec::Done);
+            }
+            Err(FlowProblem::Invalid(error)) => {
+                tracing::error!(run_id = %job.run_id, %error, "invalid workflow for job");
+                self.fail_run(job, &error).await?;
+                self.heartbeat.run_finished(&job.run_id, "FAILED").await;
+                return Ok(Exec::Done);
+            }
+        };
+
+        // Claim: PENDING (or RUNNING, when redelivered after a worker died) -> RUNNING.
+        let start_time = now();
+        let initial = EngineState::for_flow(&spec);
+        let claimed = runs
+            .update(&job.run_id, |doc| {
+                apply(
+                    doc,
+                    job,
+                    &self.worker_id,
+                    &initial,
+                    RunStatus::Running,
+                    Some(start_time),
+                    None,
+                    None,
+                )
+            })
+            .await?;
+        let Some(claimed) = claimed else {
+            return Ok(Exec::Done);
+        };
+        if claimed.value.status.is_terminal() {
+            return Ok(Exec::Done);
+        }
+        self.heartbeat.run_started(&job.run_id).await;
+        tracing::info!(run_id = %job.run_id, flow_name = %job.flow_name, tag = %job.tag, worker_id = %self.worker_id, "run started");
+
+        let (tx, rx) = watch::channel(initial);
+        let cancel = CancellationToken::new();
+        if claimed.value.cancel_requested() {
+            cancel.cancel();
+        }
+        let stop_writer = CancellationToken::new();
+        let writer = tokio::spawn(progress_writer(ProgressWriter {
+            runs: runs.clone(),
+            job: job.clone(),
+            worker_id: self.worker_id.clone(),
+            start_time,
+            rx,
+            cancel: cancel.clone(),
+            stop: stop_writer.clone(),
+            heartbeat: self.store.config.run_heartbeat_interval,
+        }));
+        let run = RunInfo {
+            run_id: job.run_id.clone(),
+            flow_name: job.flow_name.clone(),
+            params: Arc::new(job.params.clone()),
+        };
+        let engine = run_flow(&spec, &self.registry, &run, &tx, &cancel);
+        tokio::pin!(engine);
+        let mut handed_back = false;
+        let outcome = tokio::select! {
+            outcome = &mut engine => outcome,
+            _ = self.shutdown.cancelled() => {
+                tokio::select! {
+                    outcome = &mut engine => outcome,
+                    _ = tokio::time::sleep(self.shutdown_grace) => {
+                        handed_back = true;
+                        cancel.cancel();
+                        engine.await
+                    }
+                }
+            }
+        };
+        stop_writer.cancel();
+        writer.await.ok();
+        if handed_back {
+            tracing::warn!(run_id = %job.run_id, "shutdown grace period over; handing the run back to the queue");
+            self.heartbeat.run_finished(&job.run_id, "RUNNING").await;
+            return Ok(Exec::HandBack);
+        }
+
+        let final_state = tx.borrow().clone();
+        let (status, error) = match &outcome {
+            Outcome::Completed => (RunStatus::Completed, None),
+            Outcome::Failed(e) => (RunStatus::Failed, Some(e.as_str())),
+            Outcome::Cancelled => (RunStatus::Cancelled, None),
+        };
+        if let (Outcome::Failed(e), true) =
+            (&outcome, self.store.config.dlq_publish_execution_error)
+        {
+            self.store
+                .publish_dlq(
+                    &job.tag,
+                    DlqReason::ExecutionError,
+                    Some(e),
+                    self.dlq_context(job),
+                )
+                .await;
+        }
+        let stored = self
+            .finish(job, &final_state, status, Some(start_time), error)
+            .await?;
+        let final_status = stored.map(|s| s.value.status).unwrap_or(status);
+        tracing::info!(run_id = %job.run_id, status = %final_status, "run finished");
+        self.heartbeat
+            .run_finished(&job.run_id, final_status.as_str())
+            .await;
+        Ok(Exec::Done)
+    }
+
+    fn resolve(&self, job: &Job) -> Result<Arc<FlowSpec>, FlowProblem> {
+        if let Some(yaml) = &job.workflow_yaml {
+            return parse_flow_yaml(yaml.as_bytes())
+                .map(Arc::new)
+                .map_err(|e| FlowProblem::Invalid(e.reason));
+        }
+        self.registry.flow(&job.flow_name).map_err(|e| match e {
+            FlowLookupError::NotFound(_) => FlowProblem::NotFound(e.to_string()),
+            other => FlowProblem::Invalid(other.to_string()),
+        })
+    }
+
+    /// Writes the terminal snapshot, retrying through NATS outages for a while.
+    async fn finish(
+        &self,
+        job: &Job,
+        state: &EngineState,
+        status: RunStatus,
+        start_time: Option<f64>,
+        error: Option<&str>,
+    ) -> Result<Option<Versioned<RunSnapshot>>, StoreError> {
+        let end = now();
+        let deadline = Instant::now() + TERMINAL_WRITE_PATIENCE;
+        loop {
+            let result = self
+                .store
+                .runs
+                .update(&job.run_id, |doc| {
+                    apply(
+                        doc,
+                        job,
+                        &self.worker_id,
+                        state,
+                        status,
+                        start_time,
+                        Some(end),
+                        error,
+                    )
+                })
+                .await;
+            match result {
+                Err(e) if e.is_transient() && Instant::now() < deadline => {
+                    tracing::warn!(run_id = %job.run_id, error = %e, "terminal write failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// FAILED without running anything (unknown or invalid flow, give-up). `end_time` stays
+    /// null, as in the original.
+    async fn fail_run(&self, job: &Job, error: &str) -> Result<(), StoreError> {
+        let state = EngineState::default();
+        self.store
+            .runs
+            .update(&job.run_id, |doc| {
+                let keep_tasks = EngineState {
+                    tasks: doc.tasks.clone(),
+                    task_records: doc.task_records.clone(),
+                };
+                let s = if doc.tasks.is_empty() {
+                    &state
+                } else {
+                    &keep_tasks
+                };
+                apply(
+                    doc,
+                    job,
+                    &self.worker_id,
+                    s,
+                    RunStatus::Failed,
+                    None,
+                    None,
+                    Some(error),
+                )
+            })
+            .await
+            .map(|_| ())
+    }
+
+    fn dlq_context(&self, job: &Job) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("run_id".into(), job.run_id.clone().into());
+        m.insert("flow_name".into(), job.flow_name.clone().into());
+        m.insert("tag".into(), job.tag.clone().into());
+        m.insert("tags".into(), job.effective_tags().into());
+        m.insert("tenant_id".into(), job.tenant_id.clone().into());
+        m.insert("api_key_id".into(), job.api_key_id.clone().into());
+        m.insert("worker_id".into(), self.worker_id.clone().into());
+        m
+    }
+
+    async fn dead_letter_invalid(&self, msg: &Message, delivered: i64, error: &InvalidJob) {
+        tracing::error!(subject = %msg.subject, %error, reason = "invalid_job", "invalid job payload");
+        let subject = msg.subject.to_string();
+        let tag = subject.rsplit('.').next().unwrap_or("default").to_string();
+        let head = &msg.payload[..msg.payload.len().min(4096)];
+        let mut ctx = Map::new();
+        ctx.insert("subject".into(), subject.clone().into());
+        ctx.insert("worker_id".into(), self.worker_id.clone().into());
+        ctx.insert("num_delivered".into(), delivered.into());
+        ctx.insert(
+            "payload".into(),
+            String::from_utf8_lossy(head).into_owned().into(),
+        );
+        self.store
+            .publish_dlq(&tag, DlqReason::InvalidJob, Some(&error.to_string()), ctx)
+            .await;
+    }
+}
+
+enum FlowProblem {
+    NotFound(String),
+    Invalid(String),
+}
+
+/// Applies the worker's view to the freshest stored document. Gateway-owned fields (cancel,
+/// approval, unknown keys) are kept; a cancel turns RUNNING into CANCELLING and a completion
+/// into CANCELLED; terminal runs are never touched.
+#[allow(clippy::too_many_arguments)]
+fn apply(
+    doc: &mut RunSnapshot,
+    job: &Job,
+    worker_id: &str,
+    state: &EngineState,
+    status: RunStatus,
+    start_time: Option<f64>,
+    end_time: Option<f64>,
+    error: Option<&str>,
+) -> Change {
+    if doc.status.is_terminal() {
+        return Change::Keep;
+    }
+    let target = match status {
+        RunStatus::Running if doc.cancel_requested() => RunStatus::Cancelling,
+        RunStatus::Completed if doc.cancel_requested() => RunStatus::Cancelled,
+        other => other,
+    };
+    if doc.status != target && !doc.status.can_become(target) {
+        return Change::Keep;
+    }
+    let now = now();
+    doc.flow_name = job.flow_name.clone();
+    doc.tag = Some(job.tag.clone());
+    doc.tags = job.effective_tags();
+    doc.tenant_id = job.tenant_id.clone().or(doc.tenant_id.take());
+    doc.api_key_id = job.api_key_id.clone().or(doc.api_key_id.take());
+    if job.workflow_yaml_sha256.is_some() {
+        doc.workflow_yaml_sha256 = job.workflow_yaml_sha256.clone();
+        doc.workflow_yaml_bytes = job.workflow_yaml_bytes;
+    }
+    if let Some(schedule_id) = &job.schedule_id {
+        doc.schedule_id = schedule_id.clone();
+    }
+    doc.spawn_depth.get_or_insert(0);
+    doc.params = job.params.clone();
+    doc.status = target;
+    if !state.tasks.is_empty() {
+        doc.tasks = state.tasks.clone();
+        doc.task_records = state.task_records.clone();
+    }
+    doc.worker_id = Some(worker_id.to_string());
+    if start_time.is_some() {
+        doc.start_time = start_time;
+    }
+    doc.end_time = end_time;
+    doc.error = error.map(str::to_string);
+    doc.heartbeat_at = Some(now);
+    doc.updated_at = Some(now);
+    Change::Write
+}
+
+struct ProgressWriter {
+    runs: RunStore,
+    job: Job,
+    worker_id: String,
+    start_time: f64,
+    rx: watch::Receiver<EngineState>,
+    cancel: CancellationToken,
+    stop: CancellationToken,
+    heartbeat: Duration,
+}
+
+/// Writes engine progress (coalesced) and a heartbeat every `PYOCO_RUN_HEARTBEAT_INTERVAL_SEC`;
+/// every write is compare-and-set, so a cancel written by the gateway is seen on the next
+/// write and passed to the engine.
+async fn progress_writer(mut w: ProgressWriter) {
+    let mut heartbeat = tokio::time::interval(w.heartbeat);
+    heartbeat.tick().await;
+    let mut dirty = false;
+    let mut next_flush = Instant::now();
+    loop {
+        let write_now = tokio::select! {
+            _ = w.stop.cancelled() => break,
+            changed = w.rx.changed() => {
+                if changed.is_err() { break; }
+                dirty = true;
+                false
+            }
+            _ = heartbeat.tick() => true,
+            _ = tokio::time::sleep_until(next_flush), if dirty => true,
+        };
+        if !write_now {
+            continue;
+        }
+        dirty = false;
+        next_flush = Instant::now() + FLUSH_INTERVAL;
+        let state = w.rx.borrow().clone();
+        let written = w
+            .runs
+            .update(&w.job.run_id, |doc| {
+                apply(
+                    doc,
+                    &w.job,
+                    &w.worker_id,
+                    &state,
+                    RunStatus::Running,
+                    Some(w.start_time),
+                    None,
+                    None,
+                )
+            })
+            .await;
+        match written {
+            Ok(Some(doc)) if doc.value.cancel_requested() && !w.cancel.is_cancelled() => {
+                tracing::info!(run_id = %w.job.run_id, "cancel requested; stopping the flow");
+                w.cancel.cancel();
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(run_id = %w.job.run_id, error = %e, "progress write failed"),
+        }
+    }
+}
+
+/// Sends `+WPI` at once and then every `interval` until stopped, so a long run keeps its lease.
+fn spawn_ack_progress(
+    msg: Arc<Message>,
+    interval: Option<Duration>,
+    stop: CancellationToken,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let interval = interval?;
+    Some(tokio::spawn(async move {
+        loop {
+            if let Err(e) = msg.ack_with(AckKind::Progress).await {
+                tracing::debug!(error = %e, "in-progress ack failed");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = stop.cancelled() => break,
+            }
+        }
+    }))
+}
