@@ -34,8 +34,11 @@
 
 pub mod client;
 pub mod config;
+pub mod devnats;
 pub mod error;
 pub mod flow;
+#[cfg(feature = "cli")]
+pub mod logging;
 pub mod model;
 pub mod store;
 #[cfg(feature = "testkit")]

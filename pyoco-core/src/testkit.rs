@@ -31,43 +31,22 @@ fn repo_root() -> PathBuf {
         .unwrap_or_default()
 }
 
-fn recent_enough(bin: &Path) -> bool {
-    let Ok(out) = Command::new(bin).arg("--version").output() else {
-        return false;
-    };
-    let text = String::from_utf8_lossy(&out.stdout);
-    // "nats-server: v2.15.1"
-    let Some(v) = text.split_whitespace().find_map(|w| {
-        w.strip_prefix('v')
-            .filter(|r| r.starts_with(|c: char| c.is_ascii_digit()))
-    }) else {
-        return false;
-    };
-    let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    major > 2 || (major == 2 && minor >= 10)
-}
-
-/// Finds (or installs) a nats-server ≥ 2.10.
+/// Finds (or, via `scripts/install-nats.sh`, installs) a nats-server ≥ 2.10.
 pub fn nats_server_binary() -> Result<PathBuf, String> {
     static FOUND: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     FOUND
         .get_or_init(|| {
-            let mut candidates = Vec::new();
-            if let Ok(p) = std::env::var("PYOCO_NATS_SERVER") {
-                candidates.push(PathBuf::from(p));
-            }
-            candidates.push(repo_root().join(".tools/nats/bin/nats-server"));
-            if let Some(path) = std::env::var_os("PATH") {
-                candidates.extend(std::env::split_paths(&path).map(|d| d.join("nats-server")));
-            }
-            if let Some(found) = candidates.into_iter().find(|c| recent_enough(c)) {
+            if let Some(found) = crate::devnats::find_nats_server() {
                 return Ok(found);
             }
             let script = repo_root().join("scripts/install-nats.sh");
-            let out = Command::new("bash").arg(&script).stderr(Stdio::inherit()).output().map_err(|e| format!("could not run {}: {e}", script.display()))?;
+            let out = Command::new("bash")
+                .arg(&script)
+                .stderr(Stdio::inherit())
+                .output()
+                .map_err(|e| format!("could not run {}: {e}", script.display()))?;
             let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string());
-            if out.status.success() && recent_enough(&path) {
+            if out.status.success() && crate::devnats::is_recent_enough(&path) {
                 Ok(path)
             } else {
                 Err("no nats-server >= 2.10 found and scripts/install-nats.sh failed; set PYOCO_NATS_SERVER".into())

@@ -1,1 +1,208 @@
-fn main() {}
+//! `pyoco-gateway`: the HTTP API of pyoco.
+//!
+//! `pyoco-gateway up` serves on `--host`/`--port`. For a one-command dev setup,
+//! `--with-nats` starts a local nats-server and `--with-worker` runs a worker in the same
+//! process. Flags override `PYOCO_*` variables.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use pyoco::{Config, Registry, Worker};
+
+#[derive(Debug, Parser)]
+#[command(name = "pyoco-gateway", version, about = "The pyoco HTTP gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HTTP API (the default command)
+    #[command(
+        after_help = "Examples:\n  pyoco-gateway up --port 8000 --nats-url nats://127.0.0.1:4222\n  pyoco-gateway up --with-nats --with-worker --flows-dir examples/flows"
+    )]
+    Up(Up),
+}
+
+#[derive(Debug, clap::Args)]
+struct Up {
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    #[arg(long, default_value_t = 8000)]
+    port: u16,
+    /// NATS server URL [env: PYOCO_NATS_URL; default nats://127.0.0.1:4222]
+    #[arg(long)]
+    nats_url: Option<String>,
+    /// Start a local nats-server (JetStream, store in --nats-store-dir) for development
+    #[arg(long)]
+    with_nats: bool,
+    /// Address of the local nats-server started by --with-nats
+    #[arg(long, default_value = "127.0.0.1:4222")]
+    nats_listen: SocketAddr,
+    /// Store directory of the local nats-server started by --with-nats
+    #[arg(long, default_value = ".pyoco/nats")]
+    nats_store_dir: PathBuf,
+    /// Also run a worker in this process
+    #[arg(long)]
+    with_worker: bool,
+    /// Worker id of --with-worker
+    #[arg(long, default_value = "gateway-worker")]
+    worker_id: String,
+    /// Comma-separated tags of --with-worker [default: PYOCO_DEFAULT_TAG]
+    #[arg(long, default_value = "")]
+    worker_tags: String,
+    /// Named flows of --with-worker: a `POST /runs` for flow X runs <dir>/X.yaml
+    #[arg(long)]
+    flows_dir: Option<PathBuf>,
+}
+
+/// `pyoco-gateway` alone, or with flags first, means `up` (as in the original).
+fn normalise(mut argv: Vec<String>) -> Vec<String> {
+    let first = argv.get(1).cloned();
+    match first.as_deref() {
+        None => argv.push("up".into()),
+        Some(a) if a.starts_with('-') && !matches!(a, "-h" | "--help" | "-V" | "--version") => {
+            argv.insert(1, "up".into())
+        }
+        _ => {}
+    }
+    argv
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse_from(normalise(std::env::args().collect())) {
+        Ok(c) => c,
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            ) =>
+        {
+            print!("{e}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprint!("{e}");
+            eprintln!("- hint: pyoco-gateway up --help");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("pyoco-gateway: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Command::Up(up) = cli.command;
+    match runtime.block_on(run(up)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pyoco-gateway: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(up: Up) -> anyhow::Result<()> {
+    let mut config = Config::from_env()?;
+    pyoco::logging::init(&config, "pyoco-gateway");
+    let _nats = if up.with_nats {
+        let managed = format!("nats://{}", up.nats_listen);
+        if let Some(url) = up.nats_url.as_deref().filter(|u| *u != managed) {
+            anyhow::bail!(
+                "--nats-url {url} does not match the managed NATS {managed}: drop --nats-url or change --nats-listen"
+            );
+        }
+        let nats = pyoco::devnats::LocalNats::start(up.nats_listen, &up.nats_store_dir)?;
+        eprintln!(
+            "started nats-server on {} (store {})",
+            nats.url(),
+            up.nats_store_dir.display()
+        );
+        config.nats_url = nats.url();
+        Some(nats)
+    } else {
+        if let Some(url) = up.nats_url {
+            config.nats_url = url;
+        }
+        None
+    };
+    let addr = format!("{}:{}", up.host, up.port);
+    let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| {
+        anyhow::anyhow!("cannot listen on {addr}: {e} (is another gateway running? use --port)")
+    })?;
+    eprintln!(
+        "pyoco-gateway listening on http://{addr} (NATS {})",
+        config.nats_url
+    );
+
+    let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let worker = if up.with_worker {
+        let mut registry = Registry::with_builtins();
+        if let Some(dir) = &up.flows_dir {
+            if !dir.is_dir() {
+                anyhow::bail!("--flows-dir {} is not a directory", dir.display());
+            }
+            registry.flows_dir(dir);
+        }
+        let tags: Vec<String> = up
+            .worker_tags
+            .split(',')
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect();
+        let worker_config = config.clone();
+        let worker_id = up.worker_id.clone();
+        let mut rx = stop_tx.subscribe();
+        Some(tokio::spawn(async move {
+            // The gateway may be up before NATS: keep trying to connect the worker.
+            let worker = loop {
+                match Worker::connect(worker_config.clone(), registry.clone(), &worker_id, &tags)
+                    .await
+                {
+                    Ok(w) => break Some(w),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "worker cannot connect yet; retrying");
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            _ = rx.recv() => break None,
+                        }
+                    }
+                }
+            };
+            if let Some(worker) = worker {
+                eprintln!("worker {worker_id} serving tags {:?}", worker.tags());
+                if let Err(e) = worker
+                    .run(async move {
+                        rx.recv().await.ok();
+                    })
+                    .await
+                {
+                    tracing::error!(error = %e, "worker stopped with an error");
+                }
+            }
+        }))
+    } else {
+        None
+    };
+
+    let stop_gateway = stop_tx.clone();
+    let mut gateway_rx = stop_tx.subscribe();
+    tokio::spawn(async move {
+        pyoco::devnats::shutdown_signal().await;
+        stop_gateway.send(()).ok();
+    });
+    pyoco::gateway::serve(listener, config, async move {
+        gateway_rx.recv().await.ok();
+    })
+    .await?;
+    if let Some(worker) = worker {
+        worker.await.ok();
+    }
+    Ok(())
+}

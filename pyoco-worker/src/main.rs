@@ -1,1 +1,140 @@
-fn main() {}
+//! `pyoco-worker`: pulls jobs for its tags from NATS JetStream and runs them.
+//!
+//! Flags override `PYOCO_*` variables. Named flows (`POST /runs`) are resolved from
+//! `<flows-dir>/<flow_name>.yaml`; YAML runs carry their flow. SIGINT/SIGTERM stop it
+//! gracefully (the current run finishes or is handed back after `--shutdown-grace-sec`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use pyoco::worker::Processed;
+use pyoco::{Config, Registry, Worker};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pyoco-worker",
+    version,
+    about = "Run pyoco jobs from NATS JetStream",
+    after_help = "Examples:\n  pyoco-worker --tags default,gpu --flows-dir ./flows\n  PYOCO_NATS_URL=nats://10.0.0.5:4222 pyoco-worker --worker-id build-1"
+)]
+struct Args {
+    /// NATS server URL [env: PYOCO_NATS_URL; default nats://127.0.0.1:4222]
+    #[arg(long)]
+    nats_url: Option<String>,
+    /// Comma-separated tags to serve [default: PYOCO_DEFAULT_TAG]
+    #[arg(long, default_value = "")]
+    tags: String,
+    /// Worker id in the registry [default: <hostname>-<pid>]
+    #[arg(long)]
+    worker_id: Option<String>,
+    /// Directory of named flows: a `POST /runs` for flow X runs <dir>/X.yaml
+    #[arg(long)]
+    flows_dir: Option<PathBuf>,
+    /// Seconds to wait for a job in each poll
+    #[arg(long, default_value_t = 1.0)]
+    poll_timeout: f64,
+    /// Process at most one poll window, then exit
+    #[arg(long)]
+    run_once: bool,
+    /// On SIGINT/SIGTERM, how long the current run may continue before it is handed back
+    #[arg(long, default_value_t = 10.0)]
+    shutdown_grace_sec: f64,
+}
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            ) =>
+        {
+            print!("{e}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprint!("{e}");
+            eprintln!("- hint: pyoco-worker --help");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("pyoco-worker: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pyoco-worker: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn default_worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| {
+            h.trim()
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                .collect::<String>()
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".into());
+    format!("{host}-{}", std::process::id())
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let mut config = Config::from_env()?;
+    if let Some(url) = args.nats_url {
+        config.nats_url = url;
+    }
+    pyoco::logging::init(&config, "pyoco-worker");
+    if !args.poll_timeout.is_finite() || args.poll_timeout <= 0.0 {
+        anyhow::bail!("--poll-timeout must be a positive number of seconds");
+    }
+    if !args.shutdown_grace_sec.is_finite() || args.shutdown_grace_sec < 0.0 {
+        anyhow::bail!("--shutdown-grace-sec must be zero or more seconds");
+    }
+    let mut registry = Registry::with_builtins();
+    if let Some(dir) = &args.flows_dir {
+        if !dir.is_dir() {
+            anyhow::bail!("--flows-dir {} is not a directory", dir.display());
+        }
+        registry.flows_dir(dir);
+    }
+    let tags: Vec<String> = args
+        .tags
+        .split(',')
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect();
+    let worker_id = args.worker_id.unwrap_or_else(default_worker_id);
+    let mut worker = Worker::connect(config, registry, &worker_id, &tags).await?;
+    worker.set_shutdown_grace(Duration::from_secs_f64(args.shutdown_grace_sec));
+    eprintln!("pyoco-worker {worker_id} serving tags {:?}", worker.tags());
+    if args.run_once {
+        let processed = worker
+            .run_once(Duration::from_secs_f64(args.poll_timeout))
+            .await?;
+        if let Processed::Job {
+            run_id,
+            disposition,
+        } = &processed
+        {
+            eprintln!("processed run {run_id}: {disposition:?}");
+        }
+        worker.close().await;
+        return Ok(());
+    }
+    worker.run(pyoco::devnats::shutdown_signal()).await?;
+    Ok(())
+}

@@ -164,10 +164,10 @@ impl RunStore {
         })
     }
 
-    /// Deletes the snapshot (used when a submit's publish definitely failed).
-    pub async fn delete(&self, run_id: &str) -> Result<(), StoreError> {
+    /// Deletes the snapshot only if it is still at `revision` (nobody wrote it since).
+    pub async fn delete_if_unchanged(&self, run_id: &str, revision: u64) -> Result<(), StoreError> {
         self.kv
-            .delete(run_id)
+            .delete_expect_revision(run_id, Some(revision))
             .await
             .map_err(|e| StoreError::nats("delete run snapshot", e))
     }

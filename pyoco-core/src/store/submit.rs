@@ -74,7 +74,7 @@ impl Store {
             snapshot.workflow_yaml_sha256 = Some(yaml.sha256.clone());
             snapshot.workflow_yaml_bytes = Some(yaml.bytes);
         }
-        self.runs.create(&mut snapshot).await?;
+        let revision = self.runs.create(&mut snapshot).await?;
 
         let job = Job {
             run_id: run_id.clone(),
@@ -105,15 +105,62 @@ impl Store {
         )
         .await;
         if let Err(e) = published {
-            // Definitely not queued, or still unknown after retries: either way the caller is
-            // told it failed, so remove the snapshot. A worker that still receives the job
-            // finds no snapshot and drops it (see worker::process).
-            if let Err(del) = self.runs.delete(&run_id).await {
-                tracing::warn!(run_id = %run_id, error = %del, "could not delete snapshot of a failed submit");
+            // Not queued, or unknown after retries: roll the snapshot back so the caller's
+            // error is true. If a worker already claimed the run, the job *was* queued.
+            match self.roll_back(&run_id, revision).await {
+                RollBack::Claimed => {}
+                RollBack::Deleted | RollBack::Pending => return Err(e.into()),
             }
-            return Err(e.into());
         }
         tracing::debug!(run_id = %run_id, %subject, "run submitted");
         Ok(run_id)
+    }
+}
+
+enum RollBack {
+    Deleted,
+    Claimed,
+    /// Still being retried in the background.
+    Pending,
+}
+
+impl Store {
+    /// Deletes the PENDING snapshot of a failed submit unless a worker has written it since.
+    async fn roll_back(&self, run_id: &str, revision: u64) -> RollBack {
+        for _ in 0..5 {
+            match self.roll_back_once(run_id, revision).await {
+                Some(done) => return done,
+                None => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+            }
+        }
+        // NATS is unreachable: keep trying in the background so no PENDING orphan stays.
+        let store = self.clone();
+        let run_id = run_id.to_string();
+        tokio::spawn(async move {
+            for _ in 0..600 {
+                if store.roll_back_once(&run_id, revision).await.is_some() {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            tracing::error!(run_id = %run_id, "could not roll back the snapshot of a failed submit");
+        });
+        RollBack::Pending
+    }
+
+    async fn roll_back_once(&self, run_id: &str, revision: u64) -> Option<RollBack> {
+        if self
+            .runs
+            .delete_if_unchanged(run_id, revision)
+            .await
+            .is_ok()
+        {
+            return Some(RollBack::Deleted);
+        }
+        match self.runs.get_raw(run_id).await {
+            Ok(None) => Some(RollBack::Deleted),
+            Ok(Some(v)) if v.revision != revision => Some(RollBack::Claimed),
+            _ => None,
+        }
     }
 }

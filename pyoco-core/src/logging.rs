@@ -1,0 +1,29 @@
+//! Logging set-up for the pyoco binaries: `PYOCO_LOG_FORMAT=json|text` and
+//! `PYOCO_LOG_LEVEL` (or `RUST_LOG` for per-module filters), to stderr.
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Config, LogFormat};
+
+/// Installs the global subscriber. `service` is added to every event (`pyoco-gateway`, …).
+pub fn init(config: &Config, service: &'static str) {
+    let level = config.log_level.to_ascii_lowercase();
+    let level = match level.as_str() {
+        "warning" => "warn",
+        "critical" | "fatal" => "error",
+        other => other,
+    };
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(format!("{level},async_nats=warn,hyper=warn")))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match config.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    if result.is_ok() {
+        tracing::debug!(service, "logging initialised");
+    }
+}
