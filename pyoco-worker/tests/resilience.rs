@@ -1,0 +1,189 @@
+//! Operators kill things: a worker process killed mid-run, nats-server restarted under load.
+//! Nothing accepted may be lost.
+
+use std::collections::HashSet;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pyoco::testkit::{GatewayHandle, NatsServer, WorkerHandle, wait_for};
+use pyoco::{Config, HttpClient, Registry};
+use serde_json::Value;
+
+fn fast_config(server: &NatsServer) -> Config {
+    let mut c = server.config();
+    c.run_heartbeat_interval = Duration::from_millis(100);
+    c.worker_heartbeat_interval = Duration::from_millis(200);
+    c.consumer_ack_wait = Duration::from_secs(1);
+    c.ack_progress_interval = Duration::from_millis(300);
+    c
+}
+
+const SLOW: &str = r#"
+flow: {graph: "first >> slow >> last"}
+tasks:
+  first: {callable: "pyoco:echo", inputs: {value: 1}}
+  slow: {callable: "pyoco:sleep", inputs: {seconds: 2}}
+  last: {callable: "pyoco:echo", inputs: {value: "$node.first.output"}}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_killed_mid_run_is_redelivered_and_completed_by_another_worker() {
+    let server = NatsServer::start();
+    let config = fast_config(&server);
+    let gateway = GatewayHandle::start(config.clone()).await;
+    let client = HttpClient::new(&gateway.url()).unwrap();
+
+    let mut doomed = Command::new(env!("CARGO_BIN_EXE_pyoco-worker"))
+        .args(["--worker-id", "doomed", "--tags", "default"])
+        .env("PYOCO_LOAD_DOTENV", "0")
+        .env("PYOCO_NATS_URL", server.url())
+        .env("PYOCO_CONSUMER_ACK_WAIT_SEC", "1")
+        .env("PYOCO_ACK_PROGRESS_INTERVAL_SEC", "0.3")
+        .env("PYOCO_RUN_HEARTBEAT_INTERVAL_SEC", "0.1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn pyoco-worker");
+
+    let run_id = client
+        .submit_yaml(SLOW.as_bytes(), "slow", None)
+        .await
+        .unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_for(
+        "the doomed worker to be inside the slow task",
+        Duration::from_secs(20),
+        || async {
+            let run = client.get_run(&run_id, false).await.ok()?;
+            (run["status"] == "RUNNING"
+                && run["worker_id"] == "doomed"
+                && run["tasks"]["slow"] == "RUNNING")
+                .then_some(())
+        },
+    )
+    .await;
+    doomed.kill().unwrap();
+    doomed.wait().unwrap();
+
+    let rescuer = WorkerHandle::start(
+        config.clone(),
+        Registry::with_builtins(),
+        "rescuer",
+        &["default"],
+    )
+    .await;
+    let run = wait_for(
+        "the run to be completed by the rescuer",
+        Duration::from_secs(30),
+        || async {
+            let run = client.get_run(&run_id, true).await.ok()?;
+            (run["status"] == "COMPLETED").then_some(run)
+        },
+    )
+    .await;
+    assert_eq!(run["worker_id"], "rescuer");
+    assert_eq!(run["tasks"]["slow"], "SUCCEEDED");
+    assert_eq!(run["task_records"]["last"]["output"], 1);
+    rescuer.stop().await;
+    gateway.stop().await;
+}
+
+const QUICK: &str = "flow: {graph: 'a >> b'}\ntasks: {a: {callable: 'pyoco:echo', inputs: {value: 1}}, b: {callable: 'pyoco:echo'}}\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_restart_under_load_loses_no_accepted_run() {
+    let mut server = NatsServer::start();
+    let config = fast_config(&server);
+    let gateway = GatewayHandle::start(config.clone()).await;
+    let worker = WorkerHandle::start(
+        config.clone(),
+        Registry::with_builtins(),
+        "w1",
+        &["default"],
+    )
+    .await;
+    let client = HttpClient::new(&gateway.url()).unwrap();
+
+    let accepted: Arc<Mutex<Vec<String>>> = Arc::default();
+    let rejected: Arc<Mutex<Vec<String>>> = Arc::default();
+    let mut submitters = Vec::new();
+    for _ in 0..4 {
+        let (client, accepted, rejected) = (client.clone(), accepted.clone(), rejected.clone());
+        submitters.push(tokio::spawn(async move {
+            for _ in 0..40 {
+                match client.submit_yaml(QUICK.as_bytes(), "quick", None).await {
+                    Ok(resp) => accepted
+                        .lock()
+                        .unwrap()
+                        .push(resp["run_id"].as_str().unwrap().to_string()),
+                    Err(e) => {
+                        assert!(
+                            matches!(e.status(), Some(503) | None),
+                            "only 503 or transport errors are acceptable: {e}"
+                        );
+                        rejected.lock().unwrap().push(e.to_string());
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(15)).await;
+            }
+        }));
+    }
+    wait_for(
+        "some runs to be accepted",
+        Duration::from_secs(20),
+        || async { (accepted.lock().unwrap().len() >= 30).then_some(()) },
+    )
+    .await;
+    server.restart();
+    for s in submitters {
+        s.await.unwrap();
+    }
+    let accepted: Vec<String> = accepted.lock().unwrap().clone();
+    assert!(
+        accepted.len() > 60,
+        "most submissions should be accepted, got {}",
+        accepted.len()
+    );
+
+    // Every accepted run finishes.
+    for run_id in &accepted {
+        let run: Value = wait_for(
+            &format!("run {run_id} to complete"),
+            Duration::from_secs(60),
+            || async {
+                let run = client.get_run(run_id, false).await.ok()?;
+                (run["status"] == "COMPLETED").then_some(run)
+            },
+        )
+        .await;
+        assert_eq!(run["tasks"]["b"], "SUCCEEDED");
+    }
+    // And nothing else is left behind in a non-terminal state.
+    let nats = pyoco::NatsClient::connect(config.clone()).await.unwrap();
+    let accepted: HashSet<String> = accepted.into_iter().collect();
+    wait_for(
+        "every stored run to be terminal",
+        Duration::from_secs(30),
+        || async {
+            let keys = nats.store().runs.keys().await.ok()?;
+            for key in &keys {
+                let run = nats.get_run(key).await.ok()??;
+                if !run.status.is_terminal() {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    )
+    .await;
+    eprintln!(
+        "accepted {}, rejected {}",
+        accepted.len(),
+        rejected.lock().unwrap().len()
+    );
+    worker.stop().await;
+    gateway.stop().await;
+}
