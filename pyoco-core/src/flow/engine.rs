@@ -167,10 +167,15 @@ pub async fn run_flow(
                         record_end(progress, name, started, Ok(&value));
                         results.insert(name.clone(), value);
                     }
-                    Err(err) if outcome.is_some() => {
-                        // Already stopping (a task dropped by the cancel reports here too).
+                    // A run cancel reaches the tasks' tokens at the same moment; it wins.
+                    Err(_) if outcome.is_some() || cancel.is_cancelled() => {
+                        if outcome.is_none() {
+                            outcome = Some(Outcome::Cancelled);
+                            running.abort_all();
+                        }
+                        // Already stopping: this task saw our cancel token before its abort.
                         nodes[i] = Node::Done { ok: false };
-                        record_end(progress, name, started, Err(&err));
+                        mark_cancelled(progress, name);
                     }
                     Err(err) => {
                         nodes[i] = Node::Done { ok: false };
@@ -362,4 +367,156 @@ fn mark_cancelled(progress: &watch::Sender<EngineState>, name: &str) {
             rec.duration_ms = Some((ended - started) * 1000.0);
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::flow::yaml::parse_flow_yaml;
+
+    fn run_info(params: Value) -> RunInfo {
+        RunInfo {
+            run_id: "r".into(),
+            flow_name: "f".into(),
+            params: Arc::new(params.as_object().cloned().unwrap_or_default()),
+        }
+    }
+
+    async fn run(yaml: &str, registry: &Registry, params: Value) -> (Outcome, EngineState) {
+        let spec = parse_flow_yaml(yaml.as_bytes()).expect("valid flow");
+        let (tx, _rx) = watch::channel(EngineState::default());
+        let outcome = run_flow(
+            &spec,
+            registry,
+            &run_info(params),
+            &tx,
+            &CancellationToken::new(),
+        )
+        .await;
+        let state = tx.borrow().clone();
+        (outcome, state)
+    }
+
+    #[tokio::test]
+    async fn params_and_upstream_outputs_are_wired_by_name() {
+        let mut reg = Registry::with_builtins();
+        reg.register("t:add_one", &["x"], |c| async move {
+            Ok(json!(c.args["x"].as_i64().unwrap_or(0) + 1))
+        });
+        reg.register("t:to_text", &["add_one"], |c| async move {
+            Ok(json!(format!("v={}", c.args["add_one"])))
+        });
+        let yaml = "flow: {graph: 'add_one >> to_text'}\ntasks: {add_one: {callable: 't:add_one'}, to_text: {callable: 't:to_text'}}\n";
+        let (outcome, state) = run(yaml, &reg, json!({"x": 41})).await;
+        assert_eq!(outcome, Outcome::Completed);
+        assert_eq!(state.task_records["add_one"].output, json!(42));
+        assert_eq!(state.task_records["to_text"].output, json!("v=42"));
+        assert_eq!(
+            state.task_records["to_text"].inputs,
+            json!({"add_one": 42}).as_object().cloned().unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn explicit_inputs_resolve_selectors_and_fail_clearly() {
+        let reg = Registry::with_builtins();
+        let yaml = "flow: {graph: 'a >> b'}\ntasks:\n  a: {callable: 'pyoco:echo', inputs: {value: {k: [1, 2]}}}\n  b: {callable: 'pyoco:echo', inputs: {value: '$node.a.output.k'}}\n";
+        let (outcome, state) = run(yaml, &reg, json!({})).await;
+        assert_eq!(outcome, Outcome::Completed);
+        assert_eq!(state.task_records["b"].output, json!([1, 2]));
+
+        let yaml = "flow: {graph: a}\ntasks: {a: {callable: 'pyoco:echo', inputs: {value: '$ctx.params.missing'}}}\n";
+        let (outcome, state) = run(yaml, &reg, json!({})).await;
+        assert_eq!(
+            outcome,
+            Outcome::Failed("'missing' (from $ctx.params.missing) is not a run param".into())
+        );
+        assert_eq!(state.tasks["a"], TaskState::Failed);
+        let yaml =
+            "flow: {graph: a}\ntasks: {a: {callable: 'pyoco:echo', inputs: {value: '$bogus'}}}\n";
+        assert!(
+            matches!(run(yaml, &reg, json!({})).await.0, Outcome::Failed(e) if e.starts_with("invalid reference '$bogus'"))
+        );
+    }
+
+    #[tokio::test]
+    async fn or_join_runs_after_the_first_success() {
+        let reg = Registry::with_builtins();
+        let yaml = "flow: {graph: '(fast | slow) >> after'}\ntasks:\n  fast: {callable: 'pyoco:echo', inputs: {value: 1}}\n  slow: {callable: 'pyoco:sleep', inputs: {seconds: 0.3}}\n  after: {callable: 'pyoco:echo', inputs: {value: 2}}\n";
+        let (outcome, state) = run(yaml, &reg, json!({})).await;
+        assert_eq!(outcome, Outcome::Completed);
+        let after_start = state.task_records["after"].started_at.unwrap();
+        assert!(
+            after_start < state.task_records["slow"].ended_at.unwrap(),
+            "after must not wait for slow"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failure_stops_the_flow_and_cancels_running_siblings() {
+        let started = Arc::new(AtomicUsize::new(0));
+        let mut reg = Registry::with_builtins();
+        let s = started.clone();
+        reg.register("t:count", &[], move |_| {
+            let s = s.clone();
+            async move {
+                s.fetch_add(1, Ordering::SeqCst);
+                Ok(Value::Null)
+            }
+        });
+        let yaml = "flow: {graph: '(long & boom) >> later'}\ntasks:\n  long: {callable: 'pyoco:sleep', inputs: {seconds: 30}}\n  boom: {callable: 'pyoco:fail', inputs: {message: boom}}\n  later: {callable: 't:count'}\n";
+        let t0 = std::time::Instant::now();
+        let (outcome, state) = run(yaml, &reg, json!({})).await;
+        assert_eq!(outcome, Outcome::Failed("boom".into()));
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "the long sibling was not awaited"
+        );
+        assert_eq!(state.tasks["long"], TaskState::Cancelled);
+        assert_eq!(state.tasks["later"], TaskState::Pending);
+        assert_eq!(started.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn cancel_stops_running_and_pending_tasks() {
+        let reg = Registry::with_builtins();
+        let spec = parse_flow_yaml(b"flow: {graph: 'a >> b'}\ntasks: {a: {callable: 'pyoco:sleep', inputs: {seconds: 30}}, b: {callable: 'pyoco:echo'}}\n").unwrap();
+        let (tx, _rx) = watch::channel(EngineState::default());
+        let cancel = CancellationToken::new();
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            c.cancel();
+        });
+        let outcome = run_flow(&spec, &reg, &run_info(json!({})), &tx, &cancel).await;
+        assert_eq!(outcome, Outcome::Cancelled);
+        let state = tx.borrow().clone();
+        assert_eq!(state.tasks["a"], TaskState::Cancelled);
+        assert_eq!(state.tasks["b"], TaskState::Cancelled);
+        assert!(state.task_records["a"].ended_at.is_some());
+    }
+
+    #[tokio::test]
+    async fn unknown_callables_fail_with_a_reason() {
+        let reg = Registry::with_builtins();
+        let (outcome, _) = run(
+            "flow: {graph: a}\ntasks: {a: {callable: 'pyoco:nope'}}\n",
+            &reg,
+            json!({}),
+        )
+        .await;
+        assert_eq!(
+            outcome,
+            Outcome::Failed(
+                "unknown task callable 'pyoco:nope': namespace 'pyoco' has no such task".into()
+            )
+        );
+        let (outcome, _) = run("flow: {graph: a}\ntasks: {a: {}}\n", &reg, json!({})).await;
+        assert_eq!(outcome, Outcome::Failed("task 'a' has no callable".into()));
+    }
 }
