@@ -21,7 +21,9 @@ pub enum DevNatsError {
     PortInUse(SocketAddr),
     #[error("could not start {bin}: {message}")]
     Spawn { bin: String, message: String },
-    #[error("nats-server did not accept connections on {0} within 10 s")]
+    #[error(
+        "nats-server did not accept connections on {0} within 10 s (see nats-server.log in its store directory)"
+    )]
     StartTimeout(SocketAddr),
 }
 
@@ -86,6 +88,14 @@ impl LocalNats {
             bin: bin.display().to_string(),
             message: format!("{}: {e}", store_dir.display()),
         })?;
+        // The server's own log goes next to its store, out of the user's terminal.
+        let log_path = store_dir.join("nats-server.log");
+        let log = std::fs::File::create(&log_path)
+            .map(Stdio::from)
+            .map_err(|e| DevNatsError::Spawn {
+                bin: bin.display().to_string(),
+                message: format!("{}: {e}", log_path.display()),
+            })?;
         let child = Command::new(&bin)
             .args([
                 "-a",
@@ -97,7 +107,7 @@ impl LocalNats {
             ])
             .arg(store_dir)
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .map_err(|e| DevNatsError::Spawn {
                 bin: bin.display().to_string(),
