@@ -43,6 +43,7 @@ pub mod model;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+#[cfg(feature = "worker")]
 pub mod worker;
 
 #[cfg(feature = "gateway")]
@@ -58,4 +59,5 @@ pub use flow::tasks::{Registry, TaskCall, TaskError};
 pub use flow::yaml::{FlowSpec, parse_flow_yaml};
 pub use model::{Job, RunSnapshot, RunStatus, TaskRecord, TaskState, WorkerRecord};
 pub use store::{Store, ensure_resources};
+#[cfg(feature = "worker")]
 pub use worker::Worker;

@@ -95,11 +95,12 @@ impl NatsServer {
         let file = ports_dir.join(format!("nats-server_{}.ports", child.id()));
         self.child = Some(child);
         loop {
-            if let Ok(text) = std::fs::read_to_string(&file) {
-                if let Some(p) = parse_port(&text) {
-                    self.port = p;
-                    return;
-                }
+            if let Some(p) = std::fs::read_to_string(&file)
+                .ok()
+                .and_then(|t| parse_port(&t))
+            {
+                self.port = p;
+                return;
             }
             assert!(
                 Instant::now() < deadline,

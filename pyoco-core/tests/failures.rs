@@ -1,5 +1,6 @@
 //! Failure paths of the worker against a real nats-server: task failure, unknown flow,
 //! unresolvable callable, invalid jobs, orphan and duplicate jobs, bounded redelivery.
+#![allow(clippy::unwrap_used)] // tests may panic on broken expectations
 
 mod common;
 
@@ -7,7 +8,6 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use common::Stack;
-use futures::StreamExt;
 use pyoco::testkit::wait_for;
 use serde_json::{Value, json};
 

@@ -1,5 +1,6 @@
 //! The gateway's HTTP contract against a real nats-server: status codes, error bodies,
 //! validation, listing, and behaviour while NATS is down.
+#![allow(clippy::unwrap_used)] // tests may panic on broken expectations
 
 mod common;
 

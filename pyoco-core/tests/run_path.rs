@@ -1,5 +1,6 @@
 //! The run path end to end against a real nats-server: submit over HTTP, a worker runs the
 //! flow, the snapshot is read back.
+#![allow(clippy::unwrap_used)] // tests may panic on broken expectations
 
 mod common;
 

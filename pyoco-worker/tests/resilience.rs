@@ -1,5 +1,6 @@
 //! Operators kill things: a worker process killed mid-run, nats-server restarted under load.
 //! Nothing accepted may be lost.
+#![allow(clippy::unwrap_used)] // tests may panic on broken expectations
 
 use std::collections::HashSet;
 use std::process::{Command, Stdio};

@@ -11,27 +11,46 @@ use serde_json::{Map, Value, json};
 #[non_exhaustive]
 pub enum HttpError {
     /// The gateway answered with an error status.
-    #[error("HTTP {status} {method} {path}: {body}")]
-    Status {
-        status: u16,
-        method: String,
-        path: String,
-        body: String,
-        detail: Value,
-        code: Option<String>,
-    },
+    #[error(transparent)]
+    Status(Box<StatusError>),
     /// The gateway could not be reached (connection refused, timeout, …).
     #[error("connection error: {0}")]
     Transport(String),
     /// The answer was not the JSON expected.
     #[error("invalid response: {0}")]
     Decode(String),
+    /// A client-side wait (e.g. until a run is terminal) ran out of time.
+    #[error("timed out: {0}")]
+    Timeout(String),
+}
+
+/// An error status from the gateway, with its `detail` and stable `code`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("HTTP {status} {method} {path}: {body}")]
+pub struct StatusError {
+    pub status: u16,
+    pub method: String,
+    pub path: String,
+    /// The raw response body.
+    pub body: String,
+    /// The body's `detail` (a string, or FastAPI's list of problems).
+    pub detail: Value,
+    /// The body's `code` (see spec/http-api.md), when the gateway is pyoco's.
+    pub code: Option<String>,
 }
 
 impl HttpError {
     pub fn status(&self) -> Option<u16> {
         match self {
-            HttpError::Status { status, .. } => Some(*status),
+            HttpError::Status(e) => Some(e.status),
+            _ => None,
+        }
+    }
+
+    /// The stable error `code` of a pyoco gateway answer.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            HttpError::Status(e) => e.code.as_deref(),
             _ => None,
         }
     }
@@ -102,7 +121,7 @@ impl HttpClient {
         let status = resp.status().as_u16();
         let body = resp.text().await.unwrap_or_default();
         let parsed: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-        Err(HttpError::Status {
+        Err(HttpError::Status(Box::new(StatusError {
             status,
             method: method.to_string(),
             path: path.to_string(),
@@ -115,7 +134,7 @@ impl HttpClient {
                 .and_then(Value::as_str)
                 .map(str::to_string),
             body,
-        })
+        })))
     }
 
     async fn json(
@@ -258,8 +277,8 @@ impl HttpClient {
                 return Ok(run);
             }
             if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
-                return Err(HttpError::Transport(format!(
-                    "run {run_id} is still {status} after the timeout"
+                return Err(HttpError::Timeout(format!(
+                    "run {run_id} is still {status}"
                 )));
             }
             tokio::time::sleep(interval).await;

@@ -104,10 +104,10 @@ impl NatsClient {
                 .map_err(|e| crate::store::StoreError::nats("watch run", e))?;
             while let Some(entry) = watch.next().await {
                 let entry = entry.map_err(|e| crate::store::StoreError::nats("watch run", e))?;
-                if let Ok(snap) = json::from_slice::<RunSnapshot>(&entry.value) {
-                    if snap.status.is_terminal() {
-                        return Ok(snap);
-                    }
+                if let Ok(snap) = json::from_slice::<RunSnapshot>(&entry.value)
+                    && snap.status.is_terminal()
+                {
+                    return Ok(snap);
                 }
             }
             Err(Error::Timeout(format!("watch of run {run_id} ended")))

@@ -401,11 +401,11 @@ pub async fn get_run(
         return Err(ApiError::run_not_found());
     };
     let mut doc = doc.value;
-    if !wants_records(&includes(&query_pairs(&query))) {
-        if let Value::Object(m) = &mut doc {
-            m.remove("task_records");
-            m.remove("task_records_truncated");
-        }
+    if !wants_records(&includes(&query_pairs(&query)))
+        && let Value::Object(m) = &mut doc
+    {
+        m.remove("task_records");
+        m.remove("task_records_truncated");
     }
     enrich_with_worker(&state, &mut doc).await;
     Ok(Json(doc))

@@ -100,13 +100,13 @@ impl Job {
                 reason: format!("could not convert {v} to float"),
             })?,
         };
-        if let Some(v) = obj.get("spawn_depth").filter(|v| !v.is_null()) {
-            if number(v).is_none_or(|f| f.fract() != 0.0) {
-                return Err(InvalidJob::InvalidField {
-                    field: "spawn_depth",
-                    reason: format!("could not convert {v} to int"),
-                });
-            }
+        if let Some(v) = obj.get("spawn_depth").filter(|v| !v.is_null())
+            && number(v).is_none_or(|f| f.fract() != 0.0)
+        {
+            return Err(InvalidJob::InvalidField {
+                field: "spawn_depth",
+                reason: format!("could not convert {v} to int"),
+            });
         }
         let opt_string = |obj: &Map<String, Value>, k: &str| {
             obj.get(k).and_then(Value::as_str).map(str::to_string)

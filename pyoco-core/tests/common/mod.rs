@@ -1,5 +1,5 @@
 //! Shared helpers for the integration tests (each test starts its own nats-server).
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::time::Duration;
 
@@ -16,6 +16,7 @@ pub fn fast_config(server: &NatsServer) -> Config {
 }
 
 /// nats-server + gateway + one worker with the built-in tasks.
+#[derive(Debug)]
 pub struct Stack {
     pub server: NatsServer,
     pub gateway: GatewayHandle,

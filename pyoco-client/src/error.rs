@@ -1,0 +1,190 @@
+//! The errors `pyoco-client` reports, rendered in the Python original's stderr format
+//! (`ERR-PYOCO-…` header, then `- reason:` / `- hint:` lines) that scripts grep for.
+
+use pyoco::client::http::HttpError;
+
+/// Hint shown with input validation errors (the original's wording).
+const SUBMIT_HINT: &str = "pyoco-client submit --flow-name main --param x=1 --tag default";
+
+/// A failure of one command; every variant exits with code 1.
+#[derive(Debug)]
+pub enum CliError {
+    /// Bad user input found after argument parsing (`--params`, `--param`, file contents).
+    Input(String),
+    /// A file could not be read.
+    File(String),
+    /// Boxed: `HttpError` is large and every `Result` of the crate carries this type.
+    Http(Box<HttpError>),
+    /// `watch --timeout-sec` passed before the run was terminal.
+    WatchTimeout {
+        run_id: String,
+        status: String,
+        secs: u64,
+    },
+    /// The watched run ended FAILED or CANCELLED.
+    RunEnded {
+        run_id: String,
+        status: String,
+        error: String,
+    },
+}
+
+impl From<HttpError> for CliError {
+    fn from(e: HttpError) -> CliError {
+        CliError::Http(Box::new(e))
+    }
+}
+
+impl CliError {
+    /// The full stderr text, one line per entry, ending with a newline.
+    pub fn report(&self) -> String {
+        let (header, reason, hint) = match self {
+            CliError::Input(reason) => (
+                "ERR-PYOCO-0018: invalid CLI arguments (check the input format)",
+                reason.clone(),
+                SUBMIT_HINT.to_string(),
+            ),
+            CliError::File(reason) => (
+                "ERR-PYOCO-0018: file I/O error",
+                reason.clone(),
+                "check file path and permission".into(),
+            ),
+            CliError::Http(e) => match e.as_ref() {
+                HttpError::Status(_) => (
+                    "ERR-PYOCO-HTTP: request failed",
+                    e.to_string(),
+                    "check server status and request parameters".into(),
+                ),
+                // The header already says "connection error"; the reason is the bare cause.
+                HttpError::Transport(text) => (
+                    "ERR-PYOCO-HTTP: connection error",
+                    text.clone(),
+                    "check --server URL and gateway availability (is pyoco-gateway running?)"
+                        .into(),
+                ),
+                other => (
+                    "ERR-PYOCO-HTTP: invalid response",
+                    other.to_string(),
+                    "check that --server points at a pyoco gateway".into(),
+                ),
+            },
+            CliError::WatchTimeout {
+                run_id,
+                status,
+                secs,
+            } => (
+                "ERR-PYOCO-WATCH: timeout",
+                format!("run {run_id} is still {status} after {secs} s"),
+                "raise --timeout-sec or inspect run/worker status".into(),
+            ),
+            CliError::RunEnded {
+                run_id,
+                status,
+                error,
+            } => (
+                "ERR-PYOCO-RUN: run did not complete",
+                format!("run {run_id} ended {status}: {error}"),
+                format!("pyoco-client get {run_id} --records"),
+            ),
+        };
+        format!("{header}\n- reason: {reason}\n- hint: {hint}\n")
+    }
+}
+
+/// The stderr text of a clap usage error: the original's header, clap's message as the
+/// reason, its usage line, and a `-h` hint for the subcommand in question.
+pub fn usage_report(clap_message: &str, subcommand: Option<&str>) -> String {
+    let mut reason = String::new();
+    let mut extra = Vec::new();
+    let mut usage = None;
+    for line in clap_message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+    {
+        if let Some(msg) = line.strip_prefix("error:") {
+            reason = msg.trim().to_string();
+        } else if let Some(u) = line.strip_prefix("Usage:") {
+            usage = Some(u.trim().to_string());
+        } else if let Some(tip) = line.strip_prefix("tip:") {
+            extra.push(format!("- tip: {}", tip.trim()));
+        } else if !line.starts_with("For more information") {
+            // Continuation of the message, e.g. the list of missing arguments.
+            if !reason.is_empty() {
+                reason.push(' ');
+            }
+            reason.push_str(line);
+        }
+    }
+    let mut out = String::from("ERR-PYOCO-0018: invalid CLI arguments (check the input format)\n");
+    if !reason.is_empty() {
+        out.push_str(&format!("- reason: {reason}\n"));
+    }
+    for line in extra {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    if let Some(u) = usage {
+        out.push_str(&format!("- usage: {u}\n"));
+    }
+    let target = subcommand.map(|s| format!("{s} ")).unwrap_or_default();
+    out.push_str(&format!("- hint: pyoco-client {target}-h\n"));
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing test may panic
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    #[test]
+    fn input_error_has_the_original_lines() {
+        assert_eq!(
+            CliError::Input("--params must be JSON object".into()).report(),
+            "ERR-PYOCO-0018: invalid CLI arguments (check the input format)\n\
+             - reason: --params must be JSON object\n\
+             - hint: pyoco-client submit --flow-name main --param x=1 --tag default\n"
+        );
+    }
+
+    #[test]
+    fn http_errors_keep_the_original_reason_format() {
+        let e = CliError::from(HttpError::Status(Box::new(
+            pyoco::client::http::StatusError {
+                status: 404,
+                method: "GET".into(),
+                path: "/runs/nope".into(),
+                body: r#"{"detail":"run not found"}"#.into(),
+                detail: Value::Null,
+                code: None,
+            },
+        )));
+        assert_eq!(
+            e.report(),
+            "ERR-PYOCO-HTTP: request failed\n\
+             - reason: HTTP 404 GET /runs/nope: {\"detail\":\"run not found\"}\n\
+             - hint: check server status and request parameters\n"
+        );
+        let t = CliError::from(HttpError::Transport("refused".into())).report();
+        assert!(t.starts_with("ERR-PYOCO-HTTP: connection error\n- reason: refused\n"));
+    }
+
+    #[test]
+    fn usage_report_maps_clap_text() {
+        let clap = "error: unexpected argument '--nope' found\n\n  tip: to pass '--nope' as a value, use '-- --nope'\n\nUsage: pyoco-client get <RUN_ID>\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            usage_report(clap, Some("get")),
+            "ERR-PYOCO-0018: invalid CLI arguments (check the input format)\n\
+             - reason: unexpected argument '--nope' found\n\
+             - tip: to pass '--nope' as a value, use '-- --nope'\n\
+             - usage: pyoco-client get <RUN_ID>\n\
+             - hint: pyoco-client get -h\n"
+        );
+        assert!(usage_report("error: x", None).ends_with("- hint: pyoco-client -h\n"));
+        let missing = "error: the following required arguments were not provided:\n  --flow-name <FLOW_NAME>\n\nUsage: u\n";
+        assert!(usage_report(missing, None).contains(
+            "- reason: the following required arguments were not provided: --flow-name <FLOW_NAME>\n"
+        ));
+    }
+}
