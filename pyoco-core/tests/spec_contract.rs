@@ -1,214 +1,276 @@
-// TEMPORARY PROBE (will be replaced)
-use pyoco::Registry;
-use pyoco::testkit::{GatewayHandle, NatsServer, WorkerHandle};
-use std::time::Duration;
+//! The documents in `spec/` are the wire contract: these tests keep them and the code in step.
+//! Routes, error codes, variables (with their defaults), run statuses and DLQ reasons must be
+//! documented exactly once each, and nothing may be documented that the code does not have.
+//! No NATS server is needed.
+#![allow(clippy::unwrap_used)] // tests may panic on broken expectations
 
-async fn show(c: &reqwest::Client, label: &str, rb: reqwest::RequestBuilder) {
-    let r = rb.send().await.unwrap();
-    let s = r.status();
-    let t = r.text().await.unwrap();
-    println!("=== {label}: {s}\n{t}\n");
-    let _ = c;
+use std::collections::{BTreeSet, HashMap};
+
+use pyoco::Config;
+use pyoco::model::{DlqReason, RunStatus};
+
+const HTTP_API: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../spec/http-api.md"));
+const CONFIG: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../spec/config.md"));
+const DOCUMENTS: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../spec/documents.md"));
+const README: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../spec/README.md"));
+
+/// The body rows of the first Markdown table under the heading `heading` (exact text, e.g.
+/// `## Routes`), up to the next heading, each split into trimmed cells. The header row and
+/// the `|---|` separator are skipped.
+fn table(doc: &str, heading: &str) -> Vec<Vec<String>> {
+    let mut lines = doc.lines().skip_while(|l| l.trim_end() != heading);
+    assert!(
+        lines.next().is_some(),
+        "heading {heading:?} not found in the spec"
+    );
+    let rows: Vec<Vec<String>> = lines
+        .take_while(|l| !l.trim_start().starts_with('#'))
+        .map(str::trim)
+        .filter(|l| l.starts_with('|'))
+        .map(split_row)
+        .collect();
+    assert!(rows.len() > 2, "no table under {heading:?}");
+    // rows[0] is the header, rows[1] the separator.
+    assert!(
+        rows[1]
+            .iter()
+            .all(|c| c.chars().all(|ch| matches!(ch, '-' | ':' | ' '))),
+        "second row under {heading:?} is not a table separator: {:?}",
+        rows[1]
+    );
+    rows.into_iter().skip(2).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn probe() {
-    let server = NatsServer::start();
-    let mut config = server.config();
-    config.run_heartbeat_interval = Duration::from_millis(100);
-    let gw = GatewayHandle::start(config.clone()).await;
-    let base = gw.url();
-    let c = reqwest::Client::new();
-    show(&c, "health", c.get(format!("{base}/health"))).await;
-    show(
-        &c,
-        "big json",
-        c.post(format!("{base}/runs")).body(vec![b' '; 3_000_000]),
-    )
-    .await;
-    show(&c, "array", c.post(format!("{base}/runs")).body("[1]")).await;
-    show(
-        &c,
-        "limit abc",
-        c.get(format!("{base}/runs?limit=abc&limit=500")),
-    )
-    .await;
-    show(&c, "post bundle", c.post(format!("{base}/runs/bundle"))).await;
-    show(&c, "cancel", c.post(format!("{base}/runs/x/cancel"))).await;
-    show(&c, "bad key", c.get(format!("{base}/runs/a%20b"))).await;
-    return;
-    show(&c, "list empty", c.get(format!("{base}/runs"))).await;
-    show(
-        &c,
-        "list empty vnext",
-        c.get(format!("{base}/runs?updated_after=0")),
-    )
-    .await;
-    show(&c, "submit {}", c.post(format!("{base}/runs")).body("{}")).await;
-    show(
-        &c,
-        "submit bad json",
-        c.post(format!("{base}/runs")).body("{x"),
-    )
-    .await;
-    show(
-        &c,
-        "submit bad tag",
-        c.post(format!("{base}/runs"))
-            .body(r#"{"flow_name":"","tag":"a.b","params":[],"tags":[1]}"#),
-    )
-    .await;
-    show(
-        &c,
-        "submit blank",
-        c.post(format!("{base}/runs")).body(r#"{"flow_name":"  "}"#),
-    )
-    .await;
-    show(
-        &c,
-        "submit ok",
-        c.post(format!("{base}/runs"))
-            .body(r#"{"flow_name":"nope","params":{"x":1}}"#),
-    )
-    .await;
-    show(
-        &c,
-        "limit",
-        c.get(format!("{base}/runs?limit=0&updated_after=x")),
-    )
-    .await;
-    show(&c, "cursor", c.get(format!("{base}/runs?cursor=abc"))).await;
-    show(&c, "404 run", c.get(format!("{base}/runs/nope"))).await;
-    show(&c, "404 route", c.get(format!("{base}/nope"))).await;
-    show(&c, "405", c.delete(format!("{base}/runs"))).await;
-    let yaml = "flow:\n  graph: a >> b\n  defaults: {x: 1}\ntasks:\n  a: {callable: 'pyoco:echo', inputs: {value: $ctx.params.x}}\n  b: {callable: 'pyoco:echo'}\n";
-    let form = reqwest::multipart::Form::new()
-        .part(
-            "workflow",
-            reqwest::multipart::Part::bytes(yaml.as_bytes().to_vec()).file_name("flow.yaml"),
-        )
-        .text("flow_name", "demo");
-    show(
-        &c,
-        "yaml ok",
-        c.post(format!("{base}/runs/yaml")).multipart(form),
-    )
-    .await;
-    let form = reqwest::multipart::Form::new()
-        .part(
-            "workflow",
-            reqwest::multipart::Part::bytes(b"pipes: 1\nflow: {graph: a}".to_vec())
-                .file_name("flow.yaml"),
-        )
-        .text("flow_name", "demo");
-    show(
-        &c,
-        "yaml bad",
-        c.post(format!("{base}/runs/yaml")).multipart(form),
-    )
-    .await;
-    let form = reqwest::multipart::Form::new()
-        .text("workflow", "x")
-        .text("tag", "a.b");
-    show(
-        &c,
-        "yaml missing",
-        c.post(format!("{base}/runs/yaml")).multipart(form),
-    )
-    .await;
-    show(
-        &c,
-        "yaml json",
-        c.post(format!("{base}/runs/yaml")).body("{}"),
-    )
-    .await;
-    let form = reqwest::multipart::Form::new()
-        .part(
-            "workflow",
-            reqwest::multipart::Part::bytes(yaml.as_bytes().to_vec()).file_name("flow.yaml"),
-        )
-        .text("flow_name", "demo")
-        .text("tag", "a.b");
-    show(
-        &c,
-        "yaml bad tag",
-        c.post(format!("{base}/runs/yaml")).multipart(form),
-    )
-    .await;
-    let big = vec![b'#'; 300_000];
-    let form = reqwest::multipart::Form::new()
-        .part(
-            "workflow",
-            reqwest::multipart::Part::bytes(big).file_name("flow.yaml"),
-        )
-        .text("flow_name", "demo");
-    show(
-        &c,
-        "yaml big",
-        c.post(format!("{base}/runs/yaml")).multipart(form),
-    )
-    .await;
-    let worker = WorkerHandle::start(
-        config.clone(),
-        Registry::with_builtins(),
-        "w1",
-        &["default"],
-    )
-    .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    show(&c, "list", c.get(format!("{base}/runs"))).await;
-    show(
-        &c,
-        "list vnext",
-        c.get(format!("{base}/runs?limit=1&cursor=")),
-    )
-    .await;
-    let r: serde_json::Value = c
-        .get(format!("{base}/runs?flow=demo"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = r[0]["run_id"].as_str().unwrap().to_string();
-    show(&c, "get", c.get(format!("{base}/runs/{id}"))).await;
-    show(
-        &c,
-        "get records",
-        c.get(format!("{base}/runs/{id}?include=records")),
-    )
-    .await;
-    show(&c, "tasks", c.get(format!("{base}/runs/{id}/tasks"))).await;
-    let r: serde_json::Value = c
-        .get(format!("{base}/runs?flow=nope"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = r[0]["run_id"].as_str().unwrap().to_string();
-    show(&c, "get nope", c.get(format!("{base}/runs/{id}"))).await;
-    worker.stop().await;
-    // DLQ contents
-    let client = async_nats::connect(server.url()).await.unwrap();
-    let js = async_nats::jetstream::new(client);
-    let mut st = js.get_stream("PYOCO_DLQ").await.unwrap();
-    let info = st.info().await.unwrap();
-    for seq in 1..=info.state.last_sequence {
-        if let Ok(m) = st.get_raw_message(seq).await {
-            println!("DLQ {}: {}", m.subject, String::from_utf8_lossy(&m.payload));
+/// Splits `| a | b \| c |` into `["a", "b | c"]`.
+fn split_row(line: &str) -> Vec<String> {
+    let inner = line.trim().trim_start_matches('|');
+    let inner = inner.strip_suffix('|').unwrap_or(inner);
+    let mut cells = Vec::new();
+    let mut cell = String::new();
+    let mut chars = inner.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&'|') => {
+                cell.push('|');
+                chars.next();
+            }
+            '|' => cells.push(std::mem::take(&mut cell).trim().to_string()),
+            other => cell.push(other),
         }
     }
-    let w = js.get_key_value("pyoco_workers").await.unwrap();
-    println!(
-        "WORKER {:?}",
-        w.get("w1")
-            .await
-            .unwrap()
-            .map(|b| String::from_utf8_lossy(&b).to_string())
+    cells.push(cell.trim().to_string());
+    cells
+}
+
+/// The text of a cell that is one code span, `` `x` `` → `x`; `None` otherwise.
+fn code(cell: &str) -> Option<&str> {
+    let inner = cell.strip_prefix('`')?.strip_suffix('`')?;
+    (!inner.contains('`')).then_some(inner)
+}
+
+fn code_cell<'a>(row: &'a [String], i: usize, what: &str) -> &'a str {
+    let cell = row
+        .get(i)
+        .unwrap_or_else(|| panic!("{what}: row {row:?} has no column {}", i + 1));
+    code(cell).unwrap_or_else(|| panic!("{what}: column {} of {row:?} is not a `code` cell", i + 1))
+}
+
+/// Asserts that `documented` and `actual` hold the same names, each documented once.
+fn assert_same(what: &str, documented: Vec<String>, actual: &[String]) {
+    let mut seen = BTreeSet::new();
+    for d in &documented {
+        assert!(seen.insert(d.clone()), "{what}: {d:?} is documented twice");
+    }
+    let actual: BTreeSet<String> = actual.iter().cloned().collect();
+    let missing: Vec<_> = actual.difference(&seen).collect();
+    let extra: Vec<_> = seen.difference(&actual).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{what}: in the code but not in the spec: {missing:?}; in the spec but not in the code: {extra:?}"
     );
-    let _ = &mut st;
-    gw.stop().await;
+}
+
+#[test]
+fn every_route_is_documented_and_every_documented_route_exists() {
+    let documented: Vec<String> = table(HTTP_API, "## Routes")
+        .iter()
+        .map(|row| {
+            format!(
+                "{} {}",
+                code_cell(row, 0, "## Routes"),
+                code_cell(row, 1, "## Routes")
+            )
+        })
+        .collect();
+    let actual: Vec<String> = pyoco::gateway::ROUTES
+        .iter()
+        .map(|(method, path)| format!("{method} {path}"))
+        .collect();
+    assert_same("routes (spec/http-api.md ## Routes)", documented, &actual);
+}
+
+#[test]
+fn every_error_code_is_documented_with_a_status() {
+    let rows = table(HTTP_API, "## Error codes");
+    let mut documented = Vec::new();
+    for row in &rows {
+        let code = code_cell(row, 0, "## Error codes");
+        let status = row.get(1).map(String::as_str).unwrap_or_default();
+        let status: u16 = status
+            .parse()
+            .unwrap_or_else(|_| panic!("error code {code}: status {status:?} is not a number"));
+        assert!(
+            (400..600).contains(&status),
+            "error code {code}: {status} is not an error status"
+        );
+        assert!(
+            row.get(2).is_some_and(|m| !m.is_empty()),
+            "error code {code} has no meaning"
+        );
+        documented.push(code.to_string());
+    }
+    let actual: Vec<String> = pyoco::gateway::ERROR_CODES
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    assert_same(
+        "error codes (spec/http-api.md ## Error codes)",
+        documented,
+        &actual,
+    );
+}
+
+#[test]
+fn every_variable_is_documented_and_every_documented_variable_exists() {
+    let documented: Vec<String> = table(CONFIG, "## Variables")
+        .iter()
+        .map(|row| code_cell(row, 0, "## Variables").to_string())
+        .collect();
+    let actual: Vec<String> = pyoco::config::VARIABLES
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    assert_same(
+        "variables (spec/config.md ## Variables)",
+        documented,
+        &actual,
+    );
+}
+
+/// A documented default, set explicitly, must give exactly the default configuration.
+#[test]
+fn documented_defaults_are_the_real_defaults() {
+    // Not `Config` fields: they only decide where values come from.
+    const SOURCES: &[&str] = &["PYOCO_LOAD_DOTENV", "PYOCO_ENV_FILE"];
+    let mut checked = 0;
+    for row in table(CONFIG, "## Variables") {
+        let name = code_cell(&row, 0, "## Variables");
+        let Some(default) = row.get(1).and_then(|c| code(c)) else {
+            // `unset`, `empty …`: nothing to set.
+            continue;
+        };
+        if SOURCES.contains(&name) {
+            continue;
+        }
+        let env: HashMap<String, String> = [
+            ("PYOCO_LOAD_DOTENV".to_string(), "0".to_string()),
+            (name.to_string(), default.to_string()),
+        ]
+        .into_iter()
+        .collect();
+        let config = Config::from_sources(&env)
+            .unwrap_or_else(|e| panic!("{name}: documented default {default:?} is rejected: {e}"));
+        assert_eq!(
+            config,
+            Config::default(),
+            "{name}: documented default {default:?} is not the real default"
+        );
+        checked += 1;
+    }
+    assert!(checked > 40, "only {checked} defaults checked");
+}
+
+/// The words of `doc` that are code spans.
+fn code_spans(doc: &str) -> BTreeSet<&str> {
+    doc.split('`').skip(1).step_by(2).collect()
+}
+
+#[test]
+fn every_run_status_is_documented() {
+    let spans = code_spans(DOCUMENTS);
+    for status in RunStatus::ALL {
+        assert!(
+            spans.contains(status.as_str()),
+            "status {status} is not documented in spec/documents.md"
+        );
+    }
+    // The transition table has one row per status (terminal ones share a row).
+    let rows = table(DOCUMENTS, "### Status transitions");
+    for from in RunStatus::ALL {
+        let row = rows
+            .iter()
+            .find(|r| r[0].split(", ").any(|c| code(c) == Some(from.as_str())))
+            .unwrap_or_else(|| panic!("no transition row for {from}"));
+        let documented: BTreeSet<&str> = row[1].split(", ").filter_map(code).collect();
+        let actual: BTreeSet<&str> = RunStatus::ALL
+            .into_iter()
+            .filter(|to| *to != from && from.can_become(*to))
+            .map(RunStatus::as_str)
+            .collect();
+        assert_eq!(documented, actual, "transitions from {from}");
+    }
+}
+
+/// Every DLQ reason; the match makes a new variant a compile error here.
+fn dlq_reasons() -> Vec<DlqReason> {
+    let all = [
+        DlqReason::InvalidJob,
+        DlqReason::FlowNotFound,
+        DlqReason::ExecutionError,
+        DlqReason::MaxDeliveries,
+    ];
+    for r in all {
+        match r {
+            DlqReason::InvalidJob
+            | DlqReason::FlowNotFound
+            | DlqReason::ExecutionError
+            | DlqReason::MaxDeliveries => {}
+        }
+    }
+    all.to_vec()
+}
+
+#[test]
+fn every_dlq_reason_is_documented() {
+    let documented: Vec<String> = table(DOCUMENTS, "## DLQ message")
+        .iter()
+        .map(|row| code_cell(row, 0, "## DLQ message").to_string())
+        .collect();
+    let actual: Vec<String> = dlq_reasons()
+        .into_iter()
+        .map(|r| r.as_str().to_string())
+        .collect();
+    assert_same(
+        "DLQ reasons (spec/documents.md ## DLQ message)",
+        documented,
+        &actual,
+    );
+}
+
+#[test]
+fn the_index_links_every_spec_file() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../spec");
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .expect("read spec/")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".md") && n != "README.md")
+        .collect();
+    files.sort();
+    for file in files {
+        assert!(
+            README.contains(&format!("]({file})")),
+            "spec/README.md does not link {file}"
+        );
+    }
 }
