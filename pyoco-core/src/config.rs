@@ -255,9 +255,16 @@ impl Config {
             Some(v) => parse_bool(name, v),
             None => Ok(default),
         };
+        // Sizes: 0 keeps its documented meaning (e.g. no compaction), negatives are errors.
         let size = |name: &str, default: usize| -> Result<usize, ConfigError> {
             let v = int(name, default as i64)?;
-            Ok(usize::try_from(v.max(0)).unwrap_or(usize::MAX))
+            usize::try_from(v).map_err(|_| {
+                invalid(
+                    name,
+                    &v.to_string(),
+                    "expected zero or a positive number of bytes",
+                )
+            })
         };
         let auth = match s("PYOCO_HTTP_AUTH_MODE", "none")
             .to_ascii_lowercase()
@@ -400,10 +407,23 @@ impl Config {
             spawn_timeout: secs("PYOCO_SPAWN_TIMEOUT_SEC", d.spawn_timeout)?,
             spawn_poll_interval: secs("PYOCO_SPAWN_POLL_INTERVAL_SEC", d.spawn_poll_interval)?,
             dashboard_lang,
-            log_level: process_only("PYOCO_LOG_LEVEL")
-                .unwrap_or("INFO")
-                .trim()
-                .to_string(),
+            log_level: {
+                let level = process_only("PYOCO_LOG_LEVEL")
+                    .unwrap_or("INFO")
+                    .trim()
+                    .to_string();
+                let known = [
+                    "TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERROR", "CRITICAL",
+                ];
+                if !known.contains(&level.to_ascii_uppercase().as_str()) {
+                    return Err(invalid(
+                        "PYOCO_LOG_LEVEL",
+                        &level,
+                        "expected DEBUG, INFO, WARNING or ERROR",
+                    ));
+                }
+                level
+            },
             log_format,
             log_utc: process_bool("PYOCO_LOG_UTC", true)?,
             log_include_traceback: process_bool("PYOCO_LOG_INCLUDE_TRACEBACK", true)?,
@@ -418,6 +438,13 @@ impl Config {
             return Err(invalid(
                 "PYOCO_CONSUMER_MAX_DELIVER",
                 &self.consumer_max_deliver.to_string(),
+                "expected a positive number (or -1 for unlimited)",
+            ));
+        }
+        if self.consumer_max_ack_pending == 0 || self.consumer_max_ack_pending < -1 {
+            return Err(invalid(
+                "PYOCO_CONSUMER_MAX_ACK_PENDING",
+                &self.consumer_max_ack_pending.to_string(),
                 "expected a positive number (or -1 for unlimited)",
             ));
         }
@@ -649,6 +676,19 @@ mod tests {
         assert_eq!(err.name, "PYOCO_DEFAULT_TAG");
         let err = Config::from_sources(&env(&[("PYOCO_WHEEL_SYNC_ENABLED", "maybe")])).unwrap_err();
         assert_eq!(err.name, "PYOCO_WHEEL_SYNC_ENABLED");
+        for (name, value) in [
+            ("PYOCO_MAX_RUN_SNAPSHOT_BYTES", "-1"),
+            ("PYOCO_CONSUMER_MAX_ACK_PENDING", "0"),
+            ("PYOCO_LOG_LEVEL", "loud"),
+            ("PYOCO_RUN_HEARTBEAT_INTERVAL_SEC", "-2"),
+        ] {
+            assert_eq!(
+                Config::from_sources(&env(&[(name, value)]))
+                    .unwrap_err()
+                    .name,
+                name
+            );
+        }
     }
 
     #[test]

@@ -68,3 +68,134 @@ async fn yaml_flow_with_fan_out_and_fan_in_completes() {
     assert!(plain.get("task_records").is_none());
     assert_eq!(plain["worker_alive"], true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_flow_resolves_from_a_flows_directory_and_nats_client_reads_it() {
+    let server = pyoco::testkit::NatsServer::start();
+    let config = common::fast_config(&server);
+    let mut registry = pyoco::Registry::with_builtins();
+    registry.flows_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/flows"));
+    let worker =
+        pyoco::testkit::WorkerHandle::start(config.clone(), registry, "w-named", &["default"])
+            .await;
+    let client = pyoco::NatsClient::connect(config).await.unwrap();
+    let mut params = serde_json::Map::new();
+    params.insert("name".into(), json!("pyoco"));
+    let run_id = client
+        .submit_run("hello", params, None, vec![])
+        .await
+        .unwrap();
+    let pending = client
+        .get_run(&run_id)
+        .await
+        .unwrap()
+        .expect("snapshot exists at once");
+    assert!(matches!(
+        pending.status,
+        pyoco::RunStatus::Pending | pyoco::RunStatus::Running | pyoco::RunStatus::Completed
+    ));
+    let run = client
+        .wait_for_terminal(&run_id, std::time::Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(run.status, pyoco::RunStatus::Completed);
+    assert_eq!(run.task_records["done"].output, json!("pyoco"));
+    assert_eq!(run.tags, vec!["default".to_string()]);
+    assert!(client.get_run("no-such-run").await.unwrap().is_none());
+    let bad_tag = client
+        .submit_run("hello", Default::default(), Some("a.b"), vec![])
+        .await;
+    assert!(matches!(
+        bad_tag,
+        Err(pyoco::Error::Submit(pyoco::store::SubmitError::InvalidTag(
+            _
+        )))
+    ));
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_snapshots_are_compacted_on_every_write_and_the_run_completes() {
+    let stack = Stack::start_with(|c| c.max_run_snapshot_bytes = 4096).await;
+    // A 10 kB output followed by a task that outlives several heartbeats.
+    let big = "x".repeat(10_000);
+    let yaml = format!(
+        "flow: {{graph: 'big >> wait'}}\ntasks:\n  big: {{callable: 'pyoco:echo', inputs: {{value: '{big}'}}}}\n  wait: {{callable: 'pyoco:sleep', inputs: {{seconds: 0.5}}}}\n"
+    );
+    let run_id = stack
+        .client
+        .submit_yaml(yaml.as_bytes(), "big", None)
+        .await
+        .unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let run = stack.wait_terminal(&run_id).await;
+    assert_eq!(run["status"], "COMPLETED");
+    assert_eq!(run["task_records_truncated"], true);
+    assert_eq!(run["task_records"], json!({}));
+    assert_eq!(
+        run["tasks"],
+        json!({"big": "SUCCEEDED", "wait": "SUCCEEDED"})
+    );
+    let tasks = stack.client.get_tasks(&run_id).await.unwrap();
+    assert_eq!(tasks["task_records_truncated"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_registry_goes_idle_running_idle_and_stopped_graceful() {
+    let mut stack = Stack::start().await;
+    let nats = pyoco::NatsClient::connect(stack.config.clone())
+        .await
+        .unwrap();
+    let workers = nats.store().resources.workers.clone();
+    let record = |kv: async_nats::jetstream::kv::Store| async move {
+        let bytes = kv.get("w1").await.ok()??;
+        serde_json::from_slice::<serde_json::Value>(&bytes).ok()
+    };
+    let first = record(workers.clone()).await.expect("registered");
+    assert_eq!(first["state"], "IDLE");
+    assert_eq!(first["tags"], json!(["default"]));
+    assert_eq!(first["heartbeat_at"], first["last_heartbeat_at"]);
+    let yaml = "flow: {graph: a}\ntasks: {a: {callable: 'pyoco:sleep', inputs: {seconds: 0.4}}}\n";
+    let run_id = stack
+        .client
+        .submit_yaml(yaml.as_bytes(), "s", None)
+        .await
+        .unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    pyoco::testkit::wait_for(
+        "RUNNING in the registry",
+        std::time::Duration::from_secs(10),
+        || {
+            let kv = workers.clone();
+            let run_id = run_id.clone();
+            async move {
+                let r = record(kv).await?;
+                (r["state"] == "RUNNING" && r["current_run_id"] == run_id.as_str()).then_some(())
+            }
+        },
+    )
+    .await;
+    stack.wait_terminal(&run_id).await;
+    let idle = pyoco::testkit::wait_for(
+        "IDLE with last_run_*",
+        std::time::Duration::from_secs(10),
+        || {
+            let kv = workers.clone();
+            async move {
+                let r = record(kv).await?;
+                (r["state"] == "IDLE" && r["last_run_status"] == "COMPLETED").then_some(r)
+            }
+        },
+    )
+    .await;
+    assert_eq!(idle["last_run_id"], run_id.as_str());
+    assert_eq!(idle["instance_id"], first["instance_id"]);
+    stack.worker.take().unwrap().stop().await;
+    let stopped = record(workers.clone()).await.unwrap();
+    assert_eq!(stopped["state"], "STOPPED_GRACEFUL");
+    assert_eq!(stopped["stop_reason"], "graceful_shutdown");
+}

@@ -29,6 +29,7 @@ pub const ERROR_CODES: &[&str] = &[
     "invalid_workflow_yaml",
     "missing_flow_name",
     "workflow_too_large",
+    "request_too_large",
     "invalid_list_query",
     "nats_unavailable",
     "internal_error",
@@ -81,26 +82,24 @@ pub fn problem(kind: &str, loc: &[Value], msg: &str, input: Value, ctx: Option<V
 }
 
 impl From<StoreError> for ApiError {
+    /// The detail names what failed, never the raw NATS error (that goes to the log).
     fn from(e: StoreError) -> ApiError {
         match &e {
-            StoreError::Corrupt { .. }
-            | StoreError::Failed { .. }
-            | StoreError::AlreadyExists { .. } => {
+            StoreError::Unavailable { op, .. } | StoreError::Failed { op, .. } => {
+                tracing::warn!(error = %e, "nats unavailable");
+                ApiError::unavailable(&format!("{op} failed"))
+            }
+            StoreError::Contended { .. } => {
+                tracing::warn!(error = %e, "write contention");
+                ApiError::unavailable("too many concurrent writes; retry")
+            }
+            _ => {
                 tracing::error!(error = %e, "store error");
-                if matches!(e, StoreError::Failed { .. }) {
-                    // Most non-transient NATS failures (missing stream, no JetStream) are still
-                    // the server's state, not a bug: report them as unavailable.
-                    return ApiError::unavailable(&e.to_string());
-                }
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal_error",
                     "internal error",
                 )
-            }
-            _ => {
-                tracing::warn!(error = %e, "nats unavailable");
-                ApiError::unavailable(&e.to_string())
             }
         }
     }

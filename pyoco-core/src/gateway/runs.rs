@@ -22,7 +22,27 @@ pub async fn health() -> Json<Value> {
 }
 
 /// `POST /runs`: submit a run by flow name (the worker resolves it).
-pub async fn submit(State(state): State<GatewayState>, body: Bytes) -> ApiResult<Json<Value>> {
+pub async fn submit(
+    State(state): State<GatewayState>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request_too_large",
+                "request body too large",
+            )
+        } else {
+            ApiError::validation(vec![problem(
+                "value_error",
+                &[json!("body")],
+                &format!("could not read the request body: {e}"),
+                Value::Null,
+                None,
+            )])
+        }
+    })?;
     let body: Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::validation(vec![problem(
             "json_invalid",
@@ -404,8 +424,8 @@ pub async fn get_run(
     if !wants_records(&includes(&query_pairs(&query)))
         && let Value::Object(m) = &mut doc
     {
-        m.remove("task_records");
-        m.remove("task_records_truncated");
+        m.shift_remove("task_records");
+        m.shift_remove("task_records_truncated");
     }
     enrich_with_worker(&state, &mut doc).await;
     Ok(Json(doc))
@@ -709,8 +729,8 @@ fn project(doc: Value, full: bool, records: bool) -> Value {
     };
     if full {
         if !records {
-            m.remove("task_records");
-            m.remove("task_records_truncated");
+            m.shift_remove("task_records");
+            m.shift_remove("task_records_truncated");
         }
         return Value::Object(m);
     }

@@ -163,6 +163,21 @@ impl Worker {
             }
         };
 
+        // A named flow's `defaults` fill in params the submitter did not give (YAML jobs
+        // already carry them).
+        let merged;
+        let job = if job.workflow_yaml.is_none() && !spec.defaults.is_empty() {
+            let mut params = spec.defaults.clone();
+            params.extend(job.params.clone());
+            merged = Job {
+                params,
+                ..job.clone()
+            };
+            &merged
+        } else {
+            job
+        };
+
         // Claim: PENDING (or RUNNING, when redelivered after a worker died) -> RUNNING.
         let start_time = now();
         let initial = EngineState::for_flow(&spec);

@@ -1,0 +1,111 @@
+//! The `pyoco-gateway` binary: the one-command dev setup and its usage errors.
+#![allow(clippy::unwrap_used)] // tests may panic on broken expectations
+
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use pyoco::HttpClient;
+use pyoco::testkit::{nats_server_binary, wait_for};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_with_nats_and_worker_runs_a_named_flow_and_stops_on_sigterm() {
+    let (http, nats) = (free_port(), free_port());
+    let store = tempfile::tempdir().unwrap();
+    let flows = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/flows");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pyoco-gateway"))
+        .args([
+            "up",
+            "--port",
+            &http.to_string(),
+            "--with-nats",
+            "--nats-listen",
+            &format!("127.0.0.1:{nats}"),
+        ])
+        .arg("--nats-store-dir")
+        .arg(store.path())
+        .args(["--with-worker", "--flows-dir", flows])
+        .env("PYOCO_NATS_SERVER", nats_server_binary().unwrap())
+        .env("PYOCO_LOAD_DOTENV", "0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = HttpClient::new(&format!("http://127.0.0.1:{http}")).unwrap();
+    wait_for(
+        "the gateway to serve with NATS",
+        Duration::from_secs(20),
+        || async { client.list_runs(&Default::default()).await.ok().map(|_| ()) },
+    )
+    .await;
+    let resp = client
+        .submit_run("hello", Default::default(), None, None)
+        .await
+        .unwrap();
+    let run_id = resp["run_id"].as_str().unwrap().to_string();
+    let run = client
+        .wait_until_terminal(
+            &run_id,
+            Duration::from_millis(50),
+            Some(Duration::from_secs(20)),
+            |_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(run["status"], "COMPLETED", "{run}");
+    assert_eq!(run["task_records"]["done"]["output"], "world");
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = wait_for("the gateway to exit", Duration::from_secs(20), || {
+        let status = child.try_wait().unwrap();
+        async move { status }
+    })
+    .await;
+    assert!(status.success(), "{status:?}");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", nats)).is_err(),
+        "the managed nats-server is stopped too"
+    );
+}
+
+#[test]
+fn usage_errors_exit_1_with_a_hint() {
+    let out = Command::new(env!("CARGO_BIN_EXE_pyoco-gateway"))
+        .args(["up", "--port", "notaport"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--port") && stderr.contains("hint"),
+        "{stderr}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_pyoco-gateway"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn a_bad_config_value_is_an_error_naming_the_variable() {
+    let out = Command::new(env!("CARGO_BIN_EXE_pyoco-gateway"))
+        .args(["up", "--port", &free_port().to_string()])
+        .env("PYOCO_LOAD_DOTENV", "0")
+        .env("PYOCO_CONSUMER_MAX_DELIVER", "many")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PYOCO_CONSUMER_MAX_DELIVER"));
+}
