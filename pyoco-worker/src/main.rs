@@ -120,6 +120,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let worker_id = args.worker_id.unwrap_or_else(default_worker_id);
     let mut worker = Worker::connect(config, registry, &worker_id, &tags).await?;
     worker.set_shutdown_grace(Duration::from_secs_f64(args.shutdown_grace_sec));
+    worker.set_poll_timeout(Duration::from_secs_f64(args.poll_timeout));
     eprintln!("pyoco-worker {worker_id} serving tags {:?}", worker.tags());
     if args.run_once {
         let processed = worker

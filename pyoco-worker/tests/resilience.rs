@@ -188,3 +188,141 @@ async fn nats_restart_under_load_loses_no_accepted_run() {
     worker.stop().await;
     gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_current_run_finish_then_stops_gracefully() {
+    let server = NatsServer::start();
+    let config = fast_config(&server);
+    let gateway = GatewayHandle::start(config.clone()).await;
+    let client = HttpClient::new(&gateway.url()).unwrap();
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_pyoco-worker"))
+        .args(["--worker-id", "polite", "--tags", "default"])
+        .env("PYOCO_LOAD_DOTENV", "0")
+        .env("PYOCO_NATS_URL", server.url())
+        .env("PYOCO_RUN_HEARTBEAT_INTERVAL_SEC", "0.1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let yaml = "flow: {graph: a}\ntasks: {a: {callable: 'pyoco:sleep', inputs: {seconds: 1}}}\n";
+    let run_id = client
+        .submit_yaml(yaml.as_bytes(), "polite", None)
+        .await
+        .unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_for("the run to start", Duration::from_secs(20), || async {
+        let run = client.get_run(&run_id, false).await.ok()?;
+        (run["tasks"]["a"] == "RUNNING").then_some(())
+    })
+    .await;
+    Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status()
+        .unwrap();
+    let status = wait_for("the worker to exit", Duration::from_secs(20), || {
+        let status = worker.try_wait().unwrap();
+        async move { status }
+    })
+    .await;
+    assert!(status.success());
+    assert_eq!(
+        client.get_run(&run_id, false).await.unwrap()["status"],
+        "COMPLETED"
+    );
+    let nats = pyoco::NatsClient::connect(config).await.unwrap();
+    let record = nats
+        .store()
+        .resources
+        .workers
+        .get("polite")
+        .await
+        .unwrap()
+        .unwrap();
+    let record: Value = serde_json::from_slice(&record).unwrap();
+    assert_eq!(record["state"], "STOPPED_GRACEFUL");
+    assert_eq!(record["last_run_status"], "COMPLETED");
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_last_delivery_dies_is_failed_not_left_running() {
+    let server = NatsServer::start();
+    let mut config = fast_config(&server);
+    config.consumer_max_deliver = 1;
+    let gateway = GatewayHandle::start(config.clone()).await;
+    let client = HttpClient::new(&gateway.url()).unwrap();
+    let mut doomed = Command::new(env!("CARGO_BIN_EXE_pyoco-worker"))
+        .args(["--worker-id", "doomed", "--tags", "default"])
+        .env("PYOCO_LOAD_DOTENV", "0")
+        .env("PYOCO_NATS_URL", server.url())
+        .env("PYOCO_CONSUMER_ACK_WAIT_SEC", "1")
+        .env("PYOCO_CONSUMER_MAX_DELIVER", "1")
+        .env("PYOCO_ACK_PROGRESS_INTERVAL_SEC", "0.3")
+        .env("PYOCO_RUN_HEARTBEAT_INTERVAL_SEC", "0.1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let run_id = client
+        .submit_yaml(SLOW.as_bytes(), "slow", None)
+        .await
+        .unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_for(
+        "the doomed worker to be inside the slow task",
+        Duration::from_secs(20),
+        || async {
+            let run = client.get_run(&run_id, false).await.ok()?;
+            (run["tasks"]["slow"] == "RUNNING").then_some(())
+        },
+    )
+    .await;
+    doomed.kill().unwrap();
+    doomed.wait().unwrap();
+    // A worker for the tag (same limits) hears the advisory when the lease expires.
+    let listener = WorkerHandle::start(
+        config.clone(),
+        Registry::with_builtins(),
+        "listener",
+        &["default"],
+    )
+    .await;
+    let run = wait_for(
+        "the abandoned run to be failed",
+        Duration::from_secs(20),
+        || async {
+            let run = client.get_run(&run_id, false).await.ok()?;
+            (run["status"] == "FAILED").then_some(run)
+        },
+    )
+    .await;
+    let error = run["error"].as_str().unwrap();
+    assert!(error.starts_with("gave up after 1 deliveries"), "{error}");
+    let nats = pyoco::NatsClient::connect(config).await.unwrap();
+    let work = nats
+        .store()
+        .js
+        .get_stream("PYOCO_WORK")
+        .await
+        .unwrap()
+        .get_info()
+        .await
+        .unwrap();
+    assert_eq!(work.state.messages, 0, "the undeliverable job is removed");
+    let dlq = nats
+        .store()
+        .js
+        .get_stream("PYOCO_DLQ")
+        .await
+        .unwrap()
+        .get_info()
+        .await
+        .unwrap();
+    assert_eq!(dlq.state.messages, 1);
+    listener.stop().await;
+    gateway.stop().await;
+}

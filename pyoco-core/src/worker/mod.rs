@@ -8,6 +8,7 @@
 //! delivery limit is reached the run is failed and dead-lettered (`max_deliveries`) instead of
 //! looping forever.
 
+mod advisory;
 mod process;
 mod registry;
 
@@ -66,6 +67,20 @@ pub struct Worker {
     /// Set when shutdown starts; a running flow gets `shutdown_grace` to finish.
     shutdown: CancellationToken,
     shutdown_grace: Duration,
+    /// Poll window of `run` (`--poll-timeout`).
+    poll_timeout: Duration,
+    /// Fails runs abandoned at their delivery limit (see `advisory`).
+    advisories: AbortOnDrop,
+}
+
+/// Stops a background task when its owner goes away.
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Worker {
@@ -108,6 +123,7 @@ impl Worker {
             ));
         }
         let heartbeat = RegistryHeartbeat::start(&store, worker_id, &clean).await?;
+        let advisories = AbortOnDrop(advisory::spawn(&store, worker_id, &clean).await?);
         tracing::info!(worker_id, tags = ?clean, "worker connected");
         Ok(Worker {
             store,
@@ -119,6 +135,8 @@ impl Worker {
             heartbeat,
             shutdown: CancellationToken::new(),
             shutdown_grace: Duration::from_secs(10),
+            poll_timeout: Duration::from_secs(1),
+            advisories,
         })
     }
 
@@ -126,6 +144,12 @@ impl Worker {
     /// the queue (default 10 s).
     pub fn set_shutdown_grace(&mut self, grace: Duration) {
         self.shutdown_grace = grace;
+    }
+
+    /// How long `run` waits for a job in one poll (default 1 s); shutdown is noticed between
+    /// polls.
+    pub fn set_poll_timeout(&mut self, timeout: Duration) {
+        self.poll_timeout = timeout.max(Duration::from_millis(10));
     }
 
     pub fn worker_id(&self) -> &str {
@@ -161,7 +185,7 @@ impl Worker {
             token.cancel();
         });
         while !self.shutdown.is_cancelled() {
-            match self.run_once(Duration::from_secs(1)).await {
+            match self.run_once(self.poll_timeout).await {
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, worker_id = %self.worker_id, "poll failed; retrying");
@@ -178,6 +202,7 @@ impl Worker {
 
     /// Marks the worker STOPPED_GRACEFUL and stops its heartbeat.
     pub async fn close(self) {
+        drop(self.advisories);
         self.heartbeat.stop().await;
         self.store.client.flush().await.ok();
         tracing::info!(worker_id = %self.worker_id, "worker stopped");

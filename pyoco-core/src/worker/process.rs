@@ -15,7 +15,7 @@ use crate::flow::engine::{EngineState, Outcome, RunInfo, run_flow};
 use crate::flow::tasks::FlowLookupError;
 use crate::flow::yaml::{FlowSpec, parse_flow_yaml};
 use crate::model::{DlqReason, InvalidJob, Job, RunSnapshot, RunStatus, now};
-use crate::store::{Change, RunStore, StoreError, Versioned, queue::NAK_DELAY};
+use crate::store::{Change, RunStore, Store, StoreError, Versioned, queue::NAK_DELAY};
 
 /// Progress writes are coalesced to at most one per this interval (the original's 0.25 s);
 /// the terminal write is never delayed.
@@ -87,18 +87,31 @@ impl Worker {
     ) -> Disposition {
         let max = self.store.config.consumer_max_deliver;
         self.heartbeat.run_finished(&job.run_id, "FAILED").await;
-        if max > 0 && delivered >= max {
-            let reason = format!("gave up after {delivered} deliveries: {error}");
+        let exhausted = max > 0 && delivered >= max;
+        // Retrying only helps with transient trouble; anything else (a corrupt snapshot, a
+        // document over the server's size limit) fails the run now instead of 20 times.
+        if exhausted || !error.is_transient() {
+            let (kind, reason) = if exhausted {
+                (
+                    DlqReason::MaxDeliveries,
+                    format!("gave up after {delivered} deliveries: {error}"),
+                )
+            } else {
+                (
+                    DlqReason::ExecutionError,
+                    format!("cannot process the job: {error}"),
+                )
+            };
             tracing::error!(run_id = %job.run_id, %reason, "job failed for the last time");
             self.store
                 .publish_dlq(
                     &job.tag,
-                    DlqReason::MaxDeliveries,
+                    kind,
                     Some(&reason),
-                    self.dlq_context(job),
+                    dlq_context(job, &self.worker_id),
                 )
                 .await;
-            if let Err(e) = self.fail_run(job, &reason).await {
+            if let Err(e) = fail_run(&self.store, &self.worker_id, job, &reason).await {
                 tracing::error!(run_id = %job.run_id, error = %e, "could not mark the run FAILED");
             }
             msg.ack_with(AckKind::Term).await.ok();
@@ -148,16 +161,16 @@ impl Worker {
                         &job.tag,
                         DlqReason::FlowNotFound,
                         Some(&error),
-                        self.dlq_context(job),
+                        dlq_context(job, &self.worker_id),
                     )
                     .await;
-                self.fail_run(job, &error).await?;
+                fail_run(&self.store, &self.worker_id, job, &error).await?;
                 self.heartbeat.run_finished(&job.run_id, "FAILED").await;
                 return Ok(Exec::Done);
             }
             Err(FlowProblem::Invalid(error)) => {
                 tracing::error!(run_id = %job.run_id, %error, "invalid workflow for job");
-                self.fail_run(job, &error).await?;
+                fail_run(&self.store, &self.worker_id, job, &error).await?;
                 self.heartbeat.run_finished(&job.run_id, "FAILED").await;
                 return Ok(Exec::Done);
             }
@@ -263,7 +276,7 @@ impl Worker {
                     &job.tag,
                     DlqReason::ExecutionError,
                     Some(e),
-                    self.dlq_context(job),
+                    dlq_context(job, &self.worker_id),
                 )
                 .await;
         }
@@ -328,49 +341,6 @@ impl Worker {
         }
     }
 
-    /// FAILED without running anything (unknown or invalid flow, give-up). `end_time` stays
-    /// null, as in the original.
-    async fn fail_run(&self, job: &Job, error: &str) -> Result<(), StoreError> {
-        let state = EngineState::default();
-        self.store
-            .runs
-            .update(&job.run_id, |doc| {
-                let keep_tasks = EngineState {
-                    tasks: doc.tasks.clone(),
-                    task_records: doc.task_records.clone(),
-                };
-                let s = if doc.tasks.is_empty() {
-                    &state
-                } else {
-                    &keep_tasks
-                };
-                apply(
-                    doc,
-                    job,
-                    &self.worker_id,
-                    s,
-                    RunStatus::Failed,
-                    None,
-                    None,
-                    Some(error),
-                )
-            })
-            .await
-            .map(|_| ())
-    }
-
-    fn dlq_context(&self, job: &Job) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("run_id".into(), job.run_id.clone().into());
-        m.insert("flow_name".into(), job.flow_name.clone().into());
-        m.insert("tag".into(), job.tag.clone().into());
-        m.insert("tags".into(), job.effective_tags().into());
-        m.insert("tenant_id".into(), job.tenant_id.clone().into());
-        m.insert("api_key_id".into(), job.api_key_id.clone().into());
-        m.insert("worker_id".into(), self.worker_id.clone().into());
-        m
-    }
-
     async fn dead_letter_invalid(&self, msg: &Message, delivered: i64, error: &InvalidJob) {
         tracing::error!(subject = %msg.subject, %error, reason = "invalid_job", "invalid job payload");
         let subject = msg.subject.to_string();
@@ -388,6 +358,55 @@ impl Worker {
             .publish_dlq(&tag, DlqReason::InvalidJob, Some(&error.to_string()), ctx)
             .await;
     }
+}
+
+/// FAILED without running anything more (unknown or invalid flow, give-up). `end_time` stays
+/// null, as in the original; tasks already recorded are kept.
+pub(super) async fn fail_run(
+    store: &Store,
+    worker_id: &str,
+    job: &Job,
+    error: &str,
+) -> Result<(), StoreError> {
+    let empty = EngineState::default();
+    store
+        .runs
+        .update(&job.run_id, |doc| {
+            let recorded = EngineState {
+                tasks: doc.tasks.clone(),
+                task_records: doc.task_records.clone(),
+            };
+            let state = if doc.tasks.is_empty() {
+                &empty
+            } else {
+                &recorded
+            };
+            apply(
+                doc,
+                job,
+                worker_id,
+                state,
+                RunStatus::Failed,
+                None,
+                None,
+                Some(error),
+            )
+        })
+        .await
+        .map(|_| ())
+}
+
+/// The context keys of `flow_not_found` / `execution_error` / `max_deliveries` DLQ messages.
+pub(super) fn dlq_context(job: &Job, worker_id: &str) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("run_id".into(), job.run_id.clone().into());
+    m.insert("flow_name".into(), job.flow_name.clone().into());
+    m.insert("tag".into(), job.tag.clone().into());
+    m.insert("tags".into(), job.effective_tags().into());
+    m.insert("tenant_id".into(), job.tenant_id.clone().into());
+    m.insert("api_key_id".into(), job.api_key_id.clone().into());
+    m.insert("worker_id".into(), worker_id.into());
+    m
 }
 
 enum FlowProblem {
