@@ -199,3 +199,40 @@ async fn worker_registry_goes_idle_running_idle_and_stopped_graceful() {
     assert_eq!(stopped["state"], "STOPPED_GRACEFUL");
     assert_eq!(stopped["stop_reason"], "graceful_shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_serving_several_tags_takes_turns_between_them() {
+    let server = pyoco::testkit::NatsServer::start();
+    let config = common::fast_config(&server);
+    let client = pyoco::NatsClient::connect(config.clone()).await.unwrap();
+    let yaml = b"flow: {graph: a}\ntasks: {a: {callable: 'pyoco:echo', inputs: {value: 1}}}\n";
+    // A backlog on both tags before any worker exists: a busy first tag must not starve the second.
+    let mut runs = Vec::new();
+    for tag in ["busy", "quiet"] {
+        for _ in 0..6 {
+            runs.push((tag, client.submit_yaml(yaml, tag, Some(tag)).await.unwrap()));
+        }
+    }
+    let worker = pyoco::testkit::WorkerHandle::start(
+        config,
+        pyoco::Registry::with_builtins(),
+        "w-both",
+        &["busy", "quiet"],
+    )
+    .await;
+    let mut finished = Vec::new();
+    for (tag, run_id) in &runs {
+        let run = client
+            .wait_for_terminal(run_id, std::time::Duration::from_secs(20))
+            .await
+            .unwrap();
+        finished.push((run.start_time.unwrap(), *tag));
+    }
+    finished.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let first_half: Vec<&str> = finished[..6].iter().map(|(_, t)| *t).collect();
+    assert!(
+        first_half.contains(&"quiet") && first_half.contains(&"busy"),
+        "order: {finished:?}"
+    );
+    worker.stop().await;
+}
