@@ -288,8 +288,16 @@ async fn list_filters_sorts_and_pages() {
         stack.wait_terminal(id).await;
     }
     let base = stack.gateway.url();
-    let (_, all) = raw("GET", &format!("{base}/runs"), None).await;
-    assert_eq!(all.as_array().unwrap().len(), 4);
+    // The list is served from an index that follows the bucket within milliseconds.
+    let all = wait_for(
+        "the list to show every run",
+        Duration::from_secs(10),
+        || async {
+            let (_, all) = raw("GET", &format!("{base}/runs"), None).await;
+            (all.as_array()?.len() == 4).then_some(all)
+        },
+    )
+    .await;
     let updated: Vec<f64> = all
         .as_array()
         .unwrap()

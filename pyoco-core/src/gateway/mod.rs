@@ -6,6 +6,7 @@
 //! reconnects by itself after outages.
 
 mod error;
+pub mod index;
 mod runs;
 
 use std::sync::Arc;
@@ -28,6 +29,8 @@ use crate::store::Store;
 pub struct GatewayState {
     pub config: Arc<Config>,
     store: Arc<OnceCell<Store>>,
+    /// Run list index, fed by a KV watch once connected.
+    index: Arc<index::RunIndex>,
 }
 
 impl GatewayState {
@@ -37,6 +40,7 @@ impl GatewayState {
         let state = GatewayState {
             config: Arc::new(config),
             store: Arc::new(OnceCell::new()),
+            index: Arc::default(),
         };
         let bg = state.clone();
         tokio::spawn(async move {
@@ -45,6 +49,7 @@ impl GatewayState {
                 match Store::connect(bg.config.clone(), "pyoco-http-api").await {
                     Ok(store) => {
                         tracing::info!(nats_url = %bg.config.nats_url, "gateway connected to NATS");
+                        tokio::spawn(bg.index.clone().follow(store.runs.bucket().clone()));
                         bg.store.set(store).ok();
                         return;
                     }
@@ -61,12 +66,26 @@ impl GatewayState {
 
     /// Uses an existing connected store (tests, embedding).
     pub fn with_store(store: Store) -> GatewayState {
+        let index: Arc<index::RunIndex> = Arc::default();
+        tokio::spawn(index.clone().follow(store.runs.bucket().clone()));
         let cell = OnceCell::new();
         let config = store.config.clone();
         cell.set(store).ok();
         GatewayState {
             config,
             store: Arc::new(cell),
+            index,
+        }
+    }
+
+    /// The run list index once it has caught up with the bucket (waits up to 5 s at start-up),
+    /// else 503.
+    pub async fn run_index(&self) -> Result<&index::RunIndex, ApiError> {
+        self.store()?;
+        if self.index.wait_ready(Duration::from_secs(5)).await {
+            Ok(&self.index)
+        } else {
+            Err(ApiError::unavailable("run index still loading"))
         }
     }
 

@@ -10,8 +10,9 @@ use serde_json::{Map, Value, json};
 
 use super::GatewayState;
 use super::error::{ApiError, problem};
+use super::index::{Field, Query as IndexQuery};
 use crate::flow::yaml::{parse_flow_yaml, sha256_hex};
-use crate::model::{WorkerState, is_valid_tag, json as lenient, now};
+use crate::model::{WorkerState, is_valid_tag, now};
 use crate::store::{NewRun, SubmitError, YamlPayload, workers::get_worker};
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -655,66 +656,55 @@ fn decode_cursor(cursor: &str) -> Option<(f64, String)> {
 }
 
 /// `GET /runs`: compat mode returns an array; diff mode (`updated_after`, `cursor` or
-/// `workflow_yaml_sha256`) returns `{items, next_cursor}`. An empty store lists `[]`.
+/// `workflow_yaml_sha256`) returns `{items, next_cursor}`. Served from the run index: the
+/// cost is the page, whatever the number of stored runs. An empty store lists `[]`.
 pub async fn list(
     State(state): State<GatewayState>,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<Value>> {
     let q = parse_list_query(&query_pairs(&query))?;
+    let index = state.run_index().await?;
     let store = state.store()?;
-    let keys = store.runs.keys().await?;
-    let runs = &store.runs;
-    let docs: Vec<Value> = futures::stream::iter(keys)
-        .map(|key| async move { runs.get_raw(&key).await })
-        .buffer_unordered(32)
-        .filter_map(|r| async move {
-            match r {
-                Ok(Some(v)) => lenient::from_slice::<Value>(&v.value).ok(),
-                _ => None,
-            }
-        })
-        .collect()
-        .await;
-    let matches = |doc: &Value, key: &str, want: &Option<String>| match want {
-        None => true,
-        Some(w) => doc.get(key).and_then(Value::as_str) == Some(w.as_str()),
-    };
-    let mut items: Vec<(f64, String, Value)> = docs
-        .into_iter()
-        .filter(|d| {
-            matches(d, "status", &q.status)
-                && matches(d, "flow_name", &q.flow)
-                && matches(d, "tag", &q.tag)
-                && matches(d, "workflow_yaml_sha256", &q.sha)
-                && matches(d, "schedule_id", &q.schedule_id)
-        })
-        .map(|d| {
-            let u = d.get("updated_at").and_then(Value::as_f64).unwrap_or(0.0);
-            let r = d
-                .get("run_id")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            (u, r, d)
-        })
-        .filter(|(u, _, _)| q.updated_after.is_none_or(|after| *u > after))
-        .filter(|(u, r, _)| {
-            q.cursor
-                .as_ref()
-                .is_none_or(|(cu, cr)| (*u, r.as_str()) < (*cu, cr.as_str()))
-        })
-        .collect();
-    items.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| b.1.cmp(&a.1)));
-    let more = items.len() > q.limit;
-    items.truncate(q.limit);
-    let next_cursor = if more {
-        items.last().map(|(u, r, _)| encode_cursor(*u, r))
+    let mut filters = Vec::new();
+    for (field, value) in [
+        (Field::Status, &q.status),
+        (Field::Flow, &q.flow),
+        (Field::Tag, &q.tag),
+        (Field::WorkflowYamlSha256, &q.sha),
+        (Field::ScheduleId, &q.schedule_id),
+    ] {
+        if let Some(v) = value {
+            filters.push((field, v.clone()));
+        }
+    }
+    let page = index.page(&IndexQuery {
+        filters,
+        updated_after: q.updated_after,
+        cursor: q.cursor.clone(),
+        limit: q.limit,
+    });
+    let next_cursor = if page.more {
+        page.items.last().map(|(u, r)| encode_cursor(*u, r))
     } else {
         None
     };
-    let page: Vec<Value> = items
+    let runs = &store.runs;
+    let docs: Vec<Value> = futures::stream::iter(page.items)
+        .map(|(_, run_id)| async move { runs.get_json(&run_id).await })
+        .buffered(32)
+        .collect::<Vec<_>>()
+        .await
         .into_iter()
-        .map(|(_, _, d)| project(d, q.full, q.records))
+        .filter_map(|r| match r {
+            Ok(Some(v)) => Some(Ok(v.value)),
+            // Deleted since the index saw it.
+            Ok(None) => None,
+            Err(e) => Some(Err(e)),
+        })
+        .collect::<Result<_, _>>()?;
+    let page: Vec<Value> = docs
+        .into_iter()
+        .map(|d| project(d, q.full, q.records))
         .collect();
     if q.vnext {
         Ok(Json(json!({"items": page, "next_cursor": next_cursor})))
