@@ -5,9 +5,11 @@
 //! with a clear detail and connects in the background; once connected, the NATS client
 //! reconnects by itself after outages.
 
+mod cancel;
 mod error;
 pub mod index;
 mod runs;
+mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -123,6 +125,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/runs/yaml"),
     ("GET", "/runs/{run_id}"),
     ("GET", "/runs/{run_id}/tasks"),
+    ("GET", "/runs/{run_id}/watch"),
+    ("POST", "/runs/{run_id}/cancel"),
 ];
 
 /// The axum app.
@@ -137,6 +141,8 @@ pub fn router(state: GatewayState) -> Router {
         )
         .route("/runs/{run_id}", get(runs::get_run))
         .route("/runs/{run_id}/tasks", get(runs::get_tasks))
+        .route("/runs/{run_id}/watch", get(watch::watch))
+        .route("/runs/{run_id}/cancel", post(cancel::cancel))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "Not Found") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -10,11 +10,11 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Disposition, Processed, Worker};
+use super::{AbortOnDrop, Disposition, Processed, Worker};
 use crate::flow::engine::{EngineState, Outcome, RunInfo, run_flow};
 use crate::flow::tasks::FlowLookupError;
 use crate::flow::yaml::{FlowSpec, parse_flow_yaml};
-use crate::model::{DlqReason, InvalidJob, Job, RunSnapshot, RunStatus, now};
+use crate::model::{DlqReason, InvalidJob, Job, RunSnapshot, RunStatus, TaskState, now};
 use crate::store::{Change, RunStore, Store, StoreError, Versioned, queue::NAK_DELAY};
 
 /// Progress writes are coalesced to at most one per this interval (the original's 0.25 s);
@@ -238,22 +238,46 @@ impl Worker {
             flow_name: job.flow_name.clone(),
             params: Arc::new(job.params.clone()),
         };
-        let engine = run_flow(&spec, &self.registry, &run, &tx, &cancel);
-        tokio::pin!(engine);
+        // A cancel written by any gateway reaches the flow at once through a watch of the
+        // run key (from the claim's revision, so nothing written since is missed).
         let mut handed_back = false;
-        let outcome = tokio::select! {
-            outcome = &mut engine => outcome,
-            _ = self.shutdown.cancelled() => {
+        let cancel_watch = AbortOnDrop(tokio::spawn(watch_for_cancel(
+            runs.bucket().clone(),
+            job.run_id.clone(),
+            claimed.revision + 1,
+            cancel.clone(),
+        )));
+        let outcome = {
+            let engine = run_flow(&spec, &self.registry, &run, &tx, &cancel);
+            tokio::pin!(engine);
+            // Shutdown: the flow may finish within the grace period, then it is handed back.
+            let shutdown_over = async {
+                self.shutdown.cancelled().await;
+                tokio::time::sleep(self.shutdown_grace).await;
+            };
+            tokio::pin!(shutdown_over);
+            // A cancelled flow gets PYOCO_CANCEL_GRACE_PERIOD_SEC to stop; then it is dropped.
+            let grace = self.store.config.cancel_grace_period;
+            let cancel_over = async {
+                cancel.cancelled().await;
+                tokio::time::sleep(grace).await;
+            };
+            tokio::pin!(cancel_over);
+            loop {
                 tokio::select! {
-                    outcome = &mut engine => outcome,
-                    _ = tokio::time::sleep(self.shutdown_grace) => {
+                    outcome = &mut engine => break outcome,
+                    _ = &mut shutdown_over, if !handed_back => {
                         handed_back = true;
                         cancel.cancel();
-                        engine.await
+                    }
+                    _ = &mut cancel_over => {
+                        tracing::warn!(run_id = %job.run_id, "flow did not stop within the cancel grace period; dropping it");
+                        break Outcome::Cancelled;
                     }
                 }
             }
         };
+        drop(cancel_watch);
         stop_writer.cancel();
         writer.await.ok();
         if handed_back {
@@ -262,7 +286,20 @@ impl Worker {
             return Ok(Exec::HandBack);
         }
 
-        let final_state = tx.borrow().clone();
+        let mut final_state = tx.borrow().clone();
+        if outcome == Outcome::Cancelled {
+            // Tasks dropped with the flow never reported their end.
+            let ended = now();
+            for (name, state) in final_state.tasks.iter_mut() {
+                if !state.is_finished() {
+                    *state = TaskState::Cancelled;
+                    if let Some(rec) = final_state.task_records.get_mut(name) {
+                        rec.state = TaskState::Cancelled;
+                        rec.ended_at.get_or_insert(ended);
+                    }
+                }
+            }
+        }
         let (status, error) = match &outcome {
             Outcome::Completed => (RunStatus::Completed, None),
             Outcome::Failed(e) => (RunStatus::Failed, Some(e.as_str())),
@@ -550,4 +587,34 @@ fn spawn_ack_progress(
             }
         }
     }))
+}
+
+/// Cancels `cancel` as soon as the stored run asks for it.
+async fn watch_for_cancel(
+    bucket: async_nats::jetstream::kv::Store,
+    run_id: String,
+    from_revision: u64,
+    cancel: CancellationToken,
+) {
+    use futures::StreamExt;
+    let mut watch = match bucket.watch_from_revision(&run_id, from_revision).await {
+        Ok(w) => w,
+        Err(e) => {
+            // The heartbeat's compare-and-set writes still notice a cancel, only later.
+            tracing::warn!(run_id = %run_id, error = %e, "cannot watch the run for cancels");
+            return;
+        }
+    };
+    while let Some(Ok(entry)) = watch.next().await {
+        if entry.operation != async_nats::jetstream::kv::Operation::Put {
+            continue;
+        }
+        if let Ok(doc) = crate::model::json::from_slice::<RunSnapshot>(&entry.value)
+            && doc.cancel_requested()
+        {
+            tracing::info!(run_id = %run_id, "cancel requested; stopping the flow");
+            cancel.cancel();
+            return;
+        }
+    }
 }

@@ -1,0 +1,64 @@
+//! `POST /runs/{run_id}/cancel`: PENDING/RUNNING → CANCELLING with compare-and-set, so the
+//! request is never lost to a worker's progress write. A run no worker has started yet is
+//! CANCELLED at once (the original leaves it CANCELLING forever when its tag has no worker);
+//! a worker that receives its job later sees a terminal run and skips it.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde_json::Value;
+
+use super::GatewayState;
+use super::error::ApiError;
+use crate::model::{RunStatus, now};
+use crate::store::Change;
+
+/// Cancels the run and answers its snapshot (without `task_records`). Idempotent: a terminal
+/// run is returned unchanged, a second cancel keeps the first `cancel_requested_at`.
+pub async fn cancel(
+    State(state): State<GatewayState>,
+    Path(run_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let store = state.store()?;
+    let updated = store
+        .runs
+        .update(&run_id, |doc| {
+            let now = now();
+            match doc.status {
+                s if s.is_terminal() => return Change::Keep,
+                RunStatus::PendingApproval => {
+                    doc.status = RunStatus::Cancelled;
+                    doc.end_time = Some(now);
+                }
+                // Never claimed by a worker: nothing is running, so nothing has to stop.
+                RunStatus::Pending if doc.worker_id.is_none() && doc.start_time.is_none() => {
+                    doc.status = RunStatus::Cancelled;
+                    doc.end_time = Some(now);
+                    doc.cancel_requested_at.get_or_insert(now);
+                }
+                _ => {
+                    doc.status = RunStatus::Cancelling;
+                    doc.cancel_requested_at.get_or_insert(now);
+                }
+            }
+            doc.updated_at = Some(now);
+            Change::Write
+        })
+        .await?;
+    let Some(updated) = updated else {
+        return Err(ApiError::run_not_found());
+    };
+    let mut doc = serde_json::to_value(&updated.value).map_err(|e| {
+        tracing::error!(error = %e, "encode snapshot");
+        ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "internal error",
+        )
+    })?;
+    if let Value::Object(m) = &mut doc {
+        m.shift_remove("task_records");
+        m.shift_remove("task_records_truncated");
+    }
+    tracing::info!(run_id = %run_id, status = %updated.value.status, "cancel requested");
+    Ok(Json(doc))
+}

@@ -1,0 +1,203 @@
+//! `GET /runs/{run_id}/watch`: Server-Sent Events pushed from a KV watch of the run key (no
+//! polling). Each `snapshot` event carries `id: <KV revision>`, so a client reconnecting with
+//! `Last-Event-ID` resumes after the last revision it saw, without gaps or repeats. Quiet
+//! periods get `heartbeat` events every 2 s (the original client gives up after 5 s of
+//! silence). The stream ends after the terminal snapshot, when the run is deleted, or after
+//! `timeout_sec`.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use async_nats::jetstream::kv;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use super::GatewayState;
+use super::error::{ApiError, problem};
+use crate::model::{json as lenient, now};
+
+/// Quiet time after which a heartbeat event is sent.
+const HEARTBEAT: Duration = Duration::from_secs(2);
+
+struct WatchQuery {
+    records: bool,
+    since: Option<f64>,
+    timeout: Duration,
+}
+
+fn parse_query(raw: &Option<String>) -> Result<WatchQuery, ApiError> {
+    let pairs: Vec<(String, String)> = raw
+        .as_deref()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let last = |k: &str| {
+        pairs
+            .iter()
+            .rev()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
+    let records = pairs.iter().any(|(k, v)| {
+        k == "include" && matches!(v.as_str(), "records" | "task_records" | "full" | "all")
+    });
+    let mut problems = Vec::new();
+    let since = match last("since") {
+        None => None,
+        Some(raw) => match raw.trim().parse::<f64>() {
+            Ok(f) if f.is_finite() => Some(f),
+            _ => {
+                problems.push(problem(
+                    "float_parsing",
+                    &[json!("query"), json!("since")],
+                    "Input should be a valid number, unable to parse string as a number",
+                    json!(raw),
+                    None,
+                ));
+                None
+            }
+        },
+    };
+    let timeout = match last("timeout_sec") {
+        None => 60,
+        Some(raw) => match raw.trim().parse::<i64>() {
+            Ok(n) if (1..=600).contains(&n) => n as u64,
+            Ok(n) if n < 1 => {
+                problems.push(problem(
+                    "greater_than_equal",
+                    &[json!("query"), json!("timeout_sec")],
+                    "Input should be greater than or equal to 1",
+                    json!(raw),
+                    Some(json!({"ge": 1})),
+                ));
+                60
+            }
+            Ok(_) => {
+                problems.push(problem(
+                    "less_than_equal",
+                    &[json!("query"), json!("timeout_sec")],
+                    "Input should be less than or equal to 600",
+                    json!(raw),
+                    Some(json!({"le": 600})),
+                ));
+                60
+            }
+            Err(_) => {
+                problems.push(problem(
+                    "int_parsing",
+                    &[json!("query"), json!("timeout_sec")],
+                    "Input should be a valid integer, unable to parse string as an integer",
+                    json!(raw),
+                    None,
+                ));
+                60
+            }
+        },
+    };
+    if !problems.is_empty() {
+        return Err(ApiError::validation(problems));
+    }
+    Ok(WatchQuery {
+        records,
+        since,
+        timeout: Duration::from_secs(timeout),
+    })
+}
+
+/// The SSE route.
+pub async fn watch(
+    State(state): State<GatewayState>,
+    Path(run_id): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let q = parse_query(&query)?;
+    let store = state.store()?;
+    let Some(current) = store.runs.get_raw(&run_id).await? else {
+        return Err(ApiError::run_not_found());
+    };
+    let bucket = store.runs.bucket().clone();
+    let resume_after = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    // Start at the current revision (so the first event is the current snapshot), or just
+    // after the last one the client saw.
+    let from = match resume_after {
+        Some(seen) => seen + 1,
+        None => current.revision,
+    };
+    let watch = bucket
+        .watch_from_revision(&run_id, from)
+        .await
+        .map_err(|e| ApiError::from(crate::store::StoreError::nats("watch run", e)))?;
+    let (tx, rx) = mpsc::channel::<Event>(16);
+    tokio::spawn(pump(watch, tx, run_id, q));
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx))
+    });
+    let mut response = Sse::new(stream).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+/// Forwards KV entries as events until the run is terminal or deleted, the timeout passes, or
+/// the client goes away (the channel closes).
+async fn pump(watch: kv::Watch, tx: mpsc::Sender<Event>, run_id: String, q: WatchQuery) {
+    let deadline = tokio::time::Instant::now() + q.timeout;
+    let mut entries = watch.boxed();
+    loop {
+        let next = tokio::select! {
+            next = entries.next() => next,
+            _ = tokio::time::sleep(HEARTBEAT) => {
+                let data = json!({"run_id": run_id, "ts": now()}).to_string();
+                if tx.send(Event::default().event("heartbeat").data(data)).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            _ = tokio::time::sleep_until(deadline) => return,
+            _ = tx.closed() => return,
+        };
+        let Some(Ok(entry)) = next else { return };
+        if entry.operation != kv::Operation::Put {
+            return;
+        }
+        let Ok(mut snapshot) = lenient::from_slice::<Value>(&entry.value) else {
+            continue;
+        };
+        let terminal = matches!(
+            snapshot.get("status").and_then(Value::as_str),
+            Some("COMPLETED" | "FAILED" | "CANCELLED")
+        );
+        let updated_at = snapshot
+            .get("updated_at")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0);
+        if q.since.is_none_or(|since| updated_at >= since) {
+            if !q.records
+                && let Value::Object(m) = &mut snapshot
+            {
+                m.shift_remove("task_records");
+                m.shift_remove("task_records_truncated");
+            }
+            let data = json!({"run_id": run_id, "snapshot": snapshot, "ts": now()}).to_string();
+            let event = Event::default()
+                .event("snapshot")
+                .id(entry.revision.to_string())
+                .data(data);
+            if tx.send(event).await.is_err() {
+                return;
+            }
+        }
+        if terminal {
+            return;
+        }
+    }
+}
