@@ -43,6 +43,10 @@ pub struct Config {
     pub yaml_schedules_kv_bucket: String,
     pub workflow_bundles_kv_bucket: String,
     pub run_relations_kv_bucket: String,
+    /// Task results cached with `cache_ttl_sec` (our addition).
+    pub task_cache_kv_bucket: String,
+    /// Circuit breaker state per callable (our addition).
+    pub circuit_breakers_kv_bucket: String,
     pub http_auth_mode: AuthMode,
     pub http_api_key_header: String,
     pub auth_kv_bucket: String,
@@ -82,6 +86,8 @@ pub struct Config {
     pub spawn_timeout: Duration,
     pub spawn_poll_interval: Duration,
     pub dashboard_lang: String,
+    /// Interpreter of the Python task runner (`PYOCO_PYTHON`, our addition).
+    pub python: String,
     pub log_level: String,
     pub log_format: LogFormat,
     pub log_utc: bool,
@@ -105,10 +111,14 @@ impl Default for Config {
             default_tag: "default".into(),
             runs_kv_bucket: "pyoco_runs".into(),
             workers_kv_bucket: "pyoco_workers".into(),
-            workers_kv_ttl: Duration::from_secs(15),
+            // A day, not the original's 15 s: records must outlive the disconnect timeout or
+            // DISCONNECTED never shows; dead workers are cleaned up after a day.
+            workers_kv_ttl: Duration::from_secs(86_400),
             yaml_schedules_kv_bucket: "pyoco_yaml_schedules".into(),
             workflow_bundles_kv_bucket: "pyoco_workflow_bundles".into(),
             run_relations_kv_bucket: "pyoco_run_relations".into(),
+            task_cache_kv_bucket: "pyoco_task_cache".into(),
+            circuit_breakers_kv_bucket: "pyoco_circuit_breakers".into(),
             http_auth_mode: AuthMode::None,
             http_api_key_header: "X-API-Key".into(),
             auth_kv_bucket: "pyoco_auth".into(),
@@ -146,6 +156,7 @@ impl Default for Config {
             spawn_timeout: Duration::from_secs(3600),
             spawn_poll_interval: Duration::from_millis(200),
             dashboard_lang: "auto".into(),
+            python: "python3".into(),
             log_level: "INFO".into(),
             log_format: LogFormat::Json,
             log_utc: true,
@@ -166,6 +177,8 @@ pub const VARIABLES: &[&str] = &[
     "PYOCO_YAML_SCHEDULES_KV_BUCKET",
     "PYOCO_WORKFLOW_BUNDLES_KV_BUCKET",
     "PYOCO_RUN_RELATIONS_KV_BUCKET",
+    "PYOCO_TASK_CACHE_KV_BUCKET",
+    "PYOCO_CIRCUIT_BREAKERS_KV_BUCKET",
     "PYOCO_HTTP_AUTH_MODE",
     "PYOCO_HTTP_API_KEY_HEADER",
     "PYOCO_AUTH_KV_BUCKET",
@@ -203,6 +216,7 @@ pub const VARIABLES: &[&str] = &[
     "PYOCO_SPAWN_TIMEOUT_SEC",
     "PYOCO_SPAWN_POLL_INTERVAL_SEC",
     "PYOCO_DASHBOARD_LANG",
+    "PYOCO_PYTHON",
     "PYOCO_LOAD_DOTENV",
     "PYOCO_ENV_FILE",
     "PYOCO_LOG_LEVEL",
@@ -325,6 +339,11 @@ impl Config {
                 &d.workflow_bundles_kv_bucket,
             ),
             run_relations_kv_bucket: s("PYOCO_RUN_RELATIONS_KV_BUCKET", &d.run_relations_kv_bucket),
+            task_cache_kv_bucket: s("PYOCO_TASK_CACHE_KV_BUCKET", &d.task_cache_kv_bucket),
+            circuit_breakers_kv_bucket: s(
+                "PYOCO_CIRCUIT_BREAKERS_KV_BUCKET",
+                &d.circuit_breakers_kv_bucket,
+            ),
             http_auth_mode: auth,
             http_api_key_header: s("PYOCO_HTTP_API_KEY_HEADER", &d.http_api_key_header),
             auth_kv_bucket: s("PYOCO_AUTH_KV_BUCKET", &d.auth_kv_bucket),
@@ -407,6 +426,7 @@ impl Config {
             spawn_timeout: secs("PYOCO_SPAWN_TIMEOUT_SEC", d.spawn_timeout)?,
             spawn_poll_interval: secs("PYOCO_SPAWN_POLL_INTERVAL_SEC", d.spawn_poll_interval)?,
             dashboard_lang,
+            python: s("PYOCO_PYTHON", &d.python),
             log_level: {
                 let level = process_only("PYOCO_LOG_LEVEL")
                     .unwrap_or("INFO")
@@ -469,6 +489,11 @@ impl Config {
             (
                 "PYOCO_RUN_RELATIONS_KV_BUCKET",
                 &self.run_relations_kv_bucket,
+            ),
+            ("PYOCO_TASK_CACHE_KV_BUCKET", &self.task_cache_kv_bucket),
+            (
+                "PYOCO_CIRCUIT_BREAKERS_KV_BUCKET",
+                &self.circuit_breakers_kv_bucket,
             ),
             ("PYOCO_AUTH_KV_BUCKET", &self.auth_kv_bucket),
             (

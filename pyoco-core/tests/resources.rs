@@ -52,7 +52,7 @@ async fn creates_the_originals_resources_once_and_respects_existing_ones() {
 
     for (bucket, history, ttl) in [
         ("pyoco_runs", 1, 0),
-        ("pyoco_workers", 1, 15),
+        ("pyoco_workers", 1, 86_400),
         ("pyoco_auth", 1, 0),
         ("pyoco_yaml_schedules", 5, 0),
         ("pyoco_workflow_bundles", 1, 0),

@@ -1,8 +1,11 @@
-//! The DAG executor: runs every task whose condition holds, concurrently on tokio, records
-//! `tasks` and `task_records` like the original, and stops at the first failure or a cancel.
+//! The DAG executor: runs every task whose condition holds, concurrently on tokio, applies
+//! each task's policy (retries with backoff, timeout, fail policy, cache, circuit breaker),
+//! records `tasks` and `task_records` like the original, and stops at the first failure (fail
+//! policy `stop`) or a cancel.
 //!
 //! Progress is published on a `watch` channel; the caller (the worker) decides when to write
-//! it to KV. The engine never talks to NATS.
+//! it to KV. The engine never talks to NATS: cache and breakers come through
+//! [`TaskServices`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,7 +16,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::tasks::{Registry, TaskCall, TaskError};
+use super::policy::{FailPolicy, TaskPolicy};
+use super::services::{TaskServices, cache_key};
+use super::tasks::{Registry, TaskCall, TaskDef, TaskError};
 use super::yaml::{FlowSpec, TaskSpec};
 use crate::model::{TaskRecord, TaskState, now};
 
@@ -39,18 +44,21 @@ impl EngineState {
 /// How a flow ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Completed,
+    /// Every task ran. The first error of a task with fail policy `isolate` or `continue`, if
+    /// any, becomes the run's `error` (as in the original).
+    Completed(Option<String>),
     /// The failing task's error, which becomes the run's `error`.
     Failed(String),
     Cancelled,
 }
 
-/// Identifies the run for task functions.
+/// Identifies the run for task functions, and the services task policies use.
 #[derive(Debug, Clone)]
 pub struct RunInfo {
     pub run_id: String,
     pub flow_name: String,
     pub params: Arc<Map<String, Value>>,
+    pub services: Arc<dyn TaskServices>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +66,16 @@ enum Node {
     Pending,
     Running,
     Done { ok: bool },
+}
+
+/// What one task's attempts came to.
+struct TaskRun {
+    result: Result<Value, TaskError>,
+    attempts: u32,
+    /// `hit` / `miss` when the task has a cache.
+    cache: Option<&'static str>,
+    /// Record fields the task reported (captured output, the inputs a Python function got).
+    extra: Map<String, Value>,
 }
 
 /// Runs `spec` to the end. `progress` receives every state change; `cancel` stops the flow:
@@ -74,9 +92,11 @@ pub async fn run_flow(
     let mut nodes = vec![Node::Pending; n];
     let mut results: HashMap<String, Value> = HashMap::new();
     let tasks_cancel = cancel.child_token();
-    let mut running: JoinSet<(usize, Result<Value, TaskError>)> = JoinSet::new();
+    let mut running: JoinSet<(usize, TaskRun)> = JoinSet::new();
     let mut spawned: HashMap<tokio::task::Id, usize> = HashMap::new();
     let mut outcome: Option<Outcome> = None;
+    // The first error of an isolated or continued task.
+    let mut tolerated: Option<String> = None;
 
     progress.send_replace(EngineState::for_flow(spec));
 
@@ -86,8 +106,7 @@ pub async fn run_flow(
             running.abort_all();
         }
         if outcome.is_none() {
-            // Start everything that became ready. Repeat: a task that fails to start changes
-            // what is ready.
+            // Start everything that became ready (in graph order).
             for i in 0..n {
                 if nodes[i] != Node::Pending {
                     continue;
@@ -99,23 +118,25 @@ pub async fn run_flow(
                         _ => None,
                     }),
                 };
+                let name = &graph.nodes[i];
                 match ready {
                     Some(true) => {}
-                    // A dependency failed: with fail-stop the run is failing anyway.
+                    // A task it needs failed (fail policy isolate): it fails without running.
                     Some(false) => {
                         nodes[i] = Node::Done { ok: false };
+                        let err = TaskError::new(format!("upstream task of '{name}' failed"));
+                        record_end(progress, name, now(), Err(&err), None);
                         continue;
                     }
                     None => continue,
                 }
-                let name = &graph.nodes[i];
                 let started = now();
                 let prepared = spec
                     .task(name)
                     .ok_or_else(|| TaskError::new(format!("task '{name}' is not defined")))
                     .and_then(|task| prepare(task, registry, run, &results, &tasks_cancel));
                 match prepared {
-                    Ok((args, fut)) => {
+                    Ok(task) => {
                         nodes[i] = Node::Running;
                         progress.send_modify(|s| {
                             s.tasks.insert(name.clone(), TaskState::Running);
@@ -125,14 +146,20 @@ pub async fn run_flow(
                                 .or_insert_with(TaskRecord::pending);
                             rec.state = TaskState::Running;
                             rec.started_at = Some(started);
-                            rec.inputs = args;
+                            rec.inputs = task.call.args.clone();
                         });
+                        let fut = attempt(
+                            task,
+                            run.services.clone(),
+                            progress.clone(),
+                            tasks_cancel.clone(),
+                        );
                         let handle = running.spawn(async move { (i, fut.await) });
                         spawned.insert(handle.id(), i);
                     }
                     Err(err) => {
                         nodes[i] = Node::Done { ok: false };
-                        record_end(progress, name, started, Err(&err));
+                        record_end(progress, name, started, Err(&err), None);
                         outcome = Some(Outcome::Failed(err.message));
                         tasks_cancel.cancel();
                         running.abort_all();
@@ -147,8 +174,8 @@ pub async fn run_flow(
         tokio::select! {
             joined = running.join_next_with_id() => {
                 let Some(joined) = joined else { continue };
-                let (i, result) = match joined {
-                    Ok((_, (i, result))) => (i, result),
+                let (i, task_run) = match joined {
+                    Ok((_, (i, task_run))) => (i, task_run),
                     Err(e) => {
                         let Some(&i) = spawned.get(&e.id()) else { continue };
                         if e.is_cancelled() {
@@ -156,15 +183,18 @@ pub async fn run_flow(
                             mark_cancelled(progress, &graph.nodes[i]);
                             continue;
                         }
-                        (i, Err(TaskError::new(format!("task '{}' panicked", graph.nodes[i]))))
+                        let err = TaskError::new(format!("task '{}' panicked", graph.nodes[i]));
+                        (i, TaskRun { result: Err(err), attempts: 1, cache: None, extra: Map::new() })
                     }
                 };
                 let name = &graph.nodes[i];
                 let started = progress.borrow().task_records.get(name).and_then(|r| r.started_at).unwrap_or_else(now);
-                match result {
+                let policy = spec.task(name).map(|t| t.policy.fail_policy).unwrap_or_default();
+                let extra = (task_run.attempts, task_run.cache, task_run.extra);
+                match task_run.result {
                     Ok(value) => {
                         nodes[i] = Node::Done { ok: true };
-                        record_end(progress, name, started, Ok(&value));
+                        record_end(progress, name, started, Ok(&value), Some(extra));
                         results.insert(name.clone(), value);
                     }
                     // A run cancel reaches the tasks' tokens at the same moment; it wins.
@@ -173,16 +203,28 @@ pub async fn run_flow(
                             outcome = Some(Outcome::Cancelled);
                             running.abort_all();
                         }
-                        // Already stopping: this task saw our cancel token before its abort.
                         nodes[i] = Node::Done { ok: false };
                         mark_cancelled(progress, name);
                     }
                     Err(err) => {
-                        nodes[i] = Node::Done { ok: false };
-                        record_end(progress, name, started, Err(&err));
-                        outcome = Some(Outcome::Failed(err.message));
-                        tasks_cancel.cancel();
-                        running.abort_all();
+                        record_end(progress, name, started, Err(&err), Some(extra));
+                        match policy {
+                            FailPolicy::Stop => {
+                                nodes[i] = Node::Done { ok: false };
+                                outcome = Some(Outcome::Failed(err.message));
+                                tasks_cancel.cancel();
+                                running.abort_all();
+                            }
+                            FailPolicy::Isolate => {
+                                nodes[i] = Node::Done { ok: false };
+                                tolerated.get_or_insert(err.message);
+                            }
+                            FailPolicy::Continue => {
+                                nodes[i] = Node::Done { ok: true };
+                                results.insert(name.clone(), Value::Null);
+                                tolerated.get_or_insert(err.message);
+                            }
+                        }
                     }
                 }
             }
@@ -197,7 +239,9 @@ pub async fn run_flow(
     let outcome = match outcome {
         Some(o) => o,
         None if cancel.is_cancelled() => Outcome::Cancelled,
-        None if nodes.iter().all(|s| *s == Node::Done { ok: true }) => Outcome::Completed,
+        None if nodes.iter().all(|s| matches!(s, Node::Done { .. })) => {
+            Outcome::Completed(tolerated)
+        }
         // Cycles are rejected at parse time; this is the original's message for a stuck graph.
         None => Outcome::Failed("Deadlock or cycle detected in workflow".to_string()),
     };
@@ -213,10 +257,14 @@ pub async fn run_flow(
     outcome
 }
 
-type Prepared = (
-    Map<String, Value>,
-    futures::future::BoxFuture<'static, Result<Value, TaskError>>,
-);
+/// A task ready to be attempted.
+struct Prepared {
+    name: String,
+    callable: String,
+    def: TaskDef,
+    call: TaskCall,
+    policy: TaskPolicy,
+}
 
 /// Resolves the callable and wires its arguments.
 fn prepare(
@@ -230,16 +278,7 @@ fn prepare(
         .callable
         .as_deref()
         .ok_or_else(|| TaskError::new(format!("task '{}' has no callable", task.name)))?;
-    let def = registry.task(callable).ok_or_else(|| {
-        let ns = callable.split_once(':').map(|(ns, _)| ns).unwrap_or(callable);
-        if registry.has_namespace(ns) {
-            TaskError::new(format!("unknown task callable '{callable}': namespace '{ns}' has no such task"))
-        } else {
-            TaskError::new(format!(
-                "callable '{callable}' could not be resolved: '{ns}' is not a native task namespace on this worker, and Python callables are not supported yet"
-            ))
-        }
-    })?;
+    let def = registry.resolve(callable)?;
     let mut args = Map::new();
     for (key, value) in &task.inputs {
         args.insert(key.clone(), resolve_input(value, &run.params, results)?);
@@ -255,14 +294,132 @@ fn prepare(
         }
     }
     let call = TaskCall {
-        args: args.clone(),
+        args,
         run_id: run.run_id.clone(),
         flow_name: run.flow_name.clone(),
         task: task.name.clone(),
         params: run.params.clone(),
         cancel: cancel.child_token(),
+        upstream: Arc::new(
+            results
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        record: Arc::default(),
     };
-    Ok((args, def.call(call)))
+    Ok(Prepared {
+        name: task.name.clone(),
+        callable: callable.to_string(),
+        def,
+        call,
+        policy: task.policy.clone(),
+    })
+}
+
+/// Runs a task's attempts: cache lookup, circuit breaker, timeout per attempt, retries with
+/// backoff (the record shows the last error and the attempt count meanwhile).
+async fn attempt(
+    task: Prepared,
+    services: Arc<dyn TaskServices>,
+    progress: watch::Sender<EngineState>,
+    cancel: CancellationToken,
+) -> TaskRun {
+    let policy = &task.policy;
+    let key = policy
+        .cache_ttl
+        .map(|_| cache_key(&task.callable, &task.call.args));
+    if let Some(key) = &key
+        && let Some(hit) = services.cache_get(key).await
+    {
+        return TaskRun {
+            result: Ok(hit),
+            attempts: 0,
+            cache: Some("hit"),
+            extra: Map::new(),
+        };
+    }
+    let cache = key.as_ref().map(|_| "miss");
+    let reported = |task: &Prepared| {
+        task.call
+            .record
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default()
+    };
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let result = match &policy.breaker {
+            Some(b) => match services.breaker_allow(&task.callable, b).await {
+                Err(message) => Err(TaskError::new(message)),
+                Ok(()) => {
+                    let r = call_once(&task).await;
+                    services.breaker_record(&task.callable, b, r.is_ok()).await;
+                    r
+                }
+            },
+            None => call_once(&task).await,
+        };
+        match result {
+            Ok(value) => {
+                if let (Some(key), Some(ttl)) = (&key, policy.cache_ttl) {
+                    services.cache_put(key, &value, ttl).await;
+                }
+                return TaskRun {
+                    result: Ok(value),
+                    attempts,
+                    cache,
+                    extra: reported(&task),
+                };
+            }
+            Err(err) if attempts <= policy.retries && !cancel.is_cancelled() => {
+                let wait = policy.backoff(attempts, random_fraction());
+                tracing::info!(task = %task.name, attempt = attempts, error = %err, ?wait, "task failed; retrying");
+                progress.send_modify(|s| {
+                    if let Some(rec) = s.task_records.get_mut(&task.name) {
+                        rec.error = Some(err.message.clone());
+                        rec.traceback = err.traceback.clone();
+                        rec.extra.insert("attempts".into(), attempts.into());
+                    }
+                });
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = cancel.cancelled() => return TaskRun { result: Err(err), attempts, cache, extra: reported(&task) },
+                }
+            }
+            Err(err) => {
+                return TaskRun {
+                    result: Err(err),
+                    attempts,
+                    cache,
+                    extra: reported(&task),
+                };
+            }
+        }
+    }
+}
+
+/// One attempt, bounded by the task's timeout (the future is dropped when it runs out, which
+/// cancels a native task and kills a subprocess).
+async fn call_once(task: &Prepared) -> Result<Value, TaskError> {
+    let fut = task.def.call(task.call.clone());
+    match task.policy.timeout {
+        None => fut.await,
+        Some(limit) => match tokio::time::timeout(limit, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(TaskError::new(format!(
+                "Task '{}' exceeded timeout of {}s",
+                task.name,
+                limit.as_secs_f64()
+            ))),
+        },
+    }
+}
+
+/// A random number in [0, 1) for backoff jitter.
+fn random_fraction() -> f64 {
+    (uuid::Uuid::new_v4().as_u128() >> 75) as f64 / (1u64 << 53) as f64
 }
 
 /// Resolves one `inputs` value: top-level strings starting with `$` are selectors
@@ -324,6 +481,7 @@ fn record_end(
     name: &str,
     started: f64,
     result: Result<&Value, &TaskError>,
+    extra: Option<(u32, Option<&'static str>, Map<String, Value>)>,
 ) {
     let ended = now();
     progress.send_modify(|s| {
@@ -346,6 +504,20 @@ fn record_end(
             Err(e) => {
                 rec.error = Some(e.message.clone());
                 rec.traceback = e.traceback.clone();
+            }
+        }
+        if let Some((attempts, cache, reported)) = extra {
+            rec.extra.insert("attempts".into(), attempts.into());
+            if let Some(cache) = cache {
+                rec.extra.insert("cache".into(), cache.into());
+            }
+            for (key, value) in reported {
+                match (key.as_str(), value) {
+                    ("inputs", Value::Object(inputs)) => rec.inputs = inputs,
+                    (_, value) => {
+                        rec.extra.insert(key, value);
+                    }
+                }
             }
         }
     });
@@ -384,6 +556,7 @@ mod tests {
             run_id: "r".into(),
             flow_name: "f".into(),
             params: Arc::new(params.as_object().cloned().unwrap_or_default()),
+            services: Arc::new(crate::flow::services::NoServices),
         }
     }
 
@@ -413,7 +586,7 @@ mod tests {
         });
         let yaml = "flow: {graph: 'add_one >> to_text'}\ntasks: {add_one: {callable: 't:add_one'}, to_text: {callable: 't:to_text'}}\n";
         let (outcome, state) = run(yaml, &reg, json!({"x": 41})).await;
-        assert_eq!(outcome, Outcome::Completed);
+        assert_eq!(outcome, Outcome::Completed(None));
         assert_eq!(state.task_records["add_one"].output, json!(42));
         assert_eq!(state.task_records["to_text"].output, json!("v=42"));
         assert_eq!(
@@ -427,7 +600,7 @@ mod tests {
         let reg = Registry::with_builtins();
         let yaml = "flow: {graph: 'a >> b'}\ntasks:\n  a: {callable: 'pyoco:echo', inputs: {value: {k: [1, 2]}}}\n  b: {callable: 'pyoco:echo', inputs: {value: '$node.a.output.k'}}\n";
         let (outcome, state) = run(yaml, &reg, json!({})).await;
-        assert_eq!(outcome, Outcome::Completed);
+        assert_eq!(outcome, Outcome::Completed(None));
         assert_eq!(state.task_records["b"].output, json!([1, 2]));
 
         let yaml = "flow: {graph: a}\ntasks: {a: {callable: 'pyoco:echo', inputs: {value: '$ctx.params.missing'}}}\n";
@@ -449,7 +622,7 @@ mod tests {
         let reg = Registry::with_builtins();
         let yaml = "flow: {graph: '(fast | slow) >> after'}\ntasks:\n  fast: {callable: 'pyoco:echo', inputs: {value: 1}}\n  slow: {callable: 'pyoco:sleep', inputs: {seconds: 0.3}}\n  after: {callable: 'pyoco:echo', inputs: {value: 2}}\n";
         let (outcome, state) = run(yaml, &reg, json!({})).await;
-        assert_eq!(outcome, Outcome::Completed);
+        assert_eq!(outcome, Outcome::Completed(None));
         let after_start = state.task_records["after"].started_at.unwrap();
         assert!(
             after_start < state.task_records["slow"].ended_at.unwrap(),
@@ -518,5 +691,144 @@ mod tests {
         );
         let (outcome, _) = run("flow: {graph: a}\ntasks: {a: {}}\n", &reg, json!({})).await;
         assert_eq!(outcome, Outcome::Failed("task 'a' has no callable".into()));
+    }
+
+    async fn run_with(
+        yaml: &str,
+        registry: &Registry,
+        services: Arc<dyn TaskServices>,
+    ) -> (Outcome, EngineState) {
+        let spec = parse_flow_yaml(yaml.as_bytes()).expect("valid flow");
+        let (tx, _rx) = watch::channel(EngineState::default());
+        let run = RunInfo {
+            services,
+            ..run_info(json!({}))
+        };
+        let outcome = run_flow(&spec, registry, &run, &tx, &CancellationToken::new()).await;
+        let state = tx.borrow().clone();
+        (outcome, state)
+    }
+
+    /// A task that fails its first `n` calls, then returns the call count.
+    fn flaky(reg: &mut Registry, name: &str, n: usize) -> Arc<AtomicUsize> {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = calls.clone();
+        reg.register(name, &[], move |_| {
+            let c = c.clone();
+            async move {
+                let k = c.fetch_add(1, Ordering::SeqCst) + 1;
+                if k <= n {
+                    Err(TaskError::new(format!("failure {k}")))
+                } else {
+                    Ok(json!(k))
+                }
+            }
+        });
+        calls
+    }
+
+    #[tokio::test]
+    async fn retries_with_backoff_until_success_and_count_attempts() {
+        let mut reg = Registry::with_builtins();
+        let calls = flaky(&mut reg, "t:flaky", 2);
+        let yaml = "flow: {graph: a}\ntasks: {a: {callable: 't:flaky', retries: 3, retry_backoff_ms: 10}}\n";
+        let (outcome, state) = run(yaml, &reg, json!({})).await;
+        assert_eq!(outcome, Outcome::Completed(None));
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        let rec = &state.task_records["a"];
+        assert_eq!(rec.extra["attempts"], json!(3));
+        assert_eq!(rec.output, json!(3));
+        assert_eq!(
+            rec.error.as_deref(),
+            Some("failure 2"),
+            "the last failure stays visible, as in the original"
+        );
+        let yaml = "flow: {graph: a}\ntasks: {a: {callable: 't:flaky', retries: 1, retry_backoff_ms: 1}}\n";
+        let mut reg = Registry::with_builtins();
+        flaky(&mut reg, "t:flaky", 5);
+        let (outcome, state) = run(yaml, &reg, json!({})).await;
+        assert_eq!(outcome, Outcome::Failed("failure 2".into()));
+        assert_eq!(state.task_records["a"].extra["attempts"], json!(2));
+    }
+
+    #[tokio::test]
+    async fn a_timeout_really_stops_the_task() {
+        let reg = Registry::with_builtins();
+        let t0 = std::time::Instant::now();
+        let yaml = "flow: {graph: a}\ntasks: {a: {callable: 'pyoco:sleep', inputs: {seconds: 30}, timeout_sec: 0.2}}\n";
+        let (outcome, state) = run(yaml, &reg, json!({})).await;
+        assert_eq!(
+            outcome,
+            Outcome::Failed("Task 'a' exceeded timeout of 0.2s".into())
+        );
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        assert_eq!(state.tasks["a"], TaskState::Failed);
+    }
+
+    #[tokio::test]
+    async fn isolate_and_continue_fail_policies() {
+        let reg = Registry::with_builtins();
+        let yaml = "flow: {graph: 'bad >> after; other'}\ntasks:\n  bad: {callable: 'pyoco:fail', inputs: {message: nope}, fail_policy: isolate}\n  after: {callable: 'pyoco:echo'}\n  other: {callable: 'pyoco:echo', inputs: {value: 1}}\n";
+        let (outcome, state) = run(yaml, &reg, json!({})).await;
+        assert_eq!(outcome, Outcome::Completed(Some("nope".into())));
+        assert_eq!(state.tasks["bad"], TaskState::Failed);
+        assert_eq!(
+            state.tasks["after"],
+            TaskState::Failed,
+            "a task needing an isolated failure does not run"
+        );
+        assert_eq!(
+            state.task_records["after"].error.as_deref(),
+            Some("upstream task of 'after' failed")
+        );
+        assert_eq!(state.tasks["other"], TaskState::Succeeded);
+        let yaml = "flow: {graph: 'bad >> after'}\ntasks:\n  bad: {callable: 'pyoco:fail', inputs: {message: nope}, fail_policy: continue}\n  after: {callable: 'pyoco:echo', inputs: {value: 2}}\n";
+        let (outcome, state) = run(yaml, &reg, json!({})).await;
+        assert_eq!(outcome, Outcome::Completed(Some("nope".into())));
+        assert_eq!(
+            state.tasks["after"],
+            TaskState::Succeeded,
+            "continue lets the next task run"
+        );
+    }
+
+    #[tokio::test]
+    async fn cache_hits_skip_the_call() {
+        let mut reg = Registry::with_builtins();
+        let calls = flaky(&mut reg, "t:count", 0);
+        let services: Arc<dyn TaskServices> =
+            Arc::new(crate::flow::services::MemoryServices::default());
+        let yaml = "flow: {graph: a}\ntasks: {a: {callable: 't:count', inputs: {k: 1}, cache_ttl_sec: 60}}\n";
+        let (_, first) = run_with(yaml, &reg, services.clone()).await;
+        let (outcome, second) = run_with(yaml, &reg, services.clone()).await;
+        assert_eq!(outcome, Outcome::Completed(None));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(first.task_records["a"].extra["cache"], json!("miss"));
+        assert_eq!(second.task_records["a"].extra["cache"], json!("hit"));
+        assert_eq!(second.task_records["a"].output, json!(1));
+        // Other inputs are another cache entry.
+        run_with(&yaml.replace("k: 1", "k: 2"), &reg, services).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn an_open_breaker_fails_fast() {
+        let mut reg = Registry::with_builtins();
+        let calls = flaky(&mut reg, "t:down", 100);
+        let services: Arc<dyn TaskServices> =
+            Arc::new(crate::flow::services::MemoryServices::default());
+        let yaml = "flow: {graph: a}\ntasks: {a: {callable: 't:down', circuit_breaker: {failure_threshold: 2, reset_after_sec: 60}}}\n";
+        for _ in 0..2 {
+            run_with(yaml, &reg, services.clone()).await;
+        }
+        let (outcome, _) = run_with(yaml, &reg, services).await;
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "the third call never reached the task"
+        );
+        assert!(
+            matches!(outcome, Outcome::Failed(e) if e.starts_with("circuit open for 't:down' after 2 consecutive failures"))
+        );
     }
 }

@@ -2,5 +2,8 @@
 //! ([`yaml`]), task callables ([`tasks`]) and the DAG executor ([`engine`]).
 pub mod engine;
 pub mod graph;
+pub mod policy;
+pub mod python;
+pub mod services;
 pub mod tasks;
 pub mod yaml;

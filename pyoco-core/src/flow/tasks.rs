@@ -13,6 +13,7 @@ use futures::future::BoxFuture;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
+use super::python::PythonPool;
 use super::yaml::{FlowSpec, YamlError, parse_flow_yaml};
 
 /// What a task function receives.
@@ -27,6 +28,11 @@ pub struct TaskCall {
     pub params: Arc<Map<String, Value>>,
     /// Cancelled when the run is cancelled or fails; long tasks should watch it.
     pub cancel: CancellationToken,
+    /// Outputs of the tasks that finished before this one started, by task name.
+    pub upstream: Arc<Map<String, Value>>,
+    /// Extra fields for this task's record (e.g. captured output); `inputs` replaces the
+    /// recorded inputs.
+    pub record: Arc<std::sync::Mutex<Map<String, Value>>>,
 }
 
 impl TaskCall {
@@ -85,12 +91,23 @@ enum FlowSource {
     Dir(PathBuf),
 }
 
+/// Whether callables outside the native namespaces run in Python.
+#[derive(Debug, Clone, Default)]
+enum PythonSetting {
+    /// Decided by the worker: a pool of `PYOCO_PYTHON`.
+    #[default]
+    Default,
+    Pool(Arc<PythonPool>),
+    Disabled,
+}
+
 /// Task functions and named flows of one worker.
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
     tasks: HashMap<String, TaskDef>,
     flows: HashMap<String, Arc<FlowSpec>>,
     flow_source: FlowSource,
+    python: PythonSetting,
 }
 
 /// Looking up a named flow failed.
@@ -181,6 +198,59 @@ impl Registry {
 
     pub fn task(&self, callable: &str) -> Option<&TaskDef> {
         self.tasks.get(callable)
+    }
+
+    /// Runs callables of non-native namespaces as Python `module:function` in `pool`.
+    pub fn use_python(&mut self, pool: Arc<PythonPool>) -> &mut Registry {
+        self.python = PythonSetting::Pool(pool);
+        self
+    }
+
+    /// Never runs Python: unknown callables fail the task.
+    pub fn disable_python(&mut self) -> &mut Registry {
+        self.python = PythonSetting::Disabled;
+        self
+    }
+
+    /// True unless Python was set or disabled explicitly (the worker then sets its own).
+    pub fn python_is_default(&self) -> bool {
+        matches!(self.python, PythonSetting::Default)
+    }
+
+    /// The task for `callable`: native if registered, else Python when enabled. `Err` says why
+    /// there is none.
+    pub fn resolve(&self, callable: &str) -> Result<TaskDef, TaskError> {
+        if let Some(def) = self.tasks.get(callable) {
+            return Ok(def.clone());
+        }
+        let ns = callable
+            .rsplit_once(':')
+            .map(|(ns, _)| ns)
+            .unwrap_or(callable);
+        if self.has_namespace(ns) {
+            return Err(TaskError::new(format!(
+                "unknown task callable '{callable}': namespace '{ns}' has no such task"
+            )));
+        }
+        match &self.python {
+            PythonSetting::Pool(pool) => {
+                let pool = pool.clone();
+                let callable = callable.to_string();
+                let func: TaskFn = Arc::new(move |call: TaskCall| {
+                    let pool = pool.clone();
+                    let callable = callable.clone();
+                    Box::pin(async move { pool.call(&callable, &call, &call.upstream).await })
+                });
+                // The runner wires arguments by the function's own signature.
+                Ok(TaskDef {
+                    params: Vec::new(),
+                    func,
+                })
+            }
+            _ => Err(TaskError::new(format!(
+                "callable '{callable}' could not be resolved: '{ns}' is not a native task namespace on this worker and Python is disabled"
+            ))),
+        }
     }
 
     /// True when `namespace` has at least one native task.

@@ -24,8 +24,21 @@ use crate::flow::graph::{self, Graph};
 pub const TOP_LEVEL_KEYS: &[&str] = &["version", "flow", "tasks", "runtime"];
 /// Allowed keys of `flow`.
 pub const FLOW_KEYS: &[&str] = &["graph", "defaults"];
-/// Allowed keys of a task.
-pub const TASK_KEYS: &[&str] = &["callable", "inputs", "outputs"];
+/// Allowed keys of a task: the original's three, then our policy keys
+/// ([`super::policy::POLICY_KEYS`]).
+pub const TASK_KEYS: &[&str] = &[
+    "callable",
+    "inputs",
+    "outputs",
+    "retries",
+    "retry_backoff_ms",
+    "retry_backoff_multiplier",
+    "retry_backoff_max_ms",
+    "timeout_sec",
+    "fail_policy",
+    "cache_ttl_sec",
+    "circuit_breaker",
+];
 /// Allowed keys of `runtime`.
 pub const RUNTIME_KEYS: &[&str] = &["expose_env"];
 
@@ -49,6 +62,11 @@ pub const REASON_CODES: &[&str] = &[
     "invalid_task_callable",
     "invalid_task_inputs",
     "invalid_task_outputs",
+    "invalid_task_retries",
+    "invalid_task_timeout",
+    "invalid_task_fail_policy",
+    "invalid_task_cache_ttl",
+    "invalid_task_circuit_breaker",
     "invalid_runtime",
     "unknown_runtime_keys",
     "invalid_runtime_expose_env",
@@ -80,6 +98,8 @@ pub struct TaskSpec {
     pub callable: Option<String>,
     pub inputs: Map<String, Json>,
     pub outputs: Vec<String>,
+    /// Retries, timeout, fail policy, cache and circuit breaker (our additions).
+    pub policy: super::policy::TaskPolicy,
 }
 
 impl FlowSpec {
@@ -95,7 +115,7 @@ impl FlowSpec {
 pub struct YamlError {
     /// Just the code, e.g. `unknown_task_keys`.
     pub code: &'static str,
-    /// The full reason, e.g. `unknown_task_keys: train: ['retries']`.
+    /// The full reason, e.g. `unknown_task_keys: train: ['use']`.
     pub reason: String,
 }
 
@@ -107,7 +127,7 @@ impl YamlError {
         }
     }
 
-    fn detail(code: &'static str, detail: impl std::fmt::Display) -> Self {
+    pub(crate) fn detail(code: &'static str, detail: impl std::fmt::Display) -> Self {
         YamlError {
             code,
             reason: format!("{code}: {detail}"),
@@ -229,11 +249,13 @@ fn parse_task(key: &Yaml, value: &Yaml) -> Result<TaskSpec, YamlError> {
         .ok_or_else(|| YamlError::detail("invalid_task_inputs", &name))?;
     let outputs = string_list(config.get("outputs"))
         .ok_or_else(|| YamlError::detail("invalid_task_outputs", &name))?;
+    let policy = super::policy::parse(&name, config)?;
     Ok(TaskSpec {
         name,
         callable,
         inputs,
         outputs,
+        policy,
     })
 }
 
@@ -591,8 +613,8 @@ runtime:
                 "invalid_task_config: a",
             ),
             (
-                b"flow: {graph: a}\ntasks: {train: {retries: 2, use: x, callable: 'm:f'}}\n",
-                "unknown_task_keys: train: ['retries', 'use']",
+                b"flow: {graph: a}\ntasks: {train: {retry: 2, use: x, callable: 'm:f'}}\n",
+                "unknown_task_keys: train: ['retry', 'use']",
             ),
             (
                 b"flow: {graph: a}\ntasks: {a: {callable: echo}}\n",

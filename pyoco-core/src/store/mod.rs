@@ -7,6 +7,7 @@ pub mod layout;
 pub mod queue;
 pub mod resources;
 pub mod runs;
+pub mod services;
 pub mod submit;
 pub mod workers;
 

@@ -18,6 +18,8 @@ pub struct Resources {
     pub bundles: kv::Store,
     pub run_relations: kv::Store,
     pub wheel_history: kv::Store,
+    pub task_cache: kv::Store,
+    pub circuit_breakers: kv::Store,
     pub wheels: object_store::ObjectStore,
 }
 
@@ -96,6 +98,21 @@ pub async fn ensure_resources(
         bucket(&config.wheel_history_kv_bucket, 1, config.wheel_history_ttl),
     )
     .await?;
+    // Cache entries carry their own expiry; the bucket's 30-day age bounds what is kept.
+    let task_cache = ensure_kv(
+        js,
+        bucket(
+            &config.task_cache_kv_bucket,
+            1,
+            Duration::from_secs(30 * 86_400),
+        ),
+    )
+    .await?;
+    let circuit_breakers = ensure_kv(
+        js,
+        bucket(&config.circuit_breakers_kv_bucket, 1, Duration::ZERO),
+    )
+    .await?;
     let wheels = match js.get_object_store(&config.wheel_object_store_bucket).await {
         Ok(store) => store,
         Err(_) => {
@@ -124,6 +141,8 @@ pub async fn ensure_resources(
         bundles,
         run_relations,
         wheel_history,
+        task_cache,
+        circuit_breakers,
         wheels,
     })
 }

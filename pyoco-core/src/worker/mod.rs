@@ -71,6 +71,8 @@ pub struct Worker {
     poll_timeout: Duration,
     /// Fails runs abandoned at their delivery limit (see `advisory`).
     advisories: AbortOnDrop,
+    /// Task cache and circuit breakers shared with every other worker (KV).
+    services: Arc<dyn crate::flow::services::TaskServices>,
 }
 
 /// Stops a background task when its owner goes away.
@@ -112,6 +114,15 @@ impl Worker {
                 "invalid worker id {worker_id:?}: use letters, digits, '-', '_' or '.'"
             )));
         }
+        let mut registry = registry;
+        if registry.python_is_default() {
+            // SIGTERM, then SIGKILL this long after, for a cancelled or timed-out Python task.
+            let kill_grace = config.cancel_grace_period.min(Duration::from_secs(5));
+            registry.use_python(crate::flow::python::PythonPool::new(
+                config.python.clone(),
+                kill_grace,
+            ));
+        }
         let config = Arc::new(config);
         let store =
             Store::connect(config.clone(), &format!("pyoco-nats-worker:{worker_id}")).await?;
@@ -123,6 +134,10 @@ impl Worker {
             ));
         }
         let heartbeat = RegistryHeartbeat::start(&store, worker_id, &clean).await?;
+        let services = Arc::new(crate::store::services::KvServices {
+            cache: store.resources.task_cache.clone(),
+            breakers: store.resources.circuit_breakers.clone(),
+        });
         let advisories = AbortOnDrop(advisory::spawn(&store, worker_id, &clean).await?);
         tracing::info!(worker_id, tags = ?clean, "worker connected");
         Ok(Worker {
@@ -137,6 +152,7 @@ impl Worker {
             shutdown_grace: Duration::from_secs(10),
             poll_timeout: Duration::from_secs(1),
             advisories,
+            services,
         })
     }
 

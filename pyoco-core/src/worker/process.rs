@@ -237,6 +237,7 @@ impl Worker {
             run_id: job.run_id.clone(),
             flow_name: job.flow_name.clone(),
             params: Arc::new(job.params.clone()),
+            services: self.services.clone(),
         };
         // A cancel written by any gateway reaches the flow at once through a watch of the
         // run key (from the claim's revision, so nothing written since is missed).
@@ -301,7 +302,7 @@ impl Worker {
             }
         }
         let (status, error) = match &outcome {
-            Outcome::Completed => (RunStatus::Completed, None),
+            Outcome::Completed(warning) => (RunStatus::Completed, warning.as_deref()),
             Outcome::Failed(e) => (RunStatus::Failed, Some(e.as_str())),
             Outcome::Cancelled => (RunStatus::Cancelled, None),
         };

@@ -1,0 +1,261 @@
+//! Python callables (`module:function`): run by long-lived runner processes of the worker's
+//! interpreter (`PYOCO_PYTHON`, default `python3`), speaking JSON lines (`runner.py`).
+//!
+//! One process runs one task at a time; parallel tasks get more processes, idle ones are
+//! kept for reuse. A task that is cancelled or times out has its process signalled (SIGTERM,
+//! then SIGKILL after the grace period) and replaced; a process that dies is replaced too. No
+//! process is started until a flow actually calls Python.
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+use super::tasks::{TaskCall, TaskError};
+
+const RUNNER: &str = include_str!("runner.py");
+
+/// How many idle runner processes are kept for reuse.
+const MAX_IDLE: usize = 4;
+
+/// Starting the interpreter and its first answer must not take longer than this.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Runner processes of one interpreter.
+#[derive(Debug)]
+pub struct PythonPool {
+    interpreter: String,
+    kill_grace: Duration,
+    /// Directories put in front of `PYTHONPATH` for the runners.
+    pythonpath: Vec<std::path::PathBuf>,
+    idle: Mutex<Vec<Runner>>,
+}
+
+#[derive(Debug)]
+struct Runner {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: Lines<BufReader<ChildStdout>>,
+}
+
+/// Kills a runner whose call did not finish (cancel, timeout, error) when dropped.
+struct Busy {
+    runner: Option<Runner>,
+    grace: Duration,
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let Some(mut runner) = self.runner.take() else {
+            return;
+        };
+        if let Some(pid) = runner.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        let grace = self.grace;
+        // Give the task a chance to clean up, then make sure the process is gone.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                if tokio::time::timeout(grace, runner.child.wait())
+                    .await
+                    .is_err()
+                {
+                    runner.child.kill().await.ok();
+                }
+            });
+        } else {
+            runner.child.start_kill().ok();
+        }
+    }
+}
+
+impl PythonPool {
+    pub fn new(interpreter: impl Into<String>, kill_grace: Duration) -> Arc<PythonPool> {
+        PythonPool::with_path(interpreter, kill_grace, Vec::new())
+    }
+
+    /// Like [`PythonPool::new`], with `dirs` in front of `PYTHONPATH` (task modules outside
+    /// the installed packages).
+    pub fn with_path(
+        interpreter: impl Into<String>,
+        kill_grace: Duration,
+        dirs: Vec<std::path::PathBuf>,
+    ) -> Arc<PythonPool> {
+        Arc::new(PythonPool {
+            interpreter: interpreter.into(),
+            kill_grace,
+            pythonpath: dirs,
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn interpreter(&self) -> &str {
+        &self.interpreter
+    }
+
+    async fn spawn(&self) -> Result<Runner, TaskError> {
+        let mut command = Command::new(&self.interpreter);
+        if !self.pythonpath.is_empty() {
+            let mut dirs = self.pythonpath.clone();
+            if let Some(existing) = std::env::var_os("PYTHONPATH") {
+                dirs.extend(std::env::split_paths(&existing));
+            }
+            if let Ok(joined) = std::env::join_paths(dirs) {
+                command.env("PYTHONPATH", joined);
+            }
+        }
+        let mut child = command
+            .args(["-u", "-c", RUNNER])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                TaskError::new(format!(
+                    "could not start the Python interpreter '{}' (PYOCO_PYTHON): {e}",
+                    self.interpreter
+                ))
+            })?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(TaskError::new("Python runner has no pipes"));
+        };
+        let mut runner = Runner {
+            child,
+            stdin,
+            stdout: BufReader::new(stdout).lines(),
+        };
+        let ready = tokio::time::timeout(START_TIMEOUT, runner.stdout.next_line()).await;
+        match ready {
+            Ok(Ok(Some(line))) if line.contains("\"ready\"") => Ok(runner),
+            other => Err(TaskError::new(format!(
+                "the Python runner ('{}') did not start: {}",
+                self.interpreter,
+                match other {
+                    Err(_) => "no answer".to_string(),
+                    Ok(Ok(Some(line))) => format!("unexpected output {line:?}"),
+                    Ok(Ok(None)) => "it exited at once (is it Python 3?)".to_string(),
+                    Ok(Err(e)) => e.to_string(),
+                }
+            ))),
+        }
+    }
+
+    async fn acquire(&self) -> Result<Runner, TaskError> {
+        loop {
+            let candidate = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+            match candidate {
+                Some(mut runner) => {
+                    if matches!(runner.child.try_wait(), Ok(None)) {
+                        return Ok(runner);
+                    }
+                    // It died while idle: drop it and look again.
+                }
+                None => return self.spawn().await,
+            }
+        }
+    }
+
+    fn release(&self, runner: Runner) {
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < MAX_IDLE
+        {
+            idle.push(runner);
+        }
+    }
+
+    /// Runs `callable` with the call's explicit inputs, the run params and the upstream
+    /// results (`results`); the runner wires them by the function's signature. On success,
+    /// the call's record extras get the inputs actually passed and captured stdout/stderr.
+    pub async fn call(
+        &self,
+        callable: &str,
+        call: &TaskCall,
+        results: &Map<String, Value>,
+    ) -> Result<Value, TaskError> {
+        let runner = self.acquire().await?;
+        let mut busy = Busy {
+            runner: Some(runner),
+            grace: self.kill_grace,
+        };
+        let request = json!({
+            "id": 1,
+            "callable": callable,
+            "inputs": call.args,
+            "params": *call.params,
+            "results": results,
+            "ctx": {"run_id": call.run_id, "flow_name": call.flow_name, "task": call.task},
+        });
+        let mut line = request.to_string();
+        line.push('\n');
+        let exchange = async {
+            let r = busy
+                .runner
+                .as_mut()
+                .ok_or_else(|| TaskError::new("runner lost"))?;
+            r.stdin
+                .write_all(line.as_bytes())
+                .await
+                .map_err(|e| died(e.to_string()))?;
+            r.stdin.flush().await.map_err(|e| died(e.to_string()))?;
+            match r.stdout.next_line().await {
+                Ok(Some(answer)) => serde_json::from_str::<Value>(&answer)
+                    .map_err(|e| TaskError::new(format!("bad answer from the Python runner: {e}"))),
+                Ok(None) => {
+                    let status = r
+                        .child
+                        .wait()
+                        .await
+                        .map(|s| s.to_string())
+                        .unwrap_or_default();
+                    Err(died(format!("it exited ({status})")))
+                }
+                Err(e) => Err(died(e.to_string())),
+            }
+        };
+        let answer = tokio::select! {
+            a = exchange => a?,
+            _ = call.cancel.cancelled() => return Err(TaskError::new("cancelled")),
+        };
+        // The call completed: the process is healthy and goes back to the pool.
+        if let Some(runner) = busy.runner.take() {
+            self.release(runner);
+        }
+        if let Ok(mut extra) = call.record.lock() {
+            for key in ["inputs", "stdout", "stderr"] {
+                if let Some(v) = answer
+                    .get(key)
+                    .filter(|v| !matches!(v, Value::String(s) if s.is_empty()))
+                {
+                    extra.insert(key.to_string(), v.clone());
+                }
+            }
+        }
+        if answer.get("ok").and_then(Value::as_bool) == Some(true) {
+            Ok(answer.get("output").cloned().unwrap_or(Value::Null))
+        } else {
+            Err(TaskError {
+                message: answer
+                    .get("error")
+                    .and_then(Value::as_str)
+                    .unwrap_or("Python task failed")
+                    .to_string(),
+                traceback: answer
+                    .get("traceback")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+            })
+        }
+    }
+}
+
+fn died(detail: String) -> TaskError {
+    TaskError::new(format!(
+        "the Python runner died while running the task: {detail}"
+    ))
+}

@@ -1,0 +1,150 @@
+"""pyoco's Python task runner: one process runs one task at a time for a Rust worker.
+
+Protocol: one JSON object per line on stdin, one JSON answer per line on the original
+stdout (file descriptor 1 is moved aside at start, so a task printing to fd 1 cannot corrupt
+the protocol; its output is captured and returned instead).
+
+Request:  {"id", "callable": "module:function", "inputs": {...}, "params": {...},
+           "results": {...}, "ctx": {"run_id", "flow_name", "task"}}
+Answer:   {"id", "ok": true, "output", "inputs", "stdout", "stderr"}
+       or {"id", "ok": false, "error", "traceback", "inputs", "stdout", "stderr"}
+
+Arguments are wired like pyoco: explicit inputs, then params by parameter name, then the
+result of the upstream task of that name; a parameter named `ctx` gets a small context.
+"""
+import contextlib
+import importlib
+import inspect
+import io
+import json
+import math
+import os
+import sys
+import traceback
+
+CAPTURE_LIMIT = 64 * 1024
+
+
+class _Capture(io.StringIO):
+    """A text buffer that keeps at most CAPTURE_LIMIT characters."""
+
+    def write(self, s):
+        room = CAPTURE_LIMIT - self.tell()
+        if room > 0:
+            super().write(s[:room])
+        return len(s)
+
+
+class Context:
+    """What a task asking for `ctx` receives."""
+
+    def __init__(self, ctx, params, results):
+        self.run_id = ctx.get("run_id")
+        self.flow_name = ctx.get("flow_name")
+        self.task = ctx.get("task")
+        self.params = params
+        self.results = results
+        self.is_cancelled = False
+
+
+def _safe(value):
+    """JSON-safe like the original: the value if json.dumps accepts it, else its repr()."""
+    try:
+        json.dumps(value, allow_nan=True)
+        return _finite(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _finite(value):
+    # JSON has no NaN/Infinity; the original writes Python's tokens, readers see null.
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _resolve(callable_ref):
+    module_name, _, attr = callable_ref.rpartition(":")
+    if not module_name:
+        raise ValueError(f"callable must be module:function, got {callable_ref!r}")
+    obj = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    # pyoco's TaskWrapper / Task keep the function in `.func`.
+    for _ in range(3):
+        inner = getattr(obj, "func", None)
+        if callable(inner):
+            obj = inner
+        else:
+            break
+    if not callable(obj):
+        raise TypeError(f"{callable_ref} is not callable")
+    return obj
+
+
+def _wire(func, inputs, params, results, ctx):
+    kwargs = dict(inputs)
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        return kwargs, False
+    wants_ctx = False
+    for name, parameter in signature.parameters.items():
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            continue
+        if name == "ctx":
+            wants_ctx = True
+            continue
+        if name in kwargs:
+            continue
+        if name in params:
+            kwargs[name] = params[name]
+        elif name in results:
+            kwargs[name] = results[name]
+    if wants_ctx:
+        kwargs["ctx"] = Context(ctx, params, results)
+    return kwargs, wants_ctx
+
+
+def handle(request):
+    out, err = _Capture(), _Capture()
+    answer = {"id": request.get("id")}
+    passed = {}
+    try:
+        func = _resolve(request["callable"])
+        kwargs, _ = _wire(func, request.get("inputs") or {}, request.get("params") or {},
+                          request.get("results") or {}, request.get("ctx") or {})
+        passed = {k: _safe(v) for k, v in kwargs.items() if k != "ctx"}
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            result = func(**kwargs)
+        answer.update(ok=True, output=_safe(result))
+    except (Exception, SystemExit) as exc:  # every failure, sys.exit() included, is the task's error
+        answer.update(ok=False, error=str(exc) or type(exc).__name__, traceback=traceback.format_exc())
+    answer.update(inputs=passed, stdout=out.getvalue(), stderr=err.getvalue())
+    return answer
+
+
+def main():
+    proto = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    sys.path.insert(0, os.getcwd())
+    proto.write(json.dumps({"ready": True, "python": sys.version.split()[0]}) + "\n")
+    for line in sys.stdin:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            request = json.loads(line)
+        except ValueError as exc:
+            proto.write(json.dumps({"id": None, "ok": False, "error": f"bad request: {exc}"}) + "\n")
+            continue
+        proto.write(json.dumps(handle(request), default=repr) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,234 @@
+//! Python callables (`module:function`) run by the worker's Python runner, against a real
+//! nats-server and a real interpreter.
+#![allow(clippy::unwrap_used)] // tests may panic on broken expectations
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use pyoco::flow::python::PythonPool;
+use pyoco::testkit::{GatewayHandle, NatsServer, WorkerHandle, wait_for};
+use pyoco::{HttpClient, Registry};
+use serde_json::{Value, json};
+
+const TASKS: &str = r#"
+import os, time
+
+def add_one(x=0):
+    return int(x) + 1
+
+def to_text(add_one):
+    return f"v={add_one}"
+
+def boom():
+    raise ValueError("boom")
+
+def chatty(ctx, word="hi"):
+    print("said", word)
+    return {"task": ctx.task, "run": ctx.run_id is not None, "odd": {1, 2}}
+
+def slow(pid_file, seconds=60):
+    with open(pid_file, "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(seconds)
+    return "done"
+"#;
+
+struct Env {
+    _server: NatsServer,
+    gateway: GatewayHandle,
+    worker: WorkerHandle,
+    client: HttpClient,
+    dir: tempfile::TempDir,
+}
+
+async fn env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("quick_tasks.py"), TASKS).unwrap();
+    let server = NatsServer::start();
+    let mut config = common::fast_config(&server);
+    config.cancel_grace_period = Duration::from_secs(1);
+    let gateway = GatewayHandle::start(config.clone()).await;
+    let mut registry = Registry::with_builtins();
+    registry.use_python(PythonPool::with_path(
+        "python3",
+        Duration::from_millis(500),
+        vec![dir.path().to_path_buf()],
+    ));
+    let worker = WorkerHandle::start(config, registry, "py", &["default"]).await;
+    let client = HttpClient::new(&gateway.url()).unwrap();
+    Env {
+        _server: server,
+        gateway,
+        worker,
+        client,
+        dir,
+    }
+}
+
+async fn run_flow(env: &Env, yaml: &str) -> Value {
+    let run_id = env
+        .client
+        .submit_yaml(yaml.as_bytes(), "py", None)
+        .await
+        .unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_for("the run to finish", Duration::from_secs(30), || async {
+        let run = env.client.get_run(&run_id, true).await.ok()?;
+        matches!(
+            run["status"].as_str()?,
+            "COMPLETED" | "FAILED" | "CANCELLED"
+        )
+        .then_some(run)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quickstart_flow_runs_with_python_callables_wired_like_the_original() {
+    let env = env().await;
+    let run = run_flow(&env, "flow: {graph: 'add_one >> to_text', defaults: {x: 41}}\ntasks:\n  add_one: {callable: 'quick_tasks:add_one'}\n  to_text: {callable: 'quick_tasks:to_text'}\n").await;
+    assert_eq!(run["status"], "COMPLETED", "{run}");
+    assert_eq!(run["task_records"]["add_one"]["output"], 42);
+    assert_eq!(
+        run["task_records"]["add_one"]["inputs"],
+        json!({"x": 41}),
+        "params by name"
+    );
+    assert_eq!(run["task_records"]["to_text"]["output"], "v=42");
+    assert_eq!(
+        run["task_records"]["to_text"]["inputs"],
+        json!({"add_one": 42}),
+        "upstream output by task name"
+    );
+    env.worker.stop().await;
+    env.gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exceptions_output_capture_ctx_and_non_json_values() {
+    let env = env().await;
+    let failed = run_flow(
+        &env,
+        "flow: {graph: a}\ntasks: {a: {callable: 'quick_tasks:boom'}}\n",
+    )
+    .await;
+    assert_eq!(failed["status"], "FAILED");
+    assert_eq!(failed["error"], "boom");
+    let tb = failed["task_records"]["a"]["traceback"].as_str().unwrap();
+    assert!(
+        tb.contains("ValueError: boom") && tb.contains("Traceback"),
+        "{tb}"
+    );
+    let ok = run_flow(&env, "flow: {graph: talk}\ntasks: {talk: {callable: 'quick_tasks:chatty', inputs: {word: yo}}}\n").await;
+    assert_eq!(ok["status"], "COMPLETED", "{ok}");
+    let rec = &ok["task_records"]["talk"];
+    assert_eq!(
+        rec["output"],
+        json!("{'task': 'talk', 'run': True, 'odd': {1, 2}}"),
+        "a value json.dumps refuses becomes its repr(), as in the original"
+    );
+    assert_eq!(rec["stdout"], "said yo\n");
+    assert_eq!(
+        rec["inputs"],
+        json!({"word": "yo"}),
+        "ctx is passed but not recorded"
+    );
+    let missing = run_flow(
+        &env,
+        "flow: {graph: a}\ntasks: {a: {callable: 'no_such_module:f'}}\n",
+    )
+    .await;
+    assert_eq!(missing["status"], "FAILED");
+    assert!(
+        missing["error"]
+            .as_str()
+            .unwrap()
+            .contains("No module named 'no_such_module'")
+    );
+    env.worker.stop().await;
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+}
+
+async fn pid_from(file: &Path) -> u32 {
+    wait_for(
+        "the task to write its pid",
+        Duration::from_secs(20),
+        || async { std::fs::read_to_string(file).ok()?.trim().parse().ok() },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_kills_a_running_python_task() {
+    let env = env().await;
+    let pid_file = env.dir.path().join("slow.pid");
+    let yaml = format!(
+        "flow: {{graph: s}}\ntasks: {{s: {{callable: 'quick_tasks:slow', inputs: {{pid_file: '{}'}}}}}}\n",
+        pid_file.display()
+    );
+    let run_id = env
+        .client
+        .submit_yaml(yaml.as_bytes(), "py", None)
+        .await
+        .unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let pid = pid_from(&pid_file).await;
+    assert!(alive(pid));
+    let asked = Instant::now();
+    reqwest::Client::new()
+        .post(format!("{}/runs/{run_id}/cancel", env.gateway.url()))
+        .send()
+        .await
+        .unwrap();
+    let run = wait_for("CANCELLED", Duration::from_secs(20), || async {
+        let run = env.client.get_run(&run_id, false).await.ok()?;
+        (run["status"] == "CANCELLED").then_some(run)
+    })
+    .await;
+    assert_eq!(run["tasks"]["s"], "CANCELLED");
+    wait_for(
+        "the Python process to be gone",
+        Duration::from_secs(10),
+        || async { (!alive(pid)).then_some(()) },
+    )
+    .await;
+    assert!(asked.elapsed() < Duration::from_secs(15));
+    // The worker goes on with a fresh runner.
+    let next = run_flow(&env, "flow: {graph: add_one}\ntasks: {add_one: {callable: 'quick_tasks:add_one', inputs: {x: 1}}}\n").await;
+    assert_eq!(next["task_records"]["add_one"]["output"], 2);
+    env.worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_kills_a_python_task_and_retries_are_counted() {
+    let env = env().await;
+    let pid_file = env.dir.path().join("timeout.pid");
+    let yaml = format!(
+        "flow: {{graph: s}}\ntasks: {{s: {{callable: 'quick_tasks:slow', inputs: {{pid_file: '{}'}}, timeout_sec: 0.5, retries: 1, retry_backoff_ms: 10}}}}\n",
+        pid_file.display()
+    );
+    let run = run_flow(&env, &yaml).await;
+    assert_eq!(run["status"], "FAILED");
+    assert_eq!(run["error"], "Task 's' exceeded timeout of 0.5s");
+    assert_eq!(run["task_records"]["s"]["attempts"], 2);
+    let pid = pid_from(&pid_file).await;
+    wait_for(
+        "the timed-out process to be gone",
+        Duration::from_secs(10),
+        || async { (!alive(pid)).then_some(()) },
+    )
+    .await;
+    env.worker.stop().await;
+}
