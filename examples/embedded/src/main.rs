@@ -1,5 +1,5 @@
-//! Embedding pyoco in a Rust program: register a native task, run a worker, submit a YAML
-//! flow that calls it, and wait for the result.
+//! Embedding pyoco in a Rust program: typed task functions, a flow built in Rust and
+//! registered by name, a worker, and a client submitting it and waiting for the result.
 //!
 //! Run it with a nats-server on `PYOCO_NATS_URL` (default `nats://127.0.0.1:4222`), or pass
 //! `--with-nats` to start a throw-away local one:
@@ -10,19 +10,36 @@
 
 use std::time::Duration;
 
-use pyoco::{Config, NatsClient, Registry, TaskError, Worker};
-use serde_json::json;
+use pyoco::flow::embed::FlowBuilder;
+use pyoco::{Config, NatsClient, Registry, Worker};
+use serde::{Deserialize, Serialize};
+use serde_json::Map;
 
-const FLOW: &str = r#"
-flow:
-  graph: price >> (tax & shipping) >> total
-  defaults: {net: 100.0}
-tasks:
-  price:    {callable: "shop:price"}
-  tax:      {callable: "shop:tax"}
-  shipping: {callable: "pyoco:echo", inputs: {value: 4.5}}
-  total:    {callable: "shop:total", inputs: {shipping: "$node.shipping.output"}}
-"#;
+/// Inputs are wired by field name: explicit inputs, then run params, then upstream outputs.
+#[derive(Deserialize)]
+struct TaxIn {
+    /// The output of the upstream task `price`.
+    price: f64,
+    /// A run param (with a default).
+    #[serde(default = "default_rate")]
+    rate: f64,
+}
+
+fn default_rate() -> f64 {
+    0.2
+}
+
+#[derive(Deserialize)]
+struct TotalIn {
+    price: f64,
+    tax: f64,
+    shipping: f64,
+}
+
+#[derive(Serialize)]
+struct Total {
+    total: f64,
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -36,29 +53,32 @@ async fn main() -> anyhow::Result<()> {
         None
     };
 
-    // Task parameters are wired by name: explicit inputs, then run params, then the output
-    // of the upstream task with that name.
     let mut registry = Registry::with_builtins();
-    registry.register("shop:price", &["net"], |call| async move {
-        Ok(call.args["net"].clone())
-    });
-    registry.register("shop:tax", &["price"], |call| async move {
-        let price = call.args["price"]
-            .as_f64()
-            .ok_or_else(|| TaskError::new("price must be a number"))?;
-        Ok(json!(price * 0.2))
-    });
-    registry.register(
-        "shop:total",
-        &["price", "tax", "shipping"],
-        |call| async move {
-            let sum: f64 = ["price", "tax", "shipping"]
-                .iter()
-                .filter_map(|k| call.args[*k].as_f64())
-                .sum();
-            Ok(json!({"total": sum}))
+    registry.register_fn(
+        "shop:price",
+        |p: Map<String, serde_json::Value>| async move {
+            Ok::<_, String>(p.get("net").cloned().unwrap_or(100.0.into()))
         },
     );
+    registry.register_fn("shop:tax", |t: TaxIn| async move {
+        Ok::<_, String>(t.price * t.rate)
+    });
+    registry.register_fn("shop:total", |t: TotalIn| async move {
+        Ok::<_, String>(Total {
+            total: t.price + t.tax + t.shipping,
+        })
+    });
+    // A whole flow built in Rust, resolved by name for `submit_run("checkout", ...)`.
+    let checkout = FlowBuilder::new("price >> (tax & shipping) >> total")
+        .task("price", "shop:price", |t| t.input("net", "$ctx.params.net"))
+        .task("tax", "shop:tax", |t| t.retries(2))
+        .task("shipping", "pyoco:echo", |t| t.input("value", 4.5))
+        .task("total", "shop:total", |t| {
+            t.input("shipping", "$node.shipping.output")
+        })
+        .default_param("net", 100.0)
+        .build()?;
+    registry.register_flow("checkout", checkout);
 
     let worker = Worker::connect(
         config.clone(),
@@ -73,8 +93,10 @@ async fn main() -> anyhow::Result<()> {
     }));
 
     let client = NatsClient::connect(config).await?;
+    let mut params = Map::new();
+    params.insert("net".into(), 250.0.into());
     let run_id = client
-        .submit_yaml(FLOW.as_bytes(), "checkout", None)
+        .submit_run("checkout", params, None, Vec::new())
         .await?;
     println!("submitted run {run_id}");
     let run = client

@@ -89,6 +89,17 @@ enum FlowSource {
     #[default]
     None,
     Dir(PathBuf),
+    Resolver(FlowResolver),
+}
+
+/// A function from flow name to flow (the original's `flow_resolver`).
+#[derive(Clone)]
+pub(crate) struct FlowResolver(pub(crate) Arc<dyn Fn(&str) -> Option<FlowSpec> + Send + Sync>);
+
+impl std::fmt::Debug for FlowResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FlowResolver")
+    }
 }
 
 /// Whether callables outside the native namespaces run in Python.
@@ -268,7 +279,17 @@ impl Registry {
         match &self.flow_source {
             FlowSource::None => Err(FlowLookupError::NotFound(name.to_string())),
             FlowSource::Dir(dir) => load_flow_file(dir, name),
+            FlowSource::Resolver(resolve) => (resolve.0)(name)
+                .map(Arc::new)
+                .ok_or_else(|| FlowLookupError::NotFound(name.to_string())),
         }
+    }
+
+    pub(crate) fn set_flow_resolver(
+        &mut self,
+        f: Arc<dyn Fn(&str) -> Option<FlowSpec> + Send + Sync>,
+    ) {
+        self.flow_source = FlowSource::Resolver(FlowResolver(f));
     }
 }
 
