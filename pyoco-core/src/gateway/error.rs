@@ -31,6 +31,9 @@ pub const ERROR_CODES: &[&str] = &[
     "workflow_too_large",
     "request_too_large",
     "invalid_list_query",
+    "worker_not_found",
+    "invalid_workers_request",
+    "unhealthy",
     "nats_unavailable",
     "internal_error",
 ];
@@ -52,6 +55,23 @@ impl ApiError {
 
     pub fn run_not_found() -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "run_not_found", "run not found")
+    }
+
+    pub fn worker_not_found() -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "worker_not_found",
+            "worker not found",
+        )
+    }
+
+    /// A `scope` or `state` of `GET /workers` that is not one of the allowed values.
+    pub fn invalid_workers_request() -> ApiError {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_workers_request",
+            "invalid workers request",
+        )
     }
 
     pub fn unavailable(what: &str) -> ApiError {

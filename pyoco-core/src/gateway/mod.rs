@@ -7,17 +7,20 @@
 
 mod cancel;
 mod error;
+mod health;
 pub mod index;
+mod metrics;
 mod runs;
 mod watch;
+mod workers;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
+use axum::{Extension, Router, middleware};
 use tokio::net::TcpListener;
 use tokio::sync::OnceCell;
 
@@ -127,13 +130,17 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/runs/{run_id}/tasks"),
     ("GET", "/runs/{run_id}/watch"),
     ("POST", "/runs/{run_id}/cancel"),
+    ("GET", "/metrics"),
+    ("GET", "/workers"),
+    ("PATCH", "/workers/{worker_id}"),
 ];
 
 /// The axum app.
 pub fn router(state: GatewayState) -> Router {
     let yaml_limit = state.config.workflow_yaml_max_bytes.saturating_add(1 << 20);
+    let http_metrics = metrics::HttpMetrics::default();
     Router::new()
-        .route("/health", get(runs::health))
+        .route("/health", get(health::health))
         .route("/runs", post(runs::submit).get(runs::list))
         .route(
             "/runs/yaml",
@@ -143,6 +150,9 @@ pub fn router(state: GatewayState) -> Router {
         .route("/runs/{run_id}/tasks", get(runs::get_tasks))
         .route("/runs/{run_id}/watch", get(watch::watch))
         .route("/runs/{run_id}/cancel", post(cancel::cancel))
+        .route("/metrics", get(metrics::metrics))
+        .route("/workers", get(workers::list))
+        .route("/workers/{worker_id}", patch(workers::patch))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "Not Found") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -151,6 +161,12 @@ pub fn router(state: GatewayState) -> Router {
                 "Method Not Allowed",
             )
         })
+        // After every route and fallback, so each request is counted once, under its route.
+        .layer(middleware::from_fn_with_state(
+            http_metrics.clone(),
+            metrics::track,
+        ))
+        .layer(Extension(http_metrics))
         .with_state(state)
 }
 

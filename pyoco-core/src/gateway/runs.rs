@@ -17,11 +17,6 @@ use crate::store::{NewRun, SubmitError, YamlPayload, workers::get_worker};
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// `GET /health`: always `{"status":"ok"}`; never touches NATS.
-pub async fn health() -> Json<Value> {
-    Json(json!({"status": "ok"}))
-}
-
 /// `POST /runs`: submit a run by flow name (the worker resolves it).
 pub async fn submit(
     State(state): State<GatewayState>,
