@@ -41,6 +41,10 @@ struct Args {
     /// On SIGINT/SIGTERM, how long the current run may continue before it is handed back
     #[arg(long, default_value_t = 10.0)]
     shutdown_grace_sec: f64,
+    /// Serve this worker's Prometheus metrics (tasks by callable, runs by status) at
+    /// http://ADDR/metrics, e.g. 127.0.0.1:9464
+    #[arg(long, env = "PYOCO_WORKER_METRICS_ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
 }
 
 fn main() -> ExitCode {
@@ -122,6 +126,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     worker.set_shutdown_grace(Duration::from_secs_f64(args.shutdown_grace_sec));
     worker.set_poll_timeout(Duration::from_secs_f64(args.poll_timeout));
     eprintln!("pyoco-worker {worker_id} serving tags {:?}", worker.tags());
+    if let Some(addr) = args.metrics_addr {
+        serve_metrics(addr, worker.metrics()).await?;
+    }
     if args.run_once {
         let processed = worker
             .run_once(Duration::from_secs_f64(args.poll_timeout))
@@ -137,5 +144,38 @@ async fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     worker.run(pyoco::devnats::shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Serves `GET /metrics` for this worker in the background.
+async fn serve_metrics(
+    addr: std::net::SocketAddr,
+    metrics: pyoco::worker::metrics::TaskMetrics,
+) -> anyhow::Result<()> {
+    use axum::routing::get;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e} (--metrics-addr)"))?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        get(move || {
+            let metrics = metrics.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    metrics.render(),
+                )
+            }
+        }),
+    );
+    eprintln!("metrics on http://{addr}/metrics");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "metrics server stopped");
+        }
+    });
     Ok(())
 }

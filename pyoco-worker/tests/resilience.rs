@@ -326,3 +326,92 @@ async fn a_run_whose_last_delivery_dies_is_failed_not_left_running() {
     listener.stop().await;
     gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_serves_task_metrics_by_callable() {
+    let server = NatsServer::start();
+    let config = fast_config(&server);
+    let gateway = GatewayHandle::start(config.clone()).await;
+    let client = HttpClient::new(&gateway.url()).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_pyoco-worker"))
+        .args([
+            "--worker-id",
+            "counted",
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("PYOCO_LOAD_DOTENV", "0")
+        .env("PYOCO_NATS_URL", server.url())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for yaml in [
+        "flow: {graph: 'a >> b'}\ntasks: {a: {callable: 'pyoco:echo', inputs: {value: 1}}, b: {callable: 'pyoco:echo'}}\n",
+        "flow: {graph: f}\ntasks: {f: {callable: 'pyoco:fail'}}\n",
+    ] {
+        let run_id = client
+            .submit_yaml(yaml.as_bytes(), "m", None)
+            .await
+            .unwrap()["run_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        client
+            .wait_until_terminal(
+                &run_id,
+                Duration::from_millis(50),
+                Some(Duration::from_secs(20)),
+                |_| {},
+            )
+            .await
+            .unwrap();
+    }
+    let text = wait_for("worker metrics", Duration::from_secs(10), || async {
+        let text = reqwest_get(&format!("http://127.0.0.1:{port}/metrics")).await?;
+        text.contains("pyoco_worker_runs_total{status=\"FAILED\"} 1")
+            .then_some(text)
+    })
+    .await;
+    assert!(
+        text.contains("pyoco_task_runs_total{callable=\"pyoco:echo\",result=\"ok\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pyoco_task_runs_total{callable=\"pyoco:fail\",result=\"fail\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pyoco_task_duration_ms_total{callable=\"pyoco:echo\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pyoco_worker_runs_total{status=\"COMPLETED\"} 1"),
+        "{text}"
+    );
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+    gateway.stop().await;
+}
+
+/// A plain GET with std only (the test has no HTTP client crate of its own).
+async fn reqwest_get(url: &str) -> Option<String> {
+    let url = url.to_string();
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let rest = url.strip_prefix("http://")?;
+        let (host, path) = rest.split_once('/')?;
+        let mut stream = std::net::TcpStream::connect(host).ok()?;
+        write!(stream, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
+        let mut body = String::new();
+        stream.read_to_string(&mut body).ok()?;
+        body.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+    })
+    .await
+    .ok()?
+}

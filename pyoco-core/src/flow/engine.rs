@@ -340,6 +340,8 @@ async fn attempt(
         };
     }
     let cache = key.as_ref().map(|_| "miss");
+    let started = std::time::Instant::now();
+    let finished = |ok: bool| services.task_finished(&task.callable, ok, started.elapsed());
     let reported = |task: &Prepared| {
         task.call
             .record
@@ -366,6 +368,7 @@ async fn attempt(
                 if let (Some(key), Some(ttl)) = (&key, policy.cache_ttl) {
                     services.cache_put(key, &value, ttl).await;
                 }
+                finished(true);
                 return TaskRun {
                     result: Ok(value),
                     attempts,
@@ -389,6 +392,7 @@ async fn attempt(
                 }
             }
             Err(err) => {
+                finished(false);
                 return TaskRun {
                     result: Err(err),
                     attempts,

@@ -34,6 +34,8 @@ pub trait TaskServices: Send + Sync + Debug {
         policy: &'a BreakerPolicy,
         ok: bool,
     ) -> BoxFuture<'a, ()>;
+    /// A task finished (after all its attempts), for metrics. Default: nothing.
+    fn task_finished(&self, _callable: &str, _ok: bool, _elapsed: Duration) {}
 }
 
 /// The cache key of a call: the callable and a hash of its arguments (canonical JSON: object

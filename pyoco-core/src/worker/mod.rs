@@ -9,6 +9,7 @@
 //! looping forever.
 
 mod advisory;
+pub mod metrics;
 mod process;
 mod registry;
 
@@ -71,8 +72,10 @@ pub struct Worker {
     poll_timeout: Duration,
     /// Fails runs abandoned at their delivery limit (see `advisory`).
     advisories: AbortOnDrop,
-    /// Task cache and circuit breakers shared with every other worker (KV).
+    /// Task cache and circuit breakers shared with every other worker (KV), and our counters.
     services: Arc<dyn crate::flow::services::TaskServices>,
+    /// This worker's Prometheus counters (`--metrics-addr`).
+    metrics: metrics::TaskMetrics,
 }
 
 /// Stops a background task when its owner goes away.
@@ -134,9 +137,13 @@ impl Worker {
             ));
         }
         let heartbeat = RegistryHeartbeat::start(&store, worker_id, &clean).await?;
-        let services = Arc::new(crate::store::services::KvServices {
-            cache: store.resources.task_cache.clone(),
-            breakers: store.resources.circuit_breakers.clone(),
+        let metrics = metrics::TaskMetrics::default();
+        let services = Arc::new(metrics::WorkerServices {
+            shared: crate::store::services::KvServices {
+                cache: store.resources.task_cache.clone(),
+                breakers: store.resources.circuit_breakers.clone(),
+            },
+            metrics: metrics.clone(),
         });
         let advisories = AbortOnDrop(advisory::spawn(&store, worker_id, &clean).await?);
         tracing::info!(worker_id, tags = ?clean, "worker connected");
@@ -153,6 +160,7 @@ impl Worker {
             poll_timeout: Duration::from_secs(1),
             advisories,
             services,
+            metrics,
         })
     }
 
@@ -166,6 +174,11 @@ impl Worker {
     /// polls.
     pub fn set_poll_timeout(&mut self, timeout: Duration) {
         self.poll_timeout = timeout.max(Duration::from_millis(10));
+    }
+
+    /// This worker's task and run counters (Prometheus text via `render()`).
+    pub fn metrics(&self) -> metrics::TaskMetrics {
+        self.metrics.clone()
     }
 
     pub fn worker_id(&self) -> &str {

@@ -326,6 +326,7 @@ impl Worker {
         self.heartbeat
             .run_finished(&job.run_id, final_status.as_str())
             .await;
+        self.metrics.run_finished(final_status.as_str());
         Ok(Exec::Done)
     }
 
