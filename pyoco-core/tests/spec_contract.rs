@@ -274,3 +274,40 @@ fn the_index_links_every_spec_file() {
         );
     }
 }
+
+/// The OpenAPI document generated from the handlers, as stored in spec/openapi.json.
+#[test]
+fn openapi_json_in_spec_is_the_generated_document() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../spec/openapi.json");
+    let generated =
+        serde_json::to_string_pretty(&pyoco::gateway::openapi::document()).unwrap() + "\n";
+    if std::env::var("PYOCO_UPDATE_SPEC").is_ok() {
+        std::fs::write(path, &generated).unwrap();
+    }
+    let stored = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        stored == generated,
+        "spec/openapi.json is out of date: run `PYOCO_UPDATE_SPEC=1 cargo test -p pyoco-core --test spec_contract` and commit it"
+    );
+}
+
+/// Every served route is in the OpenAPI document and every documented path is served.
+#[test]
+fn every_route_is_in_the_openapi_document_and_back() {
+    let doc = pyoco::gateway::openapi::document();
+    let mut documented: Vec<String> = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            if matches!(method.as_str(), "get" | "post" | "put" | "patch" | "delete") {
+                documented.push(format!("{} {path}", method.to_uppercase()));
+            }
+        }
+    }
+    let mut served: Vec<String> = pyoco::gateway::ROUTES
+        .iter()
+        .map(|(m, p)| format!("{m} {p}"))
+        .collect();
+    documented.sort();
+    served.sort();
+    assert_eq!(documented, served);
+}

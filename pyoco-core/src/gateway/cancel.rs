@@ -3,6 +3,8 @@
 //! CANCELLED at once (the original leaves it CANCELLING forever when its tag has no worker);
 //! a worker that receives its job later sees a terminal run and skips it.
 
+#[allow(unused_imports)]
+use super::openapi::*;
 use axum::Json;
 use axum::extract::{Path, State};
 use serde_json::Value;
@@ -14,6 +16,8 @@ use crate::store::Change;
 
 /// Cancels the run and answers its snapshot (without `task_records`). Idempotent: a terminal
 /// run is returned unchanged, a second cancel keeps the first `cancel_requested_at`.
+#[utoipa::path(post, path = "/runs/{run_id}/cancel", tag = "runs", params(("run_id" = String, Path)),
+    responses((status = 200, body = RunSnapshot), (status = 404, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
 pub async fn cancel(
     State(state): State<GatewayState>,
     Path(run_id): Path<String>,

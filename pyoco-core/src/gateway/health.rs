@@ -5,6 +5,8 @@
 //! Every NATS check runs under one short deadline, so the route answers within a second even
 //! when NATS hangs; a disconnected client fails at once.
 
+#[allow(unused_imports)]
+use super::openapi::*;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -142,6 +144,8 @@ async fn check(state: &GatewayState) -> Findings {
 }
 
 /// `GET /health[?strict=true]`.
+#[utoipa::path(get, path = "/health", tag = "meta", params(("strict" = Option<bool>, Query, description = "503 when unhealthy")),
+    responses((status = 200, body = HealthReport), (status = 503, body = ErrorBody)))]
 pub async fn health(
     State(state): State<GatewayState>,
     RawQuery(query): RawQuery,

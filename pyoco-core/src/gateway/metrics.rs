@@ -8,6 +8,8 @@
 //! a long-lived one for the HTTP counters and histogram, and a fresh one per scrape for the
 //! gauges derived from NATS, so a status or tag that disappeared leaves no stale series.
 
+#[allow(unused_imports)]
+use super::openapi::*;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -274,6 +276,8 @@ fn render_scrape(s: &Scrape) -> String {
 }
 
 /// `GET /metrics`.
+#[utoipa::path(get, path = "/metrics", tag = "meta",
+    responses((status = 200, description = "Prometheus text 0.0.4", content_type = "text/plain", body = String), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
 pub(crate) async fn metrics(
     State(state): State<GatewayState>,
     Extension(http): Extension<HttpMetrics>,

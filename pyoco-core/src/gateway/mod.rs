@@ -10,6 +10,7 @@ mod error;
 mod health;
 pub mod index;
 mod metrics;
+pub mod openapi;
 mod runs;
 mod watch;
 mod workers;
@@ -133,6 +134,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/metrics"),
     ("GET", "/workers"),
     ("PATCH", "/workers/{worker_id}"),
+    ("GET", "/openapi.json"),
 ];
 
 /// The axum app.
@@ -153,6 +155,7 @@ pub fn router(state: GatewayState) -> Router {
         .route("/metrics", get(metrics::metrics))
         .route("/workers", get(workers::list))
         .route("/workers/{worker_id}", patch(workers::patch))
+        .route("/openapi.json", get(openapi::openapi_json))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "Not Found") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -1,5 +1,7 @@
 //! Run routes: submit (JSON and YAML), read, tasks, list.
 
+#[allow(unused_imports)]
+use super::openapi::*;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Multipart, Path, RawQuery, State};
@@ -18,6 +20,8 @@ use crate::store::{NewRun, SubmitError, YamlPayload, workers::get_worker};
 type ApiResult<T> = Result<T, ApiError>;
 
 /// `POST /runs`: submit a run by flow name (the worker resolves it).
+#[utoipa::path(post, path = "/runs", tag = "runs", request_body = SubmitRunRequest,
+    responses((status = 200, body = SubmitResponse), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
 pub async fn submit(
     State(state): State<GatewayState>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
@@ -198,6 +202,8 @@ fn submit_error(e: SubmitError) -> ApiError {
 }
 
 /// `POST /runs/yaml` (multipart: file `workflow`, text `flow_name`, optional text `tag`).
+#[utoipa::path(post, path = "/runs/yaml", tag = "runs", request_body(content = SubmitYamlForm, content_type = "multipart/form-data"),
+    responses((status = 200, body = SubmitResponse), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
 pub async fn submit_yaml(
     State(state): State<GatewayState>,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
@@ -407,6 +413,9 @@ fn wants_records(include: &[String]) -> bool {
 }
 
 /// `GET /runs/{run_id}` (`include=records|task_records|full|all` keeps `task_records`).
+#[utoipa::path(get, path = "/runs/{run_id}", tag = "runs",
+    params(("run_id" = String, Path), ("include" = Option<Vec<String>>, Query, description = "records, task_records, full or all keep task_records")),
+    responses((status = 200, body = RunSnapshot), (status = 404, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
 pub async fn get_run(
     State(state): State<GatewayState>,
     Path(run_id): Path<String>,
@@ -474,6 +483,8 @@ async fn enrich_with_worker(state: &GatewayState, doc: &mut Value) {
 }
 
 /// `GET /runs/{run_id}/tasks`.
+#[utoipa::path(get, path = "/runs/{run_id}/tasks", tag = "runs", params(("run_id" = String, Path)),
+    responses((status = 200, body = RunTasks), (status = 404, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
 pub async fn get_tasks(
     State(state): State<GatewayState>,
     Path(run_id): Path<String>,
@@ -653,6 +664,12 @@ fn decode_cursor(cursor: &str) -> Option<(f64, String)> {
 /// `GET /runs`: compat mode returns an array; diff mode (`updated_after`, `cursor` or
 /// `workflow_yaml_sha256`) returns `{items, next_cursor}`. Served from the run index: the
 /// cost is the page, whatever the number of stored runs. An empty store lists `[]`.
+#[utoipa::path(get, path = "/runs", tag = "runs",
+    params(("status" = Option<String>, Query), ("flow" = Option<String>, Query), ("tag" = Option<String>, Query),
+        ("schedule_id" = Option<String>, Query), ("workflow_yaml_sha256" = Option<String>, Query, description = "switches to diff mode"),
+        ("updated_after" = Option<f64>, Query, description = "switches to diff mode"), ("cursor" = Option<String>, Query, description = "switches to diff mode"),
+        ("include" = Option<Vec<String>>, Query), ("limit" = Option<i64>, Query, minimum = 1, maximum = 200)),
+    responses((status = 200, body = RunList), (status = 422, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
 pub async fn list(
     State(state): State<GatewayState>,
     RawQuery(query): RawQuery,

@@ -5,6 +5,8 @@
 //! silence). The stream ends after the terminal snapshot, when the run is deleted, or after
 //! `timeout_sec`.
 
+#[allow(unused_imports)]
+use super::openapi::*;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -109,6 +111,11 @@ fn parse_query(raw: &Option<String>) -> Result<WatchQuery, ApiError> {
 }
 
 /// The SSE route.
+#[utoipa::path(get, path = "/runs/{run_id}/watch", tag = "runs",
+    params(("run_id" = String, Path), ("include" = Option<Vec<String>>, Query), ("since" = Option<f64>, Query),
+        ("timeout_sec" = Option<i64>, Query, minimum = 1, maximum = 600), ("Last-Event-ID" = Option<String>, Header, description = "resume after this revision")),
+    responses((status = 200, description = "Server-Sent Events: snapshot and heartbeat", content_type = "text/event-stream", body = String),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
 pub async fn watch(
     State(state): State<GatewayState>,
     Path(run_id): Path<String>,
