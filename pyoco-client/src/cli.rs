@@ -5,9 +5,21 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// Top-level `--help` epilogue: a quick tour.
+const EXAMPLES: &str = "\
+Examples:
+  pyoco-client submit-yaml --workflow-file examples/flows/hello.yaml --flow-name hello
+  pyoco-client watch <RUN_ID> --output status
+  pyoco-client cancel --run-id <RUN_ID> --wait
+  pyoco-client list-vnext --status COMPLETED --limit 20 --output table
+  pyoco-client workers --scope all --output table
+  pyoco-client --server http://gateway:8000 metrics
+
+Exit codes: 0 success, 1 failure (the reason and a hint go to stderr), 130 Ctrl-C.";
+
 /// Command-line client of the pyoco gateway.
 #[derive(Debug, Parser)]
-#[command(name = "pyoco-client", version, about)]
+#[command(name = "pyoco-client", version, about, after_help = EXAMPLES)]
 pub struct Cli {
     /// Base URL of the gateway.
     #[arg(long, env = "PYOCO_SERVER", default_value = "http://127.0.0.1:8000")]
@@ -25,10 +37,19 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Submit a run by flow name (POST /runs).
+    #[command(after_help = "\
+Examples:
+  pyoco-client submit --flow-name main --param x=1 --param name=alice
+  pyoco-client submit --params '{\"x\": 1}' --params-file params.yaml --tag gpu --tags gpu,nightly
+Params merge last-wins: --params-file, then --params, then each --param.")]
     Submit(SubmitArgs),
     /// Submit a single-flow flow.yaml (POST /runs/yaml).
+    #[command(after_help = "\
+Example:
+  pyoco-client submit-yaml --workflow-file examples/flows/hello.yaml --flow-name hello --tag default")]
     SubmitYaml(SubmitYamlArgs),
     /// Show one run (GET /runs/{run_id}).
+    #[command(after_help = "Example:\n  pyoco-client get <RUN_ID> --records")]
     Get {
         run_id: String,
         /// Include task_records.
@@ -36,11 +57,57 @@ pub enum Command {
         records: bool,
     },
     /// Show the task states of a run (GET /runs/{run_id}/tasks).
+    #[command(after_help = "Example:\n  pyoco-client tasks <RUN_ID>")]
     Tasks { run_id: String },
-    /// List runs (GET /runs).
+    /// List runs, newest first (GET /runs, compat mode: a JSON array).
+    #[command(after_help = "\
+Examples:
+  pyoco-client list --status FAILED --limit 10
+  pyoco-client list --flow hello --output table")]
     List(ListArgs),
-    /// Follow a run until it is terminal; exit 0 only if it COMPLETED.
+    /// List runs page by page (GET /runs, diff mode: {items, next_cursor}).
+    #[command(after_help = "\
+Examples:
+  pyoco-client list-vnext --limit 50 --output table
+  pyoco-client list-vnext --cursor <NEXT_CURSOR>
+  pyoco-client list-vnext --updated-after 1795313038.65 --workflow-yaml-sha256 <SHA256>
+The table ends with a `next_cursor: <c>` line when more runs follow.")]
+    ListVnext(ListVnextArgs),
+    /// Follow a run over Server-Sent Events until it is terminal (GET /runs/{run_id}/watch).
+    #[command(after_help = "\
+Examples:
+  pyoco-client watch <RUN_ID>                       # one JSON event per line
+  pyoco-client watch <RUN_ID> --output status       # <ts>\\t<event>\\t<status>\\t<run_id>
+  pyoco-client watch <RUN_ID> --timeout-sec 300 --records
+The watch reconnects by itself when the connection drops and ends at the terminal snapshot.
+Exit codes: 0 the run COMPLETED (or --max-events was reached first);
+            1 it FAILED or was CANCELLED, or --timeout-sec passed; 130 Ctrl-C.")]
     Watch(WatchArgs),
+    /// Cancel a run (POST /runs/{run_id}/cancel); idempotent.
+    #[command(after_help = "\
+Examples:
+  pyoco-client cancel --run-id <RUN_ID>
+  pyoco-client cancel --run-id <RUN_ID> --wait --timeout-sec 60
+With --wait the run is followed until it is terminal; the final snapshot is printed.")]
+    Cancel(CancelArgs),
+    /// List workers (GET /workers).
+    #[command(after_help = "\
+Examples:
+  pyoco-client workers --output table
+  pyoco-client workers --scope all --state DISCONNECTED --include-hidden")]
+    Workers(WorkersArgs),
+    /// Hide a worker from `workers` (PATCH /workers/{worker_id} {"hidden": true}).
+    #[command(after_help = "Example:\n  pyoco-client hide-worker w1")]
+    HideWorker { worker_id: String },
+    /// Show a hidden worker again (PATCH /workers/{worker_id} {"hidden": false}).
+    #[command(after_help = "Example:\n  pyoco-client unhide-worker w1")]
+    UnhideWorker { worker_id: String },
+    /// Print the gateway's Prometheus metrics (GET /metrics), unchanged.
+    #[command(after_help = "Example:\n  pyoco-client metrics | grep pyoco_runs_total")]
+    Metrics,
+    /// Check that the gateway answers (GET /health).
+    #[command(after_help = "Example:\n  pyoco-client --server http://127.0.0.1:8000 health")]
+    Health,
 }
 
 #[derive(Debug, clap::Args)]
@@ -53,12 +120,13 @@ pub struct SubmitArgs {
     /// Params from a JSON or YAML file holding an object.
     #[arg(long, value_name = "PATH")]
     pub params_file: Option<PathBuf>,
-    /// One param as key=value (value JSON-decoded when valid JSON); repeatable.
+    /// One param as key=value (value JSON-decoded when valid JSON); repeatable, last wins.
     #[arg(long = "param", value_name = "K=V")]
     pub param: Vec<String>,
+    /// Work queue tag (the server's default tag when omitted).
     #[arg(long)]
     pub tag: Option<String>,
-    /// Comma-separated tags.
+    /// Comma-separated informational tags.
     #[arg(long, value_name = "A,B")]
     pub tags: Option<String>,
 }
@@ -74,17 +142,22 @@ pub struct SubmitYamlArgs {
     pub tag: Option<String>,
 }
 
+/// Filters shared by `list` and `list-vnext`.
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
+    /// Only runs with this status (exact, e.g. COMPLETED).
     #[arg(long)]
     pub status: Option<String>,
+    /// Only runs of this flow name.
     #[arg(long)]
     pub flow: Option<String>,
+    /// Only runs with this routing tag.
     #[arg(long)]
     pub tag: Option<String>,
     /// Ask for full snapshots (include=full).
     #[arg(long)]
     pub full: bool,
+    /// Page size (1..200, server default 50).
     #[arg(long)]
     pub limit: Option<u32>,
     #[arg(long, value_enum, default_value_t = ListOutput::Json)]
@@ -92,16 +165,71 @@ pub struct ListArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct ListVnextArgs {
+    #[command(flatten)]
+    pub list: ListArgs,
+    /// Only runs updated strictly after this Unix time (float seconds).
+    #[arg(long, value_name = "TS")]
+    pub updated_after: Option<f64>,
+    /// Continue after a previous page (its next_cursor).
+    #[arg(long)]
+    pub cursor: Option<String>,
+    /// Only runs submitted from a flow.yaml with this SHA-256 (hex).
+    #[arg(long, value_name = "SHA256")]
+    pub workflow_yaml_sha256: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct WatchArgs {
     pub run_id: String,
-    /// Keep task_records in `--output json` snapshots.
+    /// Keep task_records in the snapshots.
     #[arg(long)]
     pub records: bool,
+    /// Only snapshots with updated_at >= this Unix time (float seconds).
+    #[arg(long, value_name = "TS")]
+    pub since: Option<f64>,
     /// Give up (exit 1) when the run is not terminal after this many seconds.
-    #[arg(long)]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout_sec: Option<u64>,
-    #[arg(long, value_enum, default_value_t = WatchOutput::Status)]
+    /// Stop after this many events, heartbeats included (0 = unlimited).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_events: u64,
+    /// Stop at the terminal snapshot (always the case; accepted for compatibility).
+    #[arg(long)]
+    pub until_terminal: bool,
+    #[arg(long, value_enum, default_value_t = WatchOutput::Json)]
     pub output: WatchOutput,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CancelArgs {
+    #[arg(long)]
+    pub run_id: String,
+    /// Wait until the run is terminal and print its final snapshot.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits (at least 1 s).
+    #[arg(long, value_name = "N", default_value_t = 30)]
+    pub timeout_sec: u64,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WorkersArgs {
+    /// active: RUNNING or IDLE workers; all: every registered worker.
+    #[arg(long, value_enum, default_value_t = WorkersScope::Active)]
+    pub scope: WorkersScope,
+    /// Only workers in this state.
+    #[arg(long, value_enum)]
+    pub state: Option<WorkerState>,
+    /// Also list hidden workers.
+    #[arg(long)]
+    pub include_hidden: bool,
+    /// At most this many workers (1..500, server default 100).
+    #[arg(long)]
+    pub limit: Option<u32>,
+    /// json: the records; table: one row per worker; plugins: one row per installed wheel.
+    #[arg(long, value_enum, default_value_t = WorkersOutput::Json)]
+    pub output: WorkersOutput,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -112,8 +240,44 @@ pub enum ListOutput {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum WatchOutput {
+    /// One `{"event": …, "data": …}` line per event (the original's default).
     Json,
+    /// One `<ts>\t<event>\t<status>\t<run_id>` line per event.
     Status,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WorkersScope {
+    Active,
+    All,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum WorkerState {
+    Running,
+    Idle,
+    StoppedGraceful,
+    Disconnected,
+}
+
+impl WorkerState {
+    /// The wire value, e.g. `STOPPED_GRACEFUL`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkerState::Running => "RUNNING",
+            WorkerState::Idle => "IDLE",
+            WorkerState::StoppedGraceful => "STOPPED_GRACEFUL",
+            WorkerState::Disconnected => "DISCONNECTED",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WorkersOutput {
+    Json,
+    Table,
+    Plugins,
 }
 
 /// Global options that take a value, so the subcommand scan can skip their values.
@@ -169,6 +333,73 @@ mod tests {
         assert!(cli.is_ok_and(|c| c.server == "http://h:1"));
         let late = Cli::try_parse_from(["pyoco-client", "get", "r1", "--server", "http://h:1"]);
         assert!(late.is_err());
+    }
+
+    #[test]
+    fn new_subcommands_parse_with_the_original_flags() {
+        let cli = Cli::try_parse_from([
+            "pyoco-client",
+            "workers",
+            "--scope",
+            "all",
+            "--state",
+            "STOPPED_GRACEFUL",
+            "--include-hidden",
+            "--output",
+            "plugins",
+        ])
+        .unwrap();
+        let Command::Workers(w) = cli.command else {
+            panic!("not workers")
+        };
+        assert_eq!(
+            (w.scope, w.state, w.include_hidden, w.output),
+            (
+                WorkersScope::All,
+                Some(WorkerState::StoppedGraceful),
+                true,
+                WorkersOutput::Plugins
+            )
+        );
+        let cli = Cli::try_parse_from(["pyoco-client", "cancel", "--run-id", "r"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Cancel(CancelArgs {
+                wait: false,
+                timeout_sec: 30,
+                ..
+            })
+        ));
+        let cli = Cli::try_parse_from(["pyoco-client", "watch", "r"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Watch(WatchArgs {
+                max_events: 0,
+                output: WatchOutput::Json,
+                ..
+            })
+        ));
+        assert!(Cli::try_parse_from(["pyoco-client", "watch", "r", "--timeout-sec", "0"]).is_err());
+        let cli = Cli::try_parse_from([
+            "pyoco-client",
+            "list-vnext",
+            "--status",
+            "COMPLETED",
+            "--cursor",
+            "",
+            "--updated-after",
+            "1.5",
+            "--output",
+            "table",
+        ])
+        .unwrap();
+        let Command::ListVnext(v) = cli.command else {
+            panic!("not list-vnext")
+        };
+        assert_eq!(v.list.status.as_deref(), Some("COMPLETED"));
+        assert_eq!(v.cursor.as_deref(), Some(""));
+        assert_eq!(v.updated_after, Some(1.5));
+        assert_eq!(v.list.output, ListOutput::Table);
     }
 
     #[test]

@@ -2,21 +2,26 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use futures::StreamExt;
 use pyoco::HttpClient;
-use pyoco::client::http::ListRuns;
-use serde_json::Value;
+use pyoco::client::http::{
+    HttpError, ListRuns, ListRunsVnext, ListWorkers, WatchEvent, WatchOptions, WorkerScope,
+};
+use serde_json::{Value, json};
 
 use crate::cli::{
-    Cli, Command, ListArgs, ListOutput, SubmitArgs, SubmitYamlArgs, WatchArgs, WatchOutput,
+    CancelArgs, Cli, Command, ListArgs, ListOutput, ListVnextArgs, SubmitArgs, SubmitYamlArgs,
+    WatchArgs, WatchOutput, WorkersArgs, WorkersOutput, WorkersScope,
 };
 use crate::error::CliError;
 use crate::output;
 use crate::params;
 
-/// How often `watch` polls the run (until the SSE watch lands).
-const WATCH_INTERVAL: Duration = Duration::from_millis(200);
+/// Longest `timeout_sec` the gateway accepts for one watch connection; longer watches
+/// reconnect.
+const MAX_WATCH_CONNECTION_SEC: u64 = 600;
 
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     let mut client = HttpClient::new(&cli.server)?;
@@ -30,7 +35,22 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Get { run_id, records } => print_json(&client.get_run(&run_id, records).await?),
         Command::Tasks { run_id } => print_json(&client.get_tasks(&run_id).await?),
         Command::List(args) => list(&client, args).await,
+        Command::ListVnext(args) => list_vnext(&client, args).await,
         Command::Watch(args) => watch(&client, args).await,
+        Command::Cancel(args) => cancel(&client, args).await,
+        Command::Workers(args) => workers(&client, args).await,
+        Command::HideWorker { worker_id } => {
+            print_json(&client.patch_worker_hidden(&worker_id, true).await?)
+        }
+        Command::UnhideWorker { worker_id } => {
+            print_json(&client.patch_worker_hidden(&worker_id, false).await?)
+        }
+        // Raw text as served, without an extra newline (like the original).
+        Command::Metrics => {
+            emit(&client.metrics().await?);
+            Ok(())
+        }
+        Command::Health => print_json(&client.health().await?),
     }
 }
 
@@ -101,11 +121,37 @@ async fn list(client: &HttpClient, args: ListArgs) -> Result<(), CliError> {
     }
 }
 
-fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or_default()
+async fn list_vnext(client: &HttpClient, args: ListVnextArgs) -> Result<(), CliError> {
+    let ListVnextArgs {
+        list,
+        updated_after,
+        cursor,
+        workflow_yaml_sha256,
+    } = args;
+    let opts = ListRunsVnext {
+        status: list.status,
+        flow: list.flow,
+        tag: list.tag,
+        workflow_yaml_sha256,
+        updated_after,
+        cursor,
+        full: list.full,
+        limit: list.limit,
+    };
+    let page = client.list_runs_vnext(&opts).await?;
+    match list.output {
+        ListOutput::Json => {
+            print_json(&json!({"items": page.items, "next_cursor": page.next_cursor}))
+        }
+        ListOutput::Table => {
+            let mut text = output::runs_table(&page.items);
+            if let Some(cursor) = page.next_cursor.filter(|c| !c.is_empty()) {
+                text.push_str(&format!("next_cursor: {cursor}\n"));
+            }
+            emit(&text);
+            Ok(())
+        }
+    }
 }
 
 fn text_of(run: &Value, key: &str) -> Option<String> {
@@ -116,64 +162,147 @@ fn text_of(run: &Value, key: &str) -> Option<String> {
     }
 }
 
+/// The terminal's in-place progress line below the status lines.
+#[derive(Debug, Default)]
+struct Progress {
+    enabled: bool,
+    shown: bool,
+    /// The latest snapshot's line, redrawn after every status line.
+    line: String,
+}
+
+impl Progress {
+    /// Erases the progress line so a status line can take its place.
+    fn clear(&mut self, text: &mut String) {
+        if self.shown {
+            text.push_str("\r\x1b[2K");
+            self.shown = false;
+        }
+    }
+
+    /// Draws the progress line of `snapshot` (or the last one) without a newline.
+    fn draw(&mut self, text: &mut String, snapshot: Option<&Value>) {
+        if !self.enabled {
+            return;
+        }
+        if let Some(snapshot) = snapshot {
+            self.line = output::progress_line(snapshot);
+        }
+        if !self.line.is_empty() {
+            text.push_str(&self.line);
+            self.shown = true;
+        }
+    }
+}
+
 async fn watch(client: &HttpClient, args: WatchArgs) -> Result<(), CliError> {
     let run_id = args.run_id.as_str();
-    // The progress line is redrawn in place, so only on a terminal and next to status lines.
-    let tty = args.output == WatchOutput::Status && std::io::stdout().is_terminal();
-    let mut progress_shown = false;
-    let mut last_status = String::from("-");
-    let waiting = client.wait_until_terminal(run_id, WATCH_INTERVAL, None, |run| {
-        last_status = text_of(run, "status").unwrap_or_else(|| "-".into());
-        let mut text = String::new();
-        match args.output {
-            WatchOutput::Status => {
-                if progress_shown {
-                    text.push_str("\r\x1b[2K");
-                }
-                text.push_str(&output::status_line("snapshot", run, run_id));
-                text.push('\n');
-                if tty {
-                    let progress = output::progress_line(run);
-                    progress_shown = !progress.is_empty();
-                    text.push_str(&progress);
-                }
-            }
-            WatchOutput::Json => {
-                let event = output::snapshot_event(run, run_id, now(), args.records);
-                text.push_str(&output::json_line(&event));
-                text.push('\n');
-            }
-        }
-        emit(&text);
-    });
-    // Our own deadline rather than the client's, so a timeout is not reported as a
-    // connection error.
-    let outcome = match args.timeout_sec {
-        Some(secs) => tokio::time::timeout(Duration::from_secs(secs), waiting)
-            .await
-            .map_err(|_| secs),
-        None => Ok(waiting.await),
+    let opts = WatchOptions {
+        include_records: args.records,
+        since: args.since,
+        timeout_sec: args.timeout_sec.map(|s| s.min(MAX_WATCH_CONNECTION_SEC)),
+        deadline: args.timeout_sec.map(Duration::from_secs),
+        ..WatchOptions::default()
     };
-    if progress_shown {
+    let mut events = client.watch_run(run_id, opts);
+    // The progress line is redrawn in place, so only on a terminal and next to status lines.
+    let mut progress = Progress {
+        enabled: args.output == WatchOutput::Status && std::io::stdout().is_terminal(),
+        ..Progress::default()
+    };
+    let mut last: Option<Value> = None;
+    let mut count = 0u64;
+    let mut stopped_early = false;
+    let mut failure = None;
+    while let Some(event) = events.next().await {
+        let event = match event {
+            Ok(event) => event,
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        };
+        let mut text = String::new();
+        progress.clear(&mut text);
+        let shown = event.to_json();
+        match args.output {
+            WatchOutput::Json => text.push_str(&output::json_line(&shown)),
+            WatchOutput::Status => text.push_str(&output::status_line(&shown)),
+        }
+        text.push('\n');
+        progress.draw(&mut text, event.snapshot());
+        emit(&text);
+        if let WatchEvent::Snapshot { snapshot, .. } = event {
+            last = Some(snapshot);
+        }
+        count += 1;
+        if args.max_events > 0 && count >= args.max_events {
+            stopped_early = true;
+            break;
+        }
+    }
+    // Close the connection before reporting.
+    drop(events);
+    if progress.shown {
         emit("\n");
     }
-    let run = match outcome {
-        Ok(result) => result?,
-        Err(secs) => {
-            return Err(CliError::WatchTimeout {
-                run_id: run_id.to_string(),
-                status: last_status,
-                secs,
-            });
-        }
-    };
-    let status = text_of(&run, "status").unwrap_or_default();
-    if status == "COMPLETED" {
-        return Ok(());
+    if let Some(e) = failure {
+        return Err(e.into());
     }
-    Err(CliError::RunEnded {
-        run_id: run_id.to_string(),
-        error: text_of(&run, "error").unwrap_or_else(|| "(no error recorded)".into()),
-        status,
-    })
+    let status = last
+        .as_ref()
+        .and_then(|s| text_of(s, "status"))
+        .unwrap_or_else(|| "-".into());
+    match status.as_str() {
+        "COMPLETED" => Ok(()),
+        "FAILED" | "CANCELLED" => Err(CliError::RunEnded {
+            run_id: run_id.to_string(),
+            error: last
+                .as_ref()
+                .and_then(|s| text_of(s, "error"))
+                .unwrap_or_else(|| "(no error recorded)".into()),
+            status,
+        }),
+        // The user asked for that many events and got them.
+        _ if stopped_early => Ok(()),
+        // Only a deadline ends the watch of a run that is not terminal.
+        _ => Err(CliError::WatchTimeout {
+            run_id: run_id.to_string(),
+            status,
+            secs: args.timeout_sec.unwrap_or_default(),
+        }),
+    }
+}
+
+async fn cancel(client: &HttpClient, args: CancelArgs) -> Result<(), CliError> {
+    let wait = args.wait.then(|| Duration::from_secs(args.timeout_sec));
+    match client.cancel_run(&args.run_id, wait).await {
+        Ok(run) => print_json(&run),
+        Err(HttpError::Timeout(reason)) => Err(CliError::CancelTimeout(reason)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn workers(client: &HttpClient, args: WorkersArgs) -> Result<(), CliError> {
+    let opts = ListWorkers {
+        scope: Some(match args.scope {
+            WorkersScope::Active => WorkerScope::Active,
+            WorkersScope::All => WorkerScope::All,
+        }),
+        state: args.state.map(|s| s.as_str().to_string()),
+        include_hidden: args.include_hidden,
+        limit: args.limit,
+    };
+    let list = client.get_workers(&opts).await?;
+    match args.output {
+        WorkersOutput::Json => print_json(&Value::Array(list)),
+        WorkersOutput::Table => {
+            emit(&output::workers_table(&list));
+            Ok(())
+        }
+        WorkersOutput::Plugins => {
+            emit(&output::plugins_table(&list));
+            Ok(())
+        }
+    }
 }

@@ -21,6 +21,8 @@ pub enum CliError {
         status: String,
         secs: u64,
     },
+    /// `cancel --wait` passed its timeout before the run was terminal.
+    CancelTimeout(String),
     /// The watched run ended FAILED or CANCELLED.
     RunEnded {
         run_id: String,
@@ -50,10 +52,10 @@ impl CliError {
                 "check file path and permission".into(),
             ),
             CliError::Http(e) => match e.as_ref() {
-                HttpError::Status(_) => (
+                HttpError::Status(status) => (
                     "ERR-PYOCO-HTTP: request failed",
                     e.to_string(),
-                    "check server status and request parameters".into(),
+                    status_hint(status.status, status.code.as_deref()).into(),
                 ),
                 // The header already says "connection error"; the reason is the bare cause.
                 HttpError::Transport(text) => (
@@ -77,6 +79,11 @@ impl CliError {
                 format!("run {run_id} is still {status} after {secs} s"),
                 "raise --timeout-sec or inspect run/worker status".into(),
             ),
+            CliError::CancelTimeout(reason) => (
+                "ERR-PYOCO-CANCEL: wait timeout",
+                reason.clone(),
+                "retry cancel or inspect run/worker status".into(),
+            ),
             CliError::RunEnded {
                 run_id,
                 status,
@@ -88,6 +95,25 @@ impl CliError {
             ),
         };
         format!("{header}\n- reason: {reason}\n- hint: {hint}\n")
+    }
+}
+
+/// How to fix an error answer: specific for the gateway's well-known codes, else the
+/// original's generic hint.
+fn status_hint(status: u16, code: Option<&str>) -> &'static str {
+    match (status, code) {
+        (_, Some("run_not_found")) => "check the run id (pyoco-client list shows recent runs)",
+        (_, Some("worker_not_found")) => {
+            "check the worker id (pyoco-client workers --scope all --include-hidden)"
+        }
+        (_, Some("nats_unavailable")) => {
+            "the gateway cannot reach NATS: check nats-server and PYOCO_NATS_URL, then retry"
+        }
+        (_, Some("route_not_found" | "method_not_allowed")) => {
+            "this gateway does not serve the route: check --server and the gateway version"
+        }
+        (401 | 403, _) => "check --api-key and --api-key-header",
+        _ => "check server status and request parameters",
     }
 }
 
@@ -168,6 +194,30 @@ mod tests {
         );
         let t = CliError::from(HttpError::Transport("refused".into())).report();
         assert!(t.starts_with("ERR-PYOCO-HTTP: connection error\n- reason: refused\n"));
+    }
+
+    #[test]
+    fn known_codes_get_specific_hints_and_cancel_timeout_its_own_header() {
+        let e = CliError::from(HttpError::Status(Box::new(
+            pyoco::client::http::StatusError {
+                status: 404,
+                method: "GET".into(),
+                path: "/runs/nope".into(),
+                body: r#"{"detail":"run not found","code":"run_not_found"}"#.into(),
+                detail: Value::String("run not found".into()),
+                code: Some("run_not_found".into()),
+            },
+        )));
+        assert!(
+            e.report()
+                .ends_with("- hint: check the run id (pyoco-client list shows recent runs)\n")
+        );
+        assert_eq!(
+            CliError::CancelTimeout("cancel wait timeout for run_id=r1".into()).report(),
+            "ERR-PYOCO-CANCEL: wait timeout\n\
+             - reason: cancel wait timeout for run_id=r1\n\
+             - hint: retry cancel or inspect run/worker status\n"
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! `pyoco-client`: the command-line client of the pyoco gateway (submit, get, list, watch…),
-//! keeping the Python original's flags, output and error format.
+//! `pyoco-client`: the command-line client of the pyoco gateway (submit, get, list, watch over
+//! SSE, cancel, workers, metrics…), keeping the Python original's flags, output and error format.
 
 mod cli;
 mod commands;

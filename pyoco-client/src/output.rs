@@ -1,11 +1,12 @@
-//! Output formatting of `pyoco-client`: JSON in the Python original's style, tables, watch
-//! status lines and the terminal progress line. Pure functions; the caller writes.
+//! Output formatting of `pyoco-client`: JSON in the Python original's style, run and worker
+//! tables, watch status lines and the terminal progress line. Pure functions; the caller
+//! writes.
 
 use std::io;
 
 use serde::Serialize;
+use serde_json::Value;
 use serde_json::ser::Formatter;
-use serde_json::{Value, json};
 
 /// Formats like Python's `json.dumps(obj, ensure_ascii=True)` (`", "` and `": "` separators,
 /// non-ASCII escaped), so scripts written against the original keep matching.
@@ -102,7 +103,7 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// Columns of `list --output table`.
+/// Columns of `list --output table` and `list-vnext --output table`.
 pub const RUN_COLUMNS: [&str; 5] = ["run_id", "status", "flow_name", "tag", "updated_at"];
 
 /// The runs table of `list --output table`.
@@ -114,29 +115,166 @@ pub fn runs_table(runs: &[Value]) -> String {
     table(&RUN_COLUMNS, &rows)
 }
 
-/// A watch status line `<ts>\t<event>\t<status>\t<run_id>` (no newline); `ts` is the snapshot's
-/// `updated_at`.
-pub fn status_line(event: &str, run: &Value, run_id: &str) -> String {
-    let field = |k: &str| match run.get(k) {
-        None | Some(Value::Null) => "-".to_string(),
-        Some(v) => cell(Some(v)),
+/// A watch status line `<ts>\t<event>\t<status>\t<run_id>` (no newline) for an event shaped
+/// `{"event", "data"}`: `ts` is the event's send time, else the snapshot's `updated_at`;
+/// `status` is `-` for heartbeats.
+pub fn status_line(event: &Value) -> String {
+    let data = event.get("data");
+    let snapshot = data.and_then(|d| d.get("snapshot"));
+    let pick = |candidates: [Option<&Value>; 2]| {
+        candidates
+            .into_iter()
+            .flatten()
+            .find(|v| !v.is_null())
+            .map_or_else(|| "-".to_string(), |v| cell(Some(v)))
     };
-    format!(
-        "{}\t{event}\t{}\t{run_id}",
-        field("updated_at"),
-        field("status")
-    )
+    let ts = pick([
+        data.and_then(|d| d.get("ts")),
+        snapshot.and_then(|s| s.get("updated_at")),
+    ]);
+    let name = pick([event.get("event"), None]);
+    let status = pick([snapshot.and_then(|s| s.get("status")), None]);
+    let run_id = pick([
+        data.and_then(|d| d.get("run_id")),
+        snapshot.and_then(|s| s.get("run_id")),
+    ]);
+    format!("{ts}\t{name}\t{status}\t{run_id}")
 }
 
-/// The `--output json` watch event, shaped like the gateway's SSE `snapshot` event. Task
-/// records are dropped unless asked for, as the server does without `include=records`.
-pub fn snapshot_event(run: &Value, run_id: &str, ts: f64, records: bool) -> Value {
-    let mut snapshot = run.clone();
-    if !records && let Some(map) = snapshot.as_object_mut() {
-        map.remove("task_records");
-        map.remove("task_records_truncated");
+/// Columns of `workers --output table`.
+pub const WORKER_COLUMNS: [&str; 5] = ["worker_id", "state", "tags", "plugins", "plugin_preview"];
+
+/// Columns of `workers --output plugins`.
+pub const PLUGIN_COLUMNS: [&str; 6] = [
+    "worker_id",
+    "state",
+    "tags",
+    "package",
+    "version",
+    "wheel_name",
+];
+
+/// A string field, `-` when missing, null or empty.
+fn text_or_dash(item: &Value, key: &str) -> String {
+    match item.get(key) {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        None | Some(Value::Null) | Some(Value::String(_)) => "-".into(),
+        Some(other) => json_line(other),
     }
-    json!({"event": "snapshot", "data": {"run_id": run_id, "snapshot": snapshot, "ts": ts}})
+}
+
+/// A worker's tags joined by `,`, or `-`.
+fn worker_tags(worker: &Value) -> String {
+    let tags: Vec<String> = worker
+        .get("tags")
+        .and_then(Value::as_array)
+        .map(|tags| {
+            tags.iter()
+                .map(|t| t.as_str().map_or_else(|| json_line(t), str::to_string))
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    if tags.is_empty() {
+        "-".into()
+    } else {
+        tags.join(",")
+    }
+}
+
+/// The `(package, version, wheel_name)` of each wheel in `wheel_sync.installed_wheels`, empty
+/// strings for missing fields.
+fn installed_wheels(worker: &Value) -> Vec<[String; 3]> {
+    let Some(list) = worker
+        .get("wheel_sync")
+        .and_then(|w| w.get("installed_wheels"))
+        .and_then(Value::as_array)
+    else {
+        return Vec::new();
+    };
+    let field = |w: &Value, k: &str| match w.get(k) {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => json_line(other),
+    };
+    list.iter()
+        .filter(|w| w.is_object())
+        .map(|w| {
+            [
+                field(w, "package_name"),
+                field(w, "package_version"),
+                field(w, "wheel_name"),
+            ]
+        })
+        .collect()
+}
+
+/// The table of `workers --output table`: the plugin count and a preview of up to three
+/// installed wheels (`pkg@version`, or the wheel name) plus `+N` for the rest.
+pub fn workers_table(workers: &[Value]) -> String {
+    let rows: Vec<Vec<String>> = workers
+        .iter()
+        .map(|w| {
+            let wheels = installed_wheels(w);
+            let mut preview: Vec<String> = wheels
+                .iter()
+                .take(3)
+                .map(|[package, version, wheel]| {
+                    if !package.is_empty() && !version.is_empty() {
+                        format!("{package}@{version}")
+                    } else if wheel.is_empty() {
+                        "-".into()
+                    } else {
+                        wheel.clone()
+                    }
+                })
+                .collect();
+            if wheels.len() > 3 {
+                preview.push(format!("+{}", wheels.len() - 3));
+            }
+            vec![
+                text_or_dash(w, "worker_id"),
+                text_or_dash(w, "state"),
+                worker_tags(w),
+                wheels.len().to_string(),
+                if preview.is_empty() {
+                    "-".into()
+                } else {
+                    preview.join(", ")
+                },
+            ]
+        })
+        .collect();
+    table(&WORKER_COLUMNS, &rows)
+}
+
+/// The table of `workers --output plugins`: one row per installed wheel, one row of `-` for a
+/// worker without any.
+pub fn plugins_table(workers: &[Value]) -> String {
+    let dash = |s: &String| {
+        if s.is_empty() {
+            "-".to_string()
+        } else {
+            s.clone()
+        }
+    };
+    let mut rows = Vec::new();
+    for w in workers {
+        let head = [
+            text_or_dash(w, "worker_id"),
+            text_or_dash(w, "state"),
+            worker_tags(w),
+        ];
+        let wheels = installed_wheels(w);
+        if wheels.is_empty() {
+            rows.push([head.to_vec(), vec!["-".into(); 3]].concat());
+        }
+        for wheel in &wheels {
+            rows.push([head.to_vec(), wheel.iter().map(dash).collect()].concat());
+        }
+    }
+    table(&PLUGIN_COLUMNS, &rows)
 }
 
 /// A compact per-task progress line such as `a ✓  b …  c ·` from the run's `tasks` map;
@@ -166,6 +304,7 @@ pub fn progress_line(run: &Value) -> String {
 #[allow(clippy::unwrap_used)] // a failing test may panic
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn json_matches_python_dumps() {
@@ -221,28 +360,62 @@ mod tests {
     }
 
     #[test]
-    fn status_line_has_four_tab_separated_fields() {
-        let run = json!({"status": "COMPLETED", "updated_at": 1795313186.0284507});
+    fn status_line_follows_the_original_fallbacks() {
+        let ev = json!({"event": "snapshot", "data": {"run_id": "id1", "ts": 1795313186.0284507,
+                         "snapshot": {"status": "COMPLETED", "updated_at": 1.5}}});
         assert_eq!(
-            status_line("snapshot", &run, "id1"),
+            status_line(&ev),
             "1795313186.0284507\tsnapshot\tCOMPLETED\tid1"
         );
-        assert_eq!(
-            status_line("snapshot", &json!({}), "id1"),
-            "-\tsnapshot\t-\tid1"
-        );
+        let no_ts = json!({"event": "snapshot", "data": {"snapshot": {"run_id": "r", "status": "RUNNING", "updated_at": 1.5}}});
+        assert_eq!(status_line(&no_ts), "1.5\tsnapshot\tRUNNING\tr");
+        let hb = json!({"event": "heartbeat", "data": {"run_id": "id1", "ts": 2.0}});
+        assert_eq!(status_line(&hb), "2.0\theartbeat\t-\tid1");
+        assert_eq!(status_line(&json!({})), "-\t-\t-\t-");
     }
 
     #[test]
-    fn snapshot_event_drops_records_unless_asked() {
-        let run = json!({"status": "RUNNING", "task_records": {}, "task_records_truncated": false});
-        let ev = snapshot_event(&run, "r", 1.5, false);
+    fn workers_table_counts_and_previews_plugins() {
+        let wheel = |p: &str, v: &str, n: &str| json!({"package_name": p, "package_version": v, "wheel_name": n});
+        let workers = [
+            json!({"worker_id": "w1", "state": "IDLE", "tags": ["a", " ", "b"], "wheel_sync": {"installed_wheels": [
+                wheel("p1", "1.0", "p1.whl"), wheel("", "", "bare.whl"), wheel("p3", "3", "x"), wheel("p4", "4", "y")]}}),
+            json!({"worker_id": "w2", "state": null, "tags": []}),
+        ];
+        let out = workers_table(&workers);
+        let lines: Vec<&str> = out.lines().collect();
         assert_eq!(
-            ev,
-            json!({"event": "snapshot", "data": {"run_id": "r", "snapshot": {"status": "RUNNING"}, "ts": 1.5}})
+            lines[0].split_whitespace().collect::<Vec<_>>(),
+            WORKER_COLUMNS
         );
-        let ev = snapshot_event(&run, "r", 1.5, true);
-        assert_eq!(ev["data"]["snapshot"], run);
+        assert!(
+            lines[1].starts_with("w1         IDLE   a,b   4        p1@1.0, bare.whl, p3@3, +1"),
+            "{out}"
+        );
+        assert_eq!(
+            lines[2].split_whitespace().collect::<Vec<_>>(),
+            ["w2", "-", "-", "0", "-"]
+        );
+        assert_eq!(workers_table(&[]), "(no items)\n");
+    }
+
+    #[test]
+    fn plugins_table_has_a_row_per_wheel_and_a_dash_row_otherwise() {
+        let workers = [
+            json!({"worker_id": "w1", "state": "RUNNING", "tags": ["gpu"], "wheel_sync": {"installed_wheels": [
+                {"package_name": "p1", "package_version": "1.0", "wheel_name": "p1.whl"},
+                {"wheel_name": "bare.whl"}]}}),
+            json!({"worker_id": "w2", "state": "IDLE"}),
+        ];
+        let out = plugins_table(&workers);
+        let rows: Vec<Vec<&str>> = out
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(rows[0], PLUGIN_COLUMNS);
+        assert_eq!(rows[1], ["w1", "RUNNING", "gpu", "p1", "1.0", "p1.whl"]);
+        assert_eq!(rows[2], ["w1", "RUNNING", "gpu", "-", "-", "bare.whl"]);
+        assert_eq!(rows[3], ["w2", "IDLE", "-", "-", "-", "-"]);
     }
 
     #[test]

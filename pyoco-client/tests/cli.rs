@@ -5,7 +5,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use pyoco::testkit::{GatewayHandle, NatsServer, WorkerHandle};
+use pyoco::testkit::{GatewayHandle, NatsServer, WorkerHandle, wait_for};
 use pyoco::{Config, Registry};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -34,6 +34,7 @@ tasks:
 /// nats-server + gateway + one worker serving `default`.
 struct Stack {
     _server: NatsServer,
+    config: Config,
     gateway: GatewayHandle,
     worker: WorkerHandle,
     dir: tempfile::TempDir,
@@ -46,10 +47,16 @@ impl Stack {
         config.run_heartbeat_interval = Duration::from_millis(100);
         config.worker_heartbeat_interval = Duration::from_millis(200);
         let gateway = GatewayHandle::start(config.clone()).await;
-        let worker =
-            WorkerHandle::start(config, Registry::with_builtins(), "w1", &["default"]).await;
+        let worker = WorkerHandle::start(
+            config.clone(),
+            Registry::with_builtins(),
+            "w1",
+            &["default"],
+        )
+        .await;
         Stack {
             _server: server,
+            config,
             gateway,
             worker,
             dir: tempfile::tempdir().expect("temp dir"),
@@ -137,7 +144,7 @@ async fn yaml_flow_is_watched_to_completion_and_shown_by_get_tasks_list() {
     );
     let run_id = run_id_of(&submitted);
 
-    let watched = stack.cli(&["watch", &run_id]).await;
+    let watched = stack.cli(&["watch", &run_id, "--output", "status"]).await;
     assert_eq!(watched.code, Some(0), "{watched:?}");
     let lines: Vec<&str> = watched.stdout.lines().collect();
     let last = lines.last().expect("a status line");
@@ -228,7 +235,7 @@ async fn failing_flow_makes_watch_exit_1_with_the_error() {
             ])
             .await,
     );
-    let watched = stack.cli(&["watch", &run_id]).await;
+    let watched = stack.cli(&["watch", &run_id, "--output", "status"]).await;
     assert_eq!(watched.code, Some(1), "{watched:?}");
     assert!(
         watched
@@ -286,7 +293,9 @@ async fn submit_by_name_prints_pending_and_gateway_errors_exit_1_and_ctrl_c_exit
 
     // A run nobody serves stays PENDING: watch gives up after its timeout.
     let idle = run_id_of(&stack.cli(&["submit", "--tag", "idle"]).await);
-    let watched = stack.cli(&["watch", &idle, "--timeout-sec", "1"]).await;
+    let watched = stack
+        .cli(&["watch", &idle, "--timeout-sec", "1", "--output", "status"])
+        .await;
     assert_eq!(watched.code, Some(1), "{watched:?}");
     assert!(
         watched.stdout.contains("\tsnapshot\tPENDING\t"),
@@ -383,4 +392,453 @@ async fn closed_port_is_a_connection_error() {
         "{out:?}"
     );
     assert!(out.stderr.contains("- hint: check --server URL"), "{out:?}");
+}
+
+/// About 1.2 s of work in three steps.
+const SLOW: &str = r#"
+flow:
+  graph: a >> b >> c
+tasks:
+  a: {callable: "pyoco:sleep", inputs: {seconds: 0.4}}
+  b: {callable: "pyoco:sleep", inputs: {seconds: 0.4}}
+  c: {callable: "pyoco:echo", inputs: {value: done}}
+"#;
+
+const LONG: &str = r#"
+flow:
+  graph: a >> b
+tasks:
+  a: {callable: "pyoco:sleep", inputs: {seconds: 60}}
+  b: {callable: "pyoco:echo", inputs: {value: 1}}
+"#;
+
+impl Stack {
+    fn client(&self) -> pyoco::HttpClient {
+        pyoco::HttpClient::new(&self.gateway.url()).unwrap()
+    }
+
+    /// Submits `yaml` through the CLI and returns the run id.
+    async fn submit_yaml(&self, name: &str, yaml: &str, tag: &str) -> String {
+        let file = self.write(&format!("{name}.yaml"), yaml);
+        run_id_of(
+            &self
+                .cli(&[
+                    "submit-yaml",
+                    "--workflow-file",
+                    &file,
+                    "--flow-name",
+                    name,
+                    "--tag",
+                    tag,
+                ])
+                .await,
+        )
+    }
+}
+
+/// Each stdout line as JSON.
+fn json_lines(out: &Output) -> Vec<Value> {
+    out.stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?} in {out:?}")))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_streams_sse_events_as_json_or_status_lines() {
+    let stack = Stack::start().await;
+    let run_id = stack.submit_yaml("slow", SLOW, "default").await;
+
+    // The default output is the original's: one {"event", "data"} object per line.
+    let watched = stack
+        .cli(&["watch", &run_id, "--records", "--until-terminal"])
+        .await;
+    assert_eq!(watched.code, Some(0), "{watched:?}");
+    let events = json_lines(&watched);
+    assert!(events.len() >= 2, "{watched:?}");
+    for e in &events {
+        assert!(
+            matches!(e["event"].as_str(), Some("snapshot" | "heartbeat")),
+            "{e}"
+        );
+        assert_eq!(e["data"]["run_id"], run_id.as_str());
+        assert!(e["data"]["ts"].as_f64().is_some());
+    }
+    let last = events.last().unwrap();
+    assert_eq!(last["data"]["snapshot"]["status"], "COMPLETED");
+    assert_eq!(
+        last["data"]["snapshot"]["task_records"]["c"]["output"],
+        "done"
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e["data"]["snapshot"]["status"] == "COMPLETED")
+            .count(),
+        1
+    );
+    // The original's spacing.
+    assert!(
+        watched
+            .stdout
+            .starts_with(r#"{"event": "snapshot", "data": {"#),
+        "{watched:?}"
+    );
+
+    // Status lines: <ts>\t<event>\t<status>\t<run_id>, ts being the event's send time.
+    let status = stack.cli(&["watch", &run_id, "--output", "status"]).await;
+    assert_eq!(status.code, Some(0), "{status:?}");
+    let line = status.stdout.trim_end();
+    let fields: Vec<&str> = line.split('\t').collect();
+    assert_eq!(fields[1..], ["snapshot", "COMPLETED", run_id.as_str()]);
+    assert!(fields[0].parse::<f64>().is_ok(), "{line}");
+
+    // An idle run: --max-events stops after that many events (heartbeats count) with exit 0.
+    let idle = stack.submit_yaml("idle", SLOW, "nobody").await;
+    let one = stack.cli(&["watch", &idle, "--max-events", "1"]).await;
+    assert_eq!(one.code, Some(0), "{one:?}");
+    let events = json_lines(&one);
+    assert_eq!(events.len(), 1, "{one:?}");
+    assert_eq!(events[0]["data"]["snapshot"]["status"], "PENDING");
+    assert!(events[0]["data"]["snapshot"].get("task_records").is_none());
+    let two = stack
+        .cli(&[
+            "watch",
+            &idle,
+            "--max-events",
+            "2",
+            "--timeout-sec",
+            "10",
+            "--output",
+            "status",
+        ])
+        .await;
+    assert_eq!(two.code, Some(0), "{two:?}");
+    let lines: Vec<&str> = two.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{two:?}");
+    assert!(lines[0].contains("\tsnapshot\tPENDING\t"), "{two:?}");
+    assert!(
+        lines[1].ends_with(&format!("\theartbeat\t-\t{idle}")),
+        "{two:?}"
+    );
+
+    // --since after every update: nothing to show before the timeout.
+    let quiet = stack
+        .cli(&[
+            "watch",
+            &idle,
+            "--since",
+            "99999999999",
+            "--timeout-sec",
+            "1",
+        ])
+        .await;
+    assert_eq!(quiet.code, Some(1), "{quiet:?}");
+    assert!(quiet.stdout.is_empty(), "{quiet:?}");
+    assert!(
+        quiet.stderr.starts_with("ERR-PYOCO-WATCH: timeout\n"),
+        "{quiet:?}"
+    );
+
+    // An unknown run: the gateway's 404 before the stream opens.
+    let missing = stack.cli(&["watch", "nope"]).await;
+    assert_eq!(missing.code, Some(1), "{missing:?}");
+    assert!(
+        missing.stderr.starts_with(
+            "ERR-PYOCO-HTTP: request failed\n- reason: HTTP 404 GET /runs/nope/watch: "
+        ),
+        "{missing:?}"
+    );
+    assert!(missing.stderr.contains("run_not_found"), "{missing:?}");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_prints_the_snapshot_waits_with_wait_and_reports_a_wait_timeout() {
+    let stack = Stack::start().await;
+    let client = stack.client();
+    let run_id = stack.submit_yaml("long", LONG, "default").await;
+    wait_for("task a to run", Duration::from_secs(20), || async {
+        let run = client.get_run(&run_id, false).await.ok()?;
+        (run["tasks"]["a"] == "RUNNING").then_some(())
+    })
+    .await;
+    let waited = stack
+        .cli(&[
+            "cancel",
+            "--run-id",
+            &run_id,
+            "--wait",
+            "--timeout-sec",
+            "20",
+        ])
+        .await;
+    assert_eq!(waited.code, Some(0), "{waited:?}");
+    let run = waited.json();
+    assert_eq!(run["status"], "CANCELLED", "{waited:?}");
+    assert_eq!(run["tasks"]["b"], "CANCELLED");
+    // Idempotent.
+    let again = stack.cli(&["cancel", "--run-id", &run_id]).await;
+    assert_eq!(again.code, Some(0), "{again:?}");
+    assert_eq!(again.json()["status"], "CANCELLED");
+    // Without --wait: the answer right after the request (a queued run is cancelled at once).
+    let queued = stack.submit_yaml("queued", LONG, "nobody").await;
+    let now = stack.cli(&["cancel", "--run-id", &queued]).await;
+    assert_eq!(now.json()["status"], "CANCELLED", "{now:?}");
+
+    // A run claimed by a worker that does not exist stays CANCELLING.
+    let ghost = stack.submit_yaml("ghost", LONG, "nobody").await;
+    let mut doc = client.get_run(&ghost, false).await.unwrap();
+    let map = doc.as_object_mut().unwrap();
+    for key in ["worker_alive", "worker_state", "worker_heartbeat_at"] {
+        map.remove(key);
+    }
+    map.insert("status".into(), json!("RUNNING"));
+    map.insert("worker_id".into(), json!("ghost"));
+    map.insert("start_time".into(), json!(pyoco::model::now()));
+    let nats = pyoco::NatsClient::connect(stack.config.clone())
+        .await
+        .unwrap();
+    nats.store()
+        .runs
+        .bucket()
+        .put(ghost.as_str(), serde_json::to_vec(&doc).unwrap().into())
+        .await
+        .unwrap();
+    let timed_out = stack
+        .cli(&["cancel", "--run-id", &ghost, "--wait", "--timeout-sec", "1"])
+        .await;
+    assert_eq!(timed_out.code, Some(1), "{timed_out:?}");
+    assert_eq!(
+        timed_out.stderr,
+        format!(
+            "ERR-PYOCO-CANCEL: wait timeout\n\
+             - reason: cancel wait timeout for run_id={ghost}\n\
+             - hint: retry cancel or inspect run/worker status\n"
+        )
+    );
+    assert!(timed_out.stdout.is_empty());
+
+    let missing = stack.cli(&["cancel", "--run-id", "nope"]).await;
+    assert_eq!(missing.code, Some(1), "{missing:?}");
+    assert!(
+        missing
+            .stderr
+            .contains("- reason: HTTP 404 POST /runs/nope/cancel: "),
+        "{missing:?}"
+    );
+    assert!(
+        missing.stderr.contains("- hint: check the run id"),
+        "{missing:?}"
+    );
+    let no_id = run_cli(&["cancel"]).await;
+    assert_eq!(no_id.code, Some(1), "{no_id:?}");
+    assert!(no_id.stderr.contains("--run-id"), "{no_id:?}");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_vnext_pages_with_a_cursor_in_json_and_table_output() {
+    let stack = Stack::start().await;
+    for i in 0..3 {
+        stack
+            .cli(&["submit", "--flow-name", &format!("f{i}"), "--tag", "idle"])
+            .await;
+    }
+    let client = stack.client();
+    wait_for("3 listed runs", Duration::from_secs(10), || async {
+        let runs = client
+            .list_runs(&pyoco::client::http::ListRuns {
+                tag: Some("idle".into()),
+                ..Default::default()
+            })
+            .await
+            .ok()?;
+        (runs.len() == 3).then_some(())
+    })
+    .await;
+
+    let table = stack
+        .cli(&[
+            "list-vnext",
+            "--tag",
+            "idle",
+            "--limit",
+            "2",
+            "--output",
+            "table",
+        ])
+        .await;
+    assert_eq!(table.code, Some(0), "{table:?}");
+    let lines: Vec<&str> = table.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{table:?}");
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["run_id", "status", "flow_name", "tag", "updated_at"]
+    );
+    let cursor = lines[3]
+        .strip_prefix("next_cursor: ")
+        .unwrap_or_else(|| panic!("{table:?}"));
+
+    let rest = stack
+        .cli(&[
+            "list-vnext",
+            "--tag",
+            "idle",
+            "--limit",
+            "2",
+            "--cursor",
+            cursor,
+        ])
+        .await;
+    assert_eq!(rest.code, Some(0), "{rest:?}");
+    assert!(
+        rest.stdout.ends_with("], \"next_cursor\": null}\n"),
+        "{rest:?}"
+    );
+    let page = rest.json();
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    let seen: Vec<&str> = lines[1..3]
+        .iter()
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert!(!seen.contains(&page["items"][0]["run_id"].as_str().unwrap()));
+
+    let first = stack.cli(&["list-vnext", "--limit", "1"]).await.json();
+    assert!(first["next_cursor"].is_string(), "{first}");
+    let none = stack
+        .cli(&[
+            "list-vnext",
+            "--updated-after",
+            "99999999999",
+            "--output",
+            "table",
+        ])
+        .await;
+    assert_eq!(none.stdout, "(no items)\n", "{none:?}");
+    let sha = stack
+        .cli(&["list-vnext", "--workflow-yaml-sha256", "00", "--full"])
+        .await;
+    assert_eq!(sha.json(), json!({"items": [], "next_cursor": null}));
+    let bad = stack.cli(&["list-vnext", "--cursor", "abc"]).await;
+    assert_eq!(bad.code, Some(1), "{bad:?}");
+    assert!(bad.stderr.contains("invalid_list_query"), "{bad:?}");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_hide_unhide_metrics_and_health() {
+    let stack = Stack::start().await;
+    let run_id = stack.submit_yaml("fan", FAN_OUT_IN, "default").await;
+    stack
+        .client()
+        .wait_until_terminal(
+            &run_id,
+            Duration::from_millis(50),
+            Some(Duration::from_secs(20)),
+            |_| {},
+        )
+        .await
+        .unwrap();
+
+    let health = stack.cli(&["health"]).await;
+    assert_eq!(health.code, Some(0), "{health:?}");
+    assert_eq!(health.json()["status"], "ok");
+
+    let listed = stack.cli(&["workers"]).await;
+    assert_eq!(
+        listed.code,
+        Some(0),
+        "GET /workers is not served (yet?): {listed:?}"
+    );
+    let workers = listed.json();
+    let w1 = workers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["worker_id"] == "w1")
+        .unwrap_or_else(|| panic!("{listed:?}"));
+    assert_eq!(w1["tags"], json!(["default"]));
+
+    let table = stack
+        .cli(&["workers", "--scope", "all", "--output", "table"])
+        .await;
+    assert_eq!(table.code, Some(0), "{table:?}");
+    let lines: Vec<Vec<&str>> = table
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines[0],
+        ["worker_id", "state", "tags", "plugins", "plugin_preview"]
+    );
+    let row = lines.iter().find(|r| r[0] == "w1").unwrap();
+    assert_eq!(row[2..], ["default", "0", "-"], "{table:?}");
+    assert!(matches!(row[1], "IDLE" | "RUNNING"), "{table:?}");
+    let plugins = stack.cli(&["workers", "--output", "plugins"]).await;
+    let lines: Vec<Vec<&str>> = plugins
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines[0],
+        [
+            "worker_id",
+            "state",
+            "tags",
+            "package",
+            "version",
+            "wheel_name"
+        ]
+    );
+    assert_eq!(lines[1][2..], ["default", "-", "-", "-"], "{plugins:?}");
+    let idle_only = stack
+        .cli(&["workers", "--state", "STOPPED_GRACEFUL", "--scope", "all"])
+        .await;
+    assert_eq!(idle_only.json(), json!([]), "{idle_only:?}");
+
+    let hidden = stack.cli(&["hide-worker", "w1"]).await;
+    assert_eq!(hidden.code, Some(0), "{hidden:?}");
+    assert_eq!(hidden.json()["hidden"], true);
+    assert_eq!(
+        stack.cli(&["workers", "--output", "table"]).await.stdout,
+        "(no items)\n"
+    );
+    let with_hidden = stack.cli(&["workers", "--include-hidden"]).await.json();
+    assert_eq!(with_hidden[0]["worker_id"], "w1");
+    assert_eq!(with_hidden[0]["hidden"], true);
+    let shown = stack.cli(&["unhide-worker", "w1"]).await;
+    assert_eq!(shown.json()["hidden"], false, "{shown:?}");
+    let unknown = stack.cli(&["hide-worker", "nobody"]).await;
+    assert_eq!(unknown.code, Some(1), "{unknown:?}");
+    assert!(
+        unknown
+            .stderr
+            .contains("- reason: HTTP 404 PATCH /workers/nobody: "),
+        "{unknown:?}"
+    );
+    let bad_state = run_cli(&["workers", "--state", "SLEEPING"]).await;
+    assert_eq!(bad_state.code, Some(1), "{bad_state:?}");
+
+    let metrics = stack.cli(&["metrics"]).await;
+    assert_eq!(
+        metrics.code,
+        Some(0),
+        "GET /metrics is not served (yet?): {metrics:?}"
+    );
+    assert!(
+        metrics.stdout.contains("# TYPE pyoco_runs_total gauge\n"),
+        "{metrics:?}"
+    );
+    assert!(
+        metrics
+            .stdout
+            .contains("pyoco_runs_total{status=\"COMPLETED\"} 1\n"),
+        "{metrics:?}"
+    );
+    // Raw text as served: the CLI adds no newline of its own.
+    assert!(metrics.stdout.ends_with('\n'), "{metrics:?}");
+    stack.stop().await;
 }

@@ -101,10 +101,14 @@ async fn a_cancel_is_never_lost_to_progress_writes() {
         tasks.join("\n")
     );
     let run_id = submit(&stack, &yaml, None).await;
-    wait_for("the chain to be under way", Duration::from_secs(20), || async {
-        let run = stack.client.get_run(&run_id, false).await.ok()?;
-        (run["tasks"]["s5"] == "SUCCEEDED" && run["status"] == "RUNNING").then_some(())
-    })
+    wait_for(
+        "the chain to be under way",
+        Duration::from_secs(20),
+        || async {
+            let run = stack.client.get_run(&run_id, false).await.ok()?;
+            (run["tasks"]["s5"] == "SUCCEEDED" && run["status"] == "RUNNING").then_some(())
+        },
+    )
     .await;
     let (_, body) = cancel(&stack, &run_id).await;
     let run = stack.wait_terminal(&run_id).await;
@@ -261,7 +265,7 @@ async fn watch_pushes_snapshots_with_revision_ids_and_closes_after_the_terminal_
         resumed
             .iter()
             .filter(|e| e.event == "snapshot")
-            .last()
+            .next_back()
             .unwrap()
             .data["snapshot"]["status"],
         "COMPLETED"

@@ -92,9 +92,12 @@ enum FlowSource {
     Resolver(FlowResolver),
 }
 
+/// The function behind a [`FlowResolver`].
+pub(crate) type ResolveFlow = Arc<dyn Fn(&str) -> Option<FlowSpec> + Send + Sync>;
+
 /// A function from flow name to flow (the original's `flow_resolver`).
 #[derive(Clone)]
-pub(crate) struct FlowResolver(pub(crate) Arc<dyn Fn(&str) -> Option<FlowSpec> + Send + Sync>);
+pub(crate) struct FlowResolver(pub(crate) ResolveFlow);
 
 impl std::fmt::Debug for FlowResolver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -287,7 +290,7 @@ impl Registry {
 
     pub(crate) fn set_flow_resolver(
         &mut self,
-        f: Arc<dyn Fn(&str) -> Option<FlowSpec> + Send + Sync>,
+        f: ResolveFlow,
     ) {
         self.flow_source = FlowSource::Resolver(FlowResolver(f));
     }
