@@ -321,13 +321,53 @@ impl Worker {
         let stored = self
             .finish(job, &final_state, status, Some(start_time), error)
             .await?;
+        let end_time = stored.as_ref().and_then(|s| s.value.end_time);
         let final_status = stored.map(|s| s.value.status).unwrap_or(status);
         tracing::info!(run_id = %job.run_id, status = %final_status, "run finished");
+        self.guard_terminal(
+            job,
+            final_state,
+            final_status,
+            start_time,
+            end_time,
+            error.map(str::to_string),
+        );
         self.heartbeat
             .run_finished(&job.run_id, final_status.as_str())
             .await;
         self.metrics.run_finished(final_status.as_str());
         Ok(Exec::Done)
+    }
+
+    /// Writers without compare-and-set (the original gateway's cancel is read-then-put) can
+    /// put a stale, non-terminal snapshot over our terminal one. Shortly after the terminal
+    /// write, look again and restore it if that happened (the original worker's trailing
+    /// writes repaired this by accident).
+    fn guard_terminal(
+        &self,
+        job: &Job,
+        state: EngineState,
+        status: RunStatus,
+        start_time: f64,
+        end_time: Option<f64>,
+        error: Option<String>,
+    ) {
+        let (runs, job, worker_id) = (self.store.runs.clone(), job.clone(), self.worker_id.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let repaired = runs
+                .update(&job.run_id, |doc| {
+                    if doc.status.is_terminal() {
+                        return Change::Keep;
+                    }
+                    tracing::warn!(run_id = %job.run_id, stale = %doc.status, "a stale write replaced the terminal snapshot; restoring it");
+                    apply(doc, &job, &worker_id, &state, status, Some(start_time), end_time, error.as_deref())
+                })
+                .await;
+            if let Err(e) = repaired {
+                tracing::warn!(run_id = %job.run_id, error = %e, "could not re-check the terminal snapshot");
+            }
+        });
     }
 
     fn resolve(&self, job: &Job) -> Result<Arc<FlowSpec>, FlowProblem> {
