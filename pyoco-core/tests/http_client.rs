@@ -343,6 +343,21 @@ async fn watch_run_reconnects_after_server_closes_and_delivers_the_terminal_snap
     assert!(only.snapshot().unwrap().get("task_records").is_none());
     assert_eq!(only.to_json()["event"], "snapshot");
     assert_eq!(only.to_json()["data"]["run_id"], run_id.as_str());
+
+    // A finished run watched with `since` after its last update: nothing will ever come, so
+    // the watch ends at once instead of reconnecting until it gives up.
+    let started = Instant::now();
+    let nothing = collect(
+        client,
+        &run_id,
+        WatchOptions {
+            since: Some(99_999_999_999.0),
+            ..WatchOptions::default()
+        },
+    )
+    .await;
+    assert!(nothing.is_empty(), "{nothing:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

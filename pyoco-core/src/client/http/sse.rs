@@ -200,6 +200,8 @@ struct Watch {
 enum Next {
     Reconnect(Duration),
     Fail(HttpError),
+    /// The run is over and nothing more will come (e.g. `since` is past its last update).
+    End,
 }
 
 impl Watch {
@@ -257,6 +259,10 @@ impl Watch {
                     match self.after_error(e).await {
                         Next::Reconnect(delay) => self.next_delay = Some(delay),
                         Next::Fail(e) => return Some(Err(self.fail(e))),
+                        Next::End => {
+                            self.finish();
+                            return None;
+                        }
                     }
                 }
                 // Not expected without reconnect (an `Err` comes first); treat it as a failure.
@@ -371,7 +377,19 @@ impl Watch {
                 // during the gap but overwritten before the reconnect is lost to the watch.
                 return Next::Reconnect(Duration::ZERO);
             }
-            es::Error::Eof => HttpError::Transport("the gateway closed the watch at once".into()),
+            // Closed at once: the gateway does that for a run that is already over when every
+            // snapshot is filtered out (`since`). Ask before treating it as a failure.
+            es::Error::Eof => {
+                if let Ok(run) = self.client.get_run(&self.run_id, false).await
+                    && matches!(
+                        run.get("status").and_then(Value::as_str),
+                        Some("COMPLETED" | "FAILED" | "CANCELLED")
+                    )
+                {
+                    return Next::End;
+                }
+                HttpError::Transport("the gateway closed the watch at once".into())
+            }
             es::Error::UnexpectedEof => HttpError::Transport(
                 "the watch connection dropped in the middle of an event".into(),
             ),
@@ -697,6 +715,7 @@ mod tests {
                     last = d;
                 }
                 Next::Fail(e) => panic!("gave up early: {e}"),
+                Next::End => panic!("no gateway answers here, so the run cannot be over"),
             }
         }
         assert!(matches!(w.after_error(es::Error::Eof).await, Next::Fail(_)));
