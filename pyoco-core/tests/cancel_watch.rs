@@ -264,8 +264,7 @@ async fn watch_pushes_snapshots_with_revision_ids_and_closes_after_the_terminal_
     assert_eq!(
         resumed
             .iter()
-            .filter(|e| e.event == "snapshot")
-            .next_back()
+            .rfind(|e| e.event == "snapshot")
             .unwrap()
             .data["snapshot"]["status"],
         "COMPLETED"
