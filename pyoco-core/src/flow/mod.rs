@@ -1,5 +1,6 @@
 //! Flow definitions and execution: the graph language ([`graph`]), flow.yaml validation
 //! ([`yaml`]), task callables ([`tasks`]) and the DAG executor ([`engine`]).
+pub mod builtins;
 pub mod embed;
 pub mod engine;
 pub mod graph;

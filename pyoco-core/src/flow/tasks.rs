@@ -142,7 +142,8 @@ impl Registry {
         Registry::default()
     }
 
-    /// A registry with the built-in `pyoco:echo`, `pyoco:sleep` and `pyoco:fail`.
+    /// A registry with the built-in `pyoco:echo`, `pyoco:sleep`, `pyoco:fail`, `pyoco:shell`,
+    /// `pyoco:python` and (feature `worker`) `pyoco:http` (see [`super::builtins`]).
     pub fn with_builtins() -> Registry {
         let mut r = Registry::empty();
         r.register("pyoco:echo", &["value"], |call| async move {
@@ -151,6 +152,7 @@ impl Registry {
                 None => Value::Object(call.args),
             })
         });
+        super::builtins::register(&mut r);
         r.register("pyoco:sleep", &["seconds"], |call| async move {
             let seconds = match call.args.get("seconds") {
                 None | Some(Value::Null) => 0.0,
