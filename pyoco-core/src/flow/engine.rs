@@ -69,13 +69,13 @@ enum Node {
 }
 
 /// What one task's attempts came to.
-struct TaskRun {
-    result: Result<Value, TaskError>,
-    attempts: u32,
+pub(crate) struct TaskRun {
+    pub(crate) result: Result<Value, TaskError>,
+    pub(crate) attempts: u32,
     /// `hit` / `miss` when the task has a cache.
-    cache: Option<&'static str>,
+    pub(crate) cache: Option<&'static str>,
     /// Record fields the task reported (captured output, the inputs a Python function got).
-    extra: Map<String, Value>,
+    pub(crate) extra: Map<String, Value>,
 }
 
 /// Runs `spec` to the end. `progress` receives every state change; `cancel` stops the flow:
@@ -87,6 +87,10 @@ pub async fn run_flow(
     progress: &watch::Sender<EngineState>,
     cancel: &CancellationToken,
 ) -> Outcome {
+    // Graphs with switch, repeat, foreach or until run in control-flow mode.
+    if let Some(program) = &spec.graph.control {
+        return super::control::run_program(spec, program, registry, run, progress, cancel).await;
+    }
     let graph = &spec.graph;
     let n = graph.nodes.len();
     let mut nodes = vec![Node::Pending; n];
@@ -258,16 +262,16 @@ pub async fn run_flow(
 }
 
 /// A task ready to be attempted.
-struct Prepared {
-    name: String,
-    callable: String,
-    def: TaskDef,
-    call: TaskCall,
-    policy: TaskPolicy,
+pub(crate) struct Prepared {
+    pub(crate) name: String,
+    pub(crate) callable: String,
+    pub(crate) def: TaskDef,
+    pub(crate) call: TaskCall,
+    pub(crate) policy: TaskPolicy,
 }
 
 /// Resolves the callable and wires its arguments.
-fn prepare(
+pub(crate) fn prepare(
     task: &TaskSpec,
     registry: &Registry,
     run: &RunInfo,
@@ -307,6 +311,7 @@ fn prepare(
                 .collect(),
         ),
         record: Arc::default(),
+        loop_ctx: None,
     };
     Ok(Prepared {
         name: task.name.clone(),
@@ -319,7 +324,7 @@ fn prepare(
 
 /// Runs a task's attempts: cache lookup, circuit breaker, timeout per attempt, retries with
 /// backoff (the record shows the last error and the attempt count meanwhile).
-async fn attempt(
+pub(crate) async fn attempt(
     task: Prepared,
     services: Arc<dyn TaskServices>,
     progress: watch::Sender<EngineState>,
@@ -480,7 +485,7 @@ pub fn resolve_input(
     )))
 }
 
-fn record_end(
+pub(crate) fn record_end(
     progress: &watch::Sender<EngineState>,
     name: &str,
     started: f64,
@@ -527,7 +532,7 @@ fn record_end(
     });
 }
 
-fn mark_cancelled(progress: &watch::Sender<EngineState>, name: &str) {
+pub(crate) fn mark_cancelled(progress: &watch::Sender<EngineState>, name: &str) {
     let ended = now();
     progress.send_modify(|s| {
         s.tasks.insert(name.to_string(), TaskState::Cancelled);

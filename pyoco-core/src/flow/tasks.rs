@@ -33,6 +33,10 @@ pub struct TaskCall {
     /// Extra fields for this task's record (e.g. captured output); `inputs` replaces the
     /// recorded inputs.
     pub record: Arc<std::sync::Mutex<Map<String, Value>>>,
+    /// Inside repeat, foreach or until (control-flow mode): the innermost loop frame
+    /// `{type, index, iteration, count, item, alias}` plus `loops`, every frame outermost
+    /// first. `None` outside loops.
+    pub loop_ctx: Option<Value>,
 }
 
 impl TaskCall {
@@ -152,7 +156,6 @@ impl Registry {
                 None => Value::Object(call.args),
             })
         });
-        super::builtins::register(&mut r);
         r.register("pyoco:sleep", &["seconds"], |call| async move {
             let seconds = match call.args.get("seconds") {
                 None | Some(Value::Null) => 0.0,
@@ -179,6 +182,7 @@ impl Registry {
             };
             Err(TaskError::new(message))
         });
+        super::builtins::register(&mut r);
         r
     }
 
@@ -290,10 +294,7 @@ impl Registry {
         }
     }
 
-    pub(crate) fn set_flow_resolver(
-        &mut self,
-        f: ResolveFlow,
-    ) {
+    pub(crate) fn set_flow_resolver(&mut self, f: ResolveFlow) {
         self.flow_source = FlowSource::Resolver(FlowResolver(f));
     }
 }

@@ -7,6 +7,7 @@
 //! process is started until a flow actually calls Python.
 
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,10 +33,14 @@ pub struct PythonPool {
     /// Directories put in front of `PYTHONPATH` for the runners.
     pythonpath: Vec<std::path::PathBuf>,
     idle: Mutex<Vec<Runner>>,
+    /// Bumped by [`PythonPool::restart`]: a runner started before is never reused.
+    generation: AtomicU64,
 }
 
 #[derive(Debug)]
 struct Runner {
+    /// The pool generation the process was started in.
+    generation: u64,
     child: Child,
     stdin: ChildStdin,
     stdout: Lines<BufReader<ChildStdout>>,
@@ -91,11 +96,26 @@ impl PythonPool {
             kill_grace,
             pythonpath: dirs,
             idle: Mutex::new(Vec::new()),
+            generation: AtomicU64::new(0),
         })
     }
 
     pub fn interpreter(&self) -> &str {
         &self.interpreter
+    }
+
+    /// Stops the idle runner processes and retires busy ones when they finish, so the next
+    /// task starts a fresh interpreter. Called after a wheel sync installed or removed
+    /// packages: a running interpreter keeps the modules it already imported.
+    pub fn restart(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        let stopped: Vec<Runner> = self
+            .idle
+            .lock()
+            .map(|mut idle| idle.drain(..).collect())
+            .unwrap_or_default();
+        // Dropping a runner kills its process (`kill_on_drop`); idle runners run no task.
+        drop(stopped);
     }
 
     async fn spawn(&self) -> Result<Runner, TaskError> {
@@ -126,6 +146,7 @@ impl PythonPool {
             return Err(TaskError::new("Python runner has no pipes"));
         };
         let mut runner = Runner {
+            generation: self.generation.load(Ordering::SeqCst),
             child,
             stdin,
             stdout: BufReader::new(stdout).lines(),
@@ -162,6 +183,9 @@ impl PythonPool {
     }
 
     fn release(&self, runner: Runner) {
+        if runner.generation != self.generation.load(Ordering::SeqCst) {
+            return;
+        }
         if let Ok(mut idle) = self.idle.lock()
             && idle.len() < MAX_IDLE
         {
@@ -189,7 +213,23 @@ impl PythonPool {
             "inputs": call.args,
             "params": *call.params,
             "results": results,
-            "ctx": {"run_id": call.run_id, "flow_name": call.flow_name, "task": call.task},
+            "ctx": {
+                "run_id": call.run_id,
+                "flow_name": call.flow_name,
+                "task": call.task,
+                // Loop state in control-flow mode: the innermost frame and all frames.
+                "loop": call.loop_ctx.as_ref().map(|l| {
+                    let mut frame = l.as_object().cloned().unwrap_or_default();
+                    frame.remove("loops");
+                    Value::Object(frame)
+                }),
+                "loops": call
+                    .loop_ctx
+                    .as_ref()
+                    .and_then(|l| l.get("loops"))
+                    .cloned()
+                    .unwrap_or_else(|| json!([])),
+            },
         });
         let mut line = request.to_string();
         line.push('\n');

@@ -5,7 +5,7 @@ stdout (file descriptor 1 is moved aside at start, so a task printing to fd 1 ca
 the protocol; its output is captured and returned instead).
 
 Request:  {"id", "callable": "module:function", "inputs": {...}, "params": {...},
-           "results": {...}, "ctx": {"run_id", "flow_name", "task"}}
+           "results": {...}, "ctx": {"run_id", "flow_name", "task", "loop", "loops"}}
 Answer:   {"id", "ok": true, "output", "inputs", "stdout", "stderr"}
        or {"id", "ok": false, "error", "traceback", "inputs", "stdout", "stderr"}
 
@@ -45,6 +45,17 @@ class Context:
         self.params = params
         self.results = results
         self.is_cancelled = False
+        # Inside repeat/foreach/until: the innermost loop frame (a dict with type, index,
+        # iteration, count, item, alias) and every frame, outermost first.
+        self.loop = ctx.get("loop")
+        self.loops = ctx.get("loops") or []
+
+    def get_var(self, name, default=None):
+        """The item of the innermost foreach whose alias is `name`."""
+        for frame in reversed(self.loops):
+            if frame.get("alias") == name:
+                return frame.get("item")
+        return default
 
 
 def _safe(value):
