@@ -11,6 +11,7 @@ mod health;
 pub mod index;
 mod metrics;
 pub mod openapi;
+mod query;
 mod runs;
 mod watch;
 mod workers;

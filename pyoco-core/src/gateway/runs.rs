@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 use super::GatewayState;
 use super::error::{ApiError, problem};
 use super::index::{Field, Query as IndexQuery};
+use super::query::{QueryParams, body_bytes};
 use crate::flow::yaml::{parse_flow_yaml, sha256_hex};
 use crate::model::{WorkerState, is_valid_tag, now};
 use crate::store::{NewRun, SubmitError, YamlPayload, workers::get_worker};
@@ -26,23 +27,7 @@ pub async fn submit(
     State(state): State<GatewayState>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<Json<Value>> {
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "request_too_large",
-                "request body too large",
-            )
-        } else {
-            ApiError::validation(vec![problem(
-                "value_error",
-                &[json!("body")],
-                &format!("could not read the request body: {e}"),
-                Value::Null,
-                None,
-            )])
-        }
-    })?;
+    let body = body_bytes(body)?;
     let body: Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::validation(vec![problem(
             "json_invalid",
@@ -391,27 +376,6 @@ async fn read_yaml_form(
     })
 }
 
-/// Parsed repeatable query parameters.
-fn query_pairs(raw: &Option<String>) -> Vec<(String, String)> {
-    raw.as_deref()
-        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default()
-}
-
-fn includes(pairs: &[(String, String)]) -> Vec<String> {
-    pairs
-        .iter()
-        .filter(|(k, _)| k == "include")
-        .map(|(_, v)| v.clone())
-        .collect()
-}
-
-fn wants_records(include: &[String]) -> bool {
-    include
-        .iter()
-        .any(|i| matches!(i.as_str(), "records" | "task_records" | "full" | "all"))
-}
-
 /// `GET /runs/{run_id}` (`include=records|task_records|full|all` keeps `task_records`).
 #[utoipa::path(get, path = "/runs/{run_id}", tag = "runs",
     params(("run_id" = String, Path), ("include" = Option<Vec<String>>, Query, description = "records, task_records, full or all keep task_records")),
@@ -426,7 +390,7 @@ pub async fn get_run(
         return Err(ApiError::run_not_found());
     };
     let mut doc = doc.value;
-    if !wants_records(&includes(&query_pairs(&query)))
+    if !QueryParams::parse(&query).wants_records()
         && let Value::Object(m) = &mut doc
     {
         m.shift_remove("task_records");
@@ -540,70 +504,11 @@ struct ListQuery {
     limit: usize,
 }
 
-fn parse_list_query(pairs: &[(String, String)]) -> ApiResult<ListQuery> {
-    let last = |k: &str| {
-        pairs
-            .iter()
-            .rev()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.clone())
-    };
-    let mut problems = Vec::new();
-    let limit = match last("limit") {
-        None => 50,
-        Some(raw) => match raw.trim().parse::<i64>() {
-            Ok(n) if n < 1 => {
-                problems.push(problem(
-                    "greater_than_equal",
-                    &[json!("query"), json!("limit")],
-                    "Input should be greater than or equal to 1",
-                    json!(raw),
-                    Some(json!({"ge": 1})),
-                ));
-                50
-            }
-            Ok(n) if n > 200 => {
-                problems.push(problem(
-                    "less_than_equal",
-                    &[json!("query"), json!("limit")],
-                    "Input should be less than or equal to 200",
-                    json!(raw),
-                    Some(json!({"le": 200})),
-                ));
-                50
-            }
-            Ok(n) => n as usize,
-            Err(_) => {
-                problems.push(problem(
-                    "int_parsing",
-                    &[json!("query"), json!("limit")],
-                    "Input should be a valid integer, unable to parse string as an integer",
-                    json!(raw),
-                    None,
-                ));
-                50
-            }
-        },
-    };
-    let updated_after = match last("updated_after") {
-        None => None,
-        Some(raw) => match raw.trim().parse::<f64>() {
-            Ok(f) if f.is_finite() => Some(f),
-            _ => {
-                problems.push(problem(
-                    "float_parsing",
-                    &[json!("query"), json!("updated_after")],
-                    "Input should be a valid number, unable to parse string as a number",
-                    json!(raw),
-                    None,
-                ));
-                None
-            }
-        },
-    };
-    if !problems.is_empty() {
-        return Err(ApiError::validation(problems));
-    }
+fn parse_list_query(mut q: QueryParams) -> ApiResult<ListQuery> {
+    let limit = q.int_in("limit", 1, 200, 50) as usize;
+    let updated_after = q.float("updated_after");
+    q.check()?;
+    let last = |k: &str| q.last(k).map(str::to_string);
     let cursor_raw = last("cursor");
     let cursor = match cursor_raw.as_deref().filter(|c| !c.is_empty()) {
         None => None,
@@ -616,7 +521,7 @@ fn parse_list_query(pairs: &[(String, String)]) -> ApiResult<ListQuery> {
         })?),
     };
     let sha = last("workflow_yaml_sha256").filter(|s| !s.is_empty());
-    let include = includes(pairs);
+    let include: Vec<&str> = q.all("include").collect();
     Ok(ListQuery {
         status: last("status").filter(|s| !s.is_empty()),
         flow: last("flow").filter(|s| !s.is_empty()),
@@ -626,10 +531,10 @@ fn parse_list_query(pairs: &[(String, String)]) -> ApiResult<ListQuery> {
         sha,
         updated_after,
         cursor,
-        full: include.iter().any(|i| i == "full" || i == "all"),
+        full: include.iter().any(|i| matches!(*i, "full" | "all")),
         records: include
             .iter()
-            .any(|i| i == "records" || i == "task_records"),
+            .any(|i| matches!(*i, "records" | "task_records")),
         limit,
     })
 }
@@ -674,7 +579,7 @@ pub async fn list(
     State(state): State<GatewayState>,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    let q = parse_list_query(&query_pairs(&query))?;
+    let q = parse_list_query(QueryParams::parse(&query))?;
     let index = state.run_index().await?;
     let store = state.store()?;
     let mut filters = Vec::new();

@@ -20,7 +20,8 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::GatewayState;
-use super::error::{ApiError, problem};
+use super::error::ApiError;
+use super::query::QueryParams;
 use crate::model::{json as lenient, now};
 
 /// Quiet time after which a heartbeat event is sent.
@@ -33,80 +34,14 @@ struct WatchQuery {
 }
 
 fn parse_query(raw: &Option<String>) -> Result<WatchQuery, ApiError> {
-    let pairs: Vec<(String, String)> = raw
-        .as_deref()
-        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default();
-    let last = |k: &str| {
-        pairs
-            .iter()
-            .rev()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.clone())
-    };
-    let records = pairs.iter().any(|(k, v)| {
-        k == "include" && matches!(v.as_str(), "records" | "task_records" | "full" | "all")
-    });
-    let mut problems = Vec::new();
-    let since = match last("since") {
-        None => None,
-        Some(raw) => match raw.trim().parse::<f64>() {
-            Ok(f) if f.is_finite() => Some(f),
-            _ => {
-                problems.push(problem(
-                    "float_parsing",
-                    &[json!("query"), json!("since")],
-                    "Input should be a valid number, unable to parse string as a number",
-                    json!(raw),
-                    None,
-                ));
-                None
-            }
-        },
-    };
-    let timeout = match last("timeout_sec") {
-        None => 60,
-        Some(raw) => match raw.trim().parse::<i64>() {
-            Ok(n) if (1..=600).contains(&n) => n as u64,
-            Ok(n) if n < 1 => {
-                problems.push(problem(
-                    "greater_than_equal",
-                    &[json!("query"), json!("timeout_sec")],
-                    "Input should be greater than or equal to 1",
-                    json!(raw),
-                    Some(json!({"ge": 1})),
-                ));
-                60
-            }
-            Ok(_) => {
-                problems.push(problem(
-                    "less_than_equal",
-                    &[json!("query"), json!("timeout_sec")],
-                    "Input should be less than or equal to 600",
-                    json!(raw),
-                    Some(json!({"le": 600})),
-                ));
-                60
-            }
-            Err(_) => {
-                problems.push(problem(
-                    "int_parsing",
-                    &[json!("query"), json!("timeout_sec")],
-                    "Input should be a valid integer, unable to parse string as an integer",
-                    json!(raw),
-                    None,
-                ));
-                60
-            }
-        },
-    };
-    if !problems.is_empty() {
-        return Err(ApiError::validation(problems));
-    }
+    let mut q = QueryParams::parse(raw);
+    let since = q.float("since");
+    let timeout = q.int_in("timeout_sec", 1, 600, 60);
+    q.check()?;
     Ok(WatchQuery {
-        records,
+        records: q.wants_records(),
         since,
-        timeout: Duration::from_secs(timeout),
+        timeout: Duration::from_secs(timeout as u64),
     })
 }
 

@@ -13,12 +13,12 @@ use std::time::Duration;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Map, Value, json};
 
 use super::GatewayState;
 use super::error::{ApiError, problem};
+use super::query::{QueryParams, body_bytes};
 use crate::model::worker::disabled_wheel_sync;
 use crate::model::{WorkerState, json as lenient_json, now};
 use crate::store::workers::{get_worker, update_worker};
@@ -240,61 +240,17 @@ struct ListQuery {
 
 /// FastAPI validates types first (a list of problems); the handler then checks `scope` and
 /// `state` (a plain `invalid workers request`). When a parameter is repeated the last wins.
-fn parse_list_query(pairs: &[(String, String)]) -> ApiResult<ListQuery> {
-    let last = |k: &str| {
-        pairs
-            .iter()
-            .rev()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.as_str())
-    };
-    let mut problems = Vec::new();
-    let include_hidden = match last("include_hidden") {
+fn parse_list_query(mut q: QueryParams) -> ApiResult<ListQuery> {
+    let include_hidden = match q.last("include_hidden").map(str::to_string) {
         None => false,
-        Some(raw) => lax_bool(raw).unwrap_or_else(|| {
-            problems.push(bool_problem("include_hidden", raw));
+        Some(raw) => lax_bool(&raw).unwrap_or_else(|| {
+            q.push_problem(bool_problem("include_hidden", &raw));
             false
         }),
     };
-    let limit = match last("limit") {
-        None => 100,
-        Some(raw) => match raw.trim().parse::<i64>() {
-            Ok(n) if n < 1 => {
-                problems.push(problem(
-                    "greater_than_equal",
-                    &[json!("query"), json!("limit")],
-                    "Input should be greater than or equal to 1",
-                    json!(raw),
-                    Some(json!({"ge": 1})),
-                ));
-                100
-            }
-            Ok(n) if n > 500 => {
-                problems.push(problem(
-                    "less_than_equal",
-                    &[json!("query"), json!("limit")],
-                    "Input should be less than or equal to 500",
-                    json!(raw),
-                    Some(json!({"le": 500})),
-                ));
-                100
-            }
-            Ok(n) => n as usize,
-            Err(_) => {
-                problems.push(problem(
-                    "int_parsing",
-                    &[json!("query"), json!("limit")],
-                    "Input should be a valid integer, unable to parse string as an integer",
-                    json!(raw),
-                    None,
-                ));
-                100
-            }
-        },
-    };
-    if !problems.is_empty() {
-        return Err(ApiError::validation(problems));
-    }
+    let limit = q.int_in("limit", 1, 500, 100) as usize;
+    q.check()?;
+    let last = |k: &str| q.last(k);
     let all = match last("scope")
         .unwrap_or("active")
         .trim()
@@ -352,11 +308,7 @@ pub async fn list(
     State(state): State<GatewayState>,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    let pairs: Vec<(String, String)> = query
-        .as_deref()
-        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default();
-    let q = parse_list_query(&pairs)?;
+    let q = parse_list_query(QueryParams::parse(&query))?;
     let store = state.store()?;
     let workers = read_workers(store).await?;
     Ok(Json(Value::Array(select(workers, &q))))
@@ -399,23 +351,7 @@ pub async fn patch(
 fn parse_patch_body(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<bool> {
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "request_too_large",
-                "request body too large",
-            )
-        } else {
-            ApiError::validation(vec![problem(
-                "value_error",
-                &[json!("body")],
-                &format!("could not read the request body: {e}"),
-                Value::Null,
-                None,
-            )])
-        }
-    })?;
+    let body = body_bytes(body)?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::validation(vec![problem(
             "missing",
@@ -481,11 +417,12 @@ fn parse_patch_body(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::StatusCode;
 
     const TIMEOUT: Duration = Duration::from_secs(20);
 
-    fn pairs(q: &str) -> Vec<(String, String)> {
-        form_urlencoded::parse(q.as_bytes()).into_owned().collect()
+    fn pairs(q: &str) -> QueryParams {
+        QueryParams::parse(&Some(q.to_string()))
     }
 
     fn worker(id: &str, state: &str, last_seen: f64, hidden: bool) -> Worker {
@@ -536,7 +473,7 @@ mod tests {
 
     #[test]
     fn list_query_validation_matches_fastapi_then_the_handler() {
-        let q = parse_list_query(&pairs("")).unwrap();
+        let q = parse_list_query(pairs("")).unwrap();
         assert_eq!(
             q,
             ListQuery {
@@ -546,14 +483,14 @@ mod tests {
                 limit: 100
             }
         );
-        let q = parse_list_query(&pairs(
+        let q = parse_list_query(pairs(
             "scope=%20ALL%20&state=disconnected&include_hidden=Yes&limit=500",
         ))
         .unwrap();
         assert!(q.all && q.include_hidden);
         assert_eq!((q.state, q.limit), (Some(WorkerState::Disconnected), 500));
-        assert_eq!(parse_list_query(&pairs("state=")).unwrap().state, None);
-        let e = parse_list_query(&pairs("include_hidden=maybe&limit=0&scope=bad")).unwrap_err();
+        assert_eq!(parse_list_query(pairs("state=")).unwrap().state, None);
+        let e = parse_list_query(pairs("include_hidden=maybe&limit=0&scope=bad")).unwrap_err();
         assert_eq!(e.code, "validation_error");
         let kinds: Vec<&str> = e
             .detail
@@ -564,7 +501,7 @@ mod tests {
             .collect();
         assert_eq!(kinds, ["bool_parsing", "greater_than_equal"]);
         for bad in ["scope=bad", "scope=", "state=SLEEPING"] {
-            let e = parse_list_query(&pairs(bad)).unwrap_err();
+            let e = parse_list_query(pairs(bad)).unwrap_err();
             assert_eq!(
                 (e.status, e.code, e.detail),
                 (
