@@ -108,6 +108,85 @@ Examples:
     /// Check that the gateway answers (GET /health).
     #[command(after_help = "Example:\n  pyoco-client --server http://127.0.0.1:8000 health")]
     Health,
+    /// List the wheel registry (GET /wheels).
+    #[command(after_help = "Example:\n  pyoco-client wheels")]
+    Wheels,
+    /// Wheel uploads and deletes, newest first (GET /wheels/history).
+    #[command(after_help = "\
+Examples:
+  pyoco-client wheel-history --limit 20
+  pyoco-client wheel-history --wheel-name mypkg-1.0.0-py3-none-any.whl --action upload")]
+    WheelHistory(WheelHistoryArgs),
+    /// Upload a wheel (POST /wheels): workers with a matching tag install it before their
+    /// next poll.
+    #[command(after_help = "\
+Examples:
+  pyoco-client wheel-upload --wheel-file dist/mypkg-1.0.0-py3-none-any.whl --tags gpu,cpu
+  pyoco-client wheel-upload --wheel-file dist/mypkg-1.0.1-py3-none-any.whl --preflight warn
+Each upload must raise the project's version (PEP 440); an equal or older one is refused (409).
+The preflight checks the wheel locally first: METADATA name/version, a usage doc (a
+description of 80+ characters or a Project-URL labelled Documentation) and entry points.")]
+    WheelUpload(WheelUploadArgs),
+    /// Delete a wheel (DELETE /wheels/{name}); workers uninstall it on their next sync.
+    #[command(
+        after_help = "Example:\n  pyoco-client wheel-delete --name mypkg-1.0.0-py3-none-any.whl"
+    )]
+    WheelDelete {
+        /// The wheel file name, as listed by `pyoco-client wheels`.
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WheelHistoryArgs {
+    /// At most this many events (1..500).
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+    /// Only events of this wheel file.
+    #[arg(long)]
+    pub wheel_name: Option<String>,
+    /// Only uploads or only deletes.
+    #[arg(long, value_enum)]
+    pub action: Option<WheelAction>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WheelAction {
+    Upload,
+    Delete,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WheelUploadArgs {
+    /// The .whl file; its file name is the registry name.
+    #[arg(long, value_name = "PATH")]
+    pub wheel_file: PathBuf,
+    /// Comma-separated worker tags that install it (none: every worker).
+    #[arg(long, value_name = "A,B")]
+    pub tags: Option<String>,
+    /// Recorded in the history as replace=true (the default).
+    #[arg(long, overrides_with = "no_replace")]
+    pub replace: bool,
+    /// Recorded in the history as replace=false.
+    #[arg(long, overrides_with = "replace")]
+    pub no_replace: bool,
+    /// strict: problems stop the upload; warn: they are printed; off: no checks.
+    #[arg(long, value_enum, default_value_t = Preflight::Strict)]
+    pub preflight: Preflight,
+    /// Missing entry points are a warning, not an error.
+    #[arg(long)]
+    pub allow_no_entry_points: bool,
+    /// A missing usage doc is a warning, not an error.
+    #[arg(long)]
+    pub allow_missing_usage_doc: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Preflight {
+    Strict,
+    Warn,
+    Off,
 }
 
 #[derive(Debug, clap::Args)]

@@ -51,7 +51,61 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Health => print_json(&client.health().await?),
+        Command::Wheels => print_json(&Value::Array(client.list_wheels().await?)),
+        Command::WheelHistory(args) => {
+            let query = pyoco::client::http::WheelHistoryQuery {
+                limit: Some(args.limit),
+                wheel_name: args.wheel_name,
+                action: args.action.map(|a| {
+                    match a {
+                        crate::cli::WheelAction::Upload => "upload",
+                        crate::cli::WheelAction::Delete => "delete",
+                    }
+                    .to_string()
+                }),
+            };
+            print_json(&Value::Array(client.list_wheel_history(&query).await?))
+        }
+        Command::WheelUpload(args) => wheel_upload(&client, args).await,
+        Command::WheelDelete { name } => print_json(&client.delete_wheel(&name).await?),
     }
+}
+
+/// `wheel-upload`: the local preflight (warnings to stderr, errors stop it in strict mode),
+/// then `POST /wheels`.
+async fn wheel_upload(
+    client: &HttpClient,
+    args: crate::cli::WheelUploadArgs,
+) -> Result<(), CliError> {
+    use pyoco::wheel::PreflightMode;
+    let data = read_file(&args.wheel_file)?;
+    let filename = args
+        .wheel_file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mode = match args.preflight {
+        crate::cli::Preflight::Strict => PreflightMode::Strict,
+        crate::cli::Preflight::Warn => PreflightMode::Warn,
+        crate::cli::Preflight::Off => PreflightMode::Off,
+    };
+    let report = pyoco::wheel::preflight(
+        &data,
+        args.allow_no_entry_points,
+        args.allow_missing_usage_doc,
+    )
+    .under(mode);
+    for warning in &report.warnings {
+        eprintln!("[pyoco-client][preflight][warn] {warning}");
+    }
+    if let Some(failure) = report.failure() {
+        return Err(CliError::Preflight(failure));
+    }
+    let options = pyoco::client::http::WheelUpload {
+        tags: params::parse_tags(args.tags.as_deref()).unwrap_or_default(),
+        replace: !args.no_replace,
+    };
+    print_json(&client.upload_wheel(&filename, data, &options).await?)
 }
 
 /// Writes to stdout, ignoring write errors so a closed pipe (`| head`) is not a crash.

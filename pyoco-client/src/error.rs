@@ -23,6 +23,8 @@ pub enum CliError {
     },
     /// `cancel --wait` passed its timeout before the run was terminal.
     CancelTimeout(String),
+    /// `wheel-upload --preflight strict` found problems in the wheel.
+    Preflight(String),
     /// The watched run ended FAILED or CANCELLED.
     RunEnded {
         run_id: String,
@@ -84,6 +86,11 @@ impl CliError {
                 reason.clone(),
                 "retry cancel or inspect run/worker status".into(),
             ),
+            CliError::Preflight(reason) => (
+                "ERR-PYOCO-0018: invalid CLI arguments (check the input format)",
+                reason.clone(),
+                "fix wheel metadata/entry_points or use --preflight warn/off".into(),
+            ),
             CliError::RunEnded {
                 run_id,
                 status,
@@ -112,6 +119,25 @@ fn status_hint(status: u16, code: Option<&str>) -> &'static str {
         (_, Some("route_not_found" | "method_not_allowed")) => {
             "this gateway does not serve the route: check --server and the gateway version"
         }
+        (_, Some("wheel_version_exists")) => {
+            "this version of the project is already in the registry: bump the wheel's version"
+        }
+        (_, Some("wheel_version_not_newer")) => {
+            "the registry has a newer version of this project (pyoco-client wheels): upload a higher version"
+        }
+        (_, Some("wheel_too_large")) => {
+            "the wheel is larger than the gateway's PYOCO_WHEEL_MAX_BYTES"
+        }
+        (_, Some("invalid_wheel_name" | "invalid_wheel_filename")) => {
+            "name the file <name>-<version>-<python>-<abi>-<platform>.whl (PEP 427), e.g. mypkg-1.0.0-py3-none-any.whl"
+        }
+        (_, Some("invalid_wheel_tags")) => {
+            "--tags takes comma-separated tags of letters, digits, '_' and '-'"
+        }
+        (_, Some("invalid_wheel_file")) => {
+            "the file is not a wheel of the project and version its name says (see the reason): rebuild it"
+        }
+        (_, Some("wheel_not_found")) => "check the wheel name (pyoco-client wheels)",
         (401 | 403, _) => "check --api-key and --api-key-header",
         _ => "check server status and request parameters",
     }

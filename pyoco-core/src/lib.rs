@@ -12,15 +12,27 @@
 //! - [`config`]: [`Config::from_env`], every `PYOCO_*` variable (+ `.env`), validated.
 //! - [`model`]: the wire documents — [`RunSnapshot`], [`Job`], [`WorkerRecord`], DLQ
 //!   messages — and the run status transition table.
-//! - [`flow`]: the graph language parser, flow.yaml validation, the task [`Registry`]
-//!   (native Rust tasks and built-in `pyoco:*` tasks) and the DAG engine.
+//! - [`flow`]: everything about running a flow, without I/O to NATS — the graph language
+//!   (`graph`, `expr`), flow.yaml validation (`yaml`) and task options (`policy`: retries,
+//!   timeouts, fail policies, cache, circuit breaker), the task [`Registry`] (`tasks`:
+//!   native Rust tasks, the built-in `pyoco:*` tasks in `builtins`, Python callables run by
+//!   `python`), the embedding API (`embed`: typed tasks, flows built in Rust), and the
+//!   executors (`engine` for DAGs, `control` for switch/repeat/foreach/until).
 //! - [`store`]: the only module that talks to NATS — names, [`ensure_resources`], run
 //!   snapshots with compare-and-set, the work queue, the worker registry, the DLQ.
 //! - [`client`]: [`NatsClient`] (submit and read over NATS) and, with feature `client`,
 //!   [`HttpClient`] for the gateway.
-//! - [`worker`]: [`Worker`] — consumers per tag, job processing, heartbeats, shutdown.
-//! - [`gateway`] (feature `gateway`): the HTTP API — `router(state)` and `serve(...)`.
-//! - [`testkit`] (feature `testkit`): a real nats-server per test.
+//! - [`wheel`]: wheel file names, PEP 440 versions, archive inspection and the upload
+//!   preflight (pure; used by the registry routes, the worker's wheel sync and the client).
+//! - [`worker`]: [`Worker`] — consumers per tag, job processing with compare-and-set
+//!   snapshot writes, cancel via a watch of the run key, heartbeats, delivery-limit
+//!   advisories, its own metrics, graceful shutdown, wheel sync.
+//! - [`gateway`] (feature `gateway`): the HTTP API — `router(state)` and `serve(...)`; the
+//!   run list index fed by a KV watch, SSE watch, cancel, workers, metrics, health, OpenAPI.
+//! - [`devnats`]: finding and starting a local nats-server; [`logging`] (feature `cli`):
+//!   the binaries' log set-up.
+//! - [`testkit`] (feature `testkit`): a real nats-server per test, in-process gateway and
+//!   worker handles.
 //!
 //! ```no_run
 //! use pyoco::{Config, NatsClient, Registry, Worker};
@@ -43,6 +55,7 @@ pub mod model;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod wheel;
 #[cfg(feature = "worker")]
 pub mod worker;
 

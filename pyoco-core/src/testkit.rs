@@ -175,7 +175,9 @@ impl GatewayHandle {
             .local_addr()
             .unwrap_or_else(|e| panic!("local_addr: {e}"));
         let state = crate::gateway::GatewayState::connect(config);
-        let app = crate::gateway::router(state.clone());
+        // With the peer address, as `gateway::serve` does (the wheel history records it).
+        let app = crate::gateway::router(state.clone())
+            .into_make_service_with_connect_info::<SocketAddr>();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             axum::serve(listener, app)

@@ -41,6 +41,26 @@ struct Args {
     /// On SIGINT/SIGTERM, how long the current run may continue before it is handed back
     #[arg(long, default_value_t = 10.0)]
     shutdown_grace_sec: f64,
+    /// Jobs processed at once (each exactly as when one runs at a time); at most
+    /// PYOCO_CONSUMER_MAX_ACK_PENDING
+    #[arg(long, default_value_t = 1)]
+    concurrency: usize,
+    /// Install the wheel registry's wheels for this worker's tags into the Python runner's
+    /// interpreter, at start-up and between polls [env: PYOCO_WHEEL_SYNC_ENABLED]
+    #[arg(long, overrides_with = "no_wheel_sync")]
+    wheel_sync: bool,
+    /// Do not sync wheels, whatever PYOCO_WHEEL_SYNC_ENABLED says
+    #[arg(long, overrides_with = "wheel_sync")]
+    no_wheel_sync: bool,
+    /// Where synced wheels are kept [env: PYOCO_WHEEL_SYNC_DIR; default .pyoco/wheels]
+    #[arg(long)]
+    wheel_sync_dir: Option<PathBuf>,
+    /// Seconds between wheel syncs [env: PYOCO_WHEEL_SYNC_INTERVAL_SEC; default 10]
+    #[arg(long)]
+    wheel_sync_interval_sec: Option<f64>,
+    /// Time limit of one `pip install` [env: PYOCO_WHEEL_INSTALL_TIMEOUT_SEC; default 180]
+    #[arg(long)]
+    wheel_install_timeout_sec: Option<f64>,
     /// Serve this worker's Prometheus metrics (tasks by callable, runs by status) at
     /// http://ADDR/metrics, e.g. 127.0.0.1:9464
     #[arg(long, env = "PYOCO_WORKER_METRICS_ADDR")]
@@ -108,6 +128,37 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if !args.shutdown_grace_sec.is_finite() || args.shutdown_grace_sec < 0.0 {
         anyhow::bail!("--shutdown-grace-sec must be zero or more seconds");
     }
+    if args.concurrency == 0 {
+        anyhow::bail!("--concurrency must be at least 1");
+    }
+    if args.wheel_sync {
+        config.wheel_sync_enabled = true;
+    }
+    if args.no_wheel_sync {
+        config.wheel_sync_enabled = false;
+    }
+    if let Some(dir) = args.wheel_sync_dir {
+        config.wheel_sync_dir = dir;
+    }
+    for (flag, value, field) in [
+        (
+            "--wheel-sync-interval-sec",
+            args.wheel_sync_interval_sec,
+            &mut config.wheel_sync_interval,
+        ),
+        (
+            "--wheel-install-timeout-sec",
+            args.wheel_install_timeout_sec,
+            &mut config.wheel_install_timeout,
+        ),
+    ] {
+        if let Some(secs) = value {
+            if !secs.is_finite() || secs <= 0.0 {
+                anyhow::bail!("{flag} must be a positive number of seconds");
+            }
+            *field = Duration::from_secs_f64(secs);
+        }
+    }
     let mut registry = Registry::with_builtins();
     if let Some(dir) = &args.flows_dir {
         if !dir.is_dir() {
@@ -125,6 +176,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut worker = Worker::connect(config, registry, &worker_id, &tags).await?;
     worker.set_shutdown_grace(Duration::from_secs_f64(args.shutdown_grace_sec));
     worker.set_poll_timeout(Duration::from_secs_f64(args.poll_timeout));
+    worker.set_concurrency(args.concurrency);
     eprintln!("pyoco-worker {worker_id} serving tags {:?}", worker.tags());
     if let Some(addr) = args.metrics_addr {
         serve_metrics(addr, worker.metrics()).await?;

@@ -7,6 +7,7 @@
 //! since a watch legitimately stays open for minutes.
 
 mod sse;
+mod wheels;
 
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 pub use sse::{WatchEvent, WatchOptions, WatchStream};
+pub use wheels::{WheelHistoryQuery, WheelUpload};
 
 /// Statuses after which a run never changes again.
 const TERMINAL: [&str; 3] = ["COMPLETED", "FAILED", "CANCELLED"];

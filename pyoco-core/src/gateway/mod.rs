@@ -14,6 +14,7 @@ pub mod openapi;
 mod query;
 mod runs;
 mod watch;
+mod wheels;
 mod workers;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{get, patch, post};
 use axum::{Extension, Router, middleware};
+use std::net::SocketAddr;
 use tokio::net::TcpListener;
 use tokio::sync::OnceCell;
 
@@ -135,12 +137,21 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/metrics"),
     ("GET", "/workers"),
     ("PATCH", "/workers/{worker_id}"),
+    ("GET", "/wheels"),
+    ("POST", "/wheels"),
+    ("GET", "/wheels/history"),
+    ("GET", "/wheels/{wheel_name}"),
+    ("DELETE", "/wheels/{wheel_name}"),
     ("GET", "/openapi.json"),
 ];
 
 /// The axum app.
 pub fn router(state: GatewayState) -> Router {
     let yaml_limit = state.config.workflow_yaml_max_bytes.saturating_add(1 << 20);
+    // A wheel may be PYOCO_WHEEL_MAX_BYTES; the form around it gets 1 MiB more.
+    let wheel_limit = usize::try_from(state.config.wheel_max_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_add(1 << 20);
     let http_metrics = metrics::HttpMetrics::default();
     Router::new()
         .route("/health", get(health::health))
@@ -156,6 +167,17 @@ pub fn router(state: GatewayState) -> Router {
         .route("/metrics", get(metrics::metrics))
         .route("/workers", get(workers::list))
         .route("/workers/{worker_id}", patch(workers::patch))
+        .route(
+            "/wheels",
+            get(wheels::list)
+                .post(wheels::upload)
+                .layer(DefaultBodyLimit::max(wheel_limit)),
+        )
+        .route("/wheels/history", get(wheels::history))
+        .route(
+            "/wheels/{wheel_name}",
+            get(wheels::download).delete(wheels::delete),
+        )
         .route("/openapi.json", get(openapi::openapi_json))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "Not Found") })
         .method_not_allowed_fallback(|| async {
@@ -181,7 +203,9 @@ where
 {
     let state = GatewayState::connect(config);
     tracing::info!(addr = ?listener.local_addr().ok(), "gateway listening");
-    axum::serve(listener, router(state))
+    // With the peer address: the wheel history records where an upload came from.
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

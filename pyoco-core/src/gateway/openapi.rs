@@ -119,6 +119,69 @@ pub struct ErrorBody {
     reason: Option<String>,
 }
 
+/// A wheel in `GET /wheels` (the original's keys, then ours parsed from the file name).
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct WheelItem {
+    name: String,
+    size_bytes: u64,
+    /// `SHA-256=<base64url with padding>`.
+    digest: Option<String>,
+    /// The part of `digest` after `SHA-256=`.
+    sha256_b64: Option<String>,
+    /// ISO-8601, e.g. `2026-11-22T02:05:17.039151+00:00`.
+    mtime: Option<String>,
+    /// Changes on every upload; workers reinstall when it changes.
+    nuid: String,
+    /// Routing tags (`[]`: every worker).
+    tags: Vec<String>,
+    /// PEP 503 canonical project name (our addition).
+    package_name: Option<String>,
+    /// PEP 440 version (our addition).
+    package_version: Option<String>,
+    /// `python-abi-platform` tags of the file name (our addition).
+    compatibility_tags: Vec<String>,
+}
+
+/// `POST /wheels` multipart form.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct WheelUploadForm {
+    /// The wheel; its file name is the object name.
+    #[schema(value_type = String, format = Binary)]
+    wheel: Vec<u8>,
+    /// Comma-separated routing tags.
+    tags: Option<String>,
+    /// Recorded in the history (default true).
+    replace: Option<bool>,
+    /// `strict`, `warn` or `off` (default): the client's preflight checks on the server (our addition).
+    preflight: Option<String>,
+    allow_no_entry_points: Option<bool>,
+    allow_missing_usage_doc: Option<bool>,
+}
+
+/// `POST /wheels` answer: a wheel item plus `sha256_hex` (and `preflight_warnings` when a
+/// preflight ran).
+#[derive(Debug, ToSchema)]
+#[schema(value_type = Object)]
+#[allow(dead_code)]
+pub struct WheelUploaded(Value);
+
+/// A wheel history event (see spec/documents.md).
+#[derive(Debug, ToSchema)]
+#[schema(value_type = Object)]
+#[allow(dead_code)]
+pub struct WheelHistoryEvent(Value);
+
+/// `DELETE /wheels/{wheel_name}` answer.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct WheelDeleted {
+    name: String,
+    /// Always true.
+    deleted: bool,
+}
+
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(
@@ -137,6 +200,11 @@ pub struct ErrorBody {
         super::workers::list,
         super::workers::patch,
         super::metrics::metrics,
+        super::wheels::list,
+        super::wheels::upload,
+        super::wheels::history,
+        super::wheels::download,
+        super::wheels::delete,
         openapi_json,
     ),
     components(schemas(
@@ -150,6 +218,11 @@ pub struct ErrorBody {
         PatchWorker,
         PatchWorkerResponse,
         HealthReport,
+        WheelItem,
+        WheelUploadForm,
+        WheelUploaded,
+        WheelHistoryEvent,
+        WheelDeleted,
         ErrorBody
     ))
 )]

@@ -1,6 +1,6 @@
 //! The only module that talks to NATS: names ([`layout`]), resources ([`resources`]), run
 //! snapshots with compare-and-set ([`runs`]), the work queue ([`queue`]), the worker registry
-//! ([`workers`]) and the dead-letter stream ([`dlq`]).
+//! ([`workers`]), the dead-letter stream ([`dlq`]) and the wheel registry ([`wheels`]).
 
 pub mod dlq;
 pub mod layout;
@@ -9,6 +9,7 @@ pub mod resources;
 pub mod runs;
 pub mod services;
 pub mod submit;
+pub mod wheels;
 pub mod workers;
 
 use std::sync::Arc;

@@ -9,11 +9,15 @@
 //! looping forever.
 
 mod advisory;
+mod concurrent;
 pub mod metrics;
 mod process;
 mod registry;
+mod wheel_sync;
 
+use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::PullConsumer;
@@ -63,7 +67,11 @@ pub struct Worker {
     tags: Vec<String>,
     consumers: Vec<(String, PullConsumer)>,
     /// Round-robin start position so a busy tag cannot starve the others.
-    next_tag: usize,
+    next_tag: AtomicUsize,
+    /// Jobs processed at once (`set_concurrency`, default 1).
+    concurrency: usize,
+    /// Runs started and not yet finished, for the registry record (see `registry_started`).
+    running: tokio::sync::Mutex<HashSet<String>>,
     heartbeat: RegistryHeartbeat,
     /// Set when shutdown starts; a running flow gets `shutdown_grace` to finish.
     shutdown: CancellationToken,
@@ -76,6 +84,8 @@ pub struct Worker {
     services: Arc<dyn crate::flow::services::TaskServices>,
     /// This worker's Prometheus counters (`--metrics-addr`).
     metrics: metrics::TaskMetrics,
+    /// Installs the registry's wheels before polls (`PYOCO_WHEEL_SYNC_ENABLED`).
+    wheel_sync: Option<wheel_sync::WheelSync>,
 }
 
 /// Stops a background task when its owner goes away.
@@ -118,13 +128,14 @@ impl Worker {
             )));
         }
         let mut registry = registry;
+        // Kept for the wheel sync, which restarts the runners after installing.
+        let mut python_pool = None;
         if registry.python_is_default() {
             // SIGTERM, then SIGKILL this long after, for a cancelled or timed-out Python task.
             let kill_grace = config.cancel_grace_period.min(Duration::from_secs(5));
-            registry.use_python(crate::flow::python::PythonPool::new(
-                config.python.clone(),
-                kill_grace,
-            ));
+            let pool = crate::flow::python::PythonPool::new(config.python.clone(), kill_grace);
+            registry.use_python(pool.clone());
+            python_pool = Some(pool);
         }
         let config = Arc::new(config);
         let store =
@@ -146,6 +157,29 @@ impl Worker {
             metrics: metrics.clone(),
         });
         let advisories = AbortOnDrop(advisory::spawn(&store, worker_id, &clean).await?);
+        let wheel_sync = if config.wheel_sync_enabled {
+            // The first round runs before the first poll, so jobs find their code installed.
+            let mut sync = wheel_sync::WheelSync::new(&store, &config, &clean, python_pool);
+            heartbeat.set_wheel_sync(sync.state()).await;
+            let state = sync.sync_now().await;
+            heartbeat.set_wheel_sync(state).await;
+            Some(sync)
+        } else {
+            // Do not keep showing a sync state this worker no longer maintains.
+            let stored = crate::store::workers::get_worker(&store.resources.workers, worker_id)
+                .await
+                .ok()
+                .flatten();
+            if let Some(mut state) = stored
+                .map(|r| r.wheel_sync)
+                .filter(|w| w["enabled"] == true)
+            {
+                state["enabled"] = serde_json::json!(false);
+                state["last_result"] = serde_json::json!("disabled");
+                heartbeat.set_wheel_sync(state).await;
+            }
+            None
+        };
         tracing::info!(worker_id, tags = ?clean, "worker connected");
         Ok(Worker {
             store,
@@ -153,7 +187,9 @@ impl Worker {
             worker_id: worker_id.to_string(),
             tags: clean,
             consumers,
-            next_tag: 0,
+            next_tag: AtomicUsize::new(0),
+            concurrency: 1,
+            running: tokio::sync::Mutex::new(HashSet::new()),
             heartbeat,
             shutdown: CancellationToken::new(),
             shutdown_grace: Duration::from_secs(10),
@@ -161,6 +197,7 @@ impl Worker {
             advisories,
             services,
             metrics,
+            wheel_sync,
         })
     }
 
@@ -174,6 +211,13 @@ impl Worker {
     /// polls.
     pub fn set_poll_timeout(&mut self, timeout: Duration) {
         self.poll_timeout = timeout.max(Duration::from_millis(10));
+    }
+
+    /// How many jobs `run` processes at once (default 1). Each is handled exactly as when
+    /// one runs at a time; they overlap, so NATS round trips of one run no longer idle the
+    /// worker. Keep it at or below `PYOCO_CONSUMER_MAX_ACK_PENDING`.
+    pub fn set_concurrency(&mut self, jobs: usize) {
+        self.concurrency = jobs.max(1);
     }
 
     /// This worker's task and run counters (Prometheus text via `render()`).
@@ -193,8 +237,15 @@ impl Worker {
         &self.store
     }
 
-    /// Waits up to `timeout` for one job and processes it completely.
+    /// Waits up to `timeout` for one job and processes it completely. With wheel sync on,
+    /// first syncs the wheels when `PYOCO_WHEEL_SYNC_INTERVAL_SEC` has passed (so never
+    /// while a run is in progress).
     pub async fn run_once(&mut self, timeout: Duration) -> Result<Processed, Error> {
+        if let Some(sync) = self.wheel_sync.as_mut()
+            && let Some(state) = sync.maybe_sync().await
+        {
+            self.heartbeat.set_wheel_sync(state).await;
+        }
         let Some(msg) = self.next_message(timeout).await? else {
             return Ok(Processed::Idle);
         };
@@ -214,8 +265,16 @@ impl Worker {
             token.cancel();
         });
         while !self.shutdown.is_cancelled() {
-            match self.run_once(self.poll_timeout).await {
-                Ok(_) => {}
+            // Boxed, so the future of `run` (often built on a caller's stack) stays small.
+            let polled = if self.concurrency > 1 {
+                Box::pin(self.run_concurrently(self.poll_timeout))
+                    .await
+                    .map(|_| ())
+            } else {
+                Box::pin(self.run_once(self.poll_timeout)).await.map(|_| ())
+            };
+            match polled {
+                Ok(()) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, worker_id = %self.worker_id, "poll failed; retrying");
                     tokio::select! {
@@ -249,8 +308,7 @@ impl Worker {
         let deadline = tokio::time::Instant::now() + timeout;
         let n = self.consumers.len();
         loop {
-            let start = self.next_tag % n;
-            self.next_tag = self.next_tag.wrapping_add(1);
+            let start = self.next_tag.fetch_add(1, Ordering::Relaxed) % n;
             for k in 0..n {
                 let (tag, consumer) = &self.consumers[(start + k) % n];
                 let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());

@@ -25,6 +25,11 @@ const FLUSH_INTERVAL: Duration = Duration::from_millis(250);
 /// handed back for redelivery.
 const TERMINAL_WRITE_PATIENCE: Duration = Duration::from_secs(120);
 
+/// A flow still running after this long starts listening for cancels on its run key. Shorter
+/// runs never subscribe (their terminal compare-and-set write sees a cancel anyway), which
+/// keeps subscription churn off the server when runs are short and many.
+const CANCEL_WATCH_DELAY: Duration = Duration::from_millis(50);
+
 enum Exec {
     /// The run is terminal (or was never ours to run): ack.
     Done,
@@ -33,7 +38,7 @@ enum Exec {
 }
 
 impl Worker {
-    pub(super) async fn process(&mut self, msg: Message) -> Processed {
+    pub(super) async fn process(&self, msg: Message) -> Processed {
         let msg = Arc::new(msg);
         let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
         let job = match Job::decode(&msg.payload) {
@@ -52,7 +57,9 @@ impl Worker {
             self.store.config.effective_ack_progress_interval(),
             stop_progress.clone(),
         );
-        let result = self.execute(&job).await;
+        // Boxed: the run's state is large, and callers' futures stay small (debug-build
+        // stacks overflowed when it was inlined into `Worker::run`).
+        let result = Box::pin(self.execute(&job)).await;
         stop_progress.cancel();
         if let Some(task) = progress {
             task.await.ok();
@@ -86,7 +93,7 @@ impl Worker {
         error: StoreError,
     ) -> Disposition {
         let max = self.store.config.consumer_max_deliver;
-        self.heartbeat.run_finished(&job.run_id, "FAILED").await;
+        self.registry_finished(&job.run_id, "FAILED").await;
         let exhausted = max > 0 && delivered >= max;
         // Retrying only helps with transient trouble; anything else (a corrupt snapshot, a
         // document over the server's size limit) fails the run now instead of 20 times.
@@ -146,9 +153,10 @@ impl Worker {
                 RunStatus::Cancelled,
                 None,
                 None,
+                Some(current),
             )
             .await?;
-            self.heartbeat.run_finished(&job.run_id, "CANCELLED").await;
+            self.registry_finished(&job.run_id, "CANCELLED").await;
             return Ok(Exec::Done);
         }
 
@@ -165,13 +173,13 @@ impl Worker {
                     )
                     .await;
                 fail_run(&self.store, &self.worker_id, job, &error).await?;
-                self.heartbeat.run_finished(&job.run_id, "FAILED").await;
+                self.registry_finished(&job.run_id, "FAILED").await;
                 return Ok(Exec::Done);
             }
             Err(FlowProblem::Invalid(error)) => {
                 tracing::error!(run_id = %job.run_id, %error, "invalid workflow for job");
                 fail_run(&self.store, &self.worker_id, job, &error).await?;
-                self.heartbeat.run_finished(&job.run_id, "FAILED").await;
+                self.registry_finished(&job.run_id, "FAILED").await;
                 return Ok(Exec::Done);
             }
         };
@@ -191,11 +199,12 @@ impl Worker {
             job
         };
 
-        // Claim: PENDING (or RUNNING, when redelivered after a worker died) -> RUNNING.
+        // Claim: PENDING (or RUNNING, when redelivered after a worker died) -> RUNNING,
+        // compare-and-set against the snapshot just read (no second read).
         let start_time = now();
         let initial = EngineState::for_flow(&spec);
         let claimed = runs
-            .update(&job.run_id, |doc| {
+            .update_from(&job.run_id, Some(current), |doc| {
                 apply(
                     doc,
                     job,
@@ -214,7 +223,7 @@ impl Worker {
         if claimed.value.status.is_terminal() {
             return Ok(Exec::Done);
         }
-        self.heartbeat.run_started(&job.run_id).await;
+        self.registry_started(&job.run_id).await;
         tracing::info!(run_id = %job.run_id, flow_name = %job.flow_name, tag = %job.tag, worker_id = %self.worker_id, "run started");
 
         let (tx, rx) = watch::channel(initial);
@@ -232,6 +241,7 @@ impl Worker {
             cancel: cancel.clone(),
             stop: stop_writer.clone(),
             heartbeat: self.store.config.run_heartbeat_interval,
+            last: Some(claimed.clone()),
         }));
         let run = RunInfo {
             run_id: job.run_id.clone(),
@@ -239,13 +249,10 @@ impl Worker {
             params: Arc::new(job.params.clone()),
             services: self.services.clone(),
         };
-        // A cancel written by any gateway reaches the flow at once through a watch of the
-        // run key (from the claim's revision, so nothing written since is missed).
         let mut handed_back = false;
         let cancel_watch = AbortOnDrop(tokio::spawn(watch_for_cancel(
-            runs.bucket().clone(),
+            self.store.clone(),
             job.run_id.clone(),
-            claimed.revision + 1,
             cancel.clone(),
         )));
         let outcome = {
@@ -280,10 +287,12 @@ impl Worker {
         };
         drop(cancel_watch);
         stop_writer.cancel();
-        writer.await.ok();
+        // The last document written (the claim, or the writer's last write) is where the
+        // terminal compare-and-set starts.
+        let known = writer.await.ok().flatten().unwrap_or(claimed);
         if handed_back {
             tracing::warn!(run_id = %job.run_id, "shutdown grace period over; handing the run back to the queue");
-            self.heartbeat.run_finished(&job.run_id, "RUNNING").await;
+            self.registry_finished(&job.run_id, "RUNNING").await;
             return Ok(Exec::HandBack);
         }
 
@@ -319,7 +328,14 @@ impl Worker {
                 .await;
         }
         let stored = self
-            .finish(job, &final_state, status, Some(start_time), error)
+            .finish(
+                job,
+                &final_state,
+                status,
+                Some(start_time),
+                error,
+                Some(known),
+            )
             .await?;
         let end_time = stored.as_ref().and_then(|s| s.value.end_time);
         let final_status = stored.map(|s| s.value.status).unwrap_or(status);
@@ -332,8 +348,7 @@ impl Worker {
             end_time,
             error.map(str::to_string),
         );
-        self.heartbeat
-            .run_finished(&job.run_id, final_status.as_str())
+        self.registry_finished(&job.run_id, final_status.as_str())
             .await;
         self.metrics.run_finished(final_status.as_str());
         Ok(Exec::Done)
@@ -382,7 +397,9 @@ impl Worker {
         })
     }
 
-    /// Writes the terminal snapshot, retrying through NATS outages for a while.
+    /// Writes the terminal snapshot, retrying through NATS outages for a while. `known` is
+    /// the last document this worker read or wrote (saves a read when still current).
+    #[allow(clippy::too_many_arguments)]
     async fn finish(
         &self,
         job: &Job,
@@ -390,6 +407,7 @@ impl Worker {
         status: RunStatus,
         start_time: Option<f64>,
         error: Option<&str>,
+        mut known: Option<Versioned<RunSnapshot>>,
     ) -> Result<Option<Versioned<RunSnapshot>>, StoreError> {
         let end = now();
         let deadline = Instant::now() + TERMINAL_WRITE_PATIENCE;
@@ -397,7 +415,7 @@ impl Worker {
             let result = self
                 .store
                 .runs
-                .update(&job.run_id, |doc| {
+                .update_from(&job.run_id, known.take(), |doc| {
                     apply(
                         doc,
                         job,
@@ -436,6 +454,27 @@ impl Worker {
         self.store
             .publish_dlq(&tag, DlqReason::InvalidJob, Some(&error.to_string()), ctx)
             .await;
+    }
+}
+
+impl Worker {
+    /// The registry record shows RUNNING while this worker runs anything. One job at a time,
+    /// every start and finish is written, as always; with several at once only the first
+    /// start and the last finish are, so concurrent runs do not contend for the record.
+    async fn registry_started(&self, run_id: &str) {
+        let mut running = self.running.lock().await;
+        running.insert(run_id.to_string());
+        if self.concurrency <= 1 || running.len() == 1 {
+            self.heartbeat.run_started(run_id).await;
+        }
+    }
+
+    async fn registry_finished(&self, run_id: &str, status: &str) {
+        let mut running = self.running.lock().await;
+        running.remove(run_id);
+        if self.concurrency <= 1 || running.is_empty() {
+            self.heartbeat.run_finished(run_id, status).await;
+        }
     }
 }
 
@@ -558,16 +597,20 @@ struct ProgressWriter {
     cancel: CancellationToken,
     stop: CancellationToken,
     heartbeat: Duration,
+    /// The last document written (the claim at first): the next write starts from it.
+    last: Option<Versioned<RunSnapshot>>,
 }
 
 /// Writes engine progress (coalesced) and a heartbeat every `PYOCO_RUN_HEARTBEAT_INTERVAL_SEC`;
 /// every write is compare-and-set, so a cancel written by the gateway is seen on the next
-/// write and passed to the engine.
-async fn progress_writer(mut w: ProgressWriter) {
+/// write and passed to the engine. Returns the last document written.
+async fn progress_writer(mut w: ProgressWriter) -> Option<Versioned<RunSnapshot>> {
     let mut heartbeat = tokio::time::interval(w.heartbeat);
     heartbeat.tick().await;
     let mut dirty = false;
-    let mut next_flush = Instant::now();
+    // The claim was just written: the first progress write waits a flush interval too, so a
+    // run shorter than that writes only its claim and its terminal snapshot.
+    let mut next_flush = Instant::now() + FLUSH_INTERVAL;
     loop {
         let write_now = tokio::select! {
             _ = w.stop.cancelled() => break,
@@ -587,7 +630,7 @@ async fn progress_writer(mut w: ProgressWriter) {
         let state = w.rx.borrow().clone();
         let written = w
             .runs
-            .update(&w.job.run_id, |doc| {
+            .update_from(&w.job.run_id, w.last.take(), |doc| {
                 apply(
                     doc,
                     &w.job,
@@ -601,14 +644,18 @@ async fn progress_writer(mut w: ProgressWriter) {
             })
             .await;
         match written {
-            Ok(Some(doc)) if doc.value.cancel_requested() && !w.cancel.is_cancelled() => {
-                tracing::info!(run_id = %w.job.run_id, "cancel requested; stopping the flow");
-                w.cancel.cancel();
+            Ok(Some(doc)) => {
+                if doc.value.cancel_requested() && !w.cancel.is_cancelled() {
+                    tracing::info!(run_id = %w.job.run_id, "cancel requested; stopping the flow");
+                    w.cancel.cancel();
+                }
+                w.last = Some(doc);
             }
-            Ok(_) => {}
+            Ok(None) => {}
             Err(e) => tracing::warn!(run_id = %w.job.run_id, error = %e, "progress write failed"),
         }
     }
+    w.last
 }
 
 /// Sends `+WPI` at once and then every `interval` until stopped, so a long run keeps its lease.
@@ -631,32 +678,55 @@ fn spawn_ack_progress(
     }))
 }
 
-/// Cancels `cancel` as soon as the stored run asks for it.
-async fn watch_for_cancel(
-    bucket: async_nats::jetstream::kv::Store,
-    run_id: String,
-    from_revision: u64,
-    cancel: CancellationToken,
-) {
+/// The fields that say a cancel was asked for (see [`RunSnapshot::cancel_requested`]).
+#[derive(serde::Deserialize)]
+struct CancelFields {
+    #[serde(default)]
+    cancel_requested_at: Option<f64>,
+    #[serde(default)]
+    status: Option<String>,
+}
+
+/// Once the flow has run for [`CANCEL_WATCH_DELAY`], cancels `cancel` as soon as the run asks
+/// for it. It subscribes to the run's key subject, so it sees every later write at once
+/// (deletes carry no document and are skipped) — and unlike a KV watch it leaves no
+/// JetStream consumer behind per run (those piled up under load until the server refused
+/// new ones, the gateway's SSE watches included). Then it reads the run once: the read is
+/// sent after the subscription on the same connection, so a cancel written before is in
+/// the read and one written after reaches the subscription — none is missed.
+async fn watch_for_cancel(store: Store, run_id: String, cancel: CancellationToken) {
     use futures::StreamExt;
-    let mut watch = match bucket.watch_from_revision(&run_id, from_revision).await {
-        Ok(w) => w,
+    tokio::time::sleep(CANCEL_WATCH_DELAY).await;
+    let mut sub = match store
+        .client
+        .subscribe(store.runs.key_subject(&run_id))
+        .await
+    {
+        Ok(sub) => sub,
         Err(e) => {
             // The heartbeat's compare-and-set writes still notice a cancel, only later.
             tracing::warn!(run_id = %run_id, error = %e, "cannot watch the run for cancels");
             return;
         }
     };
-    while let Some(Ok(entry)) = watch.next().await {
-        if entry.operation != async_nats::jetstream::kv::Operation::Put {
-            continue;
+    let asked = |payload: &[u8]| {
+        crate::model::json::from_slice::<CancelFields>(payload).is_ok_and(|doc| {
+            doc.cancel_requested_at.is_some()
+                || matches!(doc.status.as_deref(), Some("CANCELLING" | "CANCELLED"))
+        })
+    };
+    let mut requested = match store.runs.get_raw(&run_id).await {
+        Ok(Some(doc)) => asked(&doc.value),
+        _ => false,
+    };
+    while !requested {
+        match sub.next().await {
+            Some(msg) => requested = asked(&msg.payload),
+            None => return,
         }
-        if let Ok(doc) = crate::model::json::from_slice::<RunSnapshot>(&entry.value)
-            && doc.cancel_requested()
-        {
-            tracing::info!(run_id = %run_id, "cancel requested; stopping the flow");
-            cancel.cancel();
-            return;
-        }
+    }
+    if !cancel.is_cancelled() {
+        tracing::info!(run_id = %run_id, "cancel requested; stopping the flow");
+        cancel.cancel();
     }
 }

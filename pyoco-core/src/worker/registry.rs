@@ -23,6 +23,8 @@ struct Local {
     last_run_finished_at: Option<f64>,
     stopped_at: Option<f64>,
     stop_reason: Option<String>,
+    /// The wheel sync state to write; `None` keeps the stored one.
+    wheel_sync: Option<serde_json::Value>,
 }
 
 /// Keeps the record fresh in the background and applies state changes.
@@ -57,6 +59,7 @@ impl RegistryHeartbeat {
                 last_run_finished_at: None,
                 stopped_at: None,
                 stop_reason: None,
+                wheel_sync: None,
             })),
             stop: CancellationToken::new(),
             task: None,
@@ -125,6 +128,12 @@ impl RegistryHeartbeat {
         self.write_logged().await;
     }
 
+    /// Replaces the record's `wheel_sync` object (after each sync attempt).
+    pub(crate) async fn set_wheel_sync(&self, state: serde_json::Value) {
+        self.set(|l| l.wheel_sync = Some(state));
+        self.write_logged().await;
+    }
+
     async fn write_logged(&self) {
         if let Err(e) = self.writer().write().await {
             tracing::warn!(worker_id = %self.worker_id, error = %e, "worker registry write failed");
@@ -180,6 +189,9 @@ impl Writer {
             r.last_run_finished_at = local.last_run_finished_at;
             r.stopped_at = local.stopped_at;
             r.stop_reason = local.stop_reason.clone();
+            if let Some(wheel_sync) = &local.wheel_sync {
+                r.wheel_sync = wheel_sync.clone();
+            }
             r.touch();
             r
         })

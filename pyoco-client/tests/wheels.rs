@@ -1,0 +1,211 @@
+//! `pyoco-client` wheel commands end to end (the built binary against a real nats-server and
+//! an in-process gateway): the local preflight, upload, list, history, delete, and the
+//! messages for refused uploads.
+#![allow(clippy::unwrap_used)] // tests may panic on broken expectations
+
+use std::io::{Cursor, Write};
+use std::process::Stdio;
+use std::time::Duration;
+
+use pyoco::testkit::{GatewayHandle, NatsServer};
+use serde_json::Value;
+
+/// A wheel of `mypkg` at `version`; `complete` adds entry points and a documentation URL.
+fn wheel(dir: &std::path::Path, version: &str, complete: bool) -> String {
+    let dist = format!("mypkg-{version}.dist-info");
+    let mut meta =
+        format!("Metadata-Version: 2.1\nName: mypkg\nVersion: {version}\nSummary: demo tasks\n");
+    let mut files = vec![
+        ("mypkg/__init__.py".to_string(), String::new()),
+        (
+            format!("{dist}/WHEEL"),
+            "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n".to_string(),
+        ),
+        (format!("{dist}/RECORD"), String::new()),
+    ];
+    if complete {
+        meta.push_str("Project-URL: Documentation, https://docs.example/mypkg\n");
+        files.push((
+            format!("{dist}/entry_points.txt"),
+            "[pyoco.tasks]\nhello = mypkg:hello\n".into(),
+        ));
+    }
+    files.push((format!("{dist}/METADATA"), meta));
+    let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    for (path, text) in &files {
+        w.start_file(path.as_str(), zip::write::SimpleFileOptions::default())
+            .unwrap();
+        w.write_all(text.as_bytes()).unwrap();
+    }
+    let path = dir.join(format!("mypkg-{version}-py3-none-any.whl"));
+    std::fs::write(&path, w.finish().unwrap().into_inner()).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+#[derive(Debug)]
+struct Output {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+async fn cli(url: &str, args: &[&str]) -> Output {
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_pyoco-client"))
+            .arg("--server")
+            .arg(url)
+            .args(args)
+            .env_remove("PYOCO_SERVER")
+            .env_remove("PYOCO_API_KEY")
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    Output {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn json(out: &Output) -> Value {
+    assert_eq!(out.code, Some(0), "{out:?}");
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wheel_commands_preflight_upload_list_history_delete() {
+    let server = NatsServer::start();
+    let gateway = GatewayHandle::start(server.config()).await;
+    let url = gateway.url();
+    let dir = tempfile::tempdir().unwrap();
+    let bare = wheel(dir.path(), "1.0", false);
+
+    // strict (the default): the incomplete wheel is refused locally, nothing is sent.
+    let out = cli(&url, &["wheel-upload", "--wheel-file", &bare]).await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("- reason: wheel preflight failed: usage documentation is missing"),
+        "{out:?}"
+    );
+    assert!(
+        out.stderr
+            .contains("entry_points are missing (dist-info/entry_points.txt)"),
+        "{out:?}"
+    );
+    assert!(
+        out.stderr
+            .contains("- hint: fix wheel metadata/entry_points or use --preflight warn/off"),
+        "{out:?}"
+    );
+    assert_eq!(json(&cli(&url, &["wheels"]).await), serde_json::json!([]));
+
+    // warn: the problems are printed and the wheel is uploaded.
+    let out = cli(
+        &url,
+        &[
+            "wheel-upload",
+            "--wheel-file",
+            &bare,
+            "--preflight",
+            "warn",
+            "--tags",
+            "gpu, cpu",
+            "--no-replace",
+        ],
+    )
+    .await;
+    let up = json(&out);
+    assert_eq!(up["name"], "mypkg-1.0-py3-none-any.whl");
+    assert_eq!(up["tags"], serde_json::json!(["gpu", "cpu"]));
+    assert!(
+        out.stderr
+            .contains("[pyoco-client][preflight][warn] usage documentation is missing"),
+        "{out:?}"
+    );
+
+    // The same version again: a clear 409.
+    let out = cli(
+        &url,
+        &["wheel-upload", "--wheel-file", &bare, "--preflight", "off"],
+    )
+    .await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.contains("HTTP 409 POST /wheels"), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("wheel version already exists; bump version"),
+        "{out:?}"
+    );
+    assert!(
+        out.stderr
+            .contains("- hint: this version of the project is already in the registry"),
+        "{out:?}"
+    );
+    // A complete wheel passes the strict preflight.
+    let complete = wheel(dir.path(), "1.1", true);
+    json(&cli(&url, &["wheel-upload", "--wheel-file", &complete]).await);
+    // A file that is not a wheel: 422 with the reason.
+    let junk = dir.path().join("mypkg-2.0-py3-none-any.whl");
+    std::fs::write(&junk, b"junk").unwrap();
+    let out = cli(
+        &url,
+        &[
+            "wheel-upload",
+            "--wheel-file",
+            junk.to_str().unwrap(),
+            "--preflight",
+            "off",
+        ],
+    )
+    .await;
+    assert!(
+        out.stderr.contains("HTTP 422 POST /wheels") && out.stderr.contains("invalid_wheel_file"),
+        "{out:?}"
+    );
+
+    let listed = json(&cli(&url, &["wheels"]).await);
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+    let history = json(
+        &cli(
+            &url,
+            &[
+                "wheel-history",
+                "--action",
+                "upload",
+                "--wheel-name",
+                "mypkg-1.0-py3-none-any.whl",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(history[0]["replace"], false, "{history}");
+    let deleted = json(
+        &cli(
+            &url,
+            &["wheel-delete", "--name", "mypkg-1.0-py3-none-any.whl"],
+        )
+        .await,
+    );
+    assert_eq!(
+        deleted,
+        serde_json::json!({"name": "mypkg-1.0-py3-none-any.whl", "deleted": true})
+    );
+    let out = cli(
+        &url,
+        &["wheel-delete", "--name", "mypkg-1.0-py3-none-any.whl"],
+    )
+    .await;
+    assert!(
+        out.code == Some(1)
+            && out.stderr.contains("HTTP 404")
+            && out.stderr.contains("pyoco-client wheels"),
+        "{out:?}"
+    );
+    gateway.stop().await;
+}

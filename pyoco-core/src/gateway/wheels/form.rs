@@ -1,0 +1,306 @@
+//! Request parsing of the wheel routes: the `POST /wheels` multipart form and the
+//! `GET /wheels/history` query, with FastAPI-shaped 422 problems like the original's.
+
+use axum::extract::Multipart;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::gateway::error::{ApiError, problem};
+use crate::gateway::workers::lax_bool;
+use crate::wheel::PreflightMode;
+
+/// Text parts longer than this are cut (they are flags and tag lists).
+const MAX_TEXT_PART: usize = 64 * 1024;
+
+/// The upload form.
+#[derive(Debug)]
+pub(super) struct UploadForm {
+    pub file_name: String,
+    pub content_type: String,
+    /// At most `limit + 1` bytes: enough to tell that the upload is too large.
+    pub data: Vec<u8>,
+    pub size: usize,
+    pub tags: Option<String>,
+    pub replace: bool,
+    pub preflight: PreflightMode,
+    pub allow_no_entry_points: bool,
+    pub allow_missing_usage_doc: bool,
+}
+
+pub(super) fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "wheel_too_large",
+        "wheel too large",
+    )
+}
+
+fn body_problem(kind: &str, part: &str, msg: &str, input: Value) -> Value {
+    problem(kind, &[json!("body"), json!(part)], msg, input, None)
+}
+
+fn multipart_problem(part: Option<&str>, e: &axum::extract::multipart::MultipartError) -> ApiError {
+    let mut loc = vec![json!("body")];
+    if let Some(part) = part {
+        loc.push(json!(part));
+    }
+    ApiError::validation(vec![problem(
+        "value_error",
+        &loc,
+        &format!("invalid multipart body: {e}"),
+        Value::Null,
+        None,
+    )])
+}
+
+/// Reads every part: `wheel` (a file), `tags`, `replace` (lax bool, default true) and our
+/// optional `preflight` (`strict|warn|off`, default off) with its two `allow_*` flags. Empty
+/// text parts count as absent. Form problems are one 422 list, like FastAPI's.
+pub(super) async fn read_upload_form(
+    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+    limit: usize,
+) -> Result<UploadForm, ApiError> {
+    let mut wheel: Option<(String, String, Vec<u8>, usize)> = None;
+    let mut wheel_is_text = false;
+    let mut texts: Vec<(String, String)> = Vec::new();
+    if let Ok(mut multipart) = multipart {
+        loop {
+            let mut field = match multipart.next_field().await {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(too_large()),
+                Err(e) => return Err(multipart_problem(None, &e)),
+            };
+            let name = field.name().unwrap_or_default().to_string();
+            let file_name = field.file_name().map(str::to_string);
+            let content_type = field.content_type().map(str::to_string);
+            let mut data = Vec::new();
+            let mut size = 0usize;
+            loop {
+                match field.chunk().await {
+                    Ok(Some(chunk)) => {
+                        size += chunk.len();
+                        let keep = if name == "wheel" {
+                            limit.saturating_add(1)
+                        } else {
+                            MAX_TEXT_PART
+                        };
+                        if data.len() < keep {
+                            let room = keep - data.len();
+                            data.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                        return Err(too_large());
+                    }
+                    Err(e) => return Err(multipart_problem(Some(&name), &e)),
+                }
+            }
+            match (name.as_str(), file_name) {
+                ("wheel", Some(file_name)) => {
+                    let content_type =
+                        content_type.unwrap_or_else(|| "application/octet-stream".into());
+                    wheel = Some((file_name, content_type, data, size));
+                }
+                ("wheel", None) => wheel_is_text = !data.is_empty(),
+                (other, _) if !data.is_empty() => {
+                    texts.push((
+                        other.to_string(),
+                        String::from_utf8_lossy(&data).into_owned(),
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
+    let text = |k: &str| {
+        texts
+            .iter()
+            .rev()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+    };
+    let mut problems = Vec::new();
+    if wheel.is_none() {
+        problems.push(if wheel_is_text {
+            body_problem(
+                "value_error",
+                "wheel",
+                "Value error, Expected UploadFile, received: <class 'str'>",
+                Value::Null,
+            )
+        } else {
+            body_problem("missing", "wheel", "Field required", Value::Null)
+        });
+    }
+    let mut flag = |part: &str, default: bool| match text(part) {
+        None => default,
+        Some(raw) => lax_bool(&raw).unwrap_or_else(|| {
+            problems.push(body_problem(
+                "bool_parsing",
+                part,
+                "Input should be a valid boolean, unable to interpret input",
+                json!(raw),
+            ));
+            default
+        }),
+    };
+    let replace = flag("replace", true);
+    let allow_no_entry_points = flag("allow_no_entry_points", false);
+    let allow_missing_usage_doc = flag("allow_missing_usage_doc", false);
+    let preflight = match text("preflight") {
+        None => PreflightMode::Off,
+        Some(raw) => raw.parse().unwrap_or_else(|_| {
+            problems.push(problem(
+                "enum",
+                &[json!("body"), json!("preflight")],
+                "Input should be 'strict', 'warn' or 'off'",
+                json!(raw),
+                Some(json!({"expected": "'strict', 'warn' or 'off'"})),
+            ));
+            PreflightMode::Off
+        }),
+    };
+    if !problems.is_empty() {
+        return Err(ApiError::validation(problems));
+    }
+    let (file_name, content_type, data, size) = wheel.unwrap_or_default();
+    Ok(UploadForm {
+        file_name,
+        content_type,
+        data,
+        size,
+        tags: text("tags"),
+        replace,
+        preflight,
+        allow_no_entry_points,
+        allow_missing_usage_doc,
+    })
+}
+
+/// `GET /wheels/history` parameters.
+#[derive(Debug, PartialEq)]
+pub(super) struct HistoryQuery {
+    pub limit: usize,
+    pub wheel_name: Option<String>,
+    pub action: Option<String>,
+}
+
+/// `limit` is validated like FastAPI (1..500, default 100); then the handler checks
+/// `wheel_name` (the registry's name rule) and `action` (`upload`/`delete`, any case). When
+/// a parameter is repeated the last wins; an empty filter counts as absent.
+pub(super) fn parse_history_query(pairs: &[(String, String)]) -> Result<HistoryQuery, ApiError> {
+    let last = |k: &str| {
+        pairs
+            .iter()
+            .rev()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    let limit = match last("limit") {
+        None => 100,
+        Some(raw) => {
+            let loc = [json!("query"), json!("limit")];
+            match raw.trim().parse::<i64>() {
+                Ok(n) if n < 1 => {
+                    return Err(ApiError::validation(vec![problem(
+                        "greater_than_equal",
+                        &loc,
+                        "Input should be greater than or equal to 1",
+                        json!(raw),
+                        Some(json!({"ge": 1})),
+                    )]));
+                }
+                Ok(n) if n > 500 => {
+                    return Err(ApiError::validation(vec![problem(
+                        "less_than_equal",
+                        &loc,
+                        "Input should be less than or equal to 500",
+                        json!(raw),
+                        Some(json!({"le": 500})),
+                    )]));
+                }
+                Ok(n) => n as usize,
+                Err(_) => {
+                    return Err(ApiError::validation(vec![problem(
+                        "int_parsing",
+                        &loc,
+                        "Input should be a valid integer, unable to parse string as an integer",
+                        json!(raw),
+                        None,
+                    )]));
+                }
+            }
+        }
+    };
+    let wheel_name = last("wheel_name").filter(|n| !n.is_empty());
+    if let Some(name) = wheel_name
+        && !crate::wheel::is_valid_wheel_name(name)
+    {
+        return Err(super::invalid_wheel_name());
+    }
+    let action = match last("action").map(str::trim).filter(|a| !a.is_empty()) {
+        None => None,
+        Some(a) => match a.to_ascii_lowercase().as_str() {
+            v @ ("upload" | "delete") => Some(v.to_string()),
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_action",
+                    "invalid action",
+                ));
+            }
+        },
+    };
+    Ok(HistoryQuery {
+        limit,
+        wheel_name: wheel_name.map(str::to_string),
+        action,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn pairs(q: &str) -> Vec<(String, String)> {
+        form_urlencoded::parse(q.as_bytes()).into_owned().collect()
+    }
+
+    #[test]
+    fn history_query_rules() {
+        assert_eq!(
+            parse_history_query(&pairs("")).unwrap(),
+            HistoryQuery {
+                limit: 100,
+                wheel_name: None,
+                action: None
+            }
+        );
+        let q = parse_history_query(&pairs(
+            "limit=5&wheel_name=a-1.0-py3-none-any.whl&action=DELETE",
+        ))
+        .unwrap();
+        assert_eq!((q.limit, q.action.as_deref()), (5, Some("delete")));
+        assert_eq!(
+            parse_history_query(&pairs("limit=0")).unwrap_err().code,
+            "validation_error"
+        );
+        assert_eq!(
+            parse_history_query(&pairs("limit=x")).unwrap_err().code,
+            "validation_error"
+        );
+        assert_eq!(
+            parse_history_query(&pairs("wheel_name=a/b.whl"))
+                .unwrap_err()
+                .code,
+            "invalid_wheel_name"
+        );
+        assert_eq!(
+            parse_history_query(&pairs("action=put")).unwrap_err().code,
+            "invalid_action"
+        );
+    }
+}

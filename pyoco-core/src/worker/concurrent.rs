@@ -1,0 +1,114 @@
+//! Several jobs at once (`Worker::set_concurrency`, `pyoco-worker --concurrency`): pulls are
+//! sized to the free slots and each message is processed exactly as when one runs at a time
+//! (same claim, cancel, ack, NAK and give-up rules, each run with its own grace period on
+//! shutdown) — the runs only overlap, so a worker is not idle while NATS round trips are in
+//! flight.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::pull::Batch;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+
+use super::Worker;
+use crate::error::Error;
+use crate::store::StoreError;
+
+impl Worker {
+    /// One round of `run` with concurrency: syncs wheels when due (nothing is running then),
+    /// then pulls and processes jobs, up to `concurrency` at once, until a poll of `timeout`
+    /// brings nothing while nothing runs, or shutdown. Returns the number of jobs processed.
+    pub(super) async fn run_concurrently(&mut self, timeout: Duration) -> Result<usize, Error> {
+        if let Some(sync) = self.wheel_sync.as_mut()
+            && let Some(state) = sync.maybe_sync().await
+        {
+            self.heartbeat.set_wheel_sync(state).await;
+        }
+        self.burst(timeout).await
+    }
+
+    async fn burst(&self, timeout: Duration) -> Result<usize, Error> {
+        let mut in_flight = FuturesUnordered::new();
+        let mut batch: Option<Batch> = None;
+        let mut batch_delivered = 0usize;
+        let mut processed = 0usize;
+        let mut failed: Option<Error> = None;
+        loop {
+            let stopping = self.shutdown.is_cancelled() || failed.is_some();
+            if batch.is_none() && !stopping && in_flight.len() < self.concurrency {
+                match self
+                    .open_batch(self.concurrency - in_flight.len(), timeout)
+                    .await
+                {
+                    Ok(b) => {
+                        batch = Some(b);
+                        batch_delivered = 0;
+                    }
+                    Err(e) => failed = Some(e),
+                }
+                continue;
+            }
+            if batch.is_none() && in_flight.is_empty() {
+                return match failed {
+                    Some(e) => Err(e),
+                    None => Ok(processed),
+                };
+            }
+            tokio::select! {
+                // A pull already sent is drained even during shutdown: what it brings is
+                // processed (with the grace period), never left to the ack-wait timeout.
+                item = next_in(&mut batch), if batch.is_some() => match item {
+                    Some(Ok(msg)) => {
+                        batch_delivered += 1;
+                        in_flight.push(self.process(msg));
+                    }
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, "pull ended without a message");
+                    }
+                    None => {
+                        batch = None;
+                        // A whole poll window without a job while nothing runs: round over.
+                        if batch_delivered == 0 && in_flight.is_empty() {
+                            return Ok(processed);
+                        }
+                    }
+                },
+                Some(_) = in_flight.next(), if !in_flight.is_empty() => processed += 1,
+                _ = self.shutdown.cancelled(), if !stopping => {}
+            }
+        }
+    }
+
+    /// A pull request for up to `max` messages on the next tag (round-robin; long-polled with
+    /// one tag, 100 ms each with several, as one at a time).
+    async fn open_batch(&self, max: usize, timeout: Duration) -> Result<Batch, Error> {
+        let n = self.consumers.len().max(1);
+        let (tag, consumer) = self
+            .consumers
+            .get(self.next_tag.fetch_add(1, Ordering::Relaxed) % n)
+            .ok_or_else(|| Error::InvalidArgument("the worker serves no tag".into()))?;
+        let wait = if n == 1 {
+            timeout
+        } else {
+            timeout.min(Duration::from_millis(100))
+        };
+        consumer
+            .batch()
+            .max_messages(max.max(1))
+            .expires(wait.max(Duration::from_millis(10)))
+            .messages()
+            .await
+            .map_err(|e| StoreError::nats("pull", format!("tag {tag}: {e}")).into())
+    }
+}
+
+/// The next item of the open pull (pending forever when there is none).
+async fn next_in(
+    batch: &mut Option<Batch>,
+) -> Option<Result<async_nats::jetstream::Message, async_nats::Error>> {
+    match batch {
+        Some(b) => b.next().await,
+        None => std::future::pending().await,
+    }
+}
