@@ -29,9 +29,9 @@
 //!   advisories, its own metrics, graceful shutdown, wheel sync.
 //! - [`gateway`] (feature `gateway`): the HTTP API — `router(state)` and `serve(...)`; the
 //!   run list index fed by a KV watch, SSE watch, cancel, workers, metrics, health, OpenAPI.
-//! - [`devnats`]: finding and starting a local nats-server; [`logging`] (feature `cli`):
+//! - [`devnats`]: finding and starting a local nats-server; `logging` (feature `cli`):
 //!   the binaries' log set-up.
-//! - [`testkit`] (feature `testkit`): a real nats-server per test, in-process gateway and
+//! - `testkit` (feature `testkit`): a real nats-server per test, in-process gateway and
 //!   worker handles.
 //!
 //! ```no_run
