@@ -44,6 +44,8 @@
 //! # let _ = (worker, run_id); Ok(()) }
 //! ```
 
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod devnats;

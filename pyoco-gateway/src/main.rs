@@ -74,37 +74,12 @@ fn normalise(mut argv: Vec<String>) -> Vec<String> {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse_from(normalise(std::env::args().collect())) {
-        Ok(c) => c,
-        Err(e)
-            if matches!(
-                e.kind(),
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
-            ) =>
-        {
-            print!("{e}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprint!("{e}");
-            eprintln!("- hint: pyoco-gateway up --help");
-            return ExitCode::FAILURE;
-        }
-    };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("pyoco-gateway: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let Command::Up(up) = cli.command;
-    match runtime.block_on(run(up)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("pyoco-gateway: {e:#}");
-            ExitCode::FAILURE
-        }
+    let argv = normalise(std::env::args().collect());
+    match pyoco::cli::parse_args::<Cli>(argv, "pyoco-gateway up --help") {
+        Ok(Cli {
+            command: Command::Up(up),
+        }) => pyoco::cli::run("pyoco-gateway", run(up)),
+        Err(code) => code,
     }
 }
 

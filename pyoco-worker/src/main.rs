@@ -68,36 +68,9 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = match Args::try_parse() {
-        Ok(a) => a,
-        Err(e)
-            if matches!(
-                e.kind(),
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
-            ) =>
-        {
-            print!("{e}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprint!("{e}");
-            eprintln!("- hint: pyoco-worker --help");
-            return ExitCode::FAILURE;
-        }
-    };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("pyoco-worker: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("pyoco-worker: {e:#}");
-            ExitCode::FAILURE
-        }
+    match pyoco::cli::parse_args::<Args>(std::env::args().collect(), "pyoco-worker --help") {
+        Ok(args) => pyoco::cli::run("pyoco-worker", run(args)),
+        Err(code) => code,
     }
 }
 
