@@ -21,24 +21,26 @@ async fn up_with_nats_and_worker_runs_a_named_flow_and_stops_on_sigterm() {
     let (http, nats) = (free_port(), free_port());
     let store = tempfile::tempdir().unwrap();
     let flows = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/flows");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pyoco-gateway"))
-        .args([
-            "up",
-            "--port",
-            &http.to_string(),
-            "--with-nats",
-            "--nats-listen",
-            &format!("127.0.0.1:{nats}"),
-        ])
-        .arg("--nats-store-dir")
-        .arg(store.path())
-        .args(["--with-worker", "--flows-dir", flows])
-        .env("PYOCO_NATS_SERVER", nats_server_binary().unwrap())
-        .env("PYOCO_LOAD_DOTENV", "0")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = Spawned(
+        Command::new(env!("CARGO_BIN_EXE_pyoco-gateway"))
+            .args([
+                "up",
+                "--port",
+                &http.to_string(),
+                "--with-nats",
+                "--nats-listen",
+                &format!("127.0.0.1:{nats}"),
+            ])
+            .arg("--nats-store-dir")
+            .arg(store.path())
+            .args(["--with-worker", "--flows-dir", flows])
+            .env("PYOCO_NATS_SERVER", nats_server_binary().unwrap())
+            .env("PYOCO_LOAD_DOTENV", "0")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let client = HttpClient::new(&format!("http://127.0.0.1:{http}")).unwrap();
     wait_for(
         "the gateway to serve with NATS",
@@ -108,4 +110,29 @@ fn a_bad_config_value_is_an_error_naming_the_variable() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("PYOCO_CONSUMER_MAX_DELIVER"));
+}
+
+/// A spawned binary that is killed when the test ends, also when it panics.
+struct Spawned(std::process::Child);
+
+impl std::ops::Deref for Spawned {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Spawned {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            self.0.kill().ok();
+            self.0.wait().ok();
+        }
+    }
 }

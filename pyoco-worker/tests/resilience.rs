@@ -35,17 +35,19 @@ async fn worker_killed_mid_run_is_redelivered_and_completed_by_another_worker() 
     let gateway = GatewayHandle::start(config.clone()).await;
     let client = HttpClient::new(&gateway.url()).unwrap();
 
-    let mut doomed = Command::new(env!("CARGO_BIN_EXE_pyoco-worker"))
-        .args(["--worker-id", "doomed", "--tags", "default"])
-        .env("PYOCO_LOAD_DOTENV", "0")
-        .env("PYOCO_NATS_URL", server.url())
-        .env("PYOCO_CONSUMER_ACK_WAIT_SEC", "1")
-        .env("PYOCO_ACK_PROGRESS_INTERVAL_SEC", "0.3")
-        .env("PYOCO_RUN_HEARTBEAT_INTERVAL_SEC", "0.1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn pyoco-worker");
+    let mut doomed = Spawned(
+        Command::new(env!("CARGO_BIN_EXE_pyoco-worker"))
+            .args(["--worker-id", "doomed", "--tags", "default"])
+            .env("PYOCO_LOAD_DOTENV", "0")
+            .env("PYOCO_NATS_URL", server.url())
+            .env("PYOCO_CONSUMER_ACK_WAIT_SEC", "1")
+            .env("PYOCO_ACK_PROGRESS_INTERVAL_SEC", "0.3")
+            .env("PYOCO_RUN_HEARTBEAT_INTERVAL_SEC", "0.1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn pyoco-worker"),
+    );
 
     let run_id = client
         .submit_yaml(SLOW.as_bytes(), "slow", None)
@@ -195,15 +197,17 @@ async fn sigterm_lets_the_current_run_finish_then_stops_gracefully() {
     let config = fast_config(&server);
     let gateway = GatewayHandle::start(config.clone()).await;
     let client = HttpClient::new(&gateway.url()).unwrap();
-    let mut worker = Command::new(env!("CARGO_BIN_EXE_pyoco-worker"))
-        .args(["--worker-id", "polite", "--tags", "default"])
-        .env("PYOCO_LOAD_DOTENV", "0")
-        .env("PYOCO_NATS_URL", server.url())
-        .env("PYOCO_RUN_HEARTBEAT_INTERVAL_SEC", "0.1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut worker = Spawned(
+        Command::new(env!("CARGO_BIN_EXE_pyoco-worker"))
+            .args(["--worker-id", "polite", "--tags", "default"])
+            .env("PYOCO_LOAD_DOTENV", "0")
+            .env("PYOCO_NATS_URL", server.url())
+            .env("PYOCO_RUN_HEARTBEAT_INTERVAL_SEC", "0.1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let yaml = "flow: {graph: a}\ntasks: {a: {callable: 'pyoco:sleep', inputs: {seconds: 1}}}\n";
     let run_id = client
         .submit_yaml(yaml.as_bytes(), "polite", None)
@@ -253,18 +257,20 @@ async fn a_run_whose_last_delivery_dies_is_failed_not_left_running() {
     config.consumer_max_deliver = 1;
     let gateway = GatewayHandle::start(config.clone()).await;
     let client = HttpClient::new(&gateway.url()).unwrap();
-    let mut doomed = Command::new(env!("CARGO_BIN_EXE_pyoco-worker"))
-        .args(["--worker-id", "doomed", "--tags", "default"])
-        .env("PYOCO_LOAD_DOTENV", "0")
-        .env("PYOCO_NATS_URL", server.url())
-        .env("PYOCO_CONSUMER_ACK_WAIT_SEC", "1")
-        .env("PYOCO_CONSUMER_MAX_DELIVER", "1")
-        .env("PYOCO_ACK_PROGRESS_INTERVAL_SEC", "0.3")
-        .env("PYOCO_RUN_HEARTBEAT_INTERVAL_SEC", "0.1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut doomed = Spawned(
+        Command::new(env!("CARGO_BIN_EXE_pyoco-worker"))
+            .args(["--worker-id", "doomed", "--tags", "default"])
+            .env("PYOCO_LOAD_DOTENV", "0")
+            .env("PYOCO_NATS_URL", server.url())
+            .env("PYOCO_CONSUMER_ACK_WAIT_SEC", "1")
+            .env("PYOCO_CONSUMER_MAX_DELIVER", "1")
+            .env("PYOCO_ACK_PROGRESS_INTERVAL_SEC", "0.3")
+            .env("PYOCO_RUN_HEARTBEAT_INTERVAL_SEC", "0.1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let run_id = client
         .submit_yaml(SLOW.as_bytes(), "slow", None)
         .await
@@ -338,19 +344,21 @@ async fn the_worker_serves_task_metrics_by_callable() {
         .local_addr()
         .unwrap()
         .port();
-    let mut worker = Command::new(env!("CARGO_BIN_EXE_pyoco-worker"))
-        .args([
-            "--worker-id",
-            "counted",
-            "--metrics-addr",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .env("PYOCO_LOAD_DOTENV", "0")
-        .env("PYOCO_NATS_URL", server.url())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut worker = Spawned(
+        Command::new(env!("CARGO_BIN_EXE_pyoco-worker"))
+            .args([
+                "--worker-id",
+                "counted",
+                "--metrics-addr",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .env("PYOCO_LOAD_DOTENV", "0")
+            .env("PYOCO_NATS_URL", server.url())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     for yaml in [
         "flow: {graph: 'a >> b'}\ntasks: {a: {callable: 'pyoco:echo', inputs: {value: 1}}, b: {callable: 'pyoco:echo'}}\n",
         "flow: {graph: f}\ntasks: {f: {callable: 'pyoco:fail'}}\n",
@@ -414,4 +422,29 @@ async fn reqwest_get(url: &str) -> Option<String> {
     })
     .await
     .ok()?
+}
+
+/// A spawned binary that is killed when the test ends, also when it panics.
+struct Spawned(std::process::Child);
+
+impl std::ops::Deref for Spawned {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Spawned {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            self.0.kill().ok();
+            self.0.wait().ok();
+        }
+    }
 }
