@@ -18,3 +18,5 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --no-fail-fast "$@"
 fi
+echo "==> pyoco-bench --quick (debug build; exits non-zero only on a gross regression, see BENCHMARKS.md)"
+cargo build --quiet -p pyoco-bench -p pyoco-gateway -p pyoco-worker && "${CARGO_TARGET_DIR:-target}/debug/pyoco-bench" --quick --min-floor-fraction 0.025

@@ -2,6 +2,8 @@
 //! revision (DESIGN §4): read, apply the change to the fresh document, `update(rev)`, and on a
 //! conflict start over. That is what keeps a cancel from being overwritten by progress.
 
+use std::sync::Arc;
+
 use async_nats::jetstream::kv;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -32,13 +34,18 @@ const MAX_CAS_ATTEMPTS: u32 = 64;
 /// Run snapshots with create-if-absent and compare-and-set updates.
 #[derive(Debug, Clone)]
 pub struct RunStore {
-    kv: kv::Store,
+    /// Shared: a `kv::Store` clone copies its names and cached stream info, and the worker
+    /// hands a `RunStore` to several tasks per run (that showed up as an allocation storm).
+    kv: Arc<kv::Store>,
     compact_limit: usize,
 }
 
 impl RunStore {
     pub fn new(kv: kv::Store, compact_limit: usize) -> RunStore {
-        RunStore { kv, compact_limit }
+        RunStore {
+            kv: Arc::new(kv),
+            compact_limit,
+        }
     }
 
     /// The bucket handle (for watches and listing).

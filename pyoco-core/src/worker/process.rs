@@ -251,7 +251,8 @@ impl Worker {
         };
         let mut handed_back = false;
         let cancel_watch = AbortOnDrop(tokio::spawn(watch_for_cancel(
-            self.store.clone(),
+            self.store.client.clone(),
+            runs.clone(),
             job.run_id.clone(),
             cancel.clone(),
         )));
@@ -370,14 +371,27 @@ impl Worker {
         let (runs, job, worker_id) = (self.store.runs.clone(), job.clone(), self.worker_id.clone());
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            let repaired = runs
-                .update(&job.run_id, |doc| {
+            // Nearly always the run is still terminal: a read of its status settles that
+            // without parsing the whole snapshot; only a stale one pays for the repair.
+            if let Ok(Some(raw)) = runs.get_raw(&job.run_id).await
+                && crate::model::json::from_slice::<StatusFields>(&raw.value).is_ok_and(|d| {
+                    d.status
+                        .as_deref()
+                        .and_then(RunStatus::parse)
+                        .is_some_and(RunStatus::is_terminal)
+                })
+            {
+                return;
+            }
+            // Boxed: otherwise the (large) update future is reserved in every task for the
+            // whole sleep, and at thousands of runs a second those tasks held ~10 MB.
+            let repaired = Box::pin(runs.update(&job.run_id, |doc| {
                     if doc.status.is_terminal() {
                         return Change::Keep;
                     }
                     tracing::warn!(run_id = %job.run_id, stale = %doc.status, "a stale write replaced the terminal snapshot; restoring it");
                     apply(doc, &job, &worker_id, &state, status, Some(start_time), end_time, error.as_deref())
-                })
+                }))
                 .await;
             if let Err(e) = repaired {
                 tracing::warn!(run_id = %job.run_id, error = %e, "could not re-check the terminal snapshot");
@@ -678,9 +692,10 @@ fn spawn_ack_progress(
     }))
 }
 
-/// The fields that say a cancel was asked for (see [`RunSnapshot::cancel_requested`]).
+/// The few fields the worker checks in a stored snapshot without parsing all of it: the
+/// status, and whether a cancel was asked for (see [`RunSnapshot::cancel_requested`]).
 #[derive(serde::Deserialize)]
-struct CancelFields {
+struct StatusFields {
     #[serde(default)]
     cancel_requested_at: Option<f64>,
     #[serde(default)]
@@ -694,14 +709,15 @@ struct CancelFields {
 /// new ones, the gateway's SSE watches included). Then it reads the run once: the read is
 /// sent after the subscription on the same connection, so a cancel written before is in
 /// the read and one written after reaches the subscription — none is missed.
-async fn watch_for_cancel(store: Store, run_id: String, cancel: CancellationToken) {
+async fn watch_for_cancel(
+    client: async_nats::Client,
+    runs: RunStore,
+    run_id: String,
+    cancel: CancellationToken,
+) {
     use futures::StreamExt;
     tokio::time::sleep(CANCEL_WATCH_DELAY).await;
-    let mut sub = match store
-        .client
-        .subscribe(store.runs.key_subject(&run_id))
-        .await
-    {
+    let mut sub = match client.subscribe(runs.key_subject(&run_id)).await {
         Ok(sub) => sub,
         Err(e) => {
             // The heartbeat's compare-and-set writes still notice a cancel, only later.
@@ -710,12 +726,12 @@ async fn watch_for_cancel(store: Store, run_id: String, cancel: CancellationToke
         }
     };
     let asked = |payload: &[u8]| {
-        crate::model::json::from_slice::<CancelFields>(payload).is_ok_and(|doc| {
+        crate::model::json::from_slice::<StatusFields>(payload).is_ok_and(|doc| {
             doc.cancel_requested_at.is_some()
                 || matches!(doc.status.as_deref(), Some("CANCELLING" | "CANCELLED"))
         })
     };
-    let mut requested = match store.runs.get_raw(&run_id).await {
+    let mut requested = match runs.get_raw(&run_id).await {
         Ok(Some(doc)) => asked(&doc.value),
         _ => false,
     };

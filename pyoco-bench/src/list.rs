@@ -1,0 +1,114 @@
+//! List latency at scale: fill the runs bucket straight through async-nats with realistic
+//! finished snapshots, start a fresh gateway (it loads its run index with a KV watch), then
+//! time `GET /runs?limit=50`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use pyoco::model::{RunStatus, new_run_id, now};
+use serde::Serialize;
+
+use crate::cluster::Cluster;
+use crate::docs::snapshot;
+use crate::procs::Memory;
+use crate::stats::Latency;
+
+/// Puts in flight while filling.
+const FILL_CONCURRENCY: usize = 512;
+
+/// One stored-run count.
+#[derive(Debug, Clone, Serialize)]
+pub struct List {
+    pub stored_runs: u64,
+    /// Runs written by the bench to reach `stored_runs`, and how fast.
+    pub filled: u64,
+    pub fill_per_s: f64,
+    /// From gateway start until `GET /runs` answers (index loaded).
+    pub index_load_s: f64,
+    pub gateway: Memory,
+    /// Median over the repetitions.
+    pub latency: Latency,
+    pub repetitions: Vec<Latency>,
+}
+
+/// Measures each size in `sizes` (ascending), `requests` sequential list calls per repetition.
+pub async fn measure(
+    cluster: &mut Cluster,
+    sizes: &[u64],
+    requests: usize,
+    repeat: usize,
+) -> anyhow::Result<Vec<List>> {
+    let mut out = Vec::new();
+    for &size in sizes {
+        // The running gateway would index every fill write; start a fresh one after.
+        cluster.stop_gateway().await;
+        let have = cluster.stored_runs().await?;
+        let missing = size.saturating_sub(have);
+        let started = Instant::now();
+        fill(cluster, missing).await?;
+        let fill_s = started.elapsed().as_secs_f64();
+        let stored = cluster.stored_runs().await?;
+        let index_load = cluster
+            .start_gateway(Duration::from_secs(900))
+            .await
+            .with_context(|| format!("gateway start with {stored} stored runs"))?;
+        let url = format!("{}/runs?limit=50", cluster.gateway_url());
+        let mut reps = Vec::new();
+        for _ in 0..repeat.max(1) {
+            let mut samples = Vec::with_capacity(requests);
+            for _ in 0..requests {
+                let sent = Instant::now();
+                let response = cluster.http.get(&url).send().await?;
+                let status = response.status();
+                let body = response.bytes().await?;
+                samples.push(sent.elapsed());
+                if !status.is_success() {
+                    bail!("GET /runs answered {status}");
+                }
+                let items: Vec<serde_json::Value> = serde_json::from_slice(&body)?;
+                if items.len() != 50.min(stored as usize) {
+                    bail!("GET /runs?limit=50 listed {} runs", items.len());
+                }
+            }
+            reps.push(Latency::of(&mut samples));
+        }
+        out.push(List {
+            stored_runs: stored,
+            filled: missing,
+            fill_per_s: if fill_s > 0.0 {
+                missing as f64 / fill_s
+            } else {
+                0.0
+            },
+            index_load_s: index_load.as_secs_f64(),
+            gateway: cluster.gateway_memory()?,
+            latency: Latency::median_of(&reps),
+            repetitions: reps,
+        });
+    }
+    Ok(out)
+}
+
+/// Writes `n` finished runs (90 % COMPLETED, 10 % FAILED), newest first, into the bucket.
+async fn fill(cluster: &Cluster, n: u64) -> anyhow::Result<()> {
+    let base = now() - 1.0;
+    let kv = &cluster.runs;
+    futures::stream::iter(0..n)
+        .map(|i| async move {
+            let status = if i % 10 == 9 {
+                RunStatus::Failed
+            } else {
+                RunStatus::Completed
+            };
+            let id = new_run_id();
+            let doc = snapshot(&id, status, base - i as f64 * 0.001);
+            let bytes = Bytes::from(serde_json::to_vec(&doc)?);
+            kv.put(&id, bytes).await.context("fill the runs bucket")?;
+            Ok::<(), anyhow::Error>(())
+        })
+        .buffer_unordered(FILL_CONCURRENCY)
+        .try_collect::<()>()
+        .await
+}
