@@ -205,6 +205,13 @@ where
     tracing::info!(addr = ?listener.local_addr().ok(), "gateway listening");
     // With the peer address: the wheel history records where an upload came from.
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    // No Nagle delay: a small SSE event written while the previous one is unacknowledged
+    // would otherwise wait ~40 ms for the client's delayed ACK (see BENCHMARKS.md).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
