@@ -41,11 +41,11 @@ run_id="$("$bin/pyoco-client" --server "$server" submit-yaml --workflow-file exa
   | sed -n 's/.*"run_id" *: *"\([^"]*\)".*/\1/p')"
 echo "run_id: $run_id"
 echo "==> watching it finish"
-"$bin/pyoco-client" --server "$server" watch "$run_id"
+"$bin/pyoco-client" --server "$server" watch "$run_id" --output status
 echo "==> the finished run"
 "$bin/pyoco-client" --server "$server" get "$run_id"
 echo "==> the same flow by name (POST /runs, resolved from examples/flows/hello.yaml)"
 run2="$("$bin/pyoco-client" --server "$server" submit --flow-name hello --param name=pyoco \
   | sed -n 's/.*"run_id" *: *"\([^"]*\)".*/\1/p')"
-"$bin/pyoco-client" --server "$server" watch "$run2"
+"$bin/pyoco-client" --server "$server" watch "$run2" --output status
 echo "==> done"
