@@ -19,4 +19,4 @@ else
   cargo test --workspace --no-fail-fast "$@"
 fi
 echo "==> pyoco-bench --quick (debug build; exits non-zero only on a gross regression, see BENCHMARKS.md)"
-cargo build --quiet -p pyoco-bench -p pyoco-gateway -p pyoco-worker && "${CARGO_TARGET_DIR:-target}/debug/pyoco-bench" --quick --min-floor-fraction 0.025
+cargo build --quiet -p pyoco-bench -p pyoco-gateway -p pyoco-worker && "${CARGO_TARGET_DIR:-target}/debug/pyoco-bench" --quick --min-floor-fraction 0.04

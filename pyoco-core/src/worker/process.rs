@@ -373,7 +373,9 @@ impl Worker {
             tokio::time::sleep(Duration::from_millis(500)).await;
             // Nearly always the run is still terminal: a read of its status settles that
             // without parsing the whole snapshot; only a stale one pays for the repair.
-            if let Ok(Some(raw)) = runs.get_raw(&job.run_id).await
+            // Both NATS futures are boxed: inline, their size would be reserved in every
+            // one of these tasks for the whole sleep (at thousands of runs a second, MBs).
+            if let Ok(Some(raw)) = Box::pin(runs.get_raw(&job.run_id)).await
                 && crate::model::json::from_slice::<StatusFields>(&raw.value).is_ok_and(|d| {
                     d.status
                         .as_deref()
@@ -383,8 +385,6 @@ impl Worker {
             {
                 return;
             }
-            // Boxed: otherwise the (large) update future is reserved in every task for the
-            // whole sleep, and at thousands of runs a second those tasks held ~10 MB.
             let repaired = Box::pin(runs.update(&job.run_id, |doc| {
                     if doc.status.is_terminal() {
                         return Change::Keep;
