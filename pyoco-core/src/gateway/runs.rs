@@ -422,12 +422,14 @@ async fn enrich_with_worker(state: &GatewayState, doc: &mut Value) {
             m.insert("worker_heartbeat_at".into(), Value::Null);
         }
         Some(r) => {
+            // The same rule as GET /workers (one place decides DISCONNECTED).
             let last_seen = r.last_seen_at.or(r.heartbeat_at).unwrap_or(0.0);
-            let stale = now() - last_seen > state.config.worker_disconnect_timeout.as_secs_f64();
-            let effective = match r.state {
-                WorkerState::Running | WorkerState::Idle if stale => WorkerState::Disconnected,
-                s => s,
-            };
+            let effective = super::workers::effective_state(
+                r.state,
+                last_seen,
+                now(),
+                state.config.worker_disconnect_timeout,
+            );
             m.insert(
                 "worker_alive".into(),
                 json!(matches!(
