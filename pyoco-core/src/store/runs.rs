@@ -90,36 +90,30 @@ impl RunStore {
 
     /// The stored document as JSON, unknown fields and all.
     pub async fn get_json(&self, run_id: &str) -> Result<Option<Versioned<Value>>, StoreError> {
-        match self.get_raw(run_id).await? {
-            None => Ok(None),
-            Some(v) => {
-                let value = json::from_slice(&v.value).map_err(|e| StoreError::Corrupt {
-                    key: run_id.to_string(),
-                    message: e.to_string(),
-                })?;
-                Ok(Some(Versioned {
-                    value,
-                    revision: v.revision,
-                }))
-            }
-        }
+        self.get_decoded(run_id).await
     }
 
     /// The typed snapshot.
     pub async fn get(&self, run_id: &str) -> Result<Option<Versioned<RunSnapshot>>, StoreError> {
-        match self.get_raw(run_id).await? {
-            None => Ok(None),
-            Some(v) => {
-                let value = json::from_slice(&v.value).map_err(|e| StoreError::Corrupt {
-                    key: run_id.to_string(),
-                    message: e.to_string(),
-                })?;
-                Ok(Some(Versioned {
-                    value,
-                    revision: v.revision,
-                }))
-            }
-        }
+        self.get_decoded(run_id).await
+    }
+
+    /// The stored document decoded as `T` (Python's NaN/Infinity read as null).
+    async fn get_decoded<T: serde::de::DeserializeOwned>(
+        &self,
+        run_id: &str,
+    ) -> Result<Option<Versioned<T>>, StoreError> {
+        let Some(v) = self.get_raw(run_id).await? else {
+            return Ok(None);
+        };
+        let value = json::from_slice(&v.value).map_err(|e| StoreError::Corrupt {
+            key: run_id.to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(Some(Versioned {
+            value,
+            revision: v.revision,
+        }))
     }
 
     /// Compare-and-set update: `change` is applied to the freshest document until a write
