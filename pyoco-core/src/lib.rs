@@ -20,6 +20,8 @@
 //!   executors (`engine` for DAGs, `control` for switch/repeat/foreach/until).
 //! - [`store`]: the only module that talks to NATS — names, [`ensure_resources`], run
 //!   snapshots with compare-and-set, the work queue, the worker registry, the DLQ.
+//! - [`auth`]: API keys in the original's format (PBKDF2 records) and HMAC request signing —
+//!   pure parsing, hashing and verification, without I/O.
 //! - [`client`]: [`NatsClient`] (submit and read over NATS) and, with feature `client`,
 //!   [`HttpClient`] for the gateway.
 //! - [`wheel`]: wheel file names, PEP 440 versions, archive inspection and the upload
@@ -44,6 +46,7 @@
 //! # let _ = (worker, run_id); Ok(()) }
 //! ```
 
+pub mod auth;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod client;
