@@ -13,3 +13,4 @@ pub mod python;
 pub mod services;
 pub mod tasks;
 pub mod yaml;
+pub mod yaml_guard;

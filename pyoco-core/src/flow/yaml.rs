@@ -46,6 +46,9 @@ pub const RUNTIME_KEYS: &[&str] = &["expose_env"];
 pub const REASON_CODES: &[&str] = &[
     "invalid_utf8",
     "invalid_yaml",
+    "yaml_too_large",
+    "yaml_too_deep",
+    "invalid_yaml_tag",
     "invalid_yaml_root",
     "unsupported_key_flows",
     "unsupported_key_discovery",
@@ -143,7 +146,9 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// Parses and validates a single-flow `flow.yaml`.
 pub fn parse_flow_yaml(bytes: &[u8]) -> Result<FlowSpec, YamlError> {
     let text = std::str::from_utf8(bytes).map_err(|_| YamlError::code("invalid_utf8"))?;
-    let raw: Yaml = serde_yaml::from_str(text).map_err(|_| YamlError::code("invalid_yaml"))?;
+    // Bounded: an alias bomb or a `!!python/...` tag is refused before anything is built.
+    let raw: Yaml = super::yaml_guard::load(text, super::yaml_guard::YamlLimits::default())
+        .map_err(|e| YamlError::code(e.reason()))?;
     let doc = normalize(raw).ok_or_else(|| YamlError::code("invalid_yaml"))?;
     let Yaml::Mapping(root) = doc else {
         return Err(YamlError::code("invalid_yaml_root"));
@@ -573,7 +578,8 @@ runtime:
             (b"flow: {graph: a}\n\xff\n", "invalid_utf8"),
             (b"flow: [\n", "invalid_yaml"),
             (b"a: 1\na: 2\n", "invalid_yaml"),
-            (b"a: !custom 1\n", "invalid_yaml"),
+            (b"a: !custom 1\n", "invalid_yaml_tag"),
+            (b"a: !!python/object:os.system [ls]\n", "invalid_yaml_tag"),
             (b"a: .inf\n", "invalid_yaml"),
             (b"? [a]\n: 1\n", "invalid_yaml"),
             (b"a:\n  <<: 1\n", "invalid_yaml"),
