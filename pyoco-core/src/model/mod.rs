@@ -4,6 +4,7 @@
 //! and the `NaN`/`Infinity` tokens that Python's `json.dumps` emits (see [`json`]).
 
 pub mod dlq;
+pub mod ident;
 pub mod job;
 pub mod json;
 pub mod run;
@@ -22,12 +23,9 @@ pub fn now() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// A routing tag: `[A-Za-z0-9_-]+`. Tags become subject tokens and consumer names.
+/// A routing tag: `[A-Za-z0-9_-]{1,128}`. Tags become subject tokens and consumer names.
 pub fn is_valid_tag(tag: &str) -> bool {
-    !tag.is_empty()
-        && tag
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    ident::is_valid_id(ident::IdKind::Tag, tag)
 }
 
 /// A new run id: a hyphenated uuid4, like the original.
