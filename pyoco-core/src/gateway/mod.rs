@@ -5,6 +5,7 @@
 //! with a clear detail and connects in the background; once connected, the NATS client
 //! reconnects by itself after outages.
 
+pub mod auth;
 mod cancel;
 mod error;
 mod health;

@@ -3,6 +3,7 @@
 //! ([`workers`]), the dead-letter stream ([`dlq`]) and the wheel registry ([`wheels`]).
 
 pub mod dlq;
+pub mod keys;
 pub mod layout;
 pub mod queue;
 pub mod resources;

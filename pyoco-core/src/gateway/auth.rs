@@ -1,0 +1,230 @@
+//! API key checks for `PYOCO_HTTP_AUTH_MODE=api_key`, without 200k PBKDF2 rounds per request.
+//!
+//! A key that verified once is remembered by id with a digest of its secret; a later request
+//! with the same key costs a hash and a constant-time compare. Every gateway watches the key
+//! bucket: any change to a key's record (revoke, delete, replace) forgets it at once, so a
+//! revocation takes effect everywhere as fast as NATS delivers the change. While that watch is
+//! down nothing is remembered, and a check that raced a change is not remembered either (an
+//! epoch counter), so the cache can only be behind a revocation by the watch's delivery time.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
+
+use crate::auth::ApiKey;
+use crate::store::StoreError;
+use crate::store::keys::{ApiKeys, KeyLookup};
+
+/// Who a request is, once its key checked out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub tenant_id: String,
+    pub key_id: String,
+    /// May call admin routes (pyoco's `admin` flag on the record).
+    pub admin: bool,
+}
+
+/// Why a request has no identity.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthFailure {
+    /// No key sent: 401 `api key required`.
+    #[error("api key required")]
+    Missing,
+    /// Malformed, unknown, corrupt, wrong, wrongly peppered or revoked: 403 `invalid api key`.
+    #[error("invalid api key")]
+    Invalid,
+    /// The key bucket could not be read: 503.
+    #[error("nats unavailable: {0}")]
+    Unavailable(String),
+}
+
+struct Remembered {
+    digest: [u8; 32],
+    identity: Identity,
+}
+
+/// Verifies presented keys against the key bucket and remembers the ones that verified.
+pub struct Authenticator {
+    keys: ApiKeys,
+    pepper: String,
+    /// Random per process, so the remembered digests are useless outside it.
+    salt: [u8; 16],
+    verified: Mutex<HashMap<String, Remembered>>,
+    /// Bumped on every change seen by the watch; a check remembers its key only if the epoch
+    /// did not move while it was looking the record up.
+    epoch: AtomicU64,
+    /// True while the bucket watch runs; nothing is remembered otherwise.
+    watching: AtomicBool,
+    /// PBKDF2 at 200k rounds is ~0.1 s of a core: at most this many at once, so a flood of
+    /// wrong keys cannot take every core from the requests that carry good ones.
+    kdf_slots: Semaphore,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("watching", &self.watching.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Remembered keys beyond this are not added (a bound on memory, never on correctness).
+const MAX_REMEMBERED: usize = 100_000;
+
+impl Authenticator {
+    pub fn new(keys: ApiKeys, pepper: Option<&str>) -> Arc<Authenticator> {
+        let mut salt = [0u8; 16];
+        if getrandom::fill(&mut salt).is_err() {
+            // Without OS randomness the digests are still keyed by the pepper and this
+            // process's address space; the cache stays correct, only less opaque.
+            tracing::warn!("no OS randomness for the api key cache salt");
+        }
+        let slots = std::thread::available_parallelism().map_or(1, |n| n.get().div_ceil(2));
+        Arc::new(Authenticator {
+            keys,
+            pepper: pepper.unwrap_or_default().to_owned(),
+            salt,
+            verified: Mutex::new(HashMap::new()),
+            epoch: AtomicU64::new(0),
+            watching: AtomicBool::new(false),
+            kdf_slots: Semaphore::new(slots.max(1)),
+        })
+    }
+
+    fn digest(&self, secret: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(self.salt);
+        h.update(secret.as_bytes());
+        h.update(self.pepper.as_bytes());
+        h.finalize().into()
+    }
+
+    fn remembered(&self, key: &ApiKey, digest: &[u8; 32]) -> Option<Identity> {
+        let map = self.verified.lock().ok()?;
+        let r = map.get(&key.key_id)?;
+        bool::from(r.digest.ct_eq(digest)).then(|| r.identity.clone())
+    }
+
+    fn forget(&self, key_id: Option<&str>) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut map) = self.verified.lock() {
+            match key_id {
+                Some(id) => {
+                    map.remove(id);
+                }
+                None => map.clear(),
+            }
+        }
+    }
+
+    /// Checks the value of the key header (or of `Authorization: Bearer`).
+    pub async fn check(&self, presented: Option<&str>) -> Result<Identity, AuthFailure> {
+        let presented = presented.map(str::trim).unwrap_or_default();
+        if presented.is_empty() {
+            return Err(AuthFailure::Missing);
+        }
+        let key = ApiKey::parse(presented).map_err(|_| AuthFailure::Invalid)?;
+        let digest = self.digest(&key.secret);
+        if let Some(identity) = self.remembered(&key, &digest) {
+            return Ok(identity);
+        }
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        let record = match self.keys.get(&key.key_id).await {
+            Ok(KeyLookup::Found(rec)) => *rec,
+            Ok(_) => return Err(AuthFailure::Invalid),
+            Err(e) => return Err(unavailable(e)),
+        };
+        if record.revoked_at.is_some() {
+            return Err(AuthFailure::Invalid);
+        }
+        let permit = self
+            .kdf_slots
+            .acquire()
+            .await
+            .map_err(|_| AuthFailure::Unavailable("shutting down".into()))?;
+        let secret = key.secret.clone();
+        let pepper = self.pepper.clone();
+        let rec = record.clone();
+        let ok = tokio::task::spawn_blocking(move || rec.verifies(&secret, &pepper))
+            .await
+            .unwrap_or(false);
+        drop(permit);
+        if !ok {
+            return Err(AuthFailure::Invalid);
+        }
+        let identity = Identity {
+            tenant_id: record.tenant_id,
+            key_id: record.key_id,
+            admin: record.admin,
+        };
+        if self.watching.load(Ordering::SeqCst)
+            && self.epoch.load(Ordering::SeqCst) == epoch
+            && let Ok(mut map) = self.verified.lock()
+            && (map.len() < MAX_REMEMBERED || map.contains_key(&key.key_id))
+        {
+            map.insert(
+                key.key_id.clone(),
+                Remembered {
+                    digest,
+                    identity: identity.clone(),
+                },
+            );
+        }
+        Ok(identity)
+    }
+
+    /// Follows the key bucket until `shutdown`, forgetting a key whenever its record changes;
+    /// re-watches after a break (forgetting everything first).
+    pub async fn follow(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut attempt = 0u32;
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            match self.keys.changes().await {
+                Ok(mut changes) => {
+                    attempt = 0;
+                    self.watching.store(true, Ordering::SeqCst);
+                    loop {
+                        tokio::select! {
+                            _ = shutdown.changed() => {
+                                self.watching.store(false, Ordering::SeqCst);
+                                return;
+                            }
+                            change = changes.next() => match change {
+                                Some(Ok(key_id)) => self.forget(Some(&key_id)),
+                                Some(Err(e)) => {
+                                    tracing::warn!(error = %e, "api key watch broke; re-watching");
+                                    break;
+                                }
+                                None => break,
+                            },
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot watch the api key bucket yet"),
+            }
+            self.watching.store(false, Ordering::SeqCst);
+            self.forget(None);
+            attempt = attempt.saturating_add(1);
+            let delay = Duration::from_millis(100u64.saturating_mul(u64::from(attempt.min(20))));
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+}
+
+fn unavailable(e: StoreError) -> AuthFailure {
+    tracing::warn!(error = %e, "api key lookup failed");
+    AuthFailure::Unavailable("api key lookup failed".into())
+}
