@@ -46,6 +46,7 @@
 //! # let _ = (worker, run_id); Ok(()) }
 //! ```
 
+pub mod admin;
 pub mod auth;
 #[cfg(feature = "cli")]
 pub mod cli;
