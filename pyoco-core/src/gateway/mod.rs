@@ -10,6 +10,7 @@ mod cancel;
 mod error;
 mod health;
 pub mod index;
+pub mod limits;
 mod metrics;
 pub mod openapi;
 mod query;
