@@ -6,6 +6,7 @@ pub mod dlq;
 pub mod keys;
 pub mod layout;
 pub mod queue;
+pub mod requests;
 pub mod resources;
 pub mod runs;
 pub mod services;
