@@ -14,6 +14,7 @@ pub mod limits;
 mod metrics;
 pub mod openapi;
 mod query;
+pub mod request_id;
 mod runs;
 mod watch;
 mod wheels;
