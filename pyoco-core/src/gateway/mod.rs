@@ -11,6 +11,7 @@ mod error;
 mod health;
 pub mod index;
 pub mod limits;
+pub mod listener;
 mod metrics;
 pub mod openapi;
 mod query;
