@@ -3,6 +3,7 @@
 //! ([`workers`]), the dead-letter stream ([`dlq`]) and the wheel registry ([`wheels`]).
 
 pub mod dlq;
+mod error;
 pub mod layout;
 pub mod queue;
 pub mod resources;
@@ -18,59 +19,11 @@ use std::time::Duration;
 use async_nats::jetstream;
 
 use crate::config::Config;
+pub use error::{StoreError, is_transient_nats};
 pub use layout::Layout;
 pub use resources::{Resources, ensure_resources};
 pub use runs::{Change, RunStore, Versioned};
 pub use submit::{NewRun, SubmitError, YamlPayload};
-
-/// A NATS operation failed. `transient` errors (timeouts, a lost connection) may succeed when
-/// retried; the others will not.
-#[derive(Debug, Clone, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    #[error("nats unavailable: {op}: {message}")]
-    Unavailable { op: &'static str, message: String },
-    #[error("{op}: {message}")]
-    Failed { op: &'static str, message: String },
-    #[error("key already exists: {key}")]
-    AlreadyExists { key: String },
-    #[error("document {key} is not valid JSON: {message}")]
-    Corrupt { key: String, message: String },
-    #[error("gave up on {key} after {attempts} conflicting writes")]
-    Contended { key: String, attempts: u32 },
-}
-
-impl StoreError {
-    pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Unavailable { .. } | StoreError::Contended { .. }
-        )
-    }
-
-    pub(crate) fn nats<E: std::fmt::Display>(op: &'static str, err: E) -> StoreError {
-        let message = err.to_string();
-        let lower = message.to_ascii_lowercase();
-        let transient = [
-            "timed out",
-            "timeout",
-            "disconnected",
-            "broken pipe",
-            "connection",
-            "no responders",
-            "i/o",
-            "io error",
-            "request",
-        ]
-        .iter()
-        .any(|s| lower.contains(s));
-        if transient {
-            StoreError::Unavailable { op, message }
-        } else {
-            StoreError::Failed { op, message }
-        }
-    }
-}
 
 /// A connected, resource-checked handle on everything pyoco keeps in NATS.
 #[derive(Debug, Clone)]
@@ -100,6 +53,7 @@ impl Store {
             .map_err(|e| StoreError::Unavailable {
                 op: "connect",
                 message: format!("{}: {e}", config.nats_url),
+                source: Some(std::sync::Arc::new(e)),
             })?;
         Store::from_client(client, config).await
     }

@@ -49,16 +49,13 @@ pub async fn publish_deduplicated(
                 last = Some(e);
             }
             Err(e) => {
-                return Err(StoreError::Failed {
-                    op: "publish job",
-                    message: e.to_string(),
-                });
+                return Err(StoreError::failed("publish job", e));
             }
         }
     }
-    Err(StoreError::Unavailable {
-        op: "publish job",
-        message: last.map(|e| e.to_string()).unwrap_or_default(),
+    Err(match last {
+        Some(e) => StoreError::nats("publish job", e),
+        None => StoreError::unavailable("publish job", String::new()),
     })
 }
 

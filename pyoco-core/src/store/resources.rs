@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, kv, object_store, stream};
 
-use super::StoreError;
+use super::{Layout, StoreError};
 use crate::config::Config;
 
 /// Handles on every bucket, bound once.
@@ -38,11 +38,12 @@ pub async fn ensure_resources(
     js: &jetstream::Context,
     config: &Config,
 ) -> Result<Resources, StoreError> {
+    let names = Layout::new(config);
     ensure_stream(
         js,
         stream::Config {
-            name: config.work_stream.clone(),
-            subjects: vec![format!("{}.>", config.work_subject_prefix)],
+            name: names.work_stream.clone(),
+            subjects: vec![names.work_subjects()],
             retention: stream::RetentionPolicy::WorkQueue,
             storage: stream::StorageType::File,
             duplicate_window: Duration::from_secs(120),
@@ -53,8 +54,8 @@ pub async fn ensure_resources(
     ensure_stream(
         js,
         stream::Config {
-            name: config.dlq_stream.clone(),
-            subjects: vec![format!("{}.>", config.dlq_subject_prefix)],
+            name: names.dlq_stream.clone(),
+            subjects: vec![names.dlq_subjects()],
             retention: stream::RetentionPolicy::Limits,
             storage: stream::StorageType::File,
             max_age: config.dlq_max_age,
@@ -71,38 +72,23 @@ pub async fn ensure_resources(
         storage: stream::StorageType::File,
         ..Default::default()
     };
-    let runs = ensure_kv(js, bucket(&config.runs_kv_bucket, 1, Duration::ZERO)).await?;
-    let workers = ensure_kv(
-        js,
-        bucket(&config.workers_kv_bucket, 1, config.workers_kv_ttl),
-    )
-    .await?;
-    let auth = ensure_kv(js, bucket(&config.auth_kv_bucket, 1, Duration::ZERO)).await?;
-    let schedules = ensure_kv(
-        js,
-        bucket(&config.yaml_schedules_kv_bucket, 5, Duration::ZERO),
-    )
-    .await?;
-    let bundles = ensure_kv(
-        js,
-        bucket(&config.workflow_bundles_kv_bucket, 1, Duration::ZERO),
-    )
-    .await?;
-    let run_relations = ensure_kv(
-        js,
-        bucket(&config.run_relations_kv_bucket, 1, Duration::ZERO),
-    )
-    .await?;
+    let runs = ensure_kv(js, bucket(&names.runs_bucket, 1, Duration::ZERO)).await?;
+    let workers = ensure_kv(js, bucket(&names.workers_bucket, 1, config.workers_kv_ttl)).await?;
+    let auth = ensure_kv(js, bucket(&names.auth_bucket, 1, Duration::ZERO)).await?;
+    let schedules = ensure_kv(js, bucket(&names.schedules_bucket, 5, Duration::ZERO)).await?;
+    let bundles = ensure_kv(js, bucket(&names.bundles_bucket, 1, Duration::ZERO)).await?;
+    let run_relations =
+        ensure_kv(js, bucket(&names.run_relations_bucket, 1, Duration::ZERO)).await?;
     let wheel_history = ensure_kv(
         js,
-        bucket(&config.wheel_history_kv_bucket, 1, config.wheel_history_ttl),
+        bucket(&names.wheel_history_bucket, 1, config.wheel_history_ttl),
     )
     .await?;
     // Cache entries carry their own expiry; the bucket's 30-day age bounds what is kept.
     let task_cache = ensure_kv(
         js,
         bucket(
-            &config.task_cache_kv_bucket,
+            &names.task_cache_bucket,
             1,
             Duration::from_secs(30 * 86_400),
         ),
@@ -110,15 +96,15 @@ pub async fn ensure_resources(
     .await?;
     let circuit_breakers = ensure_kv(
         js,
-        bucket(&config.circuit_breakers_kv_bucket, 1, Duration::ZERO),
+        bucket(&names.circuit_breakers_bucket, 1, Duration::ZERO),
     )
     .await?;
-    let wheels = match js.get_object_store(&config.wheel_object_store_bucket).await {
+    let wheels = match js.get_object_store(&names.wheels_bucket).await {
         Ok(store) => store,
         Err(_) => {
             let created = js
                 .create_object_store(object_store::Config {
-                    bucket: config.wheel_object_store_bucket.clone(),
+                    bucket: names.wheels_bucket.clone(),
                     max_bytes: i64::try_from(config.wheel_max_bytes).unwrap_or(i64::MAX),
                     storage: stream::StorageType::File,
                     ..Default::default()
@@ -127,7 +113,7 @@ pub async fn ensure_resources(
             match created {
                 Ok(store) => store,
                 Err(e) => js
-                    .get_object_store(&config.wheel_object_store_bucket)
+                    .get_object_store(&names.wheels_bucket)
                     .await
                     .map_err(|_| StoreError::nats("create object store", e))?,
             }

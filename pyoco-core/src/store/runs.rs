@@ -19,14 +19,7 @@ pub struct Versioned<T> {
     pub revision: u64,
 }
 
-/// What an update closure decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change {
-    /// Write the modified document.
-    Write,
-    /// Leave the stored document as it is.
-    Keep,
-}
+pub use crate::model::Change;
 
 /// How many conflicting writes an update retries before giving up (each retry re-reads).
 const MAX_CAS_ATTEMPTS: u32 = 64;
@@ -55,13 +48,9 @@ impl RunStore {
 
     /// Creates the snapshot; fails with [`StoreError::AlreadyExists`] if the key exists.
     pub async fn create(&self, snapshot: &mut RunSnapshot) -> Result<u64, StoreError> {
-        let bytes =
-            snapshot
-                .to_compact_json(self.compact_limit)
-                .map_err(|e| StoreError::Failed {
-                    op: "encode snapshot",
-                    message: e.to_string(),
-                })?;
+        let bytes = snapshot
+            .to_compact_json(self.compact_limit)
+            .map_err(|e| StoreError::failed("encode snapshot", e))?;
         match self.kv.create(&snapshot.run_id, Bytes::from(bytes)).await {
             Ok(rev) => Ok(rev),
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
@@ -163,10 +152,7 @@ impl RunStore {
             let bytes = current
                 .value
                 .to_compact_json(self.compact_limit)
-                .map_err(|e| StoreError::Failed {
-                    op: "encode snapshot",
-                    message: e.to_string(),
-                })?;
+                .map_err(|e| StoreError::failed("encode snapshot", e))?;
             match self
                 .kv
                 .update(run_id, Bytes::from(bytes), current.revision)

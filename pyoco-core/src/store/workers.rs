@@ -32,10 +32,8 @@ where
         };
         let mut record = change(previous);
         record.worker_id = worker_id.to_string();
-        let bytes = serde_json::to_vec(&record).map_err(|e| StoreError::Failed {
-            op: "encode worker",
-            message: e.to_string(),
-        })?;
+        let bytes =
+            serde_json::to_vec(&record).map_err(|e| StoreError::failed("encode worker", e))?;
         let written = match revision {
             Some(rev) => kv
                 .update(worker_id, Bytes::from(bytes), rev)
@@ -51,10 +49,8 @@ where
             Err(true) => continue,
             Err(false) => {
                 // Expired TTL keys and other oddities: fall back to a plain put.
-                let bytes = serde_json::to_vec(&record).map_err(|e| StoreError::Failed {
-                    op: "encode worker",
-                    message: e.to_string(),
-                })?;
+                let bytes = serde_json::to_vec(&record)
+                    .map_err(|e| StoreError::failed("encode worker", e))?;
                 kv.put(worker_id, Bytes::from(bytes))
                     .await
                     .map_err(|e| StoreError::nats("put worker", e))?;

@@ -99,7 +99,7 @@ impl Worker {
             .expires(wait.max(Duration::from_millis(10)))
             .messages()
             .await
-            .map_err(|e| StoreError::nats("pull", format!("tag {tag}: {e}")).into())
+            .map_err(|e| StoreError::nats_about("pull", &format!("tag {tag}"), e).into())
     }
 }
 

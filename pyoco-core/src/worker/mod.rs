@@ -329,9 +329,10 @@ impl Worker {
                 {
                     Ok(b) => b,
                     Err(e) => {
-                        return Err(crate::store::StoreError::nats(
+                        return Err(crate::store::StoreError::nats_about(
                             "pull",
-                            format!("tag {tag}: {e}"),
+                            &format!("tag {tag}"),
+                            e,
                         )
                         .into());
                     }
