@@ -9,6 +9,7 @@ pub mod queue;
 pub mod resources;
 pub mod runs;
 pub mod services;
+pub mod signals;
 pub mod submit;
 pub mod wheels;
 pub mod workers;
@@ -24,16 +25,21 @@ pub use layout::Layout;
 pub use resources::{Resources, ensure_resources};
 pub use runs::{Change, RunStore, Versioned};
 pub use submit::{NewRun, SubmitError, YamlPayload};
+pub use workers::WorkerStore;
 
-/// A connected, resource-checked handle on everything pyoco keeps in NATS.
+/// A connected, resource-checked handle on everything pyoco keeps in NATS. Other modules use
+/// its methods and the typed stores it hands out ([`RunStore`], [`WorkerStore`]); the raw
+/// handles ([`Store::client`], [`Store::jetstream`], [`Store::resources`]) are for tests and
+/// tools that inspect the server itself.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pub client: async_nats::Client,
-    pub js: jetstream::Context,
-    pub config: Arc<Config>,
-    pub layout: Layout,
-    pub resources: Resources,
-    pub runs: RunStore,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    config: Arc<Config>,
+    layout: Layout,
+    resources: Resources,
+    runs: RunStore,
+    workers: WorkerStore,
 }
 
 impl Store {
@@ -53,7 +59,7 @@ impl Store {
             .map_err(|e| StoreError::Unavailable {
                 op: "connect",
                 message: format!("{}: {e}", config.nats_url),
-                source: Some(std::sync::Arc::new(e)),
+                source: Some(Arc::new(e)),
             })?;
         Store::from_client(client, config).await
     }
@@ -67,6 +73,7 @@ impl Store {
         let layout = Layout::new(&config);
         let resources = ensure_resources(&js, &config).await?;
         let runs = RunStore::new(resources.runs.clone(), config.max_run_snapshot_bytes);
+        let workers = WorkerStore::new(resources.workers.clone(), config.worker_disconnect_timeout);
         Ok(Store {
             client,
             js,
@@ -74,6 +81,7 @@ impl Store {
             layout,
             resources,
             runs,
+            workers,
         })
     }
 
@@ -83,5 +91,53 @@ impl Store {
             self.client.connection_state(),
             async_nats::connection::State::Connected
         )
+    }
+
+    /// The configuration the store was opened with.
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    /// Every NATS name in use.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Run snapshots (compare-and-set).
+    pub fn runs(&self) -> &RunStore {
+        &self.runs
+    }
+
+    /// The worker registry.
+    pub fn workers(&self) -> &WorkerStore {
+        &self.workers
+    }
+
+    /// The raw bucket handles (tests and tools).
+    pub fn resources(&self) -> &Resources {
+        &self.resources
+    }
+
+    /// The raw connection (tests and tools).
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    /// The raw JetStream context (tests and tools).
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    /// Sends everything buffered on the connection (before a process exits).
+    pub async fn flush(&self) {
+        if let Err(e) = self.client.flush().await {
+            tracing::debug!(error = %e, "flush on close failed");
+        }
+    }
+
+    /// Both buckets every route needs answered a cheap round trip (health).
+    pub async fn buckets_reachable(&self) -> bool {
+        let (runs, workers) = tokio::join!(self.runs.reachable(), self.workers.reachable());
+        runs && workers
     }
 }

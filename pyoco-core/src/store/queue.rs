@@ -1,10 +1,12 @@
 //! The work queue: publishing jobs with de-duplication, per-tag durable consumers.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, consumer, context::PublishErrorKind};
 use bytes::Bytes;
+use futures::TryStreamExt;
 
 use super::{Layout, StoreError};
 use crate::config::Config;
@@ -108,3 +110,49 @@ pub async fn ensure_consumer(
 
 /// How long a NAK asks the server to wait before redelivering (the original's fixed 2 s).
 pub const NAK_DELAY: Duration = Duration::from_secs(2);
+
+impl super::Store {
+    /// [`ensure_consumer`] for `tag` with this store's layout and config.
+    pub async fn ensure_consumer(&self, tag: &str) -> Result<consumer::PullConsumer, StoreError> {
+        ensure_consumer(&self.js, &self.layout, &self.config, tag).await
+    }
+
+    /// Messages waiting per tag in the work stream, from its per-subject counts (one request
+    /// per page of subjects, whatever the number of messages).
+    pub async fn queue_depths(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        let stream = self
+            .js
+            .get_stream_no_info(&self.layout.work_stream)
+            .await
+            .map_err(|e| StoreError::nats("work stream info", e))?;
+        let mut subjects = stream
+            .info_with_subjects(self.layout.work_subjects())
+            .await
+            .map_err(|e| StoreError::nats("work stream info", e))?;
+        let mut out = BTreeMap::new();
+        while let Some((subject, n)) = subjects
+            .try_next()
+            .await
+            .map_err(|e| StoreError::nats("work stream info", e))?
+        {
+            if let Some(tag) = self.layout.work_subject_tag(&subject) {
+                *out.entry(tag.to_string()).or_insert(0) += n as u64;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Messages in the dead-letter stream.
+    pub async fn dlq_size(&self) -> Result<u64, StoreError> {
+        let stream = self
+            .js
+            .get_stream_no_info(&self.layout.dlq_stream)
+            .await
+            .map_err(|e| StoreError::nats("dlq stream info", e))?;
+        let info = stream
+            .get_info()
+            .await
+            .map_err(|e| StoreError::nats("dlq stream info", e))?;
+        Ok(info.state.messages)
+    }
+}

@@ -39,8 +39,7 @@ pub async fn ensure_resources(
     config: &Config,
 ) -> Result<Resources, StoreError> {
     let names = Layout::new(config);
-    ensure_stream(
-        js,
+    let streams = [
         stream::Config {
             name: names.work_stream.clone(),
             subjects: vec![names.work_subjects()],
@@ -49,10 +48,6 @@ pub async fn ensure_resources(
             duplicate_window: Duration::from_secs(120),
             ..Default::default()
         },
-    )
-    .await?;
-    ensure_stream(
-        js,
         stream::Config {
             name: names.dlq_stream.clone(),
             subjects: vec![names.dlq_subjects()],
@@ -63,42 +58,55 @@ pub async fn ensure_resources(
             max_bytes: config.dlq_max_bytes,
             ..Default::default()
         },
-    )
-    .await?;
-    let bucket = |name: &str, history: i64, max_age: Duration| kv::Config {
-        bucket: name.to_string(),
-        history,
-        max_age,
-        storage: stream::StorageType::File,
-        ..Default::default()
-    };
-    let runs = ensure_kv(js, bucket(&names.runs_bucket, 1, Duration::ZERO)).await?;
-    let workers = ensure_kv(js, bucket(&names.workers_bucket, 1, config.workers_kv_ttl)).await?;
-    let auth = ensure_kv(js, bucket(&names.auth_bucket, 1, Duration::ZERO)).await?;
-    let schedules = ensure_kv(js, bucket(&names.schedules_bucket, 5, Duration::ZERO)).await?;
-    let bundles = ensure_kv(js, bucket(&names.bundles_bucket, 1, Duration::ZERO)).await?;
-    let run_relations =
-        ensure_kv(js, bucket(&names.run_relations_bucket, 1, Duration::ZERO)).await?;
-    let wheel_history = ensure_kv(
-        js,
-        bucket(&names.wheel_history_bucket, 1, config.wheel_history_ttl),
-    )
-    .await?;
-    // Cache entries carry their own expiry; the bucket's 30-day age bounds what is kept.
-    let task_cache = ensure_kv(
-        js,
-        bucket(
+    ];
+    // One call site per kind of resource, in a loop: debug builds give every inlined NATS
+    // future its own stack slot, and nine of them overflowed a test thread's stack.
+    for stream in streams {
+        ensure_stream(js, stream).await?;
+    }
+    // (name, history, max age), in the order of the `Resources` fields.
+    let buckets: [(&str, i64, Duration); 9] = [
+        (&names.runs_bucket, 1, Duration::ZERO),
+        (&names.workers_bucket, 1, config.workers_kv_ttl),
+        (&names.auth_bucket, 1, Duration::ZERO),
+        (&names.schedules_bucket, 5, Duration::ZERO),
+        (&names.bundles_bucket, 1, Duration::ZERO),
+        (&names.run_relations_bucket, 1, Duration::ZERO),
+        (&names.wheel_history_bucket, 1, config.wheel_history_ttl),
+        // Cache entries carry their own expiry; the bucket's 30-day age bounds what is kept.
+        (
             &names.task_cache_bucket,
             1,
             Duration::from_secs(30 * 86_400),
         ),
-    )
-    .await?;
-    let circuit_breakers = ensure_kv(
-        js,
-        bucket(&names.circuit_breakers_bucket, 1, Duration::ZERO),
-    )
-    .await?;
+        (&names.circuit_breakers_bucket, 1, Duration::ZERO),
+    ];
+    let mut bound = Vec::with_capacity(buckets.len());
+    for (name, history, max_age) in buckets {
+        let config = kv::Config {
+            bucket: name.to_string(),
+            history,
+            max_age,
+            storage: stream::StorageType::File,
+            ..Default::default()
+        };
+        bound.push(ensure_kv(js, config).await?);
+    }
+    let [
+        runs,
+        workers,
+        auth,
+        schedules,
+        bundles,
+        run_relations,
+        wheel_history,
+        task_cache,
+        circuit_breakers,
+    ]: [kv::Store; 9] = bound.try_into().map_err(|_| StoreError::Failed {
+        op: "bind kv buckets",
+        message: "a bucket is missing".into(),
+        source: None,
+    })?;
     let wheels = match js.get_object_store(&names.wheels_bucket).await {
         Ok(store) => store,
         Err(_) => {

@@ -21,6 +21,17 @@ pub struct Versioned<T> {
 
 pub use crate::model::Change;
 
+/// One change of a key as a watch reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyEvent {
+    pub key: String,
+    /// The written document; `None` for a delete or purge.
+    pub value: Option<Bytes>,
+    pub revision: u64,
+    /// Changes still to come in the replay; 0 once the watch has caught up.
+    pub pending: u64,
+}
+
 /// How many conflicting writes an update retries before giving up (each retry re-reads).
 const MAX_CAS_ATTEMPTS: u32 = 64;
 
@@ -174,6 +185,47 @@ impl RunStore {
             key: run_id.to_string(),
             attempts: MAX_CAS_ATTEMPTS,
         })
+    }
+
+    /// The latest value of every key matching `keys` (`>` for all), then every change as
+    /// it is made.
+    pub async fn watch_with_history(
+        &self,
+        keys: &str,
+    ) -> Result<
+        impl futures::Stream<Item = Result<KeyEvent, StoreError>> + Send + Unpin + use<>,
+        StoreError,
+    > {
+        let watch = self
+            .kv
+            .watch_with_history(keys)
+            .await
+            .map_err(|e| StoreError::nats("watch runs", e))?;
+        Ok(watch.map(|entry| {
+            let entry = entry.map_err(|e| StoreError::nats("watch runs", e))?;
+            Ok(KeyEvent {
+                value: (entry.operation == kv::Operation::Put).then_some(entry.value),
+                key: entry.key,
+                revision: entry.revision,
+                pending: entry.delta,
+            })
+        }))
+    }
+
+    /// True when the bucket holds no message at all (fresh stream info, not the one cached
+    /// when the bucket was bound); `false` when that cannot be read.
+    pub async fn is_empty(&self) -> bool {
+        self.kv
+            .stream
+            .get_info()
+            .await
+            .map(|i| i.state.messages == 0)
+            .unwrap_or(false)
+    }
+
+    /// One cheap round trip to the bucket's stream (health).
+    pub async fn reachable(&self) -> bool {
+        self.kv.stream.get_info().await.is_ok()
     }
 
     /// The subject every write of `run_id`'s snapshot is published on (`$KV.<bucket>.<id>`):
