@@ -65,6 +65,25 @@ impl StoreError {
         StoreError::classified(op, message, err)
     }
 
+    /// [`StoreError::nats`] for the boxed errors some async-nats calls return.
+    pub(crate) fn nats_boxed(op: &'static str, err: async_nats::Error) -> StoreError {
+        let message = err.to_string();
+        let source: Source = Arc::from(err);
+        if is_transient_nats(source.as_ref()) {
+            StoreError::Unavailable {
+                op,
+                message,
+                source: Some(source),
+            }
+        } else {
+            StoreError::Failed {
+                op,
+                message,
+                source: Some(source),
+            }
+        }
+    }
+
     fn classified<E>(op: &'static str, message: String, err: E) -> StoreError
     where
         E: StdError + Send + Sync + 'static,

@@ -24,7 +24,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::PullConsumer;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::{AbortOnDropHandle, TaskTracker};
@@ -34,6 +33,7 @@ use crate::error::Error;
 use crate::flow::tasks::Registry;
 use crate::model::is_valid_tag;
 use crate::store::Store;
+use crate::store::queue::{Delivery, WorkConsumer};
 use registry::RegistryHeartbeat;
 
 /// What one `run_once` did.
@@ -72,7 +72,7 @@ pub struct Worker {
     registry: Arc<Registry>,
     worker_id: String,
     tags: Vec<String>,
-    consumers: Vec<(String, PullConsumer)>,
+    consumers: Vec<WorkConsumer>,
     /// Round-robin start position so a busy tag cannot starve the others.
     next_tag: AtomicUsize,
     /// Jobs processed at once (`set_concurrency`, default 1).
@@ -142,7 +142,7 @@ impl Worker {
             Store::connect(config.clone(), &format!("pyoco-nats-worker:{worker_id}")).await?;
         let mut consumers = Vec::new();
         for tag in &clean {
-            consumers.push((tag.clone(), store.ensure_consumer(tag).await?));
+            consumers.push(store.ensure_consumer(tag).await?);
         }
         let heartbeat = RegistryHeartbeat::start(&store, worker_id, &clean).await?;
         let metrics = metrics::TaskMetrics::default();
@@ -300,10 +300,7 @@ impl Worker {
 
     /// Fetches one message, polling the tags fairly: one tag is long-polled; several are
     /// polled round-robin, starting one further each time.
-    async fn next_message(
-        &mut self,
-        timeout: Duration,
-    ) -> Result<Option<async_nats::jetstream::Message>, Error> {
+    async fn next_message(&mut self, timeout: Duration) -> Result<Option<Delivery>, Error> {
         if timeout.is_zero() || self.consumers.is_empty() {
             return Ok(None);
         }
@@ -312,7 +309,7 @@ impl Worker {
         loop {
             let start = self.next_tag.fetch_add(1, Ordering::Relaxed) % n;
             for k in 0..n {
-                let (tag, consumer) = &self.consumers[(start + k) % n];
+                let consumer = &self.consumers[(start + k) % n];
                 let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
                 let wait = if n == 1 {
                     remaining
@@ -322,28 +319,12 @@ impl Worker {
                 if wait < Duration::from_millis(1) {
                     return Ok(None);
                 }
-                let mut batch = match consumer
-                    .batch()
-                    .max_messages(1)
-                    .expires(wait)
-                    .messages()
-                    .await
-                {
-                    Ok(b) => b,
-                    Err(e) => {
-                        return Err(crate::store::StoreError::nats_about(
-                            "pull",
-                            &format!("tag {tag}"),
-                            e,
-                        )
-                        .into());
-                    }
-                };
-                if let Some(item) = batch.next().await {
+                let mut pull = consumer.pull(1, wait).await?;
+                if let Some(item) = pull.next().await {
                     match item {
                         Ok(msg) => return Ok(Some(msg)),
                         Err(e) => {
-                            tracing::debug!(tag = %tag, error = %e, "pull ended without a message");
+                            tracing::debug!(tag = %consumer.tag(), error = %e, "pull ended without a message");
                         }
                     }
                 }

@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use async_nats::jetstream::{AckKind, Message};
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -18,7 +17,8 @@ use super::terminal::{cancel_unfinished, fail_run, finished_with};
 use super::{Disposition, Processed, Worker};
 use crate::flow::engine::{Outcome, RunInfo, run_flow};
 use crate::model::{DlqReason, InvalidJob, Job, RunStatus, now};
-use crate::store::{StoreError, queue::NAK_DELAY};
+use crate::store::StoreError;
+use crate::store::queue::{Delivery, NAK_DELAY, Reply};
 
 enum Exec {
     /// The run is terminal (or was never ours to run): ack.
@@ -29,21 +29,21 @@ enum Exec {
 
 /// Sends `kind` for the message of `run_id`; a failure is logged, never dropped (the server
 /// redelivers after the ack wait, and the run's compare-and-set writes keep that safe).
-async fn reply(msg: &Message, kind: AckKind, run_id: Option<&str>, what: &'static str) {
-    if let Err(e) = msg.ack_with(kind).await {
-        tracing::warn!(run_id = run_id.unwrap_or(""), subject = %msg.subject, error = %e, "could not {what} the job");
+async fn reply(msg: &Delivery, reply: Reply, run_id: Option<&str>) {
+    if let Err(e) = msg.reply(reply).await {
+        tracing::warn!(run_id = run_id.unwrap_or(""), subject = %msg.subject(), ?reply, error = %e, "could not answer the job");
     }
 }
 
 impl Worker {
-    pub(super) async fn process(&self, msg: Message) -> Processed {
+    pub(super) async fn process(&self, msg: Delivery) -> Processed {
         let msg = Arc::new(msg);
-        let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
-        let job = match Job::decode(&msg.payload) {
+        let delivered = msg.delivered();
+        let job = match Job::decode(msg.payload()) {
             Ok(job) => job,
             Err(e) => {
                 self.dead_letter_invalid(&msg, delivered, &e).await;
-                reply(&msg, AckKind::Term, None, "TERM").await;
+                reply(&msg, Reply::Term, None).await;
                 return Processed::Invalid;
             }
         };
@@ -66,11 +66,11 @@ impl Worker {
         let disposition = match result {
             Ok(Exec::Done) => {
                 // The run is terminal, so a redelivery is acked and skipped.
-                reply(&msg, AckKind::Ack, Some(&job.run_id), "ack").await;
+                reply(&msg, Reply::Ack, Some(&job.run_id)).await;
                 Disposition::Acked
             }
             Ok(Exec::HandBack) => {
-                reply(&msg, AckKind::Nak(None), Some(&job.run_id), "hand back").await;
+                reply(&msg, Reply::Nak(None), Some(&job.run_id)).await;
                 Disposition::HandedBack
             }
             Err(e) => self.retry_or_give_up(&msg, &job, delivered, e).await,
@@ -84,7 +84,7 @@ impl Worker {
     /// A transient failure: NAK with a delay, unless this was the last allowed delivery.
     async fn retry_or_give_up(
         &self,
-        msg: &Message,
+        msg: &Delivery,
         job: &Job,
         delivered: i64,
         error: StoreError,
@@ -118,11 +118,11 @@ impl Worker {
             if let Err(e) = fail_run(&self.store, &self.worker_id, job, &reason).await {
                 tracing::error!(run_id = %job.run_id, error = %e, "could not mark the run FAILED");
             }
-            reply(msg, AckKind::Term, Some(&job.run_id), "TERM").await;
+            reply(msg, Reply::Term, Some(&job.run_id)).await;
             return Disposition::GaveUp;
         }
         tracing::error!(run_id = %job.run_id, error = %error, delivered, "transient nats error during job processing; will retry");
-        reply(msg, AckKind::Nak(Some(NAK_DELAY)), Some(&job.run_id), "NAK").await;
+        reply(msg, Reply::Nak(Some(NAK_DELAY)), Some(&job.run_id)).await;
         Disposition::Retried
     }
 
@@ -247,11 +247,12 @@ impl Worker {
         Ok(Exec::Done)
     }
 
-    async fn dead_letter_invalid(&self, msg: &Message, delivered: i64, error: &InvalidJob) {
-        tracing::error!(subject = %msg.subject, %error, reason = "invalid_job", "invalid job payload");
-        let subject = msg.subject.to_string();
+    async fn dead_letter_invalid(&self, msg: &Delivery, delivered: i64, error: &InvalidJob) {
+        tracing::error!(subject = %msg.subject(), %error, reason = "invalid_job", "invalid job payload");
+        let subject = msg.subject().to_string();
         let tag = subject.rsplit('.').next().unwrap_or("default").to_string();
-        let head = &msg.payload[..msg.payload.len().min(4096)];
+        let payload = msg.payload();
+        let head = &payload[..payload.len().min(4096)];
         let mut ctx = Map::new();
         ctx.insert("subject".into(), subject.clone().into());
         ctx.insert("worker_id".into(), self.worker_id.clone().into());

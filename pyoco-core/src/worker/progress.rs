@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{AckKind, Message};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -13,6 +12,7 @@ use tokio_util::task::AbortOnDropHandle;
 
 use crate::flow::engine::EngineState;
 use crate::model::{Job, RunSnapshot, RunStatus, WorkerWrite, now};
+use crate::store::queue::{Delivery, Reply};
 use crate::store::{RunStore, Versioned};
 
 /// Progress writes are coalesced to at most one per this interval (the original's 0.25 s);
@@ -117,7 +117,7 @@ pub(super) async fn progress_writer(mut w: ProgressWriter) -> Option<Versioned<R
 /// Sends `+WPI` at once and then every `interval` until stopped, so a long run keeps its
 /// lease. Aborted if dropped.
 pub(super) fn spawn_ack_progress(
-    msg: Arc<Message>,
+    msg: Arc<Delivery>,
     run_id: String,
     interval: Option<Duration>,
     stop: CancellationToken,
@@ -125,7 +125,7 @@ pub(super) fn spawn_ack_progress(
     let interval = interval?;
     Some(AbortOnDropHandle::new(tokio::spawn(async move {
         loop {
-            if let Err(e) = msg.ack_with(AckKind::Progress).await {
+            if let Err(e) = msg.reply(Reply::Progress).await {
                 // The lease may lapse and the job be redelivered; the run's compare-and-set
                 // writes keep that from running it twice at once.
                 tracing::warn!(run_id = %run_id, error = %e, "in-progress ack failed");
