@@ -132,6 +132,17 @@ impl WorkerRecord {
         }
     }
 
+    /// The state readers show at `now`: [`effective_state`] from the last time the worker
+    /// was seen (falling back to its heartbeats, as the original does).
+    pub fn effective_state(&self, now: f64, timeout: Duration) -> WorkerState {
+        let last_seen = self
+            .last_seen_at
+            .or(self.last_heartbeat_at)
+            .or(self.heartbeat_at)
+            .unwrap_or(0.0);
+        effective_state(self.state, last_seen, now, timeout)
+    }
+
     /// Touches the three heartbeat timestamps and `updated_at`.
     pub fn touch(&mut self) {
         let now = super::now();
@@ -365,6 +376,10 @@ mod tests {
             (Some(990.0), None)
         );
         assert_eq!(record.extra["custom"], true);
+        assert_eq!(
+            record.effective_state(1000.0, Duration::from_secs(5)),
+            WorkerState::Disconnected
+        );
         assert!(WorkerView::decode("w1", b"[1]", 0.0, TIMEOUT).is_none());
         assert!(WorkerView::decode("w1", b"{nope", 0.0, TIMEOUT).is_none());
     }

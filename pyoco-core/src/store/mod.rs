@@ -1,6 +1,9 @@
 //! The only module that talks to NATS: names ([`layout`]), resources ([`resources`]), run
-//! snapshots with compare-and-set ([`runs`]), the work queue ([`queue`]), the worker registry
-//! ([`workers`]), the dead-letter stream ([`dlq`]) and the wheel registry ([`wheels`]).
+//! snapshots with compare-and-set ([`runs`]), the work queue — publishing, pulling and
+//! answering jobs, queue depths ([`queue`]) — the worker registry ([`workers`]), the
+//! dead-letter stream ([`dlq`]), advisories and run-key signals ([`signals`]), task cache and
+//! circuit breakers ([`services`]) and the wheel registry ([`wheels`]). Its errors
+//! ([`StoreError`]) say whether a retry can help, decided by async-nats' error kinds.
 
 pub mod dlq;
 mod error;
