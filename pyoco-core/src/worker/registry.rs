@@ -4,8 +4,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::model::{RunStatus, WorkerRecord, WorkerState, now};
 use crate::store::{Store, StoreError, WorkerStore};
@@ -34,7 +34,8 @@ pub(crate) struct RegistryHeartbeat {
     tags: Vec<String>,
     local: Arc<Mutex<Local>>,
     stop: CancellationToken,
-    task: Option<JoinHandle<()>>,
+    /// The heartbeat loop; stopped by `stop`, or aborted if the worker is dropped unclosed.
+    task: Option<AbortOnDropHandle<()>>,
 }
 
 impl RegistryHeartbeat {
@@ -72,7 +73,7 @@ impl RegistryHeartbeat {
         let interval = store.config().worker_heartbeat_interval;
         let this = hb.writer();
         let stop = hb.stop.clone();
-        hb.task = Some(tokio::spawn(async move {
+        hb.task = Some(AbortOnDropHandle::new(tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
             tick.tick().await;
             loop {
@@ -85,7 +86,7 @@ impl RegistryHeartbeat {
                     _ = stop.cancelled() => break,
                 }
             }
-        }));
+        })));
         Ok(hb)
     }
 
