@@ -53,7 +53,7 @@ impl StoreError {
         E: StdError + Send + Sync + 'static,
     {
         let message = err.to_string();
-        StoreError::classified(op, message, err)
+        StoreError::classified(op, message, Arc::new(err))
     }
 
     /// [`StoreError::nats`] with what the operation was about (a tag, a key) in the message.
@@ -62,34 +62,18 @@ impl StoreError {
         E: StdError + Send + Sync + 'static,
     {
         let message = format!("{about}: {err}");
-        StoreError::classified(op, message, err)
+        StoreError::classified(op, message, Arc::new(err))
     }
 
     /// [`StoreError::nats`] for the boxed errors some async-nats calls return.
     pub(crate) fn nats_boxed(op: &'static str, err: async_nats::Error) -> StoreError {
         let message = err.to_string();
-        let source: Source = Arc::from(err);
-        if is_transient_nats(source.as_ref()) {
-            StoreError::Unavailable {
-                op,
-                message,
-                source: Some(source),
-            }
-        } else {
-            StoreError::Failed {
-                op,
-                message,
-                source: Some(source),
-            }
-        }
+        StoreError::classified(op, message, Arc::from(err))
     }
 
-    fn classified<E>(op: &'static str, message: String, err: E) -> StoreError
-    where
-        E: StdError + Send + Sync + 'static,
-    {
-        let transient = is_transient_nats(&err);
-        let source: Option<Source> = Some(Arc::new(err));
+    fn classified(op: &'static str, message: String, source: Source) -> StoreError {
+        let transient = is_transient_nats(source.as_ref());
+        let source = Some(source);
         if transient {
             StoreError::Unavailable {
                 op,

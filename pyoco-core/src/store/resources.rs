@@ -92,21 +92,6 @@ pub async fn ensure_resources(
         };
         bound.push(ensure_kv(js, config).await?);
     }
-    let [
-        runs,
-        workers,
-        auth,
-        schedules,
-        bundles,
-        run_relations,
-        wheel_history,
-        task_cache,
-        circuit_breakers,
-    ]: [kv::Store; 9] = bound.try_into().map_err(|_| StoreError::Failed {
-        op: "bind kv buckets",
-        message: "a bucket is missing".into(),
-        source: None,
-    })?;
     let wheels = match js.get_object_store(&names.wheels_bucket).await {
         Ok(store) => store,
         Err(_) => {
@@ -127,16 +112,24 @@ pub async fn ensure_resources(
             }
         }
     };
+    let mut bound = bound.into_iter();
+    let mut next = || {
+        bound.next().ok_or_else(|| StoreError::Failed {
+            op: "bind kv buckets",
+            message: "a bucket is missing".into(),
+            source: None,
+        })
+    };
     Ok(Resources {
-        runs,
-        workers,
-        auth,
-        schedules,
-        bundles,
-        run_relations,
-        wheel_history,
-        task_cache,
-        circuit_breakers,
+        runs: next()?,
+        workers: next()?,
+        auth: next()?,
+        schedules: next()?,
+        bundles: next()?,
+        run_relations: next()?,
+        wheel_history: next()?,
+        task_cache: next()?,
+        circuit_breakers: next()?,
         wheels,
     })
 }

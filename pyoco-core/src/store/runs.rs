@@ -32,6 +32,9 @@ pub struct KeyEvent {
     pub pending: u64,
 }
 
+/// The changes a watch reports, in order.
+pub type KeyEvents = futures::stream::BoxStream<'static, Result<KeyEvent, StoreError>>;
+
 /// How many conflicting writes an update retries before giving up (each retry re-reads).
 const MAX_CAS_ATTEMPTS: u32 = 64;
 
@@ -190,37 +193,24 @@ impl RunStore {
 
     /// The latest value of every key matching `keys` (`>` for all), then every change as
     /// it is made.
-    pub async fn watch_with_history(
-        &self,
-        keys: &str,
-    ) -> Result<
-        impl futures::Stream<Item = Result<KeyEvent, StoreError>> + Send + Unpin + use<>,
-        StoreError,
-    > {
+    pub async fn watch_with_history(&self, keys: &str) -> Result<KeyEvents, StoreError> {
         let watch = self
             .kv
             .watch_with_history(keys)
             .await
             .map_err(|e| StoreError::nats("watch runs", e))?;
-        Ok(watch.map(key_event))
+        Ok(watch.map(key_event).boxed())
     }
 
     /// Every write of `run_id` from `revision` on (the SSE watch: the current revision, or
     /// the one after the client's `Last-Event-ID`).
-    pub async fn watch_from(
-        &self,
-        run_id: &str,
-        revision: u64,
-    ) -> Result<
-        impl futures::Stream<Item = Result<KeyEvent, StoreError>> + Send + Unpin + use<>,
-        StoreError,
-    > {
+    pub async fn watch_from(&self, run_id: &str, revision: u64) -> Result<KeyEvents, StoreError> {
         let watch = self
             .kv
             .watch_from_revision(run_id, revision)
             .await
             .map_err(|e| StoreError::nats("watch run", e))?;
-        Ok(watch.map(key_event))
+        Ok(watch.map(key_event).boxed())
     }
 
     /// True when the bucket holds no message at all (fresh stream info, not the one cached
