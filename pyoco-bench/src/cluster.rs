@@ -66,7 +66,8 @@ impl Cluster {
         let resources = pyoco::ensure_resources(&js, &config)
             .await
             .context("ensure pyoco's streams and buckets")?;
-        let tracker = Tracker::start(&client, &config.runs_kv_bucket).await?;
+        let runs_bucket = pyoco::store::Layout::new(&config).runs_bucket;
+        let tracker = Tracker::start(&client, &runs_bucket).await?;
         let http = reqwest::Client::builder()
             .tcp_nodelay(true)
             .pool_max_idle_per_host(1024)
@@ -77,7 +78,7 @@ impl Cluster {
             client,
             js,
             runs: resources.runs,
-            runs_bucket: config.runs_kv_bucket.clone(),
+            runs_bucket,
             http,
             tracker,
             gateway: None,

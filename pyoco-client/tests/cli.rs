@@ -600,7 +600,7 @@ async fn cancel_prints_the_snapshot_waits_with_wait_and_reports_a_wait_timeout()
         .await
         .unwrap();
     nats.store()
-        .runs
+        .runs()
         .bucket()
         .put(ghost.as_str(), serde_json::to_vec(&doc).unwrap().into())
         .await

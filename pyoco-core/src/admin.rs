@@ -73,18 +73,10 @@ async fn execute(
                     exit_code: 1,
                 });
             }
-            let key = ApiKey::generate().map_err(|e| StoreError::Failed {
-                op: "generate api key",
-                message: e.to_string(),
-            })?;
+            let key = ApiKey::generate().map_err(|e| StoreError::failed("generate api key", e))?;
             let created_at = now();
-            let record =
-                ApiKeyRecord::new(&key, &tenant, pepper, admin, created_at).map_err(|e| {
-                    StoreError::Failed {
-                        op: "generate salt",
-                        message: e.to_string(),
-                    }
-                })?;
+            let record = ApiKeyRecord::new(&key, &tenant, pepper, admin, created_at)
+                .map_err(|e| StoreError::failed("generate salt", e))?;
             keys.create(&record).await?;
             let mut out = json!({
                 "key_id": record.key_id,

@@ -143,7 +143,7 @@ async fn cancel_of_a_queued_run_without_a_worker_is_immediate_and_the_job_is_ski
     let nats = pyoco::NatsClient::connect(stack.config.clone())
         .await
         .unwrap();
-    let js = nats.store().js.clone();
+    let js = nats.store().jetstream().clone();
     wait_for(
         "the queued job to be acked",
         Duration::from_secs(10),

@@ -270,7 +270,7 @@ async fn cancelled_pending_run_ends_cancelled_without_running() {
         .await
         .unwrap();
     nats.store()
-        .runs
+        .runs()
         .update(&run_id, |doc| {
             doc.status = pyoco::RunStatus::Cancelling;
             doc.cancel_requested_at = Some(pyoco::model::now());
@@ -309,7 +309,7 @@ async fn a_permanent_error_fails_the_job_at_once_instead_of_redelivering() {
         .await
         .unwrap();
     nats.store()
-        .runs
+        .runs()
         .bucket()
         .put(&run_id, "{corrupt".into())
         .await

@@ -518,7 +518,7 @@ async fn cancel_run_waits_on_the_watch_and_times_out_on_a_stuck_run() {
     doc_map.insert("worker_id".into(), json!("ghost"));
     doc_map.insert("start_time".into(), json!(pyoco::model::now()));
     nats.store()
-        .runs
+        .runs()
         .bucket()
         .put(ghost.as_str(), serde_json::to_vec(&doc).unwrap().into())
         .await

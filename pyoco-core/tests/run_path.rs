@@ -148,7 +148,7 @@ async fn worker_registry_goes_idle_running_idle_and_stopped_graceful() {
     let nats = pyoco::NatsClient::connect(stack.config.clone())
         .await
         .unwrap();
-    let workers = nats.store().resources.workers.clone();
+    let workers = nats.store().resources().workers.clone();
     let record = |kv: async_nats::jetstream::kv::Store| async move {
         let bytes = kv.get("w1").await.ok()??;
         serde_json::from_slice::<serde_json::Value>(&bytes).ok()

@@ -99,7 +99,7 @@ async fn a_circuit_breaker_opens_and_recovers_across_two_workers() {
     let state: Value = serde_json::from_slice(
         &nats
             .store()
-            .resources
+            .resources()
             .circuit_breakers
             .get("t_svc")
             .await

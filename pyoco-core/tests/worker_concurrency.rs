@@ -64,7 +64,7 @@ async fn a_worker_with_concurrency_overlaps_runs_and_cancels_only_the_one_asked(
     // A cancel as any writer makes it: compare-and-set on the stored snapshot.
     client
         .store()
-        .runs
+        .runs()
         .update(&victim, |doc| {
             doc.cancel_requested_at = Some(pyoco::model::now());
             Change::Write

@@ -171,7 +171,7 @@ async fn nats_restart_under_load_loses_no_accepted_run() {
         "every stored run to be terminal",
         Duration::from_secs(30),
         || async {
-            let keys = nats.store().runs.keys().await.ok()?;
+            let keys = nats.store().runs().keys().await.ok()?;
             for key in &keys {
                 let run = nats.get_run(key).await.ok()??;
                 if !run.status.is_terminal() {
@@ -238,7 +238,7 @@ async fn sigterm_lets_the_current_run_finish_then_stops_gracefully() {
     let nats = pyoco::NatsClient::connect(config).await.unwrap();
     let record = nats
         .store()
-        .resources
+        .resources()
         .workers
         .get("polite")
         .await
@@ -311,7 +311,7 @@ async fn a_run_whose_last_delivery_dies_is_failed_not_left_running() {
     let nats = pyoco::NatsClient::connect(config).await.unwrap();
     let work = nats
         .store()
-        .js
+        .jetstream()
         .get_stream("PYOCO_WORK")
         .await
         .unwrap()
@@ -321,7 +321,7 @@ async fn a_run_whose_last_delivery_dies_is_failed_not_left_running() {
     assert_eq!(work.state.messages, 0, "the undeliverable job is removed");
     let dlq = nats
         .store()
-        .js
+        .jetstream()
         .get_stream("PYOCO_DLQ")
         .await
         .unwrap()

@@ -59,7 +59,7 @@ impl NatsClient {
         flow_name: &str,
         tag: Option<&str>,
     ) -> Result<String, Error> {
-        let limit = self.store.config.workflow_yaml_max_bytes;
+        let limit = self.store.config().workflow_yaml_max_bytes;
         if yaml.len() > limit {
             return Err(Error::WorkflowTooLarge {
                 size: yaml.len(),
@@ -85,7 +85,7 @@ impl NatsClient {
 
     /// The run's snapshot, or `None` when there is no such run.
     pub async fn get_run(&self, run_id: &str) -> Result<Option<RunSnapshot>, Error> {
-        Ok(self.store.runs.get(run_id).await?.map(|v| v.value))
+        Ok(self.store.runs().get(run_id).await?.map(|v| v.value))
     }
 
     /// Waits (with a KV watch, no polling) until the run is terminal and returns it.
@@ -95,16 +95,10 @@ impl NatsClient {
         timeout: Duration,
     ) -> Result<RunSnapshot, Error> {
         let wait = async {
-            let mut watch = self
-                .store
-                .runs
-                .bucket()
-                .watch_with_history(run_id)
-                .await
-                .map_err(|e| crate::store::StoreError::nats("watch run", e))?;
-            while let Some(entry) = watch.next().await {
-                let entry = entry.map_err(|e| crate::store::StoreError::nats("watch run", e))?;
-                if let Ok(snap) = json::from_slice::<RunSnapshot>(&entry.value)
+            let mut watch = self.store.runs().watch_with_history(run_id).await?;
+            while let Some(event) = watch.next().await {
+                let Some(value) = event?.value else { continue };
+                if let Ok(snap) = json::from_slice::<RunSnapshot>(&value)
                     && snap.status.is_terminal()
                 {
                     return Ok(snap);

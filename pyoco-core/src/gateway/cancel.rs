@@ -24,7 +24,7 @@ pub async fn cancel(
 ) -> Result<Json<Value>, ApiError> {
     let store = state.store()?;
     let updated = store
-        .runs
+        .runs()
         .update(&run_id, |doc| {
             let now = now();
             match doc.status {

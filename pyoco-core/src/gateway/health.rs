@@ -18,8 +18,8 @@ use serde_json::{Value, json};
 
 use super::GatewayState;
 use super::error::ApiError;
-use super::metrics::{TagLoad, queue_depths, tag_loads};
-use super::workers::{bool_problem, lax_bool, read_workers};
+use super::metrics::{TagLoad, tag_loads};
+use super::workers::{bool_problem, lax_bool};
 use crate::store::{Store, StoreError};
 
 /// Deadline of each NATS check (they run concurrently).
@@ -95,17 +95,8 @@ impl Findings {
     }
 }
 
-/// A cheap round trip to each bucket's stream.
-async fn buckets_reachable(store: &Store) -> bool {
-    let (runs, workers) = tokio::join!(
-        store.resources.runs.stream.get_info(),
-        store.resources.workers.stream.get_info()
-    );
-    runs.is_ok() && workers.is_ok()
-}
-
 async fn read_tags(store: &Store) -> Result<BTreeMap<String, TagLoad>, StoreError> {
-    let (queued, workers) = tokio::try_join!(queue_depths(store), read_workers(store))?;
+    let (queued, workers) = tokio::try_join!(store.queue_depths(), store.workers().list())?;
     Ok(tag_loads(&queued, &workers))
 }
 
@@ -122,7 +113,7 @@ async fn check(state: &GatewayState) -> Findings {
         }
     };
     let (buckets, tags) = tokio::join!(
-        tokio::time::timeout(PROBE_DEADLINE, buckets_reachable(store)),
+        tokio::time::timeout(PROBE_DEADLINE, store.buckets_reachable()),
         tokio::time::timeout(PROBE_DEADLINE, read_tags(store))
     );
     let tags = match tags {

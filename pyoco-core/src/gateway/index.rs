@@ -7,7 +7,7 @@ use std::ops::Bound;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use async_nats::jetstream::kv;
+use crate::store::{RunStore, StoreError};
 use futures::StreamExt;
 use serde::Deserialize;
 use tokio::sync::watch;
@@ -302,30 +302,21 @@ impl RunIndex {
         counts
     }
 
-    /// Keeps the index current from `bucket` until the task is dropped: replays the latest
-    /// value of every key, marks itself ready when caught up, then follows every change.
-    /// Restarts the watch (from scratch) if it ends.
-    pub async fn follow(self: Arc<Self>, bucket: kv::Store) {
+    /// Keeps the index current from the runs bucket until the task is dropped: replays the
+    /// latest value of every key, marks itself ready when caught up, then follows every
+    /// change. Restarts the watch (from scratch) if it ends.
+    pub async fn follow(self: Arc<Self>, runs: RunStore) {
         loop {
-            if let Err(e) = self.follow_once(&bucket).await {
+            if let Err(e) = self.follow_once(&runs).await {
                 tracing::warn!(error = %e, "run index watch ended; restarting");
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 
-    async fn follow_once(&self, bucket: &kv::Store) -> Result<(), String> {
-        let mut watch = bucket
-            .watch_with_history(">")
-            .await
-            .map_err(|e| e.to_string())?;
-        // Fresh stream info (`kv::Store::status` is cached from bind time).
-        let empty = bucket
-            .stream
-            .get_info()
-            .await
-            .map(|i| i.state.messages == 0)
-            .unwrap_or(false);
+    async fn follow_once(&self, runs: &RunStore) -> Result<(), StoreError> {
+        let mut watch = runs.watch_with_history(">").await?;
+        let empty = runs.is_empty().await;
         // A restarted watch replays everything: start from a clean index.
         if let Ok(mut inner) = self.inner.write() {
             *inner = Inner::default();
@@ -333,17 +324,17 @@ impl RunIndex {
         if empty {
             self.ready.send_replace(true);
         }
-        while let Some(entry) = watch.next().await {
-            let entry = entry.map_err(|e| e.to_string())?;
-            match entry.operation {
-                kv::Operation::Put => self.apply(&entry.key, Some(&entry.value)),
-                kv::Operation::Delete | kv::Operation::Purge => self.apply(&entry.key, None),
-            }
-            if entry.delta == 0 {
+        while let Some(event) = watch.next().await {
+            let event = event?;
+            self.apply(&event.key, event.value.as_deref());
+            if event.pending == 0 {
                 self.ready.send_replace(true);
             }
         }
-        Err("watch stream closed".into())
+        Err(StoreError::unavailable(
+            "watch runs",
+            "watch stream closed".into(),
+        ))
     }
 }
 

@@ -20,16 +20,14 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use futures::TryStreamExt;
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
 use super::GatewayState;
 use super::error::ApiError;
-use super::workers::{Worker, live_workers_per_tag, read_workers};
-use crate::model::{WorkerState, now};
-use crate::store::{Store, StoreError};
+use super::workers::live_workers_per_tag;
+use crate::model::{WorkerState, WorkerView, now};
 
 /// The original's content type (the Prometheus text format 0.0.4).
 pub const CONTENT_TYPE_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -147,7 +145,7 @@ impl TagLoad {
 /// Every tag with queued work or a live worker.
 pub(crate) fn tag_loads(
     queued: &BTreeMap<String, u64>,
-    workers: &[Worker],
+    workers: &[WorkerView],
 ) -> BTreeMap<String, TagLoad> {
     let mut out: BTreeMap<String, TagLoad> = BTreeMap::new();
     for (tag, n) in queued {
@@ -157,45 +155,6 @@ pub(crate) fn tag_loads(
         out.entry(tag).or_default().live_workers = n;
     }
     out
-}
-
-/// Messages per tag in the work stream, from its per-subject counts (one request per page of
-/// subjects, whatever the number of messages).
-pub(crate) async fn queue_depths(store: &Store) -> Result<BTreeMap<String, u64>, StoreError> {
-    let stream = store
-        .js
-        .get_stream_no_info(&store.layout.work_stream)
-        .await
-        .map_err(|e| StoreError::nats("work stream info", e))?;
-    let mut subjects = stream
-        .info_with_subjects(store.layout.work_subjects())
-        .await
-        .map_err(|e| StoreError::nats("work stream info", e))?;
-    let prefix = format!("{}.", store.layout.work_subject_prefix);
-    let mut out = BTreeMap::new();
-    while let Some((subject, n)) = subjects
-        .try_next()
-        .await
-        .map_err(|e| StoreError::nats("work stream info", e))?
-    {
-        if let Some(tag) = subject.strip_prefix(&prefix) {
-            *out.entry(tag.to_string()).or_insert(0) += n as u64;
-        }
-    }
-    Ok(out)
-}
-
-async fn dlq_messages(store: &Store) -> Result<u64, StoreError> {
-    let stream = store
-        .js
-        .get_stream_no_info(&store.layout.dlq_stream)
-        .await
-        .map_err(|e| StoreError::nats("dlq stream info", e))?;
-    let info = stream
-        .get_info()
-        .await
-        .map_err(|e| StoreError::nats("dlq stream info", e))?;
-    Ok(info.state.messages)
 }
 
 /// The start of the current UTC day, in Unix seconds.
@@ -208,7 +167,7 @@ fn utc_day_start(now: f64) -> f64 {
 struct Scrape {
     runs: Vec<(String, u64)>,
     runs_today: Vec<(String, u64)>,
-    workers: Vec<Worker>,
+    workers: Vec<WorkerView>,
     dlq_messages: u64,
     tags: BTreeMap<String, TagLoad>,
 }
@@ -287,9 +246,9 @@ pub(crate) async fn metrics(
     let runs = index.status_counts(None);
     let runs_today = index.status_counts(Some(utc_day_start(now())));
     let (workers, queued, dlq_messages) = tokio::try_join!(
-        read_workers(store),
-        queue_depths(store),
-        dlq_messages(store)
+        store.workers().list(),
+        store.queue_depths(),
+        store.dlq_size()
     )?;
     let scrape = Scrape {
         runs,
@@ -308,12 +267,12 @@ mod tests {
     use super::*;
     use serde_json::{Value, json};
 
-    fn worker(id: &str, state: &str, tags: &[&str]) -> Worker {
+    fn worker(id: &str, state: &str, tags: &[&str]) -> WorkerView {
         let Value::Object(raw) = json!({"state": state, "tags": tags, "last_seen_at": 1000.0})
         else {
             unreachable!()
         };
-        Worker::from_stored(id, raw, 1000.0, Duration::from_secs(20))
+        WorkerView::from_stored(id, raw, 1000.0, Duration::from_secs(20))
     }
 
     #[test]

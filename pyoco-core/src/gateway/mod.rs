@@ -62,7 +62,7 @@ impl GatewayState {
                 match Store::connect(bg.config.clone(), "pyoco-http-api").await {
                     Ok(store) => {
                         tracing::info!(nats_url = %bg.config.nats_url, "gateway connected to NATS");
-                        tokio::spawn(bg.index.clone().follow(store.runs.bucket().clone()));
+                        tokio::spawn(bg.index.clone().follow(store.runs().clone()));
                         bg.store.set(store).ok();
                         return;
                     }
@@ -80,9 +80,9 @@ impl GatewayState {
     /// Uses an existing connected store (tests, embedding).
     pub fn with_store(store: Store) -> GatewayState {
         let index: Arc<index::RunIndex> = Arc::default();
-        tokio::spawn(index.clone().follow(store.runs.bucket().clone()));
+        tokio::spawn(index.clone().follow(store.runs().clone()));
         let cell = OnceCell::new();
-        let config = store.config.clone();
+        let config = store.config().clone();
         cell.set(store).ok();
         GatewayState {
             config,

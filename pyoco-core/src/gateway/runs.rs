@@ -16,7 +16,7 @@ use super::index::{Field, Query as IndexQuery};
 use super::query::{QueryParams, body_bytes};
 use crate::flow::yaml::{parse_flow_yaml, sha256_hex};
 use crate::model::{WorkerState, is_valid_tag, now};
-use crate::store::{NewRun, SubmitError, YamlPayload, workers::get_worker};
+use crate::store::{NewRun, SubmitError, YamlPayload};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -386,7 +386,7 @@ pub async fn get_run(
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<Value>> {
     let store = state.store()?;
-    let Some(doc) = store.runs.get_json(&run_id).await? else {
+    let Some(doc) = store.runs().get_json(&run_id).await? else {
         return Err(ApiError::run_not_found());
     };
     let mut doc = doc.value;
@@ -411,7 +411,7 @@ async fn enrich_with_worker(state: &GatewayState, doc: &mut Value) {
         return;
     };
     let Ok(store) = state.store() else { return };
-    let Ok(record) = get_worker(&store.resources.workers, &worker_id).await else {
+    let Ok(record) = store.workers().get(&worker_id).await else {
         return;
     };
     let Value::Object(m) = doc else { return };
@@ -424,7 +424,7 @@ async fn enrich_with_worker(state: &GatewayState, doc: &mut Value) {
         Some(r) => {
             // The same rule as GET /workers (one place decides DISCONNECTED).
             let last_seen = r.last_seen_at.or(r.heartbeat_at).unwrap_or(0.0);
-            let effective = super::workers::effective_state(
+            let effective = crate::model::effective_state(
                 r.state,
                 last_seen,
                 now(),
@@ -456,7 +456,7 @@ pub async fn get_tasks(
     Path(run_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let store = state.store()?;
-    let Some(doc) = store.runs.get_json(&run_id).await? else {
+    let Some(doc) = store.runs().get_json(&run_id).await? else {
         return Err(ApiError::run_not_found());
     };
     let doc = doc.value;
@@ -607,7 +607,7 @@ pub async fn list(
     } else {
         None
     };
-    let runs = &store.runs;
+    let runs = store.runs();
     let docs: Vec<Value> = futures::stream::iter(page.items)
         .map(|(_, run_id)| async move { runs.get_json(&run_id).await })
         .buffered(32)

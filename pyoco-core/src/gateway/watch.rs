@@ -59,10 +59,10 @@ pub async fn watch(
 ) -> Result<Response, ApiError> {
     let q = parse_query(&query)?;
     let store = state.store()?;
-    let Some(current) = store.runs.get_raw(&run_id).await? else {
+    let Some(current) = store.runs().get_raw(&run_id).await? else {
         return Err(ApiError::run_not_found());
     };
-    let bucket = store.runs.bucket().clone();
+    let bucket = store.runs().bucket().clone();
     let resume_after = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())

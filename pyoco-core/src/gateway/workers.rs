@@ -1,165 +1,25 @@
 //! Worker routes: `GET /workers` (the registry with derived `DISCONNECTED` states) and
 //! `PATCH /workers/{worker_id}` (the operator's `hidden` flag).
 //!
-//! Records are served the way the original normalises them, so a record written by a Python
-//! worker and one written by pyoco look the same. The registry is also read here for
-//! `/metrics` and `/health` ([`read_workers`]).
+//! Records are served the way the original normalises them ([`WorkerView`], the one decoder
+//! of the record), so a record written by a Python worker and one written by pyoco look the
+//! same.
 
 #[allow(unused_imports)]
 use super::openapi::*;
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use futures::{StreamExt, TryStreamExt};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::GatewayState;
 use super::error::{ApiError, problem};
 use super::query::{QueryParams, body_bytes};
-use crate::model::worker::disabled_wheel_sync;
-use crate::model::{WorkerState, json as lenient_json, now};
-use crate::store::workers::{get_worker, update_worker};
-use crate::store::{Store, StoreError};
+use crate::model::{WorkerState, WorkerView, now};
 
 type ApiResult<T> = Result<T, ApiError>;
-
-/// Keys served as stored (`null` when missing), in the original's order.
-const OPTIONAL_KEYS: &[&str] = &[
-    "current_run_id",
-    "last_run_id",
-    "last_run_status",
-    "last_run_started_at",
-    "last_run_finished_at",
-    "stopped_at",
-    "stop_reason",
-];
-
-/// One registry record as served: the normalised document plus what filters and metrics need.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Worker {
-    pub doc: Map<String, Value>,
-    /// Effective state: `RUNNING`/`IDLE` become `DISCONNECTED` when the worker went silent.
-    pub state: WorkerState,
-    pub hidden: bool,
-    pub tags: Vec<String>,
-    pub last_seen_at: f64,
-}
-
-impl Worker {
-    /// True while the worker pulls jobs (effective `RUNNING` or `IDLE`).
-    pub fn is_live(&self) -> bool {
-        matches!(self.state, WorkerState::Running | WorkerState::Idle)
-    }
-
-    /// Normalises a stored record like the original: an unknown or missing state is `IDLE`,
-    /// missing timestamps fall back to `heartbeat_at`, `heartbeat_at` is `last_heartbeat_at`,
-    /// every key of the record is present, and unknown keys are kept after them.
-    pub fn from_stored(
-        key: &str,
-        mut raw: Map<String, Value>,
-        now: f64,
-        timeout: Duration,
-    ) -> Worker {
-        let number = |v: Option<&Value>| v.and_then(Value::as_f64);
-        let legacy_heartbeat = number(raw.get("heartbeat_at"));
-        let last_heartbeat_at = number(raw.get("last_heartbeat_at")).or(legacy_heartbeat);
-        let last_seen_at = number(raw.get("last_seen_at")).or(last_heartbeat_at);
-        let updated_at = number(raw.get("updated_at")).or(last_seen_at);
-        let stored = raw
-            .get("state")
-            .and_then(Value::as_str)
-            .and_then(parse_state)
-            .unwrap_or(WorkerState::Idle);
-        let last_seen = last_seen_at.unwrap_or(0.0);
-        let state = effective_state(stored, last_seen, now, timeout);
-        let hidden = raw.get("hidden").is_some_and(truthy);
-        let tags: Vec<String> = match raw.get("tags") {
-            Some(Value::Array(items)) => items
-                .iter()
-                .filter_map(|t| t.as_str().map(str::to_string))
-                .collect(),
-            _ => Vec::new(),
-        };
-        let mut doc = Map::new();
-        let worker_id = match raw.shift_remove("worker_id") {
-            Some(Value::String(id)) if !id.is_empty() => id,
-            _ => key.to_string(),
-        };
-        doc.insert("worker_id".into(), json!(worker_id));
-        let instance_id = match raw.shift_remove("instance_id") {
-            Some(Value::String(s)) => s,
-            _ => String::new(),
-        };
-        doc.insert("instance_id".into(), json!(instance_id));
-        doc.insert("state".into(), json!(state.as_str()));
-        doc.insert("hidden".into(), json!(hidden));
-        doc.insert("tags".into(), json!(tags));
-        doc.insert("last_seen_at".into(), json!(last_seen_at));
-        doc.insert("last_heartbeat_at".into(), json!(last_heartbeat_at));
-        doc.insert("heartbeat_at".into(), json!(last_heartbeat_at));
-        for key in OPTIONAL_KEYS {
-            doc.insert((*key).into(), raw.shift_remove(*key).unwrap_or(Value::Null));
-        }
-        doc.insert("updated_at".into(), json!(updated_at));
-        let wheel_sync = match raw.shift_remove("wheel_sync") {
-            Some(Value::Object(m)) => Value::Object(m),
-            _ => disabled_wheel_sync(),
-        };
-        doc.insert("wheel_sync".into(), wheel_sync);
-        for (k, v) in raw {
-            if !doc.contains_key(&k) {
-                doc.insert(k, v);
-            }
-        }
-        Worker {
-            doc,
-            state,
-            hidden,
-            tags,
-            last_seen_at: last_seen,
-        }
-    }
-}
-
-/// `RUNNING`/`IDLE` become `DISCONNECTED` once `last_seen_at` is older than `timeout` (a zero
-/// timeout never disconnects); `STOPPED_GRACEFUL` and `DISCONNECTED` stay as stored.
-pub fn effective_state(
-    stored: WorkerState,
-    last_seen_at: f64,
-    now: f64,
-    timeout: Duration,
-) -> WorkerState {
-    let silent = !timeout.is_zero() && now - last_seen_at > timeout.as_secs_f64();
-    match stored {
-        WorkerState::Running | WorkerState::Idle if silent => WorkerState::Disconnected,
-        other => other,
-    }
-}
-
-fn parse_state(s: &str) -> Option<WorkerState> {
-    match s.trim().to_ascii_uppercase().as_str() {
-        "IDLE" => Some(WorkerState::Idle),
-        "RUNNING" => Some(WorkerState::Running),
-        "STOPPED_GRACEFUL" => Some(WorkerState::StoppedGraceful),
-        "DISCONNECTED" => Some(WorkerState::Disconnected),
-        _ => None,
-    }
-}
-
-/// Python truthiness, which is how the original reads a stored `hidden`.
-fn truthy(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(m) => !m.is_empty(),
-    }
-}
 
 /// Pydantic's lax boolean for query and form strings.
 pub(crate) fn lax_bool(s: &str) -> Option<bool> {
@@ -181,45 +41,8 @@ pub(crate) fn bool_problem(name: &str, raw: &str) -> Value {
     )
 }
 
-/// Every registry record, normalised, with effective states as of now. An empty bucket is an
-/// empty list (the original answered 503). Records that are not JSON objects are skipped.
-pub(crate) async fn read_workers(store: &Store) -> Result<Vec<Worker>, StoreError> {
-    let kv = &store.resources.workers;
-    let keys: Vec<String> = kv
-        .keys()
-        .await
-        .map_err(|e| StoreError::nats("list workers", e))?
-        .try_collect()
-        .await
-        .map_err(|e| StoreError::nats("list workers", e))?;
-    let docs: Vec<(String, Option<Bytes>)> = futures::stream::iter(keys)
-        .map(|key| async move {
-            let value = kv.get(&key).await?;
-            Ok::<_, async_nats::jetstream::kv::EntryError>((key, value))
-        })
-        .buffer_unordered(16)
-        .try_collect()
-        .await
-        .map_err(|e| StoreError::nats("get worker", e))?;
-    let (now, timeout) = (now(), store.config.worker_disconnect_timeout);
-    Ok(docs
-        .into_iter()
-        .filter_map(|(key, value)| {
-            // Expired or deleted since the key listing.
-            let value = value?;
-            match lenient_json::from_slice::<Value>(&value) {
-                Ok(Value::Object(raw)) => Some(Worker::from_stored(&key, raw, now, timeout)),
-                _ => {
-                    tracing::warn!(worker_id = %key, "unreadable worker record skipped");
-                    None
-                }
-            }
-        })
-        .collect())
-}
-
 /// Live (`RUNNING`/`IDLE`) workers per tag they serve.
-pub(crate) fn live_workers_per_tag(workers: &[Worker]) -> BTreeMap<String, u64> {
+pub(crate) fn live_workers_per_tag(workers: &[WorkerView]) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
     for w in workers.iter().filter(|w| w.is_live()) {
         for tag in &w.tags {
@@ -263,7 +86,7 @@ fn parse_list_query(mut q: QueryParams) -> ApiResult<ListQuery> {
     };
     let state = match last("state").map(str::trim).filter(|s| !s.is_empty()) {
         None => None,
-        Some(s) => Some(parse_state(s).ok_or_else(ApiError::invalid_workers_request)?),
+        Some(s) => Some(WorkerState::parse(s).ok_or_else(ApiError::invalid_workers_request)?),
     };
     Ok(ListQuery {
         all,
@@ -275,7 +98,7 @@ fn parse_list_query(mut q: QueryParams) -> ApiResult<ListQuery> {
 
 /// Filters and orders: hidden workers only with `include_hidden`, `scope=active` keeps live
 /// workers, `state` matches the effective state; newest `last_seen_at` first (ties by id).
-fn select(mut workers: Vec<Worker>, q: &ListQuery) -> Vec<Value> {
+fn select(mut workers: Vec<WorkerView>, q: &ListQuery) -> Vec<Value> {
     workers.retain(|w| {
         (q.include_hidden || !w.hidden)
             && (q.all || w.is_live())
@@ -283,7 +106,7 @@ fn select(mut workers: Vec<Worker>, q: &ListQuery) -> Vec<Value> {
     });
     workers.sort_by(|a, b| {
         b.last_seen_at.total_cmp(&a.last_seen_at).then_with(|| {
-            let id = |w: &Worker| {
+            let id = |w: &WorkerView| {
                 w.doc
                     .get("worker_id")
                     .and_then(Value::as_str)
@@ -310,7 +133,7 @@ pub async fn list(
 ) -> ApiResult<Json<Value>> {
     let q = parse_list_query(QueryParams::parse(&query))?;
     let store = state.store()?;
-    let workers = read_workers(store).await?;
+    let workers = store.workers().list().await?;
     Ok(Json(Value::Array(select(workers, &q))))
 }
 
@@ -326,20 +149,21 @@ pub async fn patch(
 ) -> ApiResult<Json<Value>> {
     let hidden = parse_patch_body(body)?;
     let store = state.store()?;
-    let kv = &store.resources.workers;
-    let Some(current) = get_worker(kv, &worker_id).await? else {
+    let registry = store.workers();
+    let Some(current) = registry.get(&worker_id).await? else {
         return Err(ApiError::worker_not_found());
     };
     let updated_at = now();
     // The record is written back whole (its stored state, not the effective one). Should it
     // vanish between the read and the write, the record just read is written back.
-    let written = update_worker(kv, &worker_id, |previous| {
-        let mut record = previous.unwrap_or_else(|| current.clone());
-        record.hidden = hidden;
-        record.updated_at = Some(updated_at);
-        record
-    })
-    .await?;
+    let written = registry
+        .update(&worker_id, |previous| {
+            let mut record = previous.unwrap_or_else(|| current.clone());
+            record.hidden = hidden;
+            record.updated_at = Some(updated_at);
+            record
+        })
+        .await?;
     Ok(Json(json!({
         "worker_id": written.worker_id,
         "hidden": written.hidden,
@@ -418,6 +242,7 @@ fn parse_patch_body(
 mod tests {
     use super::*;
     use axum::http::StatusCode;
+    use std::time::Duration;
 
     const TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -425,50 +250,13 @@ mod tests {
         QueryParams::parse(&Some(q.to_string()))
     }
 
-    fn worker(id: &str, state: &str, last_seen: f64, hidden: bool) -> Worker {
+    fn worker(id: &str, state: &str, last_seen: f64, hidden: bool) -> WorkerView {
         let raw = json!({"worker_id": id, "state": state, "hidden": hidden, "tags": ["default"],
             "last_seen_at": last_seen, "last_heartbeat_at": last_seen});
         let Value::Object(raw) = raw else {
             unreachable!()
         };
-        Worker::from_stored(id, raw, 1000.0, TIMEOUT)
-    }
-
-    #[test]
-    fn silent_running_and_idle_workers_are_disconnected() {
-        let at = |stored, last_seen| effective_state(stored, last_seen, 100.0, TIMEOUT);
-        assert_eq!(at(WorkerState::Idle, 85.0), WorkerState::Idle);
-        assert_eq!(at(WorkerState::Running, 79.0), WorkerState::Disconnected);
-        assert_eq!(at(WorkerState::Idle, 79.0), WorkerState::Disconnected);
-        assert_eq!(
-            at(WorkerState::StoppedGraceful, 0.0),
-            WorkerState::StoppedGraceful
-        );
-        assert_eq!(
-            effective_state(WorkerState::Idle, 0.0, 100.0, Duration::ZERO),
-            WorkerState::Idle,
-            "a zero timeout never disconnects"
-        );
-    }
-
-    #[test]
-    fn normalises_python_records_and_keeps_unknown_keys() {
-        let raw = json!({"state": "weird", "heartbeat_at": 990.0, "custom": 1, "hidden": 1});
-        let Value::Object(raw) = raw else {
-            unreachable!()
-        };
-        let w = Worker::from_stored("w9", raw, 1000.0, TIMEOUT);
-        assert_eq!(w.state, WorkerState::Idle);
-        assert!(w.hidden);
-        assert_eq!(w.doc["worker_id"], "w9");
-        assert_eq!(w.doc["last_seen_at"], 990.0);
-        assert_eq!(w.doc["last_heartbeat_at"], 990.0);
-        assert_eq!(w.doc["heartbeat_at"], 990.0);
-        assert_eq!(w.doc["custom"], 1);
-        assert_eq!(w.doc["wheel_sync"]["last_result"], "disabled");
-        let keys: Vec<&str> = w.doc.keys().map(String::as_str).collect();
-        assert_eq!(&keys[..3], ["worker_id", "instance_id", "state"]);
-        assert_eq!(keys.last(), Some(&"custom"));
+        WorkerView::from_stored(id, raw, 1000.0, TIMEOUT)
     }
 
     #[test]

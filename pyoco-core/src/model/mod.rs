@@ -8,12 +8,14 @@ pub mod ident;
 pub mod job;
 pub mod json;
 pub mod run;
+pub mod transition;
 pub mod worker;
 
 pub use dlq::{DlqReason, dlq_message};
 pub use job::{InvalidJob, Job};
 pub use run::{RunSnapshot, RunStatus, TaskRecord, TaskState};
-pub use worker::{WorkerRecord, WorkerState};
+pub use transition::{Change, StatusPeek, WorkerWrite};
+pub use worker::{WorkerRecord, WorkerState, WorkerView, effective_state};
 
 /// Seconds since the Unix epoch as a float, the original's `time.time()`.
 pub fn now() -> f64 {

@@ -40,10 +40,24 @@ impl RunStatus {
         }
     }
 
+    /// The status of a wire string (exact, as the original writes it); `None` for anything
+    /// else.
     pub fn parse(s: &str) -> Option<RunStatus> {
         RunStatus::ALL.into_iter().find(|st| st.as_str() == s)
     }
 
+    /// Same as [`RunStatus::parse`]: the name readers of raw JSON reach for.
+    pub fn from_wire(s: &str) -> Option<RunStatus> {
+        RunStatus::parse(s)
+    }
+
+    /// The terminal rule for a status still in its wire form (SSE events, raw snapshots):
+    /// `true` for COMPLETED, FAILED and CANCELLED, `false` for anything else.
+    pub fn is_terminal_str(s: &str) -> bool {
+        RunStatus::parse(s).is_some_and(RunStatus::is_terminal)
+    }
+
+    /// COMPLETED, FAILED and CANCELLED: final, no writer moves a run out of them.
     pub fn is_terminal(self) -> bool {
         matches!(
             self,

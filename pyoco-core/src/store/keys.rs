@@ -140,10 +140,7 @@ impl ApiKeys {
 fn encode(record: &ApiKeyRecord) -> Result<Bytes, StoreError> {
     serde_json::to_vec(record)
         .map(Bytes::from)
-        .map_err(|e| StoreError::Failed {
-            op: "encode api key",
-            message: e.to_string(),
-        })
+        .map_err(|e| StoreError::failed("encode api key", e))
 }
 
 impl super::Store {

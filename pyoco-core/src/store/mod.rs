@@ -1,8 +1,13 @@
 //! The only module that talks to NATS: names ([`layout`]), resources ([`resources`]), run
-//! snapshots with compare-and-set ([`runs`]), the work queue ([`queue`]), the worker registry
-//! ([`workers`]), the dead-letter stream ([`dlq`]) and the wheel registry ([`wheels`]).
+//! snapshots with compare-and-set ([`runs`]), the work queue — publishing, pulling and
+//! answering jobs, queue depths ([`queue`]) — the worker registry ([`workers`]), the
+//! dead-letter stream ([`dlq`]), advisories and run-key signals ([`signals`]), task cache and
+//! circuit breakers ([`services`]), the wheel registry ([`wheels`]), API key records ([`keys`])
+//! and the request memory of nonces and idempotency keys ([`requests`]). Its errors
+//! ([`StoreError`]) say whether a retry can help, decided by async-nats' error kinds.
 
 pub mod dlq;
+mod error;
 pub mod keys;
 pub mod layout;
 pub mod queue;
@@ -10,6 +15,7 @@ pub mod requests;
 pub mod resources;
 pub mod runs;
 pub mod services;
+pub mod signals;
 pub mod submit;
 pub mod wheels;
 pub mod workers;
@@ -20,69 +26,26 @@ use std::time::Duration;
 use async_nats::jetstream;
 
 use crate::config::Config;
+pub use error::{StoreError, is_transient_nats};
 pub use layout::Layout;
 pub use resources::{Resources, ensure_resources};
 pub use runs::{Change, RunStore, Versioned};
 pub use submit::{NewRun, SubmitError, YamlPayload};
+pub use workers::WorkerStore;
 
-/// A NATS operation failed. `transient` errors (timeouts, a lost connection) may succeed when
-/// retried; the others will not.
-#[derive(Debug, Clone, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    #[error("nats unavailable: {op}: {message}")]
-    Unavailable { op: &'static str, message: String },
-    #[error("{op}: {message}")]
-    Failed { op: &'static str, message: String },
-    #[error("key already exists: {key}")]
-    AlreadyExists { key: String },
-    #[error("document {key} is not valid JSON: {message}")]
-    Corrupt { key: String, message: String },
-    #[error("gave up on {key} after {attempts} conflicting writes")]
-    Contended { key: String, attempts: u32 },
-}
-
-impl StoreError {
-    pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Unavailable { .. } | StoreError::Contended { .. }
-        )
-    }
-
-    pub(crate) fn nats<E: std::fmt::Display>(op: &'static str, err: E) -> StoreError {
-        let message = err.to_string();
-        let lower = message.to_ascii_lowercase();
-        let transient = [
-            "timed out",
-            "timeout",
-            "disconnected",
-            "broken pipe",
-            "connection",
-            "no responders",
-            "i/o",
-            "io error",
-            "request",
-        ]
-        .iter()
-        .any(|s| lower.contains(s));
-        if transient {
-            StoreError::Unavailable { op, message }
-        } else {
-            StoreError::Failed { op, message }
-        }
-    }
-}
-
-/// A connected, resource-checked handle on everything pyoco keeps in NATS.
+/// A connected, resource-checked handle on everything pyoco keeps in NATS. Other modules use
+/// its methods and the typed stores it hands out ([`RunStore`], [`WorkerStore`]); the raw
+/// handles ([`Store::client`], [`Store::jetstream`], [`Store::resources`]) are for tests and
+/// tools that inspect the server itself.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pub client: async_nats::Client,
-    pub js: jetstream::Context,
-    pub config: Arc<Config>,
-    pub layout: Layout,
-    pub resources: Resources,
-    pub runs: RunStore,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    config: Arc<Config>,
+    layout: Layout,
+    resources: Resources,
+    runs: RunStore,
+    workers: WorkerStore,
 }
 
 impl Store {
@@ -102,6 +65,7 @@ impl Store {
             .map_err(|e| StoreError::Unavailable {
                 op: "connect",
                 message: format!("{}: {e}", config.nats_url),
+                source: Some(Arc::new(e)),
             })?;
         Store::from_client(client, config).await
     }
@@ -115,6 +79,7 @@ impl Store {
         let layout = Layout::new(&config);
         let resources = ensure_resources(&js, &config).await?;
         let runs = RunStore::new(resources.runs.clone(), config.max_run_snapshot_bytes);
+        let workers = WorkerStore::new(resources.workers.clone(), config.worker_disconnect_timeout);
         Ok(Store {
             client,
             js,
@@ -122,6 +87,7 @@ impl Store {
             layout,
             resources,
             runs,
+            workers,
         })
     }
 
@@ -131,5 +97,53 @@ impl Store {
             self.client.connection_state(),
             async_nats::connection::State::Connected
         )
+    }
+
+    /// The configuration the store was opened with.
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    /// Every NATS name in use.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Run snapshots (compare-and-set).
+    pub fn runs(&self) -> &RunStore {
+        &self.runs
+    }
+
+    /// The worker registry.
+    pub fn workers(&self) -> &WorkerStore {
+        &self.workers
+    }
+
+    /// The raw bucket handles (tests and tools).
+    pub fn resources(&self) -> &Resources {
+        &self.resources
+    }
+
+    /// The raw connection (tests and tools).
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    /// The raw JetStream context (tests and tools).
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    /// Sends everything buffered on the connection (before a process exits).
+    pub async fn flush(&self) {
+        if let Err(e) = self.client.flush().await {
+            tracing::debug!(error = %e, "flush on close failed");
+        }
+    }
+
+    /// Both buckets every route needs answered a cheap round trip (health).
+    pub async fn buckets_reachable(&self) -> bool {
+        let (runs, workers) = tokio::join!(self.runs.reachable(), self.workers.reachable());
+        runs && workers
     }
 }

@@ -1,10 +1,12 @@
 //! The work queue: publishing jobs with de-duplication, per-tag durable consumers.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, consumer, context::PublishErrorKind};
 use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
 
 use super::{Layout, StoreError};
 use crate::config::Config;
@@ -49,16 +51,13 @@ pub async fn publish_deduplicated(
                 last = Some(e);
             }
             Err(e) => {
-                return Err(StoreError::Failed {
-                    op: "publish job",
-                    message: e.to_string(),
-                });
+                return Err(StoreError::failed("publish job", e));
             }
         }
     }
-    Err(StoreError::Unavailable {
-        op: "publish job",
-        message: last.map(|e| e.to_string()).unwrap_or_default(),
+    Err(match last {
+        Some(e) => StoreError::nats("publish job", e),
+        None => StoreError::unavailable("publish job", String::new()),
     })
 }
 
@@ -111,3 +110,134 @@ pub async fn ensure_consumer(
 
 /// How long a NAK asks the server to wait before redelivering (the original's fixed 2 s).
 pub const NAK_DELAY: Duration = Duration::from_secs(2);
+
+/// One tag's durable pull consumer (`pyoco_workers_<tag>`).
+#[derive(Debug)]
+pub struct WorkConsumer {
+    tag: String,
+    inner: consumer::PullConsumer,
+}
+
+/// The messages of one pull request, as they arrive; ends when the request expires or is
+/// filled.
+pub type Pull = futures::stream::BoxStream<'static, Result<Delivery, StoreError>>;
+
+impl WorkConsumer {
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+
+    /// Asks for up to `max` jobs, waiting at most `expires` for them.
+    pub async fn pull(&self, max: usize, expires: Duration) -> Result<Pull, StoreError> {
+        let batch = self
+            .inner
+            .batch()
+            .max_messages(max.max(1))
+            .expires(expires)
+            .messages()
+            .await
+            .map_err(|e| StoreError::nats_about("pull", &format!("tag {}", self.tag), e))?;
+        Ok(batch
+            .map(|item| {
+                item.map(Delivery)
+                    .map_err(|e| StoreError::nats_boxed("pull", e))
+            })
+            .boxed())
+    }
+}
+
+/// How a worker answers a delivered job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Reply {
+    /// Done with it: the stream removes it.
+    Ack,
+    /// Still working on it (`+WPI`): the ack wait starts over.
+    Progress,
+    /// Redeliver it, after the delay when one is given.
+    Nak(Option<Duration>),
+    /// Never deliver it again.
+    Term,
+}
+
+/// A job delivered to this worker, with the means to answer it.
+#[derive(Debug)]
+pub struct Delivery(jetstream::Message);
+
+impl Delivery {
+    pub fn payload(&self) -> &[u8] {
+        &self.0.payload
+    }
+
+    pub fn subject(&self) -> &str {
+        self.0.subject.as_str()
+    }
+
+    /// How many times it was delivered, this time included (1 when the server did not say).
+    pub fn delivered(&self) -> i64 {
+        self.0.info().map(|i| i.delivered).unwrap_or(1)
+    }
+
+    /// Sends `reply` to the server.
+    pub async fn reply(&self, reply: Reply) -> Result<(), StoreError> {
+        let kind = match reply {
+            Reply::Ack => jetstream::AckKind::Ack,
+            Reply::Progress => jetstream::AckKind::Progress,
+            Reply::Nak(delay) => jetstream::AckKind::Nak(delay),
+            Reply::Term => jetstream::AckKind::Term,
+        };
+        self.0
+            .ack_with(kind)
+            .await
+            .map_err(|e| StoreError::nats_boxed("ack", e))
+    }
+}
+
+impl super::Store {
+    /// [`ensure_consumer`] for `tag` with this store's layout and config.
+    pub async fn ensure_consumer(&self, tag: &str) -> Result<WorkConsumer, StoreError> {
+        Ok(WorkConsumer {
+            tag: tag.to_string(),
+            inner: ensure_consumer(&self.js, &self.layout, &self.config, tag).await?,
+        })
+    }
+
+    /// Messages waiting per tag in the work stream, from its per-subject counts (one request
+    /// per page of subjects, whatever the number of messages).
+    pub async fn queue_depths(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        let stream = self
+            .js
+            .get_stream_no_info(&self.layout.work_stream)
+            .await
+            .map_err(|e| StoreError::nats("work stream info", e))?;
+        let mut subjects = stream
+            .info_with_subjects(self.layout.work_subjects())
+            .await
+            .map_err(|e| StoreError::nats("work stream info", e))?;
+        let mut out = BTreeMap::new();
+        while let Some((subject, n)) = subjects
+            .try_next()
+            .await
+            .map_err(|e| StoreError::nats("work stream info", e))?
+        {
+            if let Some(tag) = self.layout.work_subject_tag(&subject) {
+                *out.entry(tag.to_string()).or_insert(0) += n as u64;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Messages in the dead-letter stream.
+    pub async fn dlq_size(&self) -> Result<u64, StoreError> {
+        let stream = self
+            .js
+            .get_stream_no_info(&self.layout.dlq_stream)
+            .await
+            .map_err(|e| StoreError::nats("dlq stream info", e))?;
+        let info = stream
+            .get_info()
+            .await
+            .map_err(|e| StoreError::nats("dlq stream info", e))?;
+        Ok(info.state.messages)
+    }
+}

@@ -99,10 +99,8 @@ impl Idempotency {
             body_sha256: body_sha256.to_owned(),
             created_at: now,
         };
-        let bytes = serde_json::to_vec(&record).map_err(|e| StoreError::Failed {
-            op: "encode idempotency record",
-            message: e.to_string(),
-        })?;
+        let bytes = serde_json::to_vec(&record)
+            .map_err(|e| StoreError::failed("encode idempotency record", e))?;
         match self.kv.create(&key, Bytes::from(bytes)).await {
             Ok(_) => return Ok(Reservation::New(record)),
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, kv, object_store, stream};
 
-use super::StoreError;
+use super::{Layout, StoreError};
 use crate::config::Config;
 
 /// Handles on every bucket, bound once.
@@ -38,23 +38,19 @@ pub async fn ensure_resources(
     js: &jetstream::Context,
     config: &Config,
 ) -> Result<Resources, StoreError> {
-    ensure_stream(
-        js,
+    let names = Layout::new(config);
+    let streams = [
         stream::Config {
-            name: config.work_stream.clone(),
-            subjects: vec![format!("{}.>", config.work_subject_prefix)],
+            name: names.work_stream.clone(),
+            subjects: vec![names.work_subjects()],
             retention: stream::RetentionPolicy::WorkQueue,
             storage: stream::StorageType::File,
             duplicate_window: Duration::from_secs(120),
             ..Default::default()
         },
-    )
-    .await?;
-    ensure_stream(
-        js,
         stream::Config {
-            name: config.dlq_stream.clone(),
-            subjects: vec![format!("{}.>", config.dlq_subject_prefix)],
+            name: names.dlq_stream.clone(),
+            subjects: vec![names.dlq_subjects()],
             retention: stream::RetentionPolicy::Limits,
             storage: stream::StorageType::File,
             max_age: config.dlq_max_age,
@@ -62,63 +58,46 @@ pub async fn ensure_resources(
             max_bytes: config.dlq_max_bytes,
             ..Default::default()
         },
-    )
-    .await?;
-    let bucket = |name: &str, history: i64, max_age: Duration| kv::Config {
-        bucket: name.to_string(),
-        history,
-        max_age,
-        storage: stream::StorageType::File,
-        ..Default::default()
-    };
-    let runs = ensure_kv(js, bucket(&config.runs_kv_bucket, 1, Duration::ZERO)).await?;
-    let workers = ensure_kv(
-        js,
-        bucket(&config.workers_kv_bucket, 1, config.workers_kv_ttl),
-    )
-    .await?;
-    let auth = ensure_kv(js, bucket(&config.auth_kv_bucket, 1, Duration::ZERO)).await?;
-    let schedules = ensure_kv(
-        js,
-        bucket(&config.yaml_schedules_kv_bucket, 5, Duration::ZERO),
-    )
-    .await?;
-    let bundles = ensure_kv(
-        js,
-        bucket(&config.workflow_bundles_kv_bucket, 1, Duration::ZERO),
-    )
-    .await?;
-    let run_relations = ensure_kv(
-        js,
-        bucket(&config.run_relations_kv_bucket, 1, Duration::ZERO),
-    )
-    .await?;
-    let wheel_history = ensure_kv(
-        js,
-        bucket(&config.wheel_history_kv_bucket, 1, config.wheel_history_ttl),
-    )
-    .await?;
-    // Cache entries carry their own expiry; the bucket's 30-day age bounds what is kept.
-    let task_cache = ensure_kv(
-        js,
-        bucket(
-            &config.task_cache_kv_bucket,
+    ];
+    // One call site per kind of resource, in a loop: debug builds give every inlined NATS
+    // future its own stack slot, and nine of them overflowed a test thread's stack.
+    for stream in streams {
+        ensure_stream(js, stream).await?;
+    }
+    // (name, history, max age), in the order of the `Resources` fields.
+    let buckets: [(&str, i64, Duration); 9] = [
+        (&names.runs_bucket, 1, Duration::ZERO),
+        (&names.workers_bucket, 1, config.workers_kv_ttl),
+        (&names.auth_bucket, 1, Duration::ZERO),
+        (&names.schedules_bucket, 5, Duration::ZERO),
+        (&names.bundles_bucket, 1, Duration::ZERO),
+        (&names.run_relations_bucket, 1, Duration::ZERO),
+        (&names.wheel_history_bucket, 1, config.wheel_history_ttl),
+        // Cache entries carry their own expiry; the bucket's 30-day age bounds what is kept.
+        (
+            &names.task_cache_bucket,
             1,
             Duration::from_secs(30 * 86_400),
         ),
-    )
-    .await?;
-    let circuit_breakers = ensure_kv(
-        js,
-        bucket(&config.circuit_breakers_kv_bucket, 1, Duration::ZERO),
-    )
-    .await?;
-    let wheels = match js.get_object_store(&config.wheel_object_store_bucket).await {
+        (&names.circuit_breakers_bucket, 1, Duration::ZERO),
+    ];
+    let mut bound = Vec::with_capacity(buckets.len());
+    for (name, history, max_age) in buckets {
+        let config = kv::Config {
+            bucket: name.to_string(),
+            history,
+            max_age,
+            storage: stream::StorageType::File,
+            ..Default::default()
+        };
+        bound.push(ensure_kv(js, config).await?);
+    }
+    let wheels = match js.get_object_store(&names.wheels_bucket).await {
         Ok(store) => store,
         Err(_) => {
             let created = js
                 .create_object_store(object_store::Config {
-                    bucket: config.wheel_object_store_bucket.clone(),
+                    bucket: names.wheels_bucket.clone(),
                     max_bytes: i64::try_from(config.wheel_max_bytes).unwrap_or(i64::MAX),
                     storage: stream::StorageType::File,
                     ..Default::default()
@@ -127,22 +106,30 @@ pub async fn ensure_resources(
             match created {
                 Ok(store) => store,
                 Err(e) => js
-                    .get_object_store(&config.wheel_object_store_bucket)
+                    .get_object_store(&names.wheels_bucket)
                     .await
                     .map_err(|_| StoreError::nats("create object store", e))?,
             }
         }
     };
+    let mut bound = bound.into_iter();
+    let mut next = || {
+        bound.next().ok_or_else(|| StoreError::Failed {
+            op: "bind kv buckets",
+            message: "a bucket is missing".into(),
+            source: None,
+        })
+    };
     Ok(Resources {
-        runs,
-        workers,
-        auth,
-        schedules,
-        bundles,
-        run_relations,
-        wheel_history,
-        task_cache,
-        circuit_breakers,
+        runs: next()?,
+        workers: next()?,
+        auth: next()?,
+        schedules: next()?,
+        bundles: next()?,
+        run_relations: next()?,
+        wheel_history: next()?,
+        task_cache: next()?,
+        circuit_breakers: next()?,
         wheels,
     })
 }

@@ -19,14 +19,21 @@ pub struct Versioned<T> {
     pub revision: u64,
 }
 
-/// What an update closure decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change {
-    /// Write the modified document.
-    Write,
-    /// Leave the stored document as it is.
-    Keep,
+pub use crate::model::Change;
+
+/// One change of a key as a watch reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyEvent {
+    pub key: String,
+    /// The written document; `None` for a delete or purge.
+    pub value: Option<Bytes>,
+    pub revision: u64,
+    /// Changes still to come in the replay; 0 once the watch has caught up.
+    pub pending: u64,
 }
+
+/// The changes a watch reports, in order.
+pub type KeyEvents = futures::stream::BoxStream<'static, Result<KeyEvent, StoreError>>;
 
 /// How many conflicting writes an update retries before giving up (each retry re-reads).
 const MAX_CAS_ATTEMPTS: u32 = 64;
@@ -48,20 +55,17 @@ impl RunStore {
         }
     }
 
-    /// The bucket handle (for watches and listing).
+    /// The raw bucket handle. Prefer the typed methods (`watch_with_history`, `watch_from`,
+    /// `keys`); this remains for code not yet moved behind them (the SSE watch).
     pub fn bucket(&self) -> &kv::Store {
         &self.kv
     }
 
     /// Creates the snapshot; fails with [`StoreError::AlreadyExists`] if the key exists.
     pub async fn create(&self, snapshot: &mut RunSnapshot) -> Result<u64, StoreError> {
-        let bytes =
-            snapshot
-                .to_compact_json(self.compact_limit)
-                .map_err(|e| StoreError::Failed {
-                    op: "encode snapshot",
-                    message: e.to_string(),
-                })?;
+        let bytes = snapshot
+            .to_compact_json(self.compact_limit)
+            .map_err(|e| StoreError::failed("encode snapshot", e))?;
         match self.kv.create(&snapshot.run_id, Bytes::from(bytes)).await {
             Ok(rev) => Ok(rev),
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
@@ -163,10 +167,7 @@ impl RunStore {
             let bytes = current
                 .value
                 .to_compact_json(self.compact_limit)
-                .map_err(|e| StoreError::Failed {
-                    op: "encode snapshot",
-                    message: e.to_string(),
-                })?;
+                .map_err(|e| StoreError::failed("encode snapshot", e))?;
             match self
                 .kv
                 .update(run_id, Bytes::from(bytes), current.revision)
@@ -188,6 +189,44 @@ impl RunStore {
             key: run_id.to_string(),
             attempts: MAX_CAS_ATTEMPTS,
         })
+    }
+
+    /// The latest value of every key matching `keys` (`>` for all), then every change as
+    /// it is made.
+    pub async fn watch_with_history(&self, keys: &str) -> Result<KeyEvents, StoreError> {
+        let watch = self
+            .kv
+            .watch_with_history(keys)
+            .await
+            .map_err(|e| StoreError::nats("watch runs", e))?;
+        Ok(watch.map(key_event).boxed())
+    }
+
+    /// Every write of `run_id` from `revision` on (the SSE watch: the current revision, or
+    /// the one after the client's `Last-Event-ID`).
+    pub async fn watch_from(&self, run_id: &str, revision: u64) -> Result<KeyEvents, StoreError> {
+        let watch = self
+            .kv
+            .watch_from_revision(run_id, revision)
+            .await
+            .map_err(|e| StoreError::nats("watch run", e))?;
+        Ok(watch.map(key_event).boxed())
+    }
+
+    /// True when the bucket holds no message at all (fresh stream info, not the one cached
+    /// when the bucket was bound); `false` when that cannot be read.
+    pub async fn is_empty(&self) -> bool {
+        self.kv
+            .stream
+            .get_info()
+            .await
+            .map(|i| i.state.messages == 0)
+            .unwrap_or(false)
+    }
+
+    /// One cheap round trip to the bucket's stream (health).
+    pub async fn reachable(&self) -> bool {
+        self.kv.stream.get_info().await.is_ok()
     }
 
     /// The subject every write of `run_id`'s snapshot is published on (`$KV.<bucket>.<id>`):
@@ -219,6 +258,16 @@ impl RunStore {
         }
         Ok(out)
     }
+}
+
+fn key_event(entry: Result<kv::Entry, kv::WatcherError>) -> Result<KeyEvent, StoreError> {
+    let entry = entry.map_err(|e| StoreError::nats("watch runs", e))?;
+    Ok(KeyEvent {
+        value: (entry.operation == kv::Operation::Put).then_some(entry.value),
+        key: entry.key,
+        revision: entry.revision,
+        pending: entry.delta,
+    })
 }
 
 /// KV keys may not be empty, contain spaces or wildcards, or start/end with a dot.

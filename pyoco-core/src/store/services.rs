@@ -16,8 +16,18 @@ use crate::model::{json as lenient, now};
 /// Cache and breakers over two KV buckets.
 #[derive(Debug, Clone)]
 pub struct KvServices {
-    pub cache: kv::Store,
-    pub breakers: kv::Store,
+    cache: kv::Store,
+    breakers: kv::Store,
+}
+
+impl super::Store {
+    /// The task cache and circuit breakers every worker shares.
+    pub fn task_services(&self) -> KvServices {
+        KvServices {
+            cache: self.resources.task_cache.clone(),
+            breakers: self.resources.circuit_breakers.clone(),
+        }
+    }
 }
 
 /// A KV-safe key for a callable (`module:function` has a colon KV keys do not allow).

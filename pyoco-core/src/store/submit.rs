@@ -91,10 +91,7 @@ impl Store {
             schedule_id: new.yaml.as_ref().map(|_| None),
             extra: Map::new(),
         };
-        let payload = serde_json::to_vec(&job).map_err(|e| StoreError::Failed {
-            op: "encode job",
-            message: e.to_string(),
-        })?;
+        let payload = serde_json::to_vec(&job).map_err(|e| StoreError::failed("encode job", e))?;
         let subject = self.layout.work_subject(&tag);
         let published = super::queue::publish_deduplicated(
             &self.js,

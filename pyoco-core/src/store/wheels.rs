@@ -20,7 +20,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{Store, StoreError};
+use super::{Layout, Store, StoreError};
 use crate::model::json as lenient_json;
 
 mod meta;
@@ -37,7 +37,7 @@ const READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct WheelStore {
     client: async_nats::Client,
     js: jetstream::Context,
-    bucket: String,
+    layout: Layout,
     history: kv::Store,
 }
 
@@ -46,22 +46,22 @@ impl WheelStore {
         WheelStore {
             client: store.client.clone(),
             js: store.js.clone(),
-            bucket: store.config.wheel_object_store_bucket.clone(),
+            layout: store.layout.clone(),
             history: store.resources.wheel_history.clone(),
         }
     }
 
     fn meta_subject(&self, name: &str) -> String {
-        format!("$O.{}.M.{}", self.bucket, URL_SAFE.encode(name))
+        self.layout.wheel_meta_subject(&URL_SAFE.encode(name))
     }
 
     fn chunk_subject(&self, nuid: &str) -> String {
-        format!("$O.{}.C.{nuid}", self.bucket)
+        self.layout.wheel_chunk_subject(nuid)
     }
 
     async fn stream(&self) -> Result<jetstream::stream::Stream, StoreError> {
         self.js
-            .get_stream(format!("OBJ_{}", self.bucket))
+            .get_stream(self.layout.wheel_stream())
             .await
             .map_err(|e| StoreError::nats("open wheel store", e))
     }
@@ -97,7 +97,7 @@ impl WheelStore {
         loop {
             let next = tokio::time::timeout(READ_TIMEOUT, messages.next())
                 .await
-                .map_err(|_| StoreError::nats("read wheel store", "timed out"))?;
+                .map_err(|_| StoreError::unavailable("read wheel store", "timed out".into()))?;
             let Some(msg) = next else { break };
             let msg = msg.map_err(|e| StoreError::nats("read wheel store", e))?;
             let pending = msg.info().map(|i| i.pending).unwrap_or(0);
@@ -112,7 +112,7 @@ impl WheelStore {
     /// Every object that is not deleted (empty store: `[]`).
     pub async fn list(&self) -> Result<Vec<WheelObject>, StoreError> {
         let metas = self
-            .read_all(format!("$O.{}.M.>", self.bucket), true)
+            .read_all(self.layout.wheel_meta_subjects(), true)
             .await?;
         Ok(metas
             .iter()
@@ -161,6 +161,7 @@ impl WheelStore {
                 return Err(StoreError::Failed {
                     op: "read wheel",
                     message: format!("{name}: digest mismatch (stored {expected}, read {actual})"),
+                    source: None,
                 });
             }
         }
@@ -202,7 +203,7 @@ impl WheelStore {
                 "description": null,
                 "headers": headers.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect::<Map<_, _>>(),
                 "options": {"max_chunk_size": CHUNK_SIZE},
-                "bucket": self.bucket,
+                "bucket": self.layout.wheels_bucket,
                 "nuid": nuid,
                 "size": data.len(),
                 "mtime": iso_utc_now(),
@@ -229,6 +230,7 @@ impl WheelStore {
             StoreError::Failed {
                 op: "store wheel",
                 message: "meta not readable".into(),
+                source: None,
             },
         )
     }
@@ -262,10 +264,8 @@ impl WheelStore {
     async fn publish_meta(&self, name: &str, meta: &Value) -> Result<(), StoreError> {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert(async_nats::header::NATS_ROLLUP, "sub");
-        let payload = serde_json::to_vec(meta).map_err(|e| StoreError::Failed {
-            op: "encode wheel meta",
-            message: e.to_string(),
-        })?;
+        let payload =
+            serde_json::to_vec(meta).map_err(|e| StoreError::failed("encode wheel meta", e))?;
         self.js
             .publish_with_headers(self.meta_subject(name), headers, payload.into())
             .await
@@ -283,10 +283,8 @@ impl WheelStore {
             .unwrap_or(0.0);
         let id = event.get("event_id").and_then(Value::as_str).unwrap_or("");
         let key = format!("{:013}_{id}", (occurred * 1000.0) as u64);
-        let payload = serde_json::to_vec(event).map_err(|e| StoreError::Failed {
-            op: "encode wheel history",
-            message: e.to_string(),
-        })?;
+        let payload =
+            serde_json::to_vec(event).map_err(|e| StoreError::failed("encode wheel history", e))?;
         self.history
             .put(key, payload.into())
             .await

@@ -7,13 +7,13 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::pull::Batch;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
 use super::Worker;
 use crate::error::Error;
 use crate::store::StoreError;
+use crate::store::queue::{Delivery, Pull};
 
 impl Worker {
     /// One round of `run` with concurrency: syncs wheels when due (nothing is running then),
@@ -30,7 +30,7 @@ impl Worker {
 
     async fn burst(&self, timeout: Duration) -> Result<usize, Error> {
         let mut in_flight = FuturesUnordered::new();
-        let mut batch: Option<Batch> = None;
+        let mut batch: Option<Pull> = None;
         let mut batch_delivered = 0usize;
         let mut processed = 0usize;
         let mut failed: Option<Error> = None;
@@ -82,9 +82,9 @@ impl Worker {
 
     /// A pull request for up to `max` messages on the next tag (round-robin; long-polled with
     /// one tag, 100 ms each with several, as one at a time).
-    async fn open_batch(&self, max: usize, timeout: Duration) -> Result<Batch, Error> {
+    async fn open_batch(&self, max: usize, timeout: Duration) -> Result<Pull, Error> {
         let n = self.consumers.len().max(1);
-        let (tag, consumer) = self
+        let consumer = self
             .consumers
             .get(self.next_tag.fetch_add(1, Ordering::Relaxed) % n)
             .ok_or_else(|| Error::InvalidArgument("the worker serves no tag".into()))?;
@@ -93,20 +93,14 @@ impl Worker {
         } else {
             timeout.min(Duration::from_millis(100))
         };
-        consumer
-            .batch()
-            .max_messages(max.max(1))
-            .expires(wait.max(Duration::from_millis(10)))
-            .messages()
-            .await
-            .map_err(|e| StoreError::nats("pull", format!("tag {tag}: {e}")).into())
+        Ok(consumer
+            .pull(max, wait.max(Duration::from_millis(10)))
+            .await?)
     }
 }
 
 /// The next item of the open pull (pending forever when there is none).
-async fn next_in(
-    batch: &mut Option<Batch>,
-) -> Option<Result<async_nats::jetstream::Message, async_nats::Error>> {
+async fn next_in(batch: &mut Option<Pull>) -> Option<Result<Delivery, StoreError>> {
     match batch {
         Some(b) => b.next().await,
         None => std::future::pending().await,

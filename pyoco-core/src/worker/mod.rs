@@ -9,10 +9,14 @@
 //! looping forever.
 
 mod advisory;
+mod cancel_watch;
+mod claim;
 mod concurrent;
 pub mod metrics;
 mod process;
+mod progress;
 mod registry;
+mod terminal;
 mod wheel_sync;
 
 use std::collections::HashSet;
@@ -20,19 +24,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::PullConsumer;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 
 use crate::config::Config;
 use crate::error::Error;
 use crate::flow::tasks::Registry;
 use crate::model::is_valid_tag;
-use crate::store::{Store, queue};
+use crate::store::Store;
+use crate::store::queue::{Delivery, WorkConsumer};
 use registry::RegistryHeartbeat;
 
 /// What one `run_once` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Processed {
     /// No message arrived within the timeout.
     Idle,
@@ -47,6 +53,7 @@ pub enum Processed {
 
 /// What happened to a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Disposition {
     /// Acked: the run reached a terminal state (or was already terminal).
     Acked,
@@ -65,7 +72,7 @@ pub struct Worker {
     registry: Arc<Registry>,
     worker_id: String,
     tags: Vec<String>,
-    consumers: Vec<(String, PullConsumer)>,
+    consumers: Vec<WorkConsumer>,
     /// Round-robin start position so a busy tag cannot starve the others.
     next_tag: AtomicUsize,
     /// Jobs processed at once (`set_concurrency`, default 1).
@@ -78,24 +85,17 @@ pub struct Worker {
     shutdown_grace: Duration,
     /// Poll window of `run` (`--poll-timeout`).
     poll_timeout: Duration,
-    /// Fails runs abandoned at their delivery limit (see `advisory`).
-    advisories: AbortOnDrop,
+    /// Fails runs abandoned at their delivery limit (see `advisory`); stopped on close.
+    advisories: AbortOnDropHandle<()>,
+    /// Short background checks spawned per run (`terminal::guard_terminal`); close waits
+    /// for them, so none outlives the worker.
+    tasks: TaskTracker,
     /// Task cache and circuit breakers shared with every other worker (KV), and our counters.
     services: Arc<dyn crate::flow::services::TaskServices>,
     /// This worker's Prometheus counters (`--metrics-addr`).
     metrics: metrics::TaskMetrics,
     /// Installs the registry's wheels before polls (`PYOCO_WHEEL_SYNC_ENABLED`).
     wheel_sync: Option<wheel_sync::WheelSync>,
-}
-
-/// Stops a background task when its owner goes away.
-#[derive(Debug)]
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 impl Worker {
@@ -142,21 +142,15 @@ impl Worker {
             Store::connect(config.clone(), &format!("pyoco-nats-worker:{worker_id}")).await?;
         let mut consumers = Vec::new();
         for tag in &clean {
-            consumers.push((
-                tag.clone(),
-                queue::ensure_consumer(&store.js, &store.layout, &config, tag).await?,
-            ));
+            consumers.push(store.ensure_consumer(tag).await?);
         }
         let heartbeat = RegistryHeartbeat::start(&store, worker_id, &clean).await?;
         let metrics = metrics::TaskMetrics::default();
         let services = Arc::new(metrics::WorkerServices {
-            shared: crate::store::services::KvServices {
-                cache: store.resources.task_cache.clone(),
-                breakers: store.resources.circuit_breakers.clone(),
-            },
+            shared: store.task_services(),
             metrics: metrics.clone(),
         });
-        let advisories = AbortOnDrop(advisory::spawn(&store, worker_id, &clean).await?);
+        let advisories = advisory::spawn(&store, worker_id, &clean).await?;
         let wheel_sync = if config.wheel_sync_enabled {
             // The first round runs before the first poll, so jobs find their code installed.
             let mut sync = wheel_sync::WheelSync::new(&store, &config, &clean, python_pool);
@@ -166,10 +160,13 @@ impl Worker {
             Some(sync)
         } else {
             // Do not keep showing a sync state this worker no longer maintains.
-            let stored = crate::store::workers::get_worker(&store.resources.workers, worker_id)
-                .await
-                .ok()
-                .flatten();
+            let stored = match store.workers().get(worker_id).await {
+                Ok(stored) => stored,
+                Err(e) => {
+                    tracing::warn!(worker_id, error = %e, "cannot read the registry record");
+                    None
+                }
+            };
             if let Some(mut state) = stored
                 .map(|r| r.wheel_sync)
                 .filter(|w| w["enabled"] == true)
@@ -195,6 +192,7 @@ impl Worker {
             shutdown_grace: Duration::from_secs(10),
             poll_timeout: Duration::from_secs(1),
             advisories,
+            tasks: TaskTracker::new(),
             services,
             metrics,
             wheel_sync,
@@ -260,10 +258,11 @@ impl Worker {
         F: std::future::Future<Output = ()> + Send + 'static,
     {
         let token = self.shutdown.clone();
-        tokio::spawn(async move {
+        // Owned: dropped (and so stopped) when `run` returns.
+        let _signal = AbortOnDropHandle::new(tokio::spawn(async move {
             shutdown.await;
             token.cancel();
-        });
+        }));
         while !self.shutdown.is_cancelled() {
             // Boxed, so the future of `run` (often built on a caller's stack) stays small.
             let polled = if self.concurrency > 1 {
@@ -288,20 +287,20 @@ impl Worker {
         Ok(())
     }
 
-    /// Marks the worker STOPPED_GRACEFUL and stops its heartbeat.
+    /// Stops the advisory listener, waits for the per-run background checks, marks the
+    /// worker STOPPED_GRACEFUL and stops its heartbeat.
     pub async fn close(self) {
         drop(self.advisories);
+        self.tasks.close();
+        self.tasks.wait().await;
         self.heartbeat.stop().await;
-        self.store.client.flush().await.ok();
+        self.store.flush().await;
         tracing::info!(worker_id = %self.worker_id, "worker stopped");
     }
 
     /// Fetches one message, polling the tags fairly: one tag is long-polled; several are
     /// polled round-robin, starting one further each time.
-    async fn next_message(
-        &mut self,
-        timeout: Duration,
-    ) -> Result<Option<async_nats::jetstream::Message>, Error> {
+    async fn next_message(&mut self, timeout: Duration) -> Result<Option<Delivery>, Error> {
         if timeout.is_zero() || self.consumers.is_empty() {
             return Ok(None);
         }
@@ -310,7 +309,7 @@ impl Worker {
         loop {
             let start = self.next_tag.fetch_add(1, Ordering::Relaxed) % n;
             for k in 0..n {
-                let (tag, consumer) = &self.consumers[(start + k) % n];
+                let consumer = &self.consumers[(start + k) % n];
                 let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
                 let wait = if n == 1 {
                     remaining
@@ -320,27 +319,12 @@ impl Worker {
                 if wait < Duration::from_millis(1) {
                     return Ok(None);
                 }
-                let mut batch = match consumer
-                    .batch()
-                    .max_messages(1)
-                    .expires(wait)
-                    .messages()
-                    .await
-                {
-                    Ok(b) => b,
-                    Err(e) => {
-                        return Err(crate::store::StoreError::nats(
-                            "pull",
-                            format!("tag {tag}: {e}"),
-                        )
-                        .into());
-                    }
-                };
-                if let Some(item) = batch.next().await {
+                let mut pull = consumer.pull(1, wait).await?;
+                if let Some(item) = pull.next().await {
                     match item {
                         Ok(msg) => return Ok(Some(msg)),
                         Err(e) => {
-                            tracing::debug!(tag = %tag, error = %e, "pull ended without a message");
+                            tracing::debug!(tag = %consumer.tag(), error = %e, "pull ended without a message");
                         }
                     }
                 }

@@ -4,13 +4,11 @@
 
 use std::sync::{Arc, Mutex};
 
-use async_nats::jetstream::kv;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
-use crate::model::{WorkerRecord, WorkerState, now};
-use crate::store::workers::update_worker;
-use crate::store::{Store, StoreError};
+use crate::model::{RunStatus, WorkerRecord, WorkerState, now};
+use crate::store::{Store, StoreError, WorkerStore};
 
 /// What this process knows about itself; every registry write is built from it.
 #[derive(Debug, Clone)]
@@ -30,13 +28,14 @@ struct Local {
 /// Keeps the record fresh in the background and applies state changes.
 #[derive(Debug)]
 pub(crate) struct RegistryHeartbeat {
-    kv: kv::Store,
+    registry: WorkerStore,
     worker_id: String,
     instance_id: String,
     tags: Vec<String>,
     local: Arc<Mutex<Local>>,
     stop: CancellationToken,
-    task: Option<JoinHandle<()>>,
+    /// The heartbeat loop; stopped by `stop`, or aborted if the worker is dropped unclosed.
+    task: Option<AbortOnDropHandle<()>>,
 }
 
 impl RegistryHeartbeat {
@@ -46,7 +45,7 @@ impl RegistryHeartbeat {
         tags: &[String],
     ) -> Result<RegistryHeartbeat, StoreError> {
         let mut hb = RegistryHeartbeat {
-            kv: store.resources.workers.clone(),
+            registry: store.workers().clone(),
             worker_id: worker_id.to_string(),
             instance_id: uuid::Uuid::new_v4().simple().to_string(),
             tags: tags.to_vec(),
@@ -66,14 +65,15 @@ impl RegistryHeartbeat {
         };
         // Start-up record: last_run_* reset, hidden and wheel_sync carried over.
         let (instance_id, tags_c) = (hb.instance_id.clone(), hb.tags.clone());
-        update_worker(&hb.kv, worker_id, |prev| {
-            WorkerRecord::starting(worker_id, &instance_id, &tags_c, prev.as_ref())
-        })
-        .await?;
-        let interval = store.config.worker_heartbeat_interval;
+        hb.registry
+            .update(worker_id, |prev| {
+                WorkerRecord::starting(worker_id, &instance_id, &tags_c, prev.as_ref())
+            })
+            .await?;
+        let interval = store.config().worker_heartbeat_interval;
         let this = hb.writer();
         let stop = hb.stop.clone();
-        hb.task = Some(tokio::spawn(async move {
+        hb.task = Some(AbortOnDropHandle::new(tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
             tick.tick().await;
             loop {
@@ -86,13 +86,13 @@ impl RegistryHeartbeat {
                     _ = stop.cancelled() => break,
                 }
             }
-        }));
+        })));
         Ok(hb)
     }
 
     fn writer(&self) -> Writer {
         Writer {
-            kv: self.kv.clone(),
+            registry: self.registry.clone(),
             worker_id: self.worker_id.clone(),
             instance_id: self.instance_id.clone(),
             tags: self.tags.clone(),
@@ -117,12 +117,12 @@ impl RegistryHeartbeat {
     }
 
     /// IDLE with `last_run_*`.
-    pub(crate) async fn run_finished(&self, run_id: &str, status: &str) {
+    pub(crate) async fn run_finished(&self, run_id: &str, status: RunStatus) {
         self.set(|l| {
             l.state = WorkerState::Idle;
             l.current_run_id = None;
             l.last_run_id = Some(run_id.to_string());
-            l.last_run_status = Some(status.to_string());
+            l.last_run_status = Some(status.as_str().to_string());
             l.last_run_finished_at = Some(now());
         });
         self.write_logged().await;
@@ -143,8 +143,10 @@ impl RegistryHeartbeat {
     /// STOPPED_GRACEFUL, then stops the heartbeat.
     pub(crate) async fn stop(mut self) {
         self.stop.cancel();
-        if let Some(task) = self.task.take() {
-            task.await.ok();
+        if let Some(task) = self.task.take()
+            && let Err(e) = task.await
+        {
+            tracing::warn!(worker_id = %self.worker_id, error = %e, "registry heartbeat task failed");
         }
         self.set(|l| {
             l.state = WorkerState::StoppedGraceful;
@@ -158,7 +160,7 @@ impl RegistryHeartbeat {
 
 #[derive(Debug, Clone)]
 struct Writer {
-    kv: kv::Store,
+    registry: WorkerStore,
     worker_id: String,
     instance_id: String,
     tags: Vec<String>,
@@ -171,31 +173,32 @@ impl Writer {
             Ok(l) => l.clone(),
             Err(_) => return Ok(()),
         };
-        update_worker(&self.kv, &self.worker_id, |prev| {
-            let mut r = WorkerRecord::starting(
-                &self.worker_id,
-                &self.instance_id,
-                &self.tags,
-                prev.as_ref(),
-            );
-            if let Some(prev) = &prev {
-                r.extra = prev.extra.clone();
-            }
-            r.state = local.state;
-            r.current_run_id = local.current_run_id.clone();
-            r.last_run_id = local.last_run_id.clone();
-            r.last_run_status = local.last_run_status.clone();
-            r.last_run_started_at = local.last_run_started_at;
-            r.last_run_finished_at = local.last_run_finished_at;
-            r.stopped_at = local.stopped_at;
-            r.stop_reason = local.stop_reason.clone();
-            if let Some(wheel_sync) = &local.wheel_sync {
-                r.wheel_sync = wheel_sync.clone();
-            }
-            r.touch();
-            r
-        })
-        .await
-        .map(|_| ())
+        self.registry
+            .update(&self.worker_id, |prev| {
+                let mut r = WorkerRecord::starting(
+                    &self.worker_id,
+                    &self.instance_id,
+                    &self.tags,
+                    prev.as_ref(),
+                );
+                if let Some(prev) = &prev {
+                    r.extra = prev.extra.clone();
+                }
+                r.state = local.state;
+                r.current_run_id = local.current_run_id.clone();
+                r.last_run_id = local.last_run_id.clone();
+                r.last_run_status = local.last_run_status.clone();
+                r.last_run_started_at = local.last_run_started_at;
+                r.last_run_finished_at = local.last_run_finished_at;
+                r.stopped_at = local.stopped_at;
+                r.stop_reason = local.stop_reason.clone();
+                if let Some(wheel_sync) = &local.wheel_sync {
+                    r.wheel_sync = wheel_sync.clone();
+                }
+                r.touch();
+                r
+            })
+            .await
+            .map(|_| ())
     }
 }

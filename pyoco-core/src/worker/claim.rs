@@ -1,0 +1,178 @@
+//! Claiming a job's run: the checks made on the stored snapshot before anything runs (already
+//! terminal, awaiting approval, cancelled while PENDING), the flow lookup, and the
+//! compare-and-set PENDING → RUNNING.
+
+use std::sync::Arc;
+
+use super::terminal::{FinishedWith, fail_run};
+use super::{Worker, process::dlq_context};
+use crate::flow::engine::EngineState;
+use crate::flow::tasks::FlowLookupError;
+use crate::flow::yaml::{FlowSpec, parse_flow_yaml};
+use crate::model::{DlqReason, Job, RunSnapshot, RunStatus, WorkerWrite, now};
+use crate::store::{StoreError, Versioned};
+
+/// What the claim decided.
+pub(super) enum Claim {
+    /// Nothing to run: the message is acked (terminal, dropped, or failed before running).
+    Settled,
+    /// The run is ours and RUNNING.
+    Claimed(Box<Claimed>),
+}
+
+/// A claimed run, ready to execute.
+pub(super) struct Claimed {
+    /// The job with the flow's `defaults` merged into its params.
+    pub job: Job,
+    pub spec: Arc<FlowSpec>,
+    /// The claim as written: where the next compare-and-set write starts.
+    pub snapshot: Versioned<RunSnapshot>,
+    pub start_time: f64,
+    pub initial: EngineState,
+}
+
+enum FlowProblem {
+    NotFound(String),
+    Invalid(String),
+}
+
+impl Worker {
+    pub(super) async fn claim(&self, job: &Job) -> Result<Claim, StoreError> {
+        let Some(current) = self.store.runs().get(&job.run_id).await? else {
+            // The submitter rolled the run back (its publish failed), or it was deleted.
+            tracing::warn!(run_id = %job.run_id, "job has no run snapshot; dropping it");
+            return Ok(Claim::Settled);
+        };
+        let status = current.value.status;
+        if status.is_terminal() {
+            tracing::info!(run_id = %job.run_id, %status, "run already terminal; skipping redelivered job");
+            return Ok(Claim::Settled);
+        }
+        if status == RunStatus::PendingApproval {
+            tracing::warn!(run_id = %job.run_id, "run awaits approval; dropping its job");
+            return Ok(Claim::Settled);
+        }
+        if current.value.cancel_requested() {
+            // Cancelled before any worker ran it: finish it without running anything. Boxed,
+            // like every NATS write on this path: inline, debug builds overflow the stack.
+            Box::pin(self.finish(
+                job,
+                &EngineState::default(),
+                FinishedWith {
+                    status: RunStatus::Cancelled,
+                    start_time: None,
+                    error: None,
+                },
+                Some(current),
+            ))
+            .await?;
+            self.registry_finished(&job.run_id, RunStatus::Cancelled)
+                .await;
+            return Ok(Claim::Settled);
+        }
+
+        let spec = match self.resolve(job) {
+            Ok(spec) => spec,
+            Err(FlowProblem::NotFound(error)) => {
+                tracing::error!(run_id = %job.run_id, flow_name = %job.flow_name, "flow not found");
+                self.store
+                    .publish_dlq(
+                        &job.tag,
+                        DlqReason::FlowNotFound,
+                        Some(&error),
+                        dlq_context(job, &self.worker_id),
+                    )
+                    .await;
+                fail_run(&self.store, &self.worker_id, job, &error).await?;
+                self.registry_finished(&job.run_id, RunStatus::Failed).await;
+                return Ok(Claim::Settled);
+            }
+            Err(FlowProblem::Invalid(error)) => {
+                tracing::error!(run_id = %job.run_id, %error, "invalid workflow for job");
+                fail_run(&self.store, &self.worker_id, job, &error).await?;
+                self.registry_finished(&job.run_id, RunStatus::Failed).await;
+                return Ok(Claim::Settled);
+            }
+        };
+        let job = with_defaults(job, &spec);
+
+        // Claim: PENDING (or RUNNING, when redelivered after a worker died) -> RUNNING,
+        // compare-and-set against the snapshot just read (no second read).
+        let start_time = now();
+        let initial = EngineState::for_flow(&spec);
+        let write = WorkerWrite {
+            job: &job,
+            worker_id: &self.worker_id,
+            tasks: &initial.tasks,
+            task_records: &initial.task_records,
+            status: RunStatus::Running,
+            start_time: Some(start_time),
+            end_time: None,
+            error: None,
+        };
+        let claimed = self
+            .store
+            .runs()
+            .update_from(&job.run_id, Some(current), |doc| write.apply(doc, now()))
+            .await?;
+        match claimed {
+            Some(snapshot) if !snapshot.value.status.is_terminal() => {
+                Ok(Claim::Claimed(Box::new(Claimed {
+                    job,
+                    spec,
+                    snapshot,
+                    start_time,
+                    initial,
+                })))
+            }
+            _ => Ok(Claim::Settled),
+        }
+    }
+
+    fn resolve(&self, job: &Job) -> Result<Arc<FlowSpec>, FlowProblem> {
+        if let Some(yaml) = &job.workflow_yaml {
+            return parse_flow_yaml(yaml.as_bytes())
+                .map(Arc::new)
+                .map_err(|e| FlowProblem::Invalid(e.reason));
+        }
+        self.registry.flow(&job.flow_name).map_err(|e| match e {
+            FlowLookupError::NotFound(_) => FlowProblem::NotFound(e.to_string()),
+            other => FlowProblem::Invalid(other.to_string()),
+        })
+    }
+}
+
+/// A named flow's `defaults` fill in params the submitter did not give (YAML jobs already
+/// carry them).
+fn with_defaults(job: &Job, spec: &FlowSpec) -> Job {
+    if job.workflow_yaml.is_some() || spec.defaults.is_empty() {
+        return job.clone();
+    }
+    let mut params = spec.defaults.clone();
+    params.extend(job.params.clone());
+    Job {
+        params,
+        ..job.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn defaults_fill_only_missing_params_of_named_flows() {
+        let mut spec =
+            parse_flow_yaml(b"flow: {graph: a}\ntasks: {a: {callable: 'pyoco:echo'}}").unwrap();
+        spec.defaults.insert("x".into(), json!(1));
+        spec.defaults.insert("y".into(), json!(2));
+        let job = Job::decode(br#"{"run_id":"r","flow_name":"f","params":{"y":3}}"#).unwrap();
+        let merged = with_defaults(&job, &spec);
+        assert_eq!(merged.params["x"], json!(1));
+        assert_eq!(merged.params["y"], json!(3));
+        let mut yaml_job = job.clone();
+        yaml_job.workflow_yaml = Some("flow: {graph: a}".into());
+        assert_eq!(with_defaults(&yaml_job, &spec).params, job.params);
+    }
+}
