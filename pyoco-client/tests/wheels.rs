@@ -3,11 +3,12 @@
 //! messages for refused uploads.
 #![allow(clippy::unwrap_used)] // tests may panic on broken expectations
 
-use std::io::{Cursor, Write};
-use std::process::Stdio;
-use std::time::Duration;
+mod common;
 
-use pyoco::testkit::{GatewayHandle, NatsServer};
+use std::io::{Cursor, Write};
+
+use common::{Output, run_cli_at};
+use pyoco::testkit::Stack;
 use serde_json::Value;
 
 /// A wheel of `mypkg` at `version`; `complete` adds entry points and a documentation URL.
@@ -42,36 +43,6 @@ fn wheel(dir: &std::path::Path, version: &str, complete: bool) -> String {
     path.to_string_lossy().into_owned()
 }
 
-#[derive(Debug)]
-struct Output {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-async fn cli(url: &str, args: &[&str]) -> Output {
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_pyoco-client"))
-            .arg("--server")
-            .arg(url)
-            .args(args)
-            .env_remove("PYOCO_SERVER")
-            .env_remove("PYOCO_API_KEY")
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    Output {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
 fn json(out: &Output) -> Value {
     assert_eq!(out.code, Some(0), "{out:?}");
     serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"))
@@ -79,14 +50,13 @@ fn json(out: &Output) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wheel_commands_preflight_upload_list_history_delete() {
-    let server = NatsServer::start();
-    let gateway = GatewayHandle::start(server.config()).await;
-    let url = gateway.url();
+    let stack = Stack::builder().no_worker().start().await;
+    let url = stack.gateway.url();
     let dir = tempfile::tempdir().unwrap();
     let bare = wheel(dir.path(), "1.0", false);
 
     // strict (the default): the incomplete wheel is refused locally, nothing is sent.
-    let out = cli(&url, &["wheel-upload", "--wheel-file", &bare]).await;
+    let out = run_cli_at(&url, &["wheel-upload", "--wheel-file", &bare]).await;
     assert_eq!(out.code, Some(1), "{out:?}");
     assert!(
         out.stderr
@@ -103,10 +73,13 @@ async fn wheel_commands_preflight_upload_list_history_delete() {
             .contains("- hint: fix wheel metadata/entry_points or use --preflight warn/off"),
         "{out:?}"
     );
-    assert_eq!(json(&cli(&url, &["wheels"]).await), serde_json::json!([]));
+    assert_eq!(
+        json(&run_cli_at(&url, &["wheels"]).await),
+        serde_json::json!([])
+    );
 
     // warn: the problems are printed and the wheel is uploaded.
-    let out = cli(
+    let out = run_cli_at(
         &url,
         &[
             "wheel-upload",
@@ -130,7 +103,7 @@ async fn wheel_commands_preflight_upload_list_history_delete() {
     );
 
     // The same version again: a clear 409.
-    let out = cli(
+    let out = run_cli_at(
         &url,
         &["wheel-upload", "--wheel-file", &bare, "--preflight", "off"],
     )
@@ -149,11 +122,11 @@ async fn wheel_commands_preflight_upload_list_history_delete() {
     );
     // A complete wheel passes the strict preflight.
     let complete = wheel(dir.path(), "1.1", true);
-    json(&cli(&url, &["wheel-upload", "--wheel-file", &complete]).await);
+    json(&run_cli_at(&url, &["wheel-upload", "--wheel-file", &complete]).await);
     // A file that is not a wheel: 422 with the reason.
     let junk = dir.path().join("mypkg-2.0-py3-none-any.whl");
     std::fs::write(&junk, b"junk").unwrap();
-    let out = cli(
+    let out = run_cli_at(
         &url,
         &[
             "wheel-upload",
@@ -169,10 +142,10 @@ async fn wheel_commands_preflight_upload_list_history_delete() {
         "{out:?}"
     );
 
-    let listed = json(&cli(&url, &["wheels"]).await);
+    let listed = json(&run_cli_at(&url, &["wheels"]).await);
     assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
     let history = json(
-        &cli(
+        &run_cli_at(
             &url,
             &[
                 "wheel-history",
@@ -186,7 +159,7 @@ async fn wheel_commands_preflight_upload_list_history_delete() {
     );
     assert_eq!(history[0]["replace"], false, "{history}");
     let deleted = json(
-        &cli(
+        &run_cli_at(
             &url,
             &["wheel-delete", "--name", "mypkg-1.0-py3-none-any.whl"],
         )
@@ -196,7 +169,7 @@ async fn wheel_commands_preflight_upload_list_history_delete() {
         deleted,
         serde_json::json!({"name": "mypkg-1.0-py3-none-any.whl", "deleted": true})
     );
-    let out = cli(
+    let out = run_cli_at(
         &url,
         &["wheel-delete", "--name", "mypkg-1.0-py3-none-any.whl"],
     )
@@ -207,5 +180,5 @@ async fn wheel_commands_preflight_upload_list_history_delete() {
             && out.stderr.contains("pyoco-client wheels"),
         "{out:?}"
     );
-    gateway.stop().await;
+    stack.stop().await;
 }

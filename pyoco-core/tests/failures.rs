@@ -2,13 +2,10 @@
 //! unresolvable callable, invalid jobs, orphan and duplicate jobs, bounded redelivery.
 #![allow(clippy::unwrap_used)] // tests may panic on broken expectations
 
-mod common;
-
 use std::time::Duration;
 
 use async_nats::jetstream;
-use common::Stack;
-use pyoco::testkit::wait_for;
+use pyoco::testkit::{Stack, wait_for};
 use serde_json::{Value, json};
 
 /// Reads every message of the DLQ stream.

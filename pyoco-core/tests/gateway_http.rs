@@ -2,12 +2,9 @@
 //! validation, listing, and behaviour while NATS is down.
 #![allow(clippy::unwrap_used)] // tests may panic on broken expectations
 
-mod common;
-
 use std::time::Duration;
 
-use common::Stack;
-use pyoco::testkit::{GatewayHandle, NatsServer, wait_for};
+use pyoco::testkit::{GatewayHandle, NatsServer, Stack, fast_config, wait_for};
 use serde_json::{Value, json};
 
 async fn raw(method: &str, url: &str, body: Option<(&str, Vec<u8>)>) -> (u16, Value) {
@@ -355,7 +352,7 @@ async fn list_filters_sorts_and_pages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_down_answers_503_and_the_gateway_recovers_by_itself() {
     let mut server = NatsServer::start();
-    let config = common::fast_config(&server);
+    let config = fast_config(&server);
     let gateway = GatewayHandle::start(config.clone()).await;
     let base = gateway.url();
     assert_eq!(raw("GET", &format!("{base}/runs"), None).await.0, 200);
@@ -402,7 +399,7 @@ async fn nats_down_answers_503_and_the_gateway_recovers_by_itself() {
 async fn gateway_started_before_nats_answers_503_then_serves() {
     let mut server = NatsServer::start();
     server.kill();
-    let config = common::fast_config(&server);
+    let config = fast_config(&server);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -2,18 +2,15 @@
 //! gateway and worker; the SSE watch across server-side closes; typed errors.
 #![allow(clippy::unwrap_used)] // tests may panic on broken expectations
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::Stack;
 use futures::StreamExt;
 use pyoco::client::http::{
     HttpClient, HttpError, ListRuns, ListRunsVnext, ListWorkers, WatchEvent, WatchOptions,
     WorkerScope,
 };
-use pyoco::testkit::wait_for;
+use pyoco::testkit::{Stack, wait_for};
 use serde_json::{Map, Value, json};
 
 const FAN: &str = "flow: {graph: 'a >> (b & c)', defaults: {greeting: hi}}\ntasks:\n  a: {callable: 'pyoco:echo', inputs: {value: '$ctx.params.greeting'}}\n  b: {callable: 'pyoco:sleep', inputs: {seconds: 0.1}}\n  c: {callable: 'pyoco:echo', inputs: {value: '$node.a.output'}}\n";

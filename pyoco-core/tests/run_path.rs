@@ -2,9 +2,7 @@
 //! flow, the snapshot is read back.
 #![allow(clippy::unwrap_used)] // tests may panic on broken expectations
 
-mod common;
-
-use common::Stack;
+use pyoco::testkit::{Stack, fast_config};
 use serde_json::json;
 
 const FAN_OUT_IN: &str = r#"
@@ -72,7 +70,7 @@ async fn yaml_flow_with_fan_out_and_fan_in_completes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn named_flow_resolves_from_a_flows_directory_and_nats_client_reads_it() {
     let server = pyoco::testkit::NatsServer::start();
-    let config = common::fast_config(&server);
+    let config = fast_config(&server);
     let mut registry = pyoco::Registry::with_builtins();
     registry.flows_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/flows"));
     let worker =
@@ -203,7 +201,7 @@ async fn worker_registry_goes_idle_running_idle_and_stopped_graceful() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_serving_several_tags_takes_turns_between_them() {
     let server = pyoco::testkit::NatsServer::start();
-    let config = common::fast_config(&server);
+    let config = fast_config(&server);
     let client = pyoco::NatsClient::connect(config.clone()).await.unwrap();
     let yaml = b"flow: {graph: a}\ntasks: {a: {callable: 'pyoco:echo', inputs: {value: 1}}}\n";
     // A backlog on both tags before any worker exists: a busy first tag must not starve the second.

@@ -3,37 +3,30 @@
 //! The worker-side sync (real pip, real virtualenvs) is in `wheel_sync.rs`.
 #![allow(clippy::unwrap_used)] // tests may panic on broken expectations
 
-mod common;
 #[path = "wheels/support.rs"]
 mod support;
 
 use pyoco::HttpClient;
 use pyoco::client::http::HttpError;
 use pyoco::client::http::{WheelHistoryQuery, WheelUpload};
-use pyoco::testkit::{GatewayHandle, NatsServer};
+use pyoco::testkit::Stack;
 use serde_json::Value;
 use support::{mypkg_wheel, put_like_python, raw_meta, stored_messages, wheel_with_metadata};
 
 const BUCKET: &str = "pyoco_wheels";
 
 struct Env {
-    _server: NatsServer,
-    _gateway: GatewayHandle,
+    stack: Stack,
     client: HttpClient,
     js: async_nats::jetstream::Context,
 }
 
-async fn env_with(tweak: impl FnOnce(&mut pyoco::Config)) -> Env {
-    let server = NatsServer::start();
-    let mut config = common::fast_config(&server);
-    tweak(&mut config);
-    let gateway = GatewayHandle::start(config).await;
-    let client = HttpClient::new(&gateway.url()).unwrap();
-    let nc = async_nats::connect(server.url()).await.unwrap();
+async fn env_with(tweak: impl FnOnce(&mut pyoco::Config) + Send + 'static) -> Env {
+    let stack = Stack::builder().config(tweak).no_worker().start().await;
+    let nc = async_nats::connect(stack.server.url()).await.unwrap();
     Env {
-        _server: server,
-        _gateway: gateway,
-        client,
+        client: stack.client.clone(),
+        stack,
         js: async_nats::jetstream::new(nc),
     }
 }
@@ -364,7 +357,7 @@ async fn wheels_written_by_the_original_are_listed_downloaded_and_counted() {
 async fn server_side_preflight_is_optional() {
     let env = env_with(|_| {}).await;
     let (name, data) = mypkg_wheel("1.0", "v1");
-    let url = format!("{}/wheels", env._gateway.url());
+    let url = format!("{}/wheels", env.stack.gateway.url());
     let send = |mode: &'static str| {
         let form = reqwest::multipart::Form::new()
             .part(

@@ -1,20 +1,11 @@
 //! The `pyoco-gateway` binary: the one-command dev setup and its usage errors.
 #![allow(clippy::unwrap_used)] // tests may panic on broken expectations
 
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use pyoco::HttpClient;
-use pyoco::testkit::{nats_server_binary, wait_for};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use pyoco::testkit::{Spawned, free_port, nats_server_binary, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_with_nats_and_worker_runs_a_named_flow_and_stops_on_sigterm() {
@@ -110,29 +101,4 @@ fn a_bad_config_value_is_an_error_naming_the_variable() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("PYOCO_CONSUMER_MAX_DELIVER"));
-}
-
-/// A spawned binary that is killed when the test ends, also when it panics.
-struct Spawned(std::process::Child);
-
-impl std::ops::Deref for Spawned {
-    type Target = std::process::Child;
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Spawned {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
-    }
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            self.0.kill().ok();
-            self.0.wait().ok();
-        }
-    }
 }
