@@ -593,8 +593,19 @@ async fn workers_can_be_listed_hidden_and_shown_and_metrics_are_served() {
         .unwrap();
     let w1 = with_hidden.iter().find(|w| w["worker_id"] == "w1").unwrap();
     assert_eq!(w1["hidden"], true);
-    // The worker's own heartbeats keep the flag.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // The worker's own heartbeats keep the flag: wait until it has written its record twice
+    // more (every 200 ms here) rather than sleeping a fixed time.
+    let patched_at = hidden["updated_at"].as_f64().unwrap();
+    let all = ListWorkers {
+        include_hidden: true,
+        ..ListWorkers::default()
+    };
+    wait_for("two worker heartbeats", Duration::from_secs(10), || async {
+        let workers = client.get_workers(&all).await.ok()?;
+        let w1 = workers.iter().find(|w| w["worker_id"] == "w1")?;
+        (w1["last_heartbeat_at"].as_f64()? > patched_at + 0.4).then_some(())
+    })
+    .await;
     let still = client.get_workers(&ListWorkers::default()).await.unwrap();
     assert!(still.iter().all(|w| w["worker_id"] != "w1"), "{still:?}");
     let shown = client.patch_worker_hidden("w1", false).await.unwrap();

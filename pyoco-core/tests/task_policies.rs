@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use pyoco::flow::embed::FlowBuilder;
-use pyoco::testkit::{Stack, WorkerHandle, run_to_end};
+use pyoco::testkit::{Stack, WorkerHandle, run_to_end, wait_for};
 use pyoco::{HttpClient, Registry, TaskError};
 use serde_json::{Value, json};
 
@@ -73,21 +73,29 @@ async fn a_circuit_breaker_opens_and_recovers_across_two_workers() {
     assert_eq!(calls.load(Ordering::SeqCst), 3);
     // After the cool-down one trial goes through; it succeeds and closes the breaker.
     down.store(false, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(run(&client, yaml).await["status"], "COMPLETED");
-    assert_eq!(run(&client, yaml).await["status"], "COMPLETED");
     let nats = pyoco::NatsClient::connect(config).await.unwrap();
-    let state: Value = serde_json::from_slice(
-        &nats
+    let breaker = || async {
+        let bytes = nats
             .store()
             .resources
             .circuit_breakers
             .get("t_svc")
             .await
             .unwrap()
-            .unwrap(),
+            .unwrap();
+        serde_json::from_slice::<Value>(&bytes).unwrap()
+    };
+    // Wait for the cool-down by the time the breaker opened, not a fixed sleep.
+    let opened_at = breaker().await["opened_at"].as_f64().unwrap();
+    wait_for(
+        "the 1 s cool-down to pass",
+        Duration::from_secs(10),
+        || async { (pyoco::model::now() > opened_at + 1.05).then_some(()) },
     )
-    .unwrap();
+    .await;
+    assert_eq!(run(&client, yaml).await["status"], "COMPLETED");
+    assert_eq!(run(&client, yaml).await["status"], "COMPLETED");
+    let state = breaker().await;
     assert_eq!(state["state"], "closed");
     assert_eq!(state["consecutive_failures"], 0);
     eprintln!("failing runs were taken by {workers:?}");
