@@ -112,8 +112,11 @@ async fn a_submitted_run_is_stored_with_its_params_and_tags_defaulting_to_its_ta
     );
 }
 
+/// The parts of a multipart form: name, file name (a file part when given), data.
+type Parts<'a> = &'a [(&'a str, Option<&'a str>, &'a [u8])];
+
 /// `POST /runs/yaml` of `parts` to `stack`.
-async fn post_yaml(stack: &Stack, parts: &[(&str, Option<&str>, &[u8])]) -> (u16, Value) {
+async fn post_yaml(stack: &Stack, parts: Parts<'_>) -> (u16, Value) {
     let (content_type, body) = multipart(parts);
     let url = format!("{}/runs/yaml", stack.gateway.url());
     raw("POST", &url, Some((&content_type, body))).await
@@ -140,7 +143,7 @@ async fn rejected_yaml_uploads_write_nothing() {
     assert_eq!(status, 413);
     let bad: &[u8] = b"flow: {graph: a}\ntasks: {a: {callable: 'pyoco:echo', use: other}}\n";
     let cyclic: &[u8] = b"flow: {graph: 'a >> b >> a'}\ntasks: {a: {callable: 'pyoco:echo'}, b: {callable: 'pyoco:echo'}}\n";
-    let rejected: [&[(&str, Option<&str>, &[u8])]; 6] = [
+    let rejected: [Parts; 6] = [
         &[
             ("workflow", Some("flow.yaml"), bad),
             ("flow_name", None, b"f"),

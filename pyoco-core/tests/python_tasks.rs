@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use pyoco::Registry;
 use pyoco::flow::python::PythonPool;
-use pyoco::testkit::{Stack, wait_for};
+use pyoco::testkit::{Stack, submit_yaml, wait_for};
 use serde_json::{Value, json};
 
 const TASKS: &str = r#"
@@ -148,15 +148,7 @@ async fn a_cancel_kills_a_running_python_task() {
         "flow: {{graph: s}}\ntasks: {{s: {{callable: 'quick_tasks:slow', inputs: {{pid_file: '{}'}}}}}}\n",
         pid_file.display()
     );
-    let run_id = env
-        .stack
-        .client
-        .submit_yaml(yaml.as_bytes(), "py", None)
-        .await
-        .unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run_id = submit_yaml(&env.stack.client, &yaml, "py", None).await;
     let pid = pid_from(&pid_file).await;
     assert!(alive(pid));
     let asked = Instant::now();

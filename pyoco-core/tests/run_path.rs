@@ -2,7 +2,7 @@
 //! flow, the snapshot is read back.
 #![allow(clippy::unwrap_used)] // tests may panic on broken expectations
 
-use pyoco::testkit::{Stack, fast_config};
+use pyoco::testkit::{Stack, fast_config, submit_yaml};
 use serde_json::json;
 
 const FAN_OUT_IN: &str = r#"
@@ -120,14 +120,7 @@ async fn oversized_snapshots_are_compacted_on_every_write_and_the_run_completes(
     let yaml = format!(
         "flow: {{graph: 'big >> wait'}}\ntasks:\n  big: {{callable: 'pyoco:echo', inputs: {{value: '{big}'}}}}\n  wait: {{callable: 'pyoco:sleep', inputs: {{seconds: 0.5}}}}\n"
     );
-    let run_id = stack
-        .client
-        .submit_yaml(yaml.as_bytes(), "big", None)
-        .await
-        .unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run_id = submit_yaml(&stack.client, &yaml, "big", None).await;
     let run = stack.wait_terminal(&run_id).await;
     assert_eq!(run["status"], "COMPLETED");
     assert_eq!(run["task_records_truncated"], true);
@@ -156,14 +149,7 @@ async fn worker_registry_goes_idle_running_idle_and_stopped_graceful() {
     assert_eq!(first["tags"], json!(["default"]));
     assert_eq!(first["heartbeat_at"], first["last_heartbeat_at"]);
     let yaml = "flow: {graph: a}\ntasks: {a: {callable: 'pyoco:sleep', inputs: {seconds: 0.4}}}\n";
-    let run_id = stack
-        .client
-        .submit_yaml(yaml.as_bytes(), "s", None)
-        .await
-        .unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run_id = submit_yaml(&stack.client, yaml, "s", None).await;
     pyoco::testkit::wait_for(
         "RUNNING in the registry",
         std::time::Duration::from_secs(10),

@@ -194,13 +194,7 @@ async fn a_failed_sync_is_shown_and_retried_without_stopping_the_worker() {
     assert_eq!(later["last_result"], "error");
     // The worker still runs jobs.
     let flow = "flow:\n  graph: a\ntasks:\n  a: {callable: \"pyoco:echo\", inputs: {value: 1}}\n";
-    let run_id = client
-        .submit_yaml(flow.as_bytes(), "echo", Some("default"))
-        .await
-        .unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run_id = submit_yaml(&client, flow, "echo", Some("default")).await;
     let run = wait_for("echo run", Duration::from_secs(20), || async {
         let run = client.get_run(&run_id, false).await.ok()?;
         (run["status"] == "COMPLETED").then_some(run)

@@ -56,15 +56,10 @@ async fn up_with_nats_and_worker_runs_a_named_flow_and_stops_on_sigterm() {
     assert_eq!(run["status"], "COMPLETED", "{run}");
     assert_eq!(run["task_records"]["done"]["output"], "world");
 
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let status = wait_for("the gateway to exit", Duration::from_secs(20), || {
-        let status = child.try_wait().unwrap();
-        async move { status }
-    })
-    .await;
+    child.terminate();
+    let status = child
+        .wait_exit("the gateway", Duration::from_secs(20))
+        .await;
     assert!(status.success(), "{status:?}");
     assert!(
         std::net::TcpStream::connect(("127.0.0.1", nats)).is_err(),

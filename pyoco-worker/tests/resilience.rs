@@ -7,9 +7,25 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pyoco::testkit::{Spawned, Stack, WorkerHandle, free_port, wait_for};
+use pyoco::testkit::{Spawned, Stack, WorkerHandle, free_port, submit_yaml, wait_for};
 use pyoco::{Config, Registry};
 use serde_json::Value;
+
+/// Starts the `pyoco-worker` binary against `stack`'s nats-server with `args` and the extra
+/// environment `envs` (no `.env` file), killed when the test ends.
+fn spawn_worker(stack: &Stack, args: &[&str], envs: &[(&str, &str)]) -> Spawned {
+    Spawned(
+        Command::new(env!("CARGO_BIN_EXE_pyoco-worker"))
+            .args(args)
+            .env("PYOCO_LOAD_DOTENV", "0")
+            .env("PYOCO_NATS_URL", stack.server.url())
+            .envs(envs.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn pyoco-worker"),
+    )
+}
 
 /// On top of the testkit's fast config: a short lease, so a dead worker's job comes back soon.
 fn resilience_config(c: &mut Config) {
@@ -34,27 +50,17 @@ async fn worker_killed_mid_run_is_redelivered_and_completed_by_another_worker() 
         .await;
     let (config, client) = (stack.config.clone(), stack.client.clone());
 
-    let mut doomed = Spawned(
-        Command::new(env!("CARGO_BIN_EXE_pyoco-worker"))
-            .args(["--worker-id", "doomed", "--tags", "default"])
-            .env("PYOCO_LOAD_DOTENV", "0")
-            .env("PYOCO_NATS_URL", stack.server.url())
-            .env("PYOCO_CONSUMER_ACK_WAIT_SEC", "1")
-            .env("PYOCO_ACK_PROGRESS_INTERVAL_SEC", "0.3")
-            .env("PYOCO_RUN_HEARTBEAT_INTERVAL_SEC", "0.1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn pyoco-worker"),
+    let mut doomed = spawn_worker(
+        &stack,
+        &["--worker-id", "doomed", "--tags", "default"],
+        &[
+            ("PYOCO_CONSUMER_ACK_WAIT_SEC", "1"),
+            ("PYOCO_ACK_PROGRESS_INTERVAL_SEC", "0.3"),
+            ("PYOCO_RUN_HEARTBEAT_INTERVAL_SEC", "0.1"),
+        ],
     );
 
-    let run_id = client
-        .submit_yaml(SLOW.as_bytes(), "slow", None)
-        .await
-        .unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run_id = submit_yaml(&client, SLOW, "slow", None).await;
     wait_for(
         "the doomed worker to be inside the slow task",
         Duration::from_secs(20),
@@ -190,39 +196,22 @@ async fn sigterm_lets_the_current_run_finish_then_stops_gracefully() {
         .start()
         .await;
     let (config, client) = (stack.config.clone(), stack.client.clone());
-    let mut worker = Spawned(
-        Command::new(env!("CARGO_BIN_EXE_pyoco-worker"))
-            .args(["--worker-id", "polite", "--tags", "default"])
-            .env("PYOCO_LOAD_DOTENV", "0")
-            .env("PYOCO_NATS_URL", stack.server.url())
-            .env("PYOCO_RUN_HEARTBEAT_INTERVAL_SEC", "0.1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let mut worker = spawn_worker(
+        &stack,
+        &["--worker-id", "polite", "--tags", "default"],
+        &[("PYOCO_RUN_HEARTBEAT_INTERVAL_SEC", "0.1")],
     );
     let yaml = "flow: {graph: a}\ntasks: {a: {callable: 'pyoco:sleep', inputs: {seconds: 1}}}\n";
-    let run_id = client
-        .submit_yaml(yaml.as_bytes(), "polite", None)
-        .await
-        .unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run_id = submit_yaml(&client, yaml, "polite", None).await;
     wait_for("the run to start", Duration::from_secs(20), || async {
         let run = client.get_run(&run_id, false).await.ok()?;
         (run["tasks"]["a"] == "RUNNING").then_some(())
     })
     .await;
-    Command::new("kill")
-        .args(["-TERM", &worker.id().to_string()])
-        .status()
-        .unwrap();
-    let status = wait_for("the worker to exit", Duration::from_secs(20), || {
-        let status = worker.try_wait().unwrap();
-        async move { status }
-    })
-    .await;
+    worker.terminate();
+    let status = worker
+        .wait_exit("the worker", Duration::from_secs(20))
+        .await;
     assert!(status.success());
     assert_eq!(
         client.get_run(&run_id, false).await.unwrap()["status"],
@@ -254,27 +243,17 @@ async fn a_run_whose_last_delivery_dies_is_failed_not_left_running() {
         .start()
         .await;
     let (config, client) = (stack.config.clone(), stack.client.clone());
-    let mut doomed = Spawned(
-        Command::new(env!("CARGO_BIN_EXE_pyoco-worker"))
-            .args(["--worker-id", "doomed", "--tags", "default"])
-            .env("PYOCO_LOAD_DOTENV", "0")
-            .env("PYOCO_NATS_URL", stack.server.url())
-            .env("PYOCO_CONSUMER_ACK_WAIT_SEC", "1")
-            .env("PYOCO_CONSUMER_MAX_DELIVER", "1")
-            .env("PYOCO_ACK_PROGRESS_INTERVAL_SEC", "0.3")
-            .env("PYOCO_RUN_HEARTBEAT_INTERVAL_SEC", "0.1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let mut doomed = spawn_worker(
+        &stack,
+        &["--worker-id", "doomed", "--tags", "default"],
+        &[
+            ("PYOCO_CONSUMER_ACK_WAIT_SEC", "1"),
+            ("PYOCO_CONSUMER_MAX_DELIVER", "1"),
+            ("PYOCO_ACK_PROGRESS_INTERVAL_SEC", "0.3"),
+            ("PYOCO_RUN_HEARTBEAT_INTERVAL_SEC", "0.1"),
+        ],
     );
-    let run_id = client
-        .submit_yaml(SLOW.as_bytes(), "slow", None)
-        .await
-        .unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run_id = submit_yaml(&client, SLOW, "slow", None).await;
     wait_for(
         "the doomed worker to be inside the slow task",
         Duration::from_secs(20),
@@ -339,32 +318,21 @@ async fn the_worker_serves_task_metrics_by_callable() {
         .await;
     let client = stack.client.clone();
     let port = free_port();
-    let mut worker = Spawned(
-        Command::new(env!("CARGO_BIN_EXE_pyoco-worker"))
-            .args([
-                "--worker-id",
-                "counted",
-                "--metrics-addr",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .env("PYOCO_LOAD_DOTENV", "0")
-            .env("PYOCO_NATS_URL", stack.server.url())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let mut worker = spawn_worker(
+        &stack,
+        &[
+            "--worker-id",
+            "counted",
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+        ],
+        &[],
     );
     for yaml in [
         "flow: {graph: 'a >> b'}\ntasks: {a: {callable: 'pyoco:echo', inputs: {value: 1}}, b: {callable: 'pyoco:echo'}}\n",
         "flow: {graph: f}\ntasks: {f: {callable: 'pyoco:fail'}}\n",
     ] {
-        let run_id = client
-            .submit_yaml(yaml.as_bytes(), "m", None)
-            .await
-            .unwrap()["run_id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let run_id = submit_yaml(&client, yaml, "m", None).await;
         client
             .wait_until_terminal(
                 &run_id,
