@@ -49,7 +49,7 @@ async fn collect(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn run_routes_answer_and_errors_are_typed() {
+async fn a_run_submitted_by_name_keeps_its_params_tag_and_tags() {
     let stack = Stack::start().await;
     let client = &stack.client;
     assert_eq!(client.health().await.unwrap()["status"], "ok");
@@ -77,6 +77,22 @@ async fn run_routes_answer_and_errors_are_typed() {
             &json!(["t1"])
         )
     );
+    let full = client
+        .list_runs(&ListRuns {
+            tag: Some("idle".into()),
+            full: true,
+            limit: Some(5),
+            ..ListRuns::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(full[0]["params"], json!({"x": 1}), "include=full");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_yaml_run_is_waited_to_completion_then_read_listed_and_its_tasks_shown() {
+    let stack = Stack::start().await;
+    let client = &stack.client;
 
     let run_id = submit(client, FAN, None).await;
     let mut seen = Vec::new();
@@ -113,17 +129,12 @@ async fn run_routes_answer_and_errors_are_typed() {
         .unwrap();
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0]["run_id"], run_id.as_str());
-    let full = client
-        .list_runs(&ListRuns {
-            tag: Some("idle".into()),
-            full: true,
-            limit: Some(5),
-            ..ListRuns::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(full[0]["params"], json!({"x": 1}), "include=full");
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_of_run_routes_are_typed_with_status_code_and_detail() {
+    let stack = Stack::start().await;
+    let client = &stack.client;
     // Typed errors: status, code and detail.
     let missing = client.get_run("nope", false).await.unwrap_err();
     assert_eq!(status_error(&missing), (404, Some("run_not_found")));
@@ -167,7 +178,10 @@ async fn run_routes_answer_and_errors_are_typed() {
         .await
         .unwrap_err();
     assert_eq!(status_error(&bad_limit), (422, Some("validation_error")));
+}
 
+#[tokio::test]
+async fn a_gateway_that_is_not_there_is_a_transport_error() {
     // Nothing listens there: a transport error, not a status.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
