@@ -336,6 +336,24 @@ tasks:
 "#;
 
 impl CliStack {
+    /// The stack after the fan-out/fan-in flow ran to completion (so the worker has
+    /// registered and the metrics count one COMPLETED run).
+    async fn start_with_a_finished_run() -> CliStack {
+        let stack = CliStack::start().await;
+        let run_id = stack.submit_yaml("fan", FAN_OUT_IN, "default").await;
+        stack
+            .client()
+            .wait_until_terminal(
+                &run_id,
+                Duration::from_millis(50),
+                Some(Duration::from_secs(20)),
+                |_| {},
+            )
+            .await
+            .unwrap();
+        stack
+    }
+
     fn client(&self) -> pyoco::HttpClient {
         self.stack.client.clone()
     }
@@ -650,24 +668,17 @@ async fn list_vnext_pages_with_a_cursor_in_json_and_table_output() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn workers_hide_unhide_metrics_and_health() {
+async fn health_prints_the_gateways_status() {
     let stack = CliStack::start().await;
-    let run_id = stack.submit_yaml("fan", FAN_OUT_IN, "default").await;
-    stack
-        .client()
-        .wait_until_terminal(
-            &run_id,
-            Duration::from_millis(50),
-            Some(Duration::from_secs(20)),
-            |_| {},
-        )
-        .await
-        .unwrap();
-
     let health = stack.cli(&["health"]).await;
     assert_eq!(health.code, Some(0), "{health:?}");
     assert_eq!(health.json()["status"], "ok");
+    stack.stop().await;
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_are_listed_as_json_table_or_plugins_and_filtered_by_state() {
+    let stack = CliStack::start_with_a_finished_run().await;
     let listed = stack.cli(&["workers"]).await;
     assert_eq!(
         listed.code,
@@ -721,7 +732,14 @@ async fn workers_hide_unhide_metrics_and_health() {
         .cli(&["workers", "--state", "STOPPED_GRACEFUL", "--scope", "all"])
         .await;
     assert_eq!(idle_only.json(), json!([]), "{idle_only:?}");
+    let bad_state = run_cli(&["workers", "--state", "SLEEPING"]).await;
+    assert_eq!(bad_state.code, Some(1), "{bad_state:?}");
+    stack.stop().await;
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hide_and_unhide_worker_toggle_the_flag_and_an_unknown_worker_exits_1() {
+    let stack = CliStack::start_with_a_finished_run().await;
     let hidden = stack.cli(&["hide-worker", "w1"]).await;
     assert_eq!(hidden.code, Some(0), "{hidden:?}");
     assert_eq!(hidden.json()["hidden"], true);
@@ -742,9 +760,12 @@ async fn workers_hide_unhide_metrics_and_health() {
             .contains("- reason: HTTP 404 PATCH /workers/nobody: "),
         "{unknown:?}"
     );
-    let bad_state = run_cli(&["workers", "--state", "SLEEPING"]).await;
-    assert_eq!(bad_state.code, Some(1), "{bad_state:?}");
+    stack.stop().await;
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_prints_the_raw_prometheus_text() {
+    let stack = CliStack::start_with_a_finished_run().await;
     let metrics = stack.cli(&["metrics"]).await;
     assert_eq!(
         metrics.code,
