@@ -9,11 +9,11 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use pyoco::client::http::{ListWorkers, WheelUpload, WorkerScope};
+use pyoco::client::http::WheelUpload;
 use pyoco::testkit::{Stack, WorkerHandle, submit_yaml, wait_for, wait_terminal};
 use pyoco::{Config, HttpClient, Registry};
 use serde_json::{Value, json};
-use support::{can_import, mypkg_wheel, put_like_python, venv};
+use support::{can_import, mypkg_wheel, put_like_python, venv, wheel_sync_of};
 
 const FLOW: &str = "flow:\n  graph: hi\ntasks:\n  hi:\n    callable: \"mypkg.tasks:hello\"\n    inputs: {name: pyoco}\n";
 
@@ -21,25 +21,6 @@ const FLOW: &str = "flow:\n  graph: hi\ntasks:\n  hi:\n    callable: \"mypkg.tas
 async fn run_flow(client: &HttpClient, tag: &str) -> Value {
     let run_id = submit_yaml(client, FLOW, "wheel-flow", Some(tag)).await;
     wait_terminal(client, &run_id).await
-}
-
-/// The `wheel_sync` object of worker `id` once `ready` accepts it.
-async fn wheel_sync_of(
-    client: &HttpClient,
-    id: &str,
-    what: &str,
-    ready: impl Fn(&Value) -> bool,
-) -> Value {
-    let opts = ListWorkers {
-        scope: Some(WorkerScope::All),
-        ..Default::default()
-    };
-    wait_for(what, Duration::from_secs(90), || async {
-        let workers = client.get_workers(&opts).await.ok()?;
-        let sync = workers.iter().find(|w| w["worker_id"] == id)?["wheel_sync"].clone();
-        ready(&sync).then_some(sync)
-    })
-    .await
 }
 
 fn worker_config(base: &Config, python: &Path, dir: PathBuf) -> Config {

@@ -15,11 +15,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use pyoco::client::http::{ListWorkers, WheelHistoryQuery, WheelUpload, WorkerScope};
+use pyoco::client::http::{WheelHistoryQuery, WheelUpload};
 use pyoco::testkit::{Stack, WorkerHandle, free_port, wait_for};
 use pyoco::{HttpClient, Registry};
 use serde_json::Value;
-use support::{can_import, mypkg_wheel, venv};
+use support::{can_import, mypkg_wheel, venv, wheel_sync_of};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -111,25 +111,6 @@ impl Drop for Py {
             );
         }
     }
-}
-
-/// The `wheel_sync` of worker `id` once `ready` accepts it.
-async fn wheel_sync_of(
-    client: &HttpClient,
-    id: &str,
-    what: &str,
-    ready: impl Fn(&Value) -> bool,
-) -> Value {
-    let opts = ListWorkers {
-        scope: Some(WorkerScope::All),
-        ..Default::default()
-    };
-    wait_for(what, Duration::from_secs(90), || async {
-        let workers = client.get_workers(&opts).await.ok()?;
-        let sync = workers.iter().find(|w| w["worker_id"] == id)?["wheel_sync"].clone();
-        ready(&sync).then_some(sync)
-    })
-    .await
 }
 
 fn installed(sync: &Value) -> Vec<String> {
