@@ -1,7 +1,5 @@
 //! A gateway and a worker run in-process, each stopped gracefully by its handle.
 
-use std::time::Duration;
-
 use crate::config::Config;
 
 /// A gateway served in-process on an ephemeral port.
@@ -37,7 +35,9 @@ impl GatewayHandle {
                 .await
                 .ok();
         });
-        state.wait_connected(Duration::from_secs(10)).await;
+        state
+            .wait_connected(std::time::Duration::from_secs(10))
+            .await;
         GatewayHandle {
             addr,
             state,
