@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::{CliStack, Output, run_cli};
-use pyoco::testkit::wait_for;
+use pyoco::testkit::{wait_for, wait_terminal};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -341,16 +341,7 @@ impl CliStack {
     async fn start_with_a_finished_run() -> CliStack {
         let stack = CliStack::start().await;
         let run_id = stack.submit_yaml("fan", FAN_OUT_IN, "default").await;
-        stack
-            .client()
-            .wait_until_terminal(
-                &run_id,
-                Duration::from_millis(50),
-                Some(Duration::from_secs(20)),
-                |_| {},
-            )
-            .await
-            .unwrap();
+        wait_terminal(&stack.stack.client, &run_id).await;
         stack
     }
 

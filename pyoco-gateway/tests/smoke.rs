@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use pyoco::HttpClient;
-use pyoco::testkit::{Spawned, free_port, nats_server_binary, wait_for};
+use pyoco::testkit::{Spawned, free_port, nats_server_binary, wait_for, wait_terminal};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_with_nats_and_worker_runs_a_named_flow_and_stops_on_sigterm() {
@@ -44,15 +44,7 @@ async fn up_with_nats_and_worker_runs_a_named_flow_and_stops_on_sigterm() {
         .await
         .unwrap();
     let run_id = resp["run_id"].as_str().unwrap().to_string();
-    let run = client
-        .wait_until_terminal(
-            &run_id,
-            Duration::from_millis(50),
-            Some(Duration::from_secs(20)),
-            |_| {},
-        )
-        .await
-        .unwrap();
+    let run = wait_terminal(&client, &run_id).await;
     assert_eq!(run["status"], "COMPLETED", "{run}");
     assert_eq!(run["task_records"]["done"]["output"], "world");
 

@@ -7,7 +7,9 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pyoco::testkit::{Spawned, Stack, WorkerHandle, free_port, submit_yaml, wait_for};
+use pyoco::testkit::{
+    Spawned, Stack, WorkerHandle, free_port, submit_yaml, wait_for, wait_terminal,
+};
 use pyoco::{Config, Registry};
 use serde_json::Value;
 
@@ -333,15 +335,7 @@ async fn the_worker_serves_task_metrics_by_callable() {
         "flow: {graph: f}\ntasks: {f: {callable: 'pyoco:fail'}}\n",
     ] {
         let run_id = submit_yaml(&client, yaml, "m", None).await;
-        client
-            .wait_until_terminal(
-                &run_id,
-                Duration::from_millis(50),
-                Some(Duration::from_secs(20)),
-                |_| {},
-            )
-            .await
-            .unwrap();
+        wait_terminal(&client, &run_id).await;
     }
     let text = wait_for("worker metrics", Duration::from_secs(10), || async {
         let text = reqwest_get(&format!("http://127.0.0.1:{port}/metrics")).await?;
