@@ -372,7 +372,7 @@ async fn watch_run_reconnects_after_server_closes_and_delivers_the_terminal_snap
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn watch_run_heartbeats_honours_its_deadline_and_reports_errors() {
+async fn a_quiet_watch_heartbeats_until_its_deadline_and_resumes_after_the_snapshot() {
     let stack = Stack::start().await;
     let client = &stack.client;
     // Nobody serves this tag: the run stays PENDING.
@@ -411,7 +411,14 @@ async fn watch_run_heartbeats_honours_its_deadline_and_reports_errors() {
         1,
         "{events:?}"
     );
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_since_the_last_update_sends_only_heartbeats() {
+    let stack = Stack::start().await;
+    let client = &stack.client;
+    // Nobody serves this tag: the run stays PENDING.
+    let idle = submit(client, FAN, Some("nobody")).await;
     // `since` after the last update: no snapshot of the idle run.
     let quiet = collect(
         client,
@@ -429,7 +436,14 @@ async fn watch_run_heartbeats_honours_its_deadline_and_reports_errors() {
             .all(|(_, e)| matches!(e, Ok(WatchEvent::Heartbeat { .. }))),
         "{quiet:?}"
     );
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_until_terminal_gives_up_with_a_timeout_naming_the_status() {
+    let stack = Stack::start().await;
+    let client = &stack.client;
+    // Nobody serves this tag: the run stays PENDING.
+    let idle = submit(client, FAN, Some("nobody")).await;
     // wait_until_terminal gives up with a Timeout naming the status.
     let err = client
         .wait_until_terminal(
@@ -444,7 +458,14 @@ async fn watch_run_heartbeats_honours_its_deadline_and_reports_errors() {
         HttpError::Timeout(msg) => assert_eq!(msg, format!("run {idle} is still PENDING")),
         other => panic!("{other:?}"),
     }
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_errors_before_the_stream_opens_end_it_with_the_typed_error() {
+    let stack = Stack::start().await;
+    let client = &stack.client;
+    // Nobody serves this tag: the run stays PENDING.
+    let idle = submit(client, FAN, Some("nobody")).await;
     // Errors before the stream opens end it with the typed error.
     let missing = collect(client, "nope", WatchOptions::default()).await;
     assert_eq!(missing.len(), 1, "{missing:?}");
