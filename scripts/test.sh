@@ -18,5 +18,7 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --no-fail-fast "$@"
 fi
-echo "==> pyoco-bench --quick (debug build; exits non-zero only on a gross regression, see BENCHMARKS.md)"
-cargo build --quiet -p pyoco-bench -p pyoco-gateway -p pyoco-worker && "${CARGO_TARGET_DIR:-target}/debug/pyoco-bench" --quick --min-floor-fraction 0.04
+# A smoke test, not a timed assertion: it fails only on errors (a run lost or failed, a process
+# crash, a component exiting non-zero); speed is tracked in BENCHMARKS.md.
+echo "==> pyoco-bench --quick (debug build; smoke test, fails only on errors, see BENCHMARKS.md)"
+cargo build --quiet -p pyoco-bench -p pyoco-gateway -p pyoco-worker && "${CARGO_TARGET_DIR:-target}/debug/pyoco-bench" --quick

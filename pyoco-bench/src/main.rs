@@ -6,9 +6,11 @@
 //! `POST /runs` throughput and latency, end-to-end runs/s and submit → COMPLETED latency
 //! with 1 and 2 workers, the watch delay (KV write → SSE event), `GET /runs` latency with
 //! many stored runs, and the gateway's and worker's memory. Results go to stdout as a table
-//! and, with `--json`, to a file. `--quick` takes seconds and is what CI runs: the exit code
-//! is 2 when end-to-end throughput falls below `--min-floor-fraction` of the floor measured in
-//! the same run (a gross regression), 1 on a hard error.
+//! and, with `--json`, to a file. `--quick` takes seconds and is what CI runs as a smoke test:
+//! the exit code is 1 on a hard error (a process died, a run was lost or failed, a phase timed
+//! out) and never depends on a speed. Regressions are tracked by hand in BENCHMARKS.md; for a
+//! manual check, `--min-floor-fraction` makes it exit 2 when end-to-end throughput falls below
+//! that fraction of the floor measured in the same run.
 
 mod cluster;
 mod docs;
@@ -105,9 +107,9 @@ struct Args {
     /// An extra argument for every pyoco-worker (repeatable), e.g. --worker-arg=--poll-timeout=2
     #[arg(long = "worker-arg", allow_hyphen_values = true)]
     worker_args: Vec<String>,
-    /// Exit 2 when end to end with one worker is below this fraction of the floor
-    /// [default: 0.10 in a release build; 0.05 in a debug build, where pyoco's own CPU per
-    /// run is about 4x release and a healthy run measures about 12 %]
+    /// Exit 2 when end to end with one worker is below this fraction of the floor (off unless
+    /// given: a timed assertion flakes on a noisy machine, so CI does not use it; a healthy
+    /// debug build measures 12-18 %, a release build about 25 % on 2 cores)
     #[arg(long)]
     min_floor_fraction: Option<f64>,
     /// Keep the work directory (process logs, NATS store) here instead of a temporary one
@@ -181,7 +183,7 @@ fn main() -> ExitCode {
         Ok(report) if report.gate_passed == Some(false) => {
             eprintln!(
                 "pyoco-bench: REGRESSION: end to end with one worker is below {:.0} % of the floor",
-                report.gate_min_floor_fraction * 100.0
+                report.gate_min_floor_fraction.unwrap_or_default() * 100.0
             );
             ExitCode::from(2)
         }
@@ -200,9 +202,7 @@ macro_rules! step {
 
 async fn run(args: Args) -> anyhow::Result<Report> {
     let plan = Plan::from(&args);
-    let min_floor_fraction = args
-        .min_floor_fraction
-        .unwrap_or(if cfg!(debug_assertions) { 0.05 } else { 0.10 });
+    let min_floor_fraction = args.min_floor_fraction;
     let on = |p: Phase| !args.skip.contains(&p);
     let mut machine = Machine::probe();
     let temp;
@@ -277,7 +277,8 @@ async fn run(args: Args) -> anyhow::Result<Report> {
         .iter()
         .find(|e| e.workers == 1)
         .filter(|_| report.floor.is_some())
-        .map(|e| e.floor_fraction >= min_floor_fraction);
+        .zip(min_floor_fraction)
+        .map(|(e, min)| e.floor_fraction >= min);
     report.judge();
     report.print_table();
     if let Some(path) = &args.json {

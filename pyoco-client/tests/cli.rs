@@ -2,11 +2,13 @@
 //! and the built binary run as a subprocess; assertions on stdout, stderr and exit codes.
 #![allow(clippy::unwrap_used)] // tests may panic on broken expectations
 
+mod common;
+
 use std::process::Stdio;
 use std::time::Duration;
 
-use pyoco::testkit::{GatewayHandle, NatsServer, WorkerHandle, wait_for};
-use pyoco::{Config, Registry};
+use common::{CliStack, Output, run_cli};
+use pyoco::testkit::{wait_for, wait_terminal};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -31,89 +33,10 @@ tasks:
   b: {callable: "pyoco:fail", inputs: {message: "boom from b"}}
 "#;
 
-/// nats-server + gateway + one worker serving `default`.
-struct Stack {
-    _server: NatsServer,
-    config: Config,
-    gateway: GatewayHandle,
-    worker: WorkerHandle,
-    dir: tempfile::TempDir,
-}
-
-impl Stack {
-    async fn start() -> Stack {
-        let server = NatsServer::start();
-        let mut config: Config = server.config();
-        config.run_heartbeat_interval = Duration::from_millis(100);
-        config.worker_heartbeat_interval = Duration::from_millis(200);
-        let gateway = GatewayHandle::start(config.clone()).await;
-        let worker = WorkerHandle::start(
-            config.clone(),
-            Registry::with_builtins(),
-            "w1",
-            &["default"],
-        )
-        .await;
-        Stack {
-            _server: server,
-            config,
-            gateway,
-            worker,
-            dir: tempfile::tempdir().expect("temp dir"),
-        }
-    }
-
-    async fn cli(&self, args: &[&str]) -> Output {
-        let url = self.gateway.url();
-        let mut full = vec!["--server", url.as_str()];
-        full.extend_from_slice(args);
-        run_cli(&full).await
-    }
-
-    /// Writes a scratch file and returns its path.
-    fn write(&self, name: &str, text: &str) -> String {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, text).expect("write temp file");
-        path.to_string_lossy().into_owned()
-    }
-
-    async fn stop(self) {
-        self.worker.stop().await;
-        self.gateway.stop().await;
-    }
-}
-
-#[derive(Debug)]
-struct Output {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
 impl Output {
     fn json(&self) -> Value {
         assert!(self.stdout.ends_with('\n'), "no trailing newline: {self:?}");
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {self:?}"))
-    }
-}
-
-/// Runs the built binary with `args`, without the `PYOCO_*` variables of the environment.
-async fn run_cli(args: &[&str]) -> Output {
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pyoco-client"))
-        .args(args)
-        .env_remove("PYOCO_SERVER")
-        .env_remove("PYOCO_API_KEY")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(60), child)
-        .await
-        .unwrap_or_else(|_| panic!("pyoco-client {args:?} did not finish in 60 s"))
-        .expect("run pyoco-client");
-    Output {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
 
@@ -126,7 +49,7 @@ fn run_id_of(out: &Output) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn yaml_flow_is_watched_to_completion_and_shown_by_get_tasks_list() {
-    let stack = Stack::start().await;
+    let stack = CliStack::start().await;
     let file = stack.write("fan.yaml", FAN_OUT_IN);
     let submitted = stack
         .cli(&[
@@ -220,7 +143,7 @@ async fn yaml_flow_is_watched_to_completion_and_shown_by_get_tasks_list() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_flow_makes_watch_exit_1_with_the_error() {
-    let stack = Stack::start().await;
+    let stack = CliStack::start().await;
     let file = stack.write("fail.yaml", FAILING);
     let run_id = run_id_of(
         &stack
@@ -249,7 +172,7 @@ async fn failing_flow_makes_watch_exit_1_with_the_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_by_name_prints_pending_and_gateway_errors_exit_1_and_ctrl_c_exits_130() {
-    let stack = Stack::start().await;
+    let stack = CliStack::start().await;
     let params_file = stack.write("p.yaml", "n: 0\nfrom_file: true\n");
     let submitted = stack
         .cli(&[
@@ -308,7 +231,7 @@ async fn submit_by_name_prints_pending_and_gateway_errors_exit_1_and_ctrl_c_exit
 
     // Ctrl-C while watching exits 130.
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pyoco-client"))
-        .args(["--server", &stack.gateway.url(), "watch", &idle])
+        .args(["--server", &stack.stack.gateway.url(), "watch", &idle])
         .env_remove("PYOCO_SERVER")
         .env_remove("PYOCO_API_KEY")
         .stdout(Stdio::piped())
@@ -412,9 +335,18 @@ tasks:
   b: {callable: "pyoco:echo", inputs: {value: 1}}
 "#;
 
-impl Stack {
+impl CliStack {
+    /// The stack after the fan-out/fan-in flow ran to completion (so the worker has
+    /// registered and the metrics count one COMPLETED run).
+    async fn start_with_a_finished_run() -> CliStack {
+        let stack = CliStack::start().await;
+        let run_id = stack.submit_yaml("fan", FAN_OUT_IN, "default").await;
+        wait_terminal(&stack.stack.client, &run_id).await;
+        stack
+    }
+
     fn client(&self) -> pyoco::HttpClient {
-        pyoco::HttpClient::new(&self.gateway.url()).unwrap()
+        self.stack.client.clone()
     }
 
     /// Submits `yaml` through the CLI and returns the run id.
@@ -446,7 +378,7 @@ fn json_lines(out: &Output) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_streams_sse_events_as_json_or_status_lines() {
-    let stack = Stack::start().await;
+    let stack = CliStack::start().await;
     let run_id = stack.submit_yaml("slow", SLOW, "default").await;
 
     // The default output is the original's: one {"event", "data"} object per line.
@@ -555,7 +487,7 @@ async fn watch_streams_sse_events_as_json_or_status_lines() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_prints_the_snapshot_waits_with_wait_and_reports_a_wait_timeout() {
-    let stack = Stack::start().await;
+    let stack = CliStack::start().await;
     let client = stack.client();
     let run_id = stack.submit_yaml("long", LONG, "default").await;
     wait_for("task a to run", Duration::from_secs(20), || async {
@@ -596,7 +528,7 @@ async fn cancel_prints_the_snapshot_waits_with_wait_and_reports_a_wait_timeout()
     map.insert("status".into(), json!("RUNNING"));
     map.insert("worker_id".into(), json!("ghost"));
     map.insert("start_time".into(), json!(pyoco::model::now()));
-    let nats = pyoco::NatsClient::connect(stack.config.clone())
+    let nats = pyoco::NatsClient::connect(stack.stack.config.clone())
         .await
         .unwrap();
     nats.store()
@@ -639,7 +571,7 @@ async fn cancel_prints_the_snapshot_waits_with_wait_and_reports_a_wait_timeout()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_vnext_pages_with_a_cursor_in_json_and_table_output() {
-    let stack = Stack::start().await;
+    let stack = CliStack::start().await;
     for i in 0..3 {
         stack
             .cli(&["submit", "--flow-name", &format!("f{i}"), "--tag", "idle"])
@@ -727,24 +659,17 @@ async fn list_vnext_pages_with_a_cursor_in_json_and_table_output() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn workers_hide_unhide_metrics_and_health() {
-    let stack = Stack::start().await;
-    let run_id = stack.submit_yaml("fan", FAN_OUT_IN, "default").await;
-    stack
-        .client()
-        .wait_until_terminal(
-            &run_id,
-            Duration::from_millis(50),
-            Some(Duration::from_secs(20)),
-            |_| {},
-        )
-        .await
-        .unwrap();
-
+async fn health_prints_the_gateways_status() {
+    let stack = CliStack::start().await;
     let health = stack.cli(&["health"]).await;
     assert_eq!(health.code, Some(0), "{health:?}");
     assert_eq!(health.json()["status"], "ok");
+    stack.stop().await;
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_are_listed_as_json_table_or_plugins_and_filtered_by_state() {
+    let stack = CliStack::start_with_a_finished_run().await;
     let listed = stack.cli(&["workers"]).await;
     assert_eq!(
         listed.code,
@@ -798,7 +723,14 @@ async fn workers_hide_unhide_metrics_and_health() {
         .cli(&["workers", "--state", "STOPPED_GRACEFUL", "--scope", "all"])
         .await;
     assert_eq!(idle_only.json(), json!([]), "{idle_only:?}");
+    let bad_state = run_cli(&["workers", "--state", "SLEEPING"]).await;
+    assert_eq!(bad_state.code, Some(1), "{bad_state:?}");
+    stack.stop().await;
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hide_and_unhide_worker_toggle_the_flag_and_an_unknown_worker_exits_1() {
+    let stack = CliStack::start_with_a_finished_run().await;
     let hidden = stack.cli(&["hide-worker", "w1"]).await;
     assert_eq!(hidden.code, Some(0), "{hidden:?}");
     assert_eq!(hidden.json()["hidden"], true);
@@ -819,9 +751,12 @@ async fn workers_hide_unhide_metrics_and_health() {
             .contains("- reason: HTTP 404 PATCH /workers/nobody: "),
         "{unknown:?}"
     );
-    let bad_state = run_cli(&["workers", "--state", "SLEEPING"]).await;
-    assert_eq!(bad_state.code, Some(1), "{bad_state:?}");
+    stack.stop().await;
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_prints_the_raw_prometheus_text() {
+    let stack = CliStack::start_with_a_finished_run().await;
     let metrics = stack.cli(&["metrics"]).await;
     assert_eq!(
         metrics.code,

@@ -3,11 +3,12 @@
 //! messages for refused uploads.
 #![allow(clippy::unwrap_used)] // tests may panic on broken expectations
 
-use std::io::{Cursor, Write};
-use std::process::Stdio;
-use std::time::Duration;
+mod common;
 
-use pyoco::testkit::{GatewayHandle, NatsServer};
+use std::io::{Cursor, Write};
+
+use common::{Output, run_cli_at};
+use pyoco::testkit::Stack;
 use serde_json::Value;
 
 /// A wheel of `mypkg` at `version`; `complete` adds entry points and a documentation URL.
@@ -42,51 +43,60 @@ fn wheel(dir: &std::path::Path, version: &str, complete: bool) -> String {
     path.to_string_lossy().into_owned()
 }
 
-#[derive(Debug)]
-struct Output {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-async fn cli(url: &str, args: &[&str]) -> Output {
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_pyoco-client"))
-            .arg("--server")
-            .arg(url)
-            .args(args)
-            .env_remove("PYOCO_SERVER")
-            .env_remove("PYOCO_API_KEY")
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    Output {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
 fn json(out: &Output) -> Value {
     assert_eq!(out.code, Some(0), "{out:?}");
     serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wheel_commands_preflight_upload_list_history_delete() {
-    let server = NatsServer::start();
-    let gateway = GatewayHandle::start(server.config()).await;
-    let url = gateway.url();
-    let dir = tempfile::tempdir().unwrap();
-    let bare = wheel(dir.path(), "1.0", false);
+/// A gateway (no worker) and a scratch directory for wheels.
+struct Env {
+    stack: Stack,
+    dir: tempfile::TempDir,
+}
 
+impl Env {
+    async fn start() -> Env {
+        Env {
+            stack: Stack::builder().no_worker().start().await,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn url(&self) -> String {
+        self.stack.gateway.url()
+    }
+
+    async fn stop(self) {
+        self.stack.stop().await;
+    }
+}
+
+/// Uploads the incomplete mypkg 1.0 with `--preflight warn --tags "gpu, cpu" --no-replace`
+/// and returns the command's output.
+async fn upload_bare_with_warnings(url: &str, bare: &str) -> Output {
+    run_cli_at(
+        url,
+        &[
+            "wheel-upload",
+            "--wheel-file",
+            bare,
+            "--preflight",
+            "warn",
+            "--tags",
+            "gpu, cpu",
+            "--no-replace",
+        ],
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_preflight_refuses_an_incomplete_wheel_locally_and_sends_nothing() {
+    let env = Env::start().await;
+    let (url, dir) = (env.url(), env.dir.path());
+    let bare = wheel(dir, "1.0", false);
     // strict (the default): the incomplete wheel is refused locally, nothing is sent.
-    let out = cli(&url, &["wheel-upload", "--wheel-file", &bare]).await;
+    let out = run_cli_at(&url, &["wheel-upload", "--wheel-file", &bare]).await;
     assert_eq!(out.code, Some(1), "{out:?}");
     assert!(
         out.stderr
@@ -103,23 +113,20 @@ async fn wheel_commands_preflight_upload_list_history_delete() {
             .contains("- hint: fix wheel metadata/entry_points or use --preflight warn/off"),
         "{out:?}"
     );
-    assert_eq!(json(&cli(&url, &["wheels"]).await), serde_json::json!([]));
+    assert_eq!(
+        json(&run_cli_at(&url, &["wheels"]).await),
+        serde_json::json!([])
+    );
+    env.stop().await;
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warn_preflight_prints_the_problems_and_uploads() {
+    let env = Env::start().await;
+    let (url, dir) = (env.url(), env.dir.path());
+    let bare = wheel(dir, "1.0", false);
     // warn: the problems are printed and the wheel is uploaded.
-    let out = cli(
-        &url,
-        &[
-            "wheel-upload",
-            "--wheel-file",
-            &bare,
-            "--preflight",
-            "warn",
-            "--tags",
-            "gpu, cpu",
-            "--no-replace",
-        ],
-    )
-    .await;
+    let out = upload_bare_with_warnings(&url, &bare).await;
     let up = json(&out);
     assert_eq!(up["name"], "mypkg-1.0-py3-none-any.whl");
     assert_eq!(up["tags"], serde_json::json!(["gpu", "cpu"]));
@@ -128,9 +135,17 @@ async fn wheel_commands_preflight_upload_list_history_delete() {
             .contains("[pyoco-client][preflight][warn] usage documentation is missing"),
         "{out:?}"
     );
+    env.stop().await;
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploading_a_stored_version_again_exits_1_with_the_409_and_a_hint() {
+    let env = Env::start().await;
+    let (url, dir) = (env.url(), env.dir.path());
+    let bare = wheel(dir, "1.0", false);
+    json(&upload_bare_with_warnings(&url, &bare).await);
     // The same version again: a clear 409.
-    let out = cli(
+    let out = run_cli_at(
         &url,
         &["wheel-upload", "--wheel-file", &bare, "--preflight", "off"],
     )
@@ -147,13 +162,20 @@ async fn wheel_commands_preflight_upload_list_history_delete() {
             .contains("- hint: this version of the project is already in the registry"),
         "{out:?}"
     );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_complete_wheel_passes_strict_preflight_and_a_non_wheel_is_a_422() {
+    let env = Env::start().await;
+    let (url, dir) = (env.url(), env.dir.path());
     // A complete wheel passes the strict preflight.
-    let complete = wheel(dir.path(), "1.1", true);
-    json(&cli(&url, &["wheel-upload", "--wheel-file", &complete]).await);
+    let complete = wheel(dir, "1.1", true);
+    json(&run_cli_at(&url, &["wheel-upload", "--wheel-file", &complete]).await);
     // A file that is not a wheel: 422 with the reason.
-    let junk = dir.path().join("mypkg-2.0-py3-none-any.whl");
+    let junk = dir.join("mypkg-2.0-py3-none-any.whl");
     std::fs::write(&junk, b"junk").unwrap();
-    let out = cli(
+    let out = run_cli_at(
         &url,
         &[
             "wheel-upload",
@@ -168,11 +190,21 @@ async fn wheel_commands_preflight_upload_list_history_delete() {
         out.stderr.contains("HTTP 422 POST /wheels") && out.stderr.contains("invalid_wheel_file"),
         "{out:?}"
     );
+    env.stop().await;
+}
 
-    let listed = json(&cli(&url, &["wheels"]).await);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wheels_history_and_delete_print_json_and_a_second_delete_exits_1() {
+    let env = Env::start().await;
+    let (url, dir) = (env.url(), env.dir.path());
+    let bare = wheel(dir, "1.0", false);
+    json(&upload_bare_with_warnings(&url, &bare).await);
+    let complete = wheel(dir, "1.1", true);
+    json(&run_cli_at(&url, &["wheel-upload", "--wheel-file", &complete]).await);
+    let listed = json(&run_cli_at(&url, &["wheels"]).await);
     assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
     let history = json(
-        &cli(
+        &run_cli_at(
             &url,
             &[
                 "wheel-history",
@@ -186,7 +218,7 @@ async fn wheel_commands_preflight_upload_list_history_delete() {
     );
     assert_eq!(history[0]["replace"], false, "{history}");
     let deleted = json(
-        &cli(
+        &run_cli_at(
             &url,
             &["wheel-delete", "--name", "mypkg-1.0-py3-none-any.whl"],
         )
@@ -196,7 +228,7 @@ async fn wheel_commands_preflight_upload_list_history_delete() {
         deleted,
         serde_json::json!({"name": "mypkg-1.0-py3-none-any.whl", "deleted": true})
     );
-    let out = cli(
+    let out = run_cli_at(
         &url,
         &["wheel-delete", "--name", "mypkg-1.0-py3-none-any.whl"],
     )
@@ -207,5 +239,5 @@ async fn wheel_commands_preflight_upload_list_history_delete() {
             && out.stderr.contains("pyoco-client wheels"),
         "{out:?}"
     );
-    gateway.stop().await;
+    env.stop().await;
 }

@@ -3,8 +3,6 @@
 //! a real interpreter. Flows are written as JSON, which is valid YAML, to avoid quoting.
 #![allow(clippy::unwrap_used)] // tests may panic on broken expectations
 
-mod common;
-
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,8 +13,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Json};
 use axum::routing::{any, get};
-use common::Stack;
-use pyoco::testkit::wait_for;
+use pyoco::testkit::{Stack, submit_yaml, wait_for};
 use serde_json::{Value, json};
 
 /// A local HTTP server: `/echo/...` describes the request, `/flaky` fails twice with 500,
@@ -74,12 +71,7 @@ async fn run(stack: &Stack, flow: Value) -> Value {
 }
 
 async fn submit(stack: &Stack, flow: &Value) -> String {
-    let answer = stack
-        .client
-        .submit_yaml(flow.to_string().as_bytes(), "builtins", None)
-        .await
-        .unwrap();
-    answer["run_id"].as_str().unwrap().to_string()
+    submit_yaml(&stack.client, &flow.to_string(), "builtins", None).await
 }
 
 /// True while any live (non-zombie) process is in process group `pgid`.

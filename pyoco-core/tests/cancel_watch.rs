@@ -1,24 +1,14 @@
 //! Cancel and SSE watch against a real nats-server.
 #![allow(clippy::unwrap_used)] // tests may panic on broken expectations
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::Stack;
 use futures::StreamExt;
-use pyoco::testkit::{WorkerHandle, wait_for};
+use pyoco::testkit::{Stack, WorkerHandle, submit_yaml, wait_for};
 use serde_json::{Value, json};
 
 async fn submit(stack: &Stack, yaml: &str, tag: Option<&str>) -> String {
-    stack
-        .client
-        .submit_yaml(yaml.as_bytes(), "c", tag)
-        .await
-        .unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    submit_yaml(&stack.client, yaml, "c", tag).await
 }
 
 async fn cancel(stack: &Stack, run_id: &str) -> (u16, Value) {

@@ -2,14 +2,12 @@
 //! worker against a real nats-server, with native Rust and Python tasks.
 #![allow(clippy::unwrap_used)] // tests may panic on broken expectations
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use pyoco::Registry;
 use pyoco::flow::python::PythonPool;
-use pyoco::testkit::{GatewayHandle, NatsServer, WorkerHandle, wait_for};
-use pyoco::{HttpClient, Registry};
+use pyoco::testkit::{Stack, submit_yaml, wait_for};
 use serde_json::{Value, json};
 
 const TASKS: &str = r#"
@@ -28,10 +26,7 @@ def bump(bump=0):
 "#;
 
 struct Env {
-    _server: NatsServer,
-    gateway: GatewayHandle,
-    worker: WorkerHandle,
-    client: HttpClient,
+    stack: Stack,
     /// Loop contexts the native task `t:collect` received, in call order.
     seen: Arc<Mutex<Vec<Value>>>,
     _dir: tempfile::TempDir,
@@ -40,10 +35,6 @@ struct Env {
 async fn env() -> Env {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("loop_tasks.py"), TASKS).unwrap();
-    let server = NatsServer::start();
-    let mut config = common::fast_config(&server);
-    config.cancel_grace_period = Duration::from_secs(2);
-    let gateway = GatewayHandle::start(config.clone()).await;
     let mut registry = Registry::with_builtins();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s = seen.clone();
@@ -60,13 +51,14 @@ async fn env() -> Env {
         Duration::from_millis(500),
         vec![dir.path().to_path_buf()],
     ));
-    let worker = WorkerHandle::start(config, registry, "cf", &["default"]).await;
-    let client = HttpClient::new(&gateway.url()).unwrap();
+    let stack = Stack::builder()
+        .config(|c| c.cancel_grace_period = Duration::from_secs(2))
+        .registry(registry)
+        .worker_id("cf")
+        .start()
+        .await;
     Env {
-        _server: server,
-        gateway,
-        worker,
-        client,
+        stack,
         seen,
         _dir: dir,
     }
@@ -74,35 +66,19 @@ async fn env() -> Env {
 
 impl Env {
     async fn submit(&self, yaml: &str) -> String {
-        self.client
-            .submit_yaml(yaml.as_bytes(), "cf", None)
-            .await
-            .unwrap_or_else(|e| panic!("submit failed: {e}"))["run_id"]
-            .as_str()
-            .unwrap()
-            .to_string()
+        submit_yaml(&self.stack.client, yaml, "cf", None).await
     }
 
     async fn terminal(&self, run_id: &str) -> Value {
-        wait_for("the run to finish", Duration::from_secs(30), || async {
-            let run = self.client.get_run(run_id, true).await.ok()?;
-            matches!(
-                run["status"].as_str()?,
-                "COMPLETED" | "FAILED" | "CANCELLED"
-            )
-            .then_some(run)
-        })
-        .await
+        self.stack.wait_terminal(run_id).await
     }
 
     async fn run(&self, yaml: &str) -> Value {
-        let run_id = self.submit(yaml).await;
-        self.terminal(&run_id).await
+        self.stack.run_to_end(yaml, "cf").await
     }
 
     async fn stop(self) {
-        self.worker.stop().await;
-        self.gateway.stop().await;
+        self.stack.stop().await;
     }
 }
 
@@ -147,6 +123,7 @@ async fn switch_on_a_param_runs_one_branch_and_fails_without_a_match() {
     // Bad expressions are rejected at submission with their position.
     let bad = SWITCH.replace("$ctx.params.mode", "len(mode)");
     let err = env
+        .stack
         .client
         .submit_yaml(bad.as_bytes(), "cf", None)
         .await
@@ -238,12 +215,12 @@ async fn a_cancel_stops_a_long_loop() {
         .submit("flow: {graph: 'flow >> (tick >> pause)[100000] >> after'}\ntasks:\n  tick: {callable: 'pyoco:echo', inputs: {value: 1}}\n  pause: {callable: 'pyoco:sleep', inputs: {seconds: 0.05}}\n  after: {callable: 'pyoco:echo'}\n")
         .await;
     wait_for("a few iterations", Duration::from_secs(20), || async {
-        let run = env.client.get_run(&run_id, true).await.ok()?;
+        let run = env.stack.client.get_run(&run_id, true).await.ok()?;
         (run["task_records"]["tick"]["iterations"].as_u64()? >= 3).then_some(())
     })
     .await;
     reqwest::Client::new()
-        .post(format!("{}/runs/{run_id}/cancel", env.gateway.url()))
+        .post(format!("{}/runs/{run_id}/cancel", env.stack.gateway.url()))
         .send()
         .await
         .unwrap();

@@ -2,13 +2,10 @@
 //! unresolvable callable, invalid jobs, orphan and duplicate jobs, bounded redelivery.
 #![allow(clippy::unwrap_used)] // tests may panic on broken expectations
 
-mod common;
-
 use std::time::Duration;
 
 use async_nats::jetstream;
-use common::Stack;
-use pyoco::testkit::wait_for;
+use pyoco::testkit::{Stack, submit_yaml, wait_for};
 use serde_json::{Value, json};
 
 /// Reads every message of the DLQ stream.
@@ -62,14 +59,7 @@ tasks:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn task_failure_fails_the_run_and_dead_letters_execution_error() {
     let stack = Stack::start().await;
-    let run_id = stack
-        .client
-        .submit_yaml(FAILING.as_bytes(), "failing", None)
-        .await
-        .unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run_id = submit_yaml(&stack.client, FAILING, "failing", None).await;
     let run = stack.wait_terminal(&run_id).await;
     assert_eq!(run["status"], "FAILED");
     assert_eq!(run["error"], "disk full");
@@ -98,14 +88,7 @@ async fn task_failure_fails_the_run_and_dead_letters_execution_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn execution_error_dlq_can_be_turned_off() {
     let stack = Stack::start_with(|c| c.dlq_publish_execution_error = false).await;
-    let run_id = stack
-        .client
-        .submit_yaml(FAILING.as_bytes(), "failing", None)
-        .await
-        .unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run_id = submit_yaml(&stack.client, FAILING, "failing", None).await;
     assert_eq!(stack.wait_terminal(&run_id).await["status"], "FAILED");
     // A second, unknown-flow run proves the DLQ works and holds only that one.
     let other = stack
@@ -147,14 +130,7 @@ async fn unknown_named_flow_fails_with_flow_not_found() {
 async fn unresolvable_callable_fails_the_run_with_a_clear_error() {
     let stack = Stack::start().await;
     let yaml = "flow: {graph: a}\ntasks: {a: {callable: 'mymodule:train'}}\n";
-    let run_id = stack
-        .client
-        .submit_yaml(yaml.as_bytes(), "py", None)
-        .await
-        .unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run_id = submit_yaml(&stack.client, yaml, "py", None).await;
     let run = stack.wait_terminal(&run_id).await;
     assert_eq!(run["status"], "FAILED");
     let error = run["error"].as_str().unwrap();
@@ -223,14 +199,7 @@ async fn job_without_snapshot_is_dropped_and_duplicate_of_finished_run_is_skippe
         .unwrap();
     // A finished run whose job arrives again (e.g. an ack lost in a restart).
     let yaml = "flow: {graph: a}\ntasks: {a: {callable: 'pyoco:echo', inputs: {value: 7}}}\n";
-    let run_id = stack
-        .client
-        .submit_yaml(yaml.as_bytes(), "once", None)
-        .await
-        .unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run_id = submit_yaml(&stack.client, yaml, "once", None).await;
     let done = stack.wait_terminal(&run_id).await;
     assert_eq!(done["status"], "COMPLETED");
     let again = json!({"run_id": run_id, "flow_name": "once", "tag": "default", "params": {}, "submitted_at": 1.0, "workflow_yaml": yaml});
@@ -258,14 +227,7 @@ async fn cancelled_pending_run_ends_cancelled_without_running() {
     let stack = Stack::start().await;
     // Tag "later" has no worker yet: the run waits in the queue.
     let yaml = "flow: {graph: a}\ntasks: {a: {callable: 'pyoco:fail'}}\n";
-    let run_id = stack
-        .client
-        .submit_yaml(yaml.as_bytes(), "late", Some("later"))
-        .await
-        .unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run_id = submit_yaml(&stack.client, yaml, "late", Some("later")).await;
     let nats = pyoco::NatsClient::connect(stack.config.clone())
         .await
         .unwrap();

@@ -2,18 +2,15 @@
 //! gateway and worker; the SSE watch across server-side closes; typed errors.
 #![allow(clippy::unwrap_used)] // tests may panic on broken expectations
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::Stack;
 use futures::StreamExt;
 use pyoco::client::http::{
     HttpClient, HttpError, ListRuns, ListRunsVnext, ListWorkers, WatchEvent, WatchOptions,
     WorkerScope,
 };
-use pyoco::testkit::wait_for;
+use pyoco::testkit::{Stack, wait_for};
 use serde_json::{Map, Value, json};
 
 const FAN: &str = "flow: {graph: 'a >> (b & c)', defaults: {greeting: hi}}\ntasks:\n  a: {callable: 'pyoco:echo', inputs: {value: '$ctx.params.greeting'}}\n  b: {callable: 'pyoco:sleep', inputs: {seconds: 0.1}}\n  c: {callable: 'pyoco:echo', inputs: {value: '$node.a.output'}}\n";
@@ -52,7 +49,7 @@ async fn collect(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn run_routes_answer_and_errors_are_typed() {
+async fn a_run_submitted_by_name_keeps_its_params_tag_and_tags() {
     let stack = Stack::start().await;
     let client = &stack.client;
     assert_eq!(client.health().await.unwrap()["status"], "ok");
@@ -80,6 +77,22 @@ async fn run_routes_answer_and_errors_are_typed() {
             &json!(["t1"])
         )
     );
+    let full = client
+        .list_runs(&ListRuns {
+            tag: Some("idle".into()),
+            full: true,
+            limit: Some(5),
+            ..ListRuns::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(full[0]["params"], json!({"x": 1}), "include=full");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_yaml_run_is_waited_to_completion_then_read_listed_and_its_tasks_shown() {
+    let stack = Stack::start().await;
+    let client = &stack.client;
 
     let run_id = submit(client, FAN, None).await;
     let mut seen = Vec::new();
@@ -116,17 +129,12 @@ async fn run_routes_answer_and_errors_are_typed() {
         .unwrap();
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0]["run_id"], run_id.as_str());
-    let full = client
-        .list_runs(&ListRuns {
-            tag: Some("idle".into()),
-            full: true,
-            limit: Some(5),
-            ..ListRuns::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(full[0]["params"], json!({"x": 1}), "include=full");
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_of_run_routes_are_typed_with_status_code_and_detail() {
+    let stack = Stack::start().await;
+    let client = &stack.client;
     // Typed errors: status, code and detail.
     let missing = client.get_run("nope", false).await.unwrap_err();
     assert_eq!(status_error(&missing), (404, Some("run_not_found")));
@@ -170,7 +178,10 @@ async fn run_routes_answer_and_errors_are_typed() {
         .await
         .unwrap_err();
     assert_eq!(status_error(&bad_limit), (422, Some("validation_error")));
+}
 
+#[tokio::test]
+async fn a_gateway_that_is_not_there_is_a_transport_error() {
     // Nothing listens there: a transport error, not a status.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -361,7 +372,7 @@ async fn watch_run_reconnects_after_server_closes_and_delivers_the_terminal_snap
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn watch_run_heartbeats_honours_its_deadline_and_reports_errors() {
+async fn a_quiet_watch_heartbeats_until_its_deadline_and_resumes_after_the_snapshot() {
     let stack = Stack::start().await;
     let client = &stack.client;
     // Nobody serves this tag: the run stays PENDING.
@@ -400,7 +411,14 @@ async fn watch_run_heartbeats_honours_its_deadline_and_reports_errors() {
         1,
         "{events:?}"
     );
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_since_the_last_update_sends_only_heartbeats() {
+    let stack = Stack::start().await;
+    let client = &stack.client;
+    // Nobody serves this tag: the run stays PENDING.
+    let idle = submit(client, FAN, Some("nobody")).await;
     // `since` after the last update: no snapshot of the idle run.
     let quiet = collect(
         client,
@@ -418,7 +436,14 @@ async fn watch_run_heartbeats_honours_its_deadline_and_reports_errors() {
             .all(|(_, e)| matches!(e, Ok(WatchEvent::Heartbeat { .. }))),
         "{quiet:?}"
     );
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_until_terminal_gives_up_with_a_timeout_naming_the_status() {
+    let stack = Stack::start().await;
+    let client = &stack.client;
+    // Nobody serves this tag: the run stays PENDING.
+    let idle = submit(client, FAN, Some("nobody")).await;
     // wait_until_terminal gives up with a Timeout naming the status.
     let err = client
         .wait_until_terminal(
@@ -433,7 +458,14 @@ async fn watch_run_heartbeats_honours_its_deadline_and_reports_errors() {
         HttpError::Timeout(msg) => assert_eq!(msg, format!("run {idle} is still PENDING")),
         other => panic!("{other:?}"),
     }
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_errors_before_the_stream_opens_end_it_with_the_typed_error() {
+    let stack = Stack::start().await;
+    let client = &stack.client;
+    // Nobody serves this tag: the run stays PENDING.
+    let idle = submit(client, FAN, Some("nobody")).await;
     // Errors before the stream opens end it with the typed error.
     let missing = collect(client, "nope", WatchOptions::default()).await;
     assert_eq!(missing.len(), 1, "{missing:?}");
@@ -596,8 +628,19 @@ async fn workers_can_be_listed_hidden_and_shown_and_metrics_are_served() {
         .unwrap();
     let w1 = with_hidden.iter().find(|w| w["worker_id"] == "w1").unwrap();
     assert_eq!(w1["hidden"], true);
-    // The worker's own heartbeats keep the flag.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // The worker's own heartbeats keep the flag: wait until it has written its record twice
+    // more (every 200 ms here) rather than sleeping a fixed time.
+    let patched_at = hidden["updated_at"].as_f64().unwrap();
+    let all = ListWorkers {
+        include_hidden: true,
+        ..ListWorkers::default()
+    };
+    wait_for("two worker heartbeats", Duration::from_secs(10), || async {
+        let workers = client.get_workers(&all).await.ok()?;
+        let w1 = workers.iter().find(|w| w["worker_id"] == "w1")?;
+        (w1["last_heartbeat_at"].as_f64()? > patched_at + 0.4).then_some(())
+    })
+    .await;
     let still = client.get_workers(&ListWorkers::default()).await.unwrap();
     assert!(still.iter().all(|w| w["worker_id"] != "w1"), "{still:?}");
     let shown = client.patch_worker_hidden("w1", false).await.unwrap();

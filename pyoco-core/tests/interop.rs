@@ -13,15 +13,15 @@
 //! or the test process dies; its output is printed when the test fails.
 #![allow(clippy::unwrap_used)] // tests may panic on broken expectations
 
-mod common;
-
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use pyoco::testkit::{GatewayHandle, NatsServer, WorkerHandle, wait_for};
+use pyoco::testkit::{
+    GatewayHandle, NatsServer, WorkerHandle, fast_config, free_port, wait_terminal,
+};
 use pyoco::{HttpClient, Registry};
 use serde_json::{Value, json};
 
@@ -73,17 +73,9 @@ fn venv() -> PathBuf {
 }
 
 /// A free TCP port on 127.0.0.1 (bound, read, released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A fast config like the other tests', pointing at `server`.
 fn config(server: &NatsServer) -> pyoco::Config {
-    common::fast_config(server)
+    fast_config(server)
 }
 
 /// A registry with the built-in tasks and the named flows of examples/flows.
@@ -240,16 +232,6 @@ async fn run_client_script(base_url: &str, worker_id: &str, tag: &str, original_
     );
 }
 
-/// Polls `GET /runs/{id}?include=records` until the run is terminal.
-async fn wait_terminal(client: &HttpClient, run_id: &str, timeout: Duration) -> Value {
-    wait_for(&format!("run {run_id} to finish"), timeout, || async {
-        let run = client.get_run(run_id, true).await.ok()?;
-        let status = run["status"].as_str()?.to_string();
-        matches!(status.as_str(), "COMPLETED" | "FAILED" | "CANCELLED").then_some(run)
-    })
-    .await
-}
-
 /// `GET /health` answers (polled every 100 ms, while checking the process is alive).
 async fn wait_healthy(proc: &mut PyProcess, base_url: &str, timeout: Duration) {
     let client = HttpClient::new(base_url).unwrap();
@@ -343,7 +325,7 @@ async fn python_worker_runs_a_flow_submitted_through_our_gateway() {
     assert_eq!(submitted["status"], "PENDING", "{submitted}");
     let run_id = submitted["run_id"].as_str().unwrap().to_string();
 
-    let run = wait_terminal(&client, &run_id, Duration::from_secs(30)).await;
+    let run = wait_terminal(&client, &run_id).await;
     py_worker.assert_running();
     assert_eq!(run["status"], "COMPLETED", "{run:#}");
     assert_eq!(run["flow_name"], "py-tasks");
@@ -416,7 +398,7 @@ async fn floats_written_by_a_python_worker_pass_through_our_gateway_unchanged() 
         .await
         .unwrap();
     let run_id = submitted["run_id"].as_str().unwrap().to_string();
-    let run = wait_terminal(&client, &run_id, Duration::from_secs(30)).await;
+    let run = wait_terminal(&client, &run_id).await;
     assert_eq!(run["status"], "COMPLETED", "{run:#}");
     let body = raw_get(&format!("{}/runs/{run_id}?include=records", gateway.url())).await;
     assert!(
@@ -479,7 +461,7 @@ async fn our_worker_runs_flows_submitted_through_the_python_gateway() {
         .unwrap();
     assert_eq!(submitted["status"], "PENDING", "{submitted}");
     let run_id = submitted["run_id"].as_str().unwrap().to_string();
-    let run = wait_terminal(&client, &run_id, Duration::from_secs(20)).await;
+    let run = wait_terminal(&client, &run_id).await;
     py_gateway.assert_running();
     assert_eq!(run["status"], "COMPLETED", "{run:#}");
     assert_eq!(run["flow_name"], "rs-builtins");
@@ -512,7 +494,7 @@ async fn our_worker_runs_flows_submitted_through_the_python_gateway() {
         .unwrap();
     assert_eq!(submitted["status"], "PENDING", "{submitted}");
     let run_id = submitted["run_id"].as_str().unwrap().to_string();
-    let run = wait_terminal(&client, &run_id, Duration::from_secs(20)).await;
+    let run = wait_terminal(&client, &run_id).await;
     assert_eq!(run["status"], "COMPLETED", "{run:#}");
     assert_eq!(run["flow_name"], "hello");
     assert_eq!(run["params"], json!({"name": "python-gateway"}));
@@ -592,7 +574,7 @@ async fn floats_in_params_pass_through_our_worker_unchanged() {
         .await
         .unwrap();
     let run_id = submitted["run_id"].as_str().unwrap().to_string();
-    let run = wait_terminal(&client, &run_id, Duration::from_secs(20)).await;
+    let run = wait_terminal(&client, &run_id).await;
     assert_eq!(run["status"], "COMPLETED", "{run:#}");
     let body = raw_get(&format!("{url}/runs/{run_id}")).await;
     assert!(

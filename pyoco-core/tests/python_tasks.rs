@@ -2,14 +2,12 @@
 //! nats-server and a real interpreter.
 #![allow(clippy::unwrap_used)] // tests may panic on broken expectations
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use pyoco::Registry;
 use pyoco::flow::python::PythonPool;
-use pyoco::testkit::{GatewayHandle, NatsServer, WorkerHandle, wait_for};
-use pyoco::{HttpClient, Registry};
+use pyoco::testkit::{Stack, submit_yaml, wait_for};
 use serde_json::{Value, json};
 
 const TASKS: &str = r#"
@@ -36,55 +34,30 @@ def slow(pid_file, seconds=60):
 "#;
 
 struct Env {
-    _server: NatsServer,
-    gateway: GatewayHandle,
-    worker: WorkerHandle,
-    client: HttpClient,
+    stack: Stack,
     dir: tempfile::TempDir,
 }
 
 async fn env() -> Env {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("quick_tasks.py"), TASKS).unwrap();
-    let server = NatsServer::start();
-    let mut config = common::fast_config(&server);
-    config.cancel_grace_period = Duration::from_secs(1);
-    let gateway = GatewayHandle::start(config.clone()).await;
     let mut registry = Registry::with_builtins();
     registry.use_python(PythonPool::with_path(
         "python3",
         Duration::from_millis(500),
         vec![dir.path().to_path_buf()],
     ));
-    let worker = WorkerHandle::start(config, registry, "py", &["default"]).await;
-    let client = HttpClient::new(&gateway.url()).unwrap();
-    Env {
-        _server: server,
-        gateway,
-        worker,
-        client,
-        dir,
-    }
+    let stack = Stack::builder()
+        .config(|c| c.cancel_grace_period = Duration::from_secs(1))
+        .registry(registry)
+        .worker_id("py")
+        .start()
+        .await;
+    Env { stack, dir }
 }
 
 async fn run_flow(env: &Env, yaml: &str) -> Value {
-    let run_id = env
-        .client
-        .submit_yaml(yaml.as_bytes(), "py", None)
-        .await
-        .unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    wait_for("the run to finish", Duration::from_secs(30), || async {
-        let run = env.client.get_run(&run_id, true).await.ok()?;
-        matches!(
-            run["status"].as_str()?,
-            "COMPLETED" | "FAILED" | "CANCELLED"
-        )
-        .then_some(run)
-    })
-    .await
+    env.stack.run_to_end(yaml, "py").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,8 +77,7 @@ async fn the_quickstart_flow_runs_with_python_callables_wired_like_the_original(
         json!({"add_one": 42}),
         "upstream output by task name"
     );
-    env.worker.stop().await;
-    env.gateway.stop().await;
+    env.stack.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,7 +121,7 @@ async fn exceptions_output_capture_ctx_and_non_json_values() {
             .unwrap()
             .contains("No module named 'no_such_module'")
     );
-    env.worker.stop().await;
+    env.stack.stop().await;
 }
 
 fn alive(pid: u32) -> bool {
@@ -176,24 +148,17 @@ async fn a_cancel_kills_a_running_python_task() {
         "flow: {{graph: s}}\ntasks: {{s: {{callable: 'quick_tasks:slow', inputs: {{pid_file: '{}'}}}}}}\n",
         pid_file.display()
     );
-    let run_id = env
-        .client
-        .submit_yaml(yaml.as_bytes(), "py", None)
-        .await
-        .unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run_id = submit_yaml(&env.stack.client, &yaml, "py", None).await;
     let pid = pid_from(&pid_file).await;
     assert!(alive(pid));
     let asked = Instant::now();
     reqwest::Client::new()
-        .post(format!("{}/runs/{run_id}/cancel", env.gateway.url()))
+        .post(format!("{}/runs/{run_id}/cancel", env.stack.gateway.url()))
         .send()
         .await
         .unwrap();
     let run = wait_for("CANCELLED", Duration::from_secs(20), || async {
-        let run = env.client.get_run(&run_id, false).await.ok()?;
+        let run = env.stack.client.get_run(&run_id, false).await.ok()?;
         (run["status"] == "CANCELLED").then_some(run)
     })
     .await;
@@ -208,7 +173,7 @@ async fn a_cancel_kills_a_running_python_task() {
     // The worker goes on with a fresh runner.
     let next = run_flow(&env, "flow: {graph: add_one}\ntasks: {add_one: {callable: 'quick_tasks:add_one', inputs: {x: 1}}}\n").await;
     assert_eq!(next["task_records"]["add_one"]["output"], 2);
-    env.worker.stop().await;
+    env.stack.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,5 +195,5 @@ async fn a_timeout_kills_a_python_task_and_retries_are_counted() {
         || async { (!alive(pid)).then_some(()) },
     )
     .await;
-    env.worker.stop().await;
+    env.stack.stop().await;
 }

@@ -2,9 +2,7 @@
 //! flow, the snapshot is read back.
 #![allow(clippy::unwrap_used)] // tests may panic on broken expectations
 
-mod common;
-
-use common::Stack;
+use pyoco::testkit::{Stack, fast_config, submit_yaml};
 use serde_json::json;
 
 const FAN_OUT_IN: &str = r#"
@@ -72,7 +70,7 @@ async fn yaml_flow_with_fan_out_and_fan_in_completes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn named_flow_resolves_from_a_flows_directory_and_nats_client_reads_it() {
     let server = pyoco::testkit::NatsServer::start();
-    let config = common::fast_config(&server);
+    let config = fast_config(&server);
     let mut registry = pyoco::Registry::with_builtins();
     registry.flows_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/flows"));
     let worker =
@@ -122,14 +120,7 @@ async fn oversized_snapshots_are_compacted_on_every_write_and_the_run_completes(
     let yaml = format!(
         "flow: {{graph: 'big >> wait'}}\ntasks:\n  big: {{callable: 'pyoco:echo', inputs: {{value: '{big}'}}}}\n  wait: {{callable: 'pyoco:sleep', inputs: {{seconds: 0.5}}}}\n"
     );
-    let run_id = stack
-        .client
-        .submit_yaml(yaml.as_bytes(), "big", None)
-        .await
-        .unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run_id = submit_yaml(&stack.client, &yaml, "big", None).await;
     let run = stack.wait_terminal(&run_id).await;
     assert_eq!(run["status"], "COMPLETED");
     assert_eq!(run["task_records_truncated"], true);
@@ -158,14 +149,7 @@ async fn worker_registry_goes_idle_running_idle_and_stopped_graceful() {
     assert_eq!(first["tags"], json!(["default"]));
     assert_eq!(first["heartbeat_at"], first["last_heartbeat_at"]);
     let yaml = "flow: {graph: a}\ntasks: {a: {callable: 'pyoco:sleep', inputs: {seconds: 0.4}}}\n";
-    let run_id = stack
-        .client
-        .submit_yaml(yaml.as_bytes(), "s", None)
-        .await
-        .unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run_id = submit_yaml(&stack.client, yaml, "s", None).await;
     pyoco::testkit::wait_for(
         "RUNNING in the registry",
         std::time::Duration::from_secs(10),
@@ -203,7 +187,7 @@ async fn worker_registry_goes_idle_running_idle_and_stopped_graceful() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_serving_several_tags_takes_turns_between_them() {
     let server = pyoco::testkit::NatsServer::start();
-    let config = common::fast_config(&server);
+    let config = fast_config(&server);
     let client = pyoco::NatsClient::connect(config.clone()).await.unwrap();
     let yaml = b"flow: {graph: a}\ntasks: {a: {callable: 'pyoco:echo', inputs: {value: 1}}}\n";
     // A backlog on both tags before any worker exists: a busy first tag must not starve the second.

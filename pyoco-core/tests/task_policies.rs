@@ -2,14 +2,12 @@
 //! workers through NATS KV, typed Rust tasks and a flow resolver.
 #![allow(clippy::unwrap_used)] // tests may panic on broken expectations
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use pyoco::flow::embed::FlowBuilder;
-use pyoco::testkit::{GatewayHandle, NatsServer, WorkerHandle, wait_for};
+use pyoco::testkit::{Stack, WorkerHandle, run_to_end, wait_for};
 use pyoco::{HttpClient, Registry, TaskError};
 use serde_json::{Value, json};
 
@@ -41,30 +39,13 @@ async fn two_workers(
 }
 
 async fn run(client: &HttpClient, yaml: &str) -> Value {
-    let run_id = client
-        .submit_yaml(yaml.as_bytes(), "p", None)
-        .await
-        .unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    wait_for("the run to finish", Duration::from_secs(30), || async {
-        let run = client.get_run(&run_id, true).await.ok()?;
-        matches!(
-            run["status"].as_str()?,
-            "COMPLETED" | "FAILED" | "CANCELLED"
-        )
-        .then_some(run)
-    })
-    .await
+    run_to_end(client, yaml, "p").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_circuit_breaker_opens_and_recovers_across_two_workers() {
-    let server = NatsServer::start();
-    let config = common::fast_config(&server);
-    let gateway = GatewayHandle::start(config.clone()).await;
-    let client = HttpClient::new(&gateway.url()).unwrap();
+    let stack = Stack::builder().no_worker().start().await;
+    let (config, client) = (stack.config.clone(), stack.client.clone());
     let (down, calls) = (
         Arc::new(AtomicBool::new(true)),
         Arc::new(AtomicUsize::new(0)),
@@ -92,21 +73,29 @@ async fn a_circuit_breaker_opens_and_recovers_across_two_workers() {
     assert_eq!(calls.load(Ordering::SeqCst), 3);
     // After the cool-down one trial goes through; it succeeds and closes the breaker.
     down.store(false, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(run(&client, yaml).await["status"], "COMPLETED");
-    assert_eq!(run(&client, yaml).await["status"], "COMPLETED");
     let nats = pyoco::NatsClient::connect(config).await.unwrap();
-    let state: Value = serde_json::from_slice(
-        &nats
+    let breaker = || async {
+        let bytes = nats
             .store()
             .resources()
             .circuit_breakers
             .get("t_svc")
             .await
             .unwrap()
-            .unwrap(),
+            .unwrap();
+        serde_json::from_slice::<Value>(&bytes).unwrap()
+    };
+    // Wait for the cool-down by the time the breaker opened, not a fixed sleep.
+    let opened_at = breaker().await["opened_at"].as_f64().unwrap();
+    wait_for(
+        "the 1 s cool-down to pass",
+        Duration::from_secs(10),
+        || async { (pyoco::model::now() > opened_at + 1.05).then_some(()) },
     )
-    .unwrap();
+    .await;
+    assert_eq!(run(&client, yaml).await["status"], "COMPLETED");
+    assert_eq!(run(&client, yaml).await["status"], "COMPLETED");
+    let state = breaker().await;
     assert_eq!(state["state"], "closed");
     assert_eq!(state["consecutive_failures"], 0);
     eprintln!("failing runs were taken by {workers:?}");
@@ -116,10 +105,8 @@ async fn a_circuit_breaker_opens_and_recovers_across_two_workers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cached_result_is_reused_by_any_worker_and_retries_are_counted() {
-    let server = NatsServer::start();
-    let config = common::fast_config(&server);
-    let gateway = GatewayHandle::start(config.clone()).await;
-    let client = HttpClient::new(&gateway.url()).unwrap();
+    let stack = Stack::builder().no_worker().start().await;
+    let (config, client) = (stack.config.clone(), stack.client.clone());
     let (down, calls) = (
         Arc::new(AtomicBool::new(false)),
         Arc::new(AtomicUsize::new(0)),
@@ -176,10 +163,8 @@ struct Greet {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typed_rust_tasks_and_a_flow_resolver_serve_named_runs() {
-    let server = NatsServer::start();
-    let config = common::fast_config(&server);
-    let gateway = GatewayHandle::start(config.clone()).await;
-    let client = HttpClient::new(&gateway.url()).unwrap();
+    let stack = Stack::builder().no_worker().start().await;
+    let (config, client) = (stack.config.clone(), stack.client.clone());
     let mut registry = Registry::with_builtins();
     registry.register_fn("demo:greet", |g: Greet| async move {
         Ok::<_, String>(format!(

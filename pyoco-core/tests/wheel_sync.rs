@@ -3,52 +3,24 @@
 //! call the installed code.
 #![allow(clippy::unwrap_used)] // tests may panic on broken expectations
 
-mod common;
 #[path = "wheels/support.rs"]
 mod support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use pyoco::client::http::{ListWorkers, WheelUpload, WorkerScope};
-use pyoco::testkit::{GatewayHandle, NatsServer, WorkerHandle, wait_for};
+use pyoco::client::http::WheelUpload;
+use pyoco::testkit::{Stack, WorkerHandle, submit_yaml, wait_for, wait_terminal};
 use pyoco::{Config, HttpClient, Registry};
 use serde_json::{Value, json};
-use support::{can_import, mypkg_wheel, put_like_python, venv};
+use support::{can_import, mypkg_wheel, put_like_python, venv, wheel_sync_of};
 
 const FLOW: &str = "flow:\n  graph: hi\ntasks:\n  hi:\n    callable: \"mypkg.tasks:hello\"\n    inputs: {name: pyoco}\n";
 
 /// Runs the flow on `tag` and returns the finished run.
 async fn run_flow(client: &HttpClient, tag: &str) -> Value {
-    let submitted = client
-        .submit_yaml(FLOW.as_bytes(), "wheel-flow", Some(tag))
-        .await
-        .unwrap();
-    let run_id = submitted["run_id"].as_str().unwrap().to_string();
-    wait_for("the run to finish", Duration::from_secs(60), || async {
-        let run = client.get_run(&run_id, true).await.ok()?;
-        matches!(run["status"].as_str()?, "COMPLETED" | "FAILED").then_some(run)
-    })
-    .await
-}
-
-/// The `wheel_sync` object of worker `id` once `ready` accepts it.
-async fn wheel_sync_of(
-    client: &HttpClient,
-    id: &str,
-    what: &str,
-    ready: impl Fn(&Value) -> bool,
-) -> Value {
-    let opts = ListWorkers {
-        scope: Some(WorkerScope::All),
-        ..Default::default()
-    };
-    wait_for(what, Duration::from_secs(90), || async {
-        let workers = client.get_workers(&opts).await.ok()?;
-        let sync = workers.iter().find(|w| w["worker_id"] == id)?["wheel_sync"].clone();
-        ready(&sync).then_some(sync)
-    })
-    .await
+    let run_id = submit_yaml(client, FLOW, "wheel-flow", Some(tag)).await;
+    wait_terminal(client, &run_id).await
 }
 
 fn worker_config(base: &Config, python: &Path, dir: PathBuf) -> Config {
@@ -85,11 +57,9 @@ async fn tagged_workers_sync_run_upgrade_and_uninstall_wheels() {
     let b = std::thread::spawn(move || venv(&make_b));
     let (python_a, python_b) = (a.join().unwrap(), b.join().unwrap());
 
-    let server = NatsServer::start();
-    let base = common::fast_config(&server);
-    let gateway = GatewayHandle::start(base.clone()).await;
-    let client = HttpClient::new(&gateway.url()).unwrap();
-    let js = async_nats::jetstream::new(async_nats::connect(server.url()).await.unwrap());
+    let stack = Stack::builder().no_worker().start().await;
+    let (base, client) = (stack.config.clone(), stack.client.clone());
+    let js = async_nats::jetstream::new(async_nats::connect(stack.server.url()).await.unwrap());
 
     // v1 as the original gateway writes it (flat string headers), tagged for "wheelz".
     let (v1_name, v1) = mypkg_wheel("1.0", "v1");
@@ -178,10 +148,8 @@ async fn tagged_workers_sync_run_upgrade_and_uninstall_wheels() {
 #[tokio::test]
 async fn a_failed_sync_is_shown_and_retried_without_stopping_the_worker() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = NatsServer::start();
-    let base = common::fast_config(&server);
-    let gateway = GatewayHandle::start(base.clone()).await;
-    let client = HttpClient::new(&gateway.url()).unwrap();
+    let stack = Stack::builder().no_worker().start().await;
+    let (base, client) = (stack.config.clone(), stack.client.clone());
     // An interpreter that does not exist: the tag query fails every round.
     let config = worker_config(
         &base,
@@ -207,13 +175,7 @@ async fn a_failed_sync_is_shown_and_retried_without_stopping_the_worker() {
     assert_eq!(later["last_result"], "error");
     // The worker still runs jobs.
     let flow = "flow:\n  graph: a\ntasks:\n  a: {callable: \"pyoco:echo\", inputs: {value: 1}}\n";
-    let run_id = client
-        .submit_yaml(flow.as_bytes(), "echo", Some("default"))
-        .await
-        .unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run_id = submit_yaml(&client, flow, "echo", Some("default")).await;
     let run = wait_for("echo run", Duration::from_secs(20), || async {
         let run = client.get_run(&run_id, false).await.ok()?;
         (run["status"] == "COMPLETED").then_some(run)

@@ -3,37 +3,30 @@
 //! The worker-side sync (real pip, real virtualenvs) is in `wheel_sync.rs`.
 #![allow(clippy::unwrap_used)] // tests may panic on broken expectations
 
-mod common;
 #[path = "wheels/support.rs"]
 mod support;
 
 use pyoco::HttpClient;
 use pyoco::client::http::HttpError;
 use pyoco::client::http::{WheelHistoryQuery, WheelUpload};
-use pyoco::testkit::{GatewayHandle, NatsServer};
+use pyoco::testkit::Stack;
 use serde_json::Value;
 use support::{mypkg_wheel, put_like_python, raw_meta, stored_messages, wheel_with_metadata};
 
 const BUCKET: &str = "pyoco_wheels";
 
 struct Env {
-    _server: NatsServer,
-    _gateway: GatewayHandle,
+    stack: Stack,
     client: HttpClient,
     js: async_nats::jetstream::Context,
 }
 
-async fn env_with(tweak: impl FnOnce(&mut pyoco::Config)) -> Env {
-    let server = NatsServer::start();
-    let mut config = common::fast_config(&server);
-    tweak(&mut config);
-    let gateway = GatewayHandle::start(config).await;
-    let client = HttpClient::new(&gateway.url()).unwrap();
-    let nc = async_nats::connect(server.url()).await.unwrap();
+async fn env_with(tweak: impl FnOnce(&mut pyoco::Config) + Send + 'static) -> Env {
+    let stack = Stack::builder().config(tweak).no_worker().start().await;
+    let nc = async_nats::connect(stack.server.url()).await.unwrap();
     Env {
-        _server: server,
-        _gateway: gateway,
-        client,
+        client: stack.client.clone(),
+        stack,
         js: async_nats::jetstream::new(nc),
     }
 }
@@ -58,8 +51,36 @@ fn failure(result: Result<Value, HttpError>) -> (u16, String, String) {
     )
 }
 
+/// Uploads mypkg 1.0 with tags " gpu, cpu, gpu" (normalized to gpu, cpu); returns its file
+/// name, bytes and the upload's answer.
+async fn upload_v1(c: &HttpClient) -> (String, Vec<u8>, Value) {
+    let (v1_name, v1) = mypkg_wheel("1.0", "v1");
+    let up = c
+        .upload_wheel(&v1_name, v1.clone(), &tags(&["gpu", " cpu", "gpu"]))
+        .await
+        .unwrap();
+    (v1_name, v1, up)
+}
+
+/// Refused uploads of an equal and an older version (which must leave no trace), mypkg 2.0,
+/// then mypkg 1.0 deleted: the history the tests below read.
+async fn upload_refuse_upload_delete(c: &HttpClient) -> (String, Vec<u8>, Value) {
+    let (v1_name, v1, up) = upload_v1(c).await;
+    c.upload_wheel(&v1_name, v1.clone(), &tags(&[]))
+        .await
+        .unwrap_err();
+    let (v2_name, v2) = mypkg_wheel("2.0", "v2");
+    c.upload_wheel(&v2_name, v2, &tags(&[])).await.unwrap();
+    let (old_name, old) = mypkg_wheel("1.5", "old");
+    c.upload_wheel(&old_name, old, &tags(&[]))
+        .await
+        .unwrap_err();
+    c.delete_wheel(&v1_name).await.unwrap();
+    (v1_name, v1, up)
+}
+
 #[tokio::test]
-async fn upload_list_download_delete_and_history() {
+async fn a_fresh_registry_lists_no_wheels_and_no_history() {
     let env = env_with(|_| {}).await;
     let c = &env.client;
     assert_eq!(c.list_wheels().await.unwrap(), Vec::<Value>::new());
@@ -69,12 +90,13 @@ async fn upload_list_download_delete_and_history() {
             .unwrap(),
         Vec::<Value>::new()
     );
+}
 
-    let (v1_name, v1) = mypkg_wheel("1.0", "v1");
-    let up = c
-        .upload_wheel(&v1_name, v1.clone(), &tags(&["gpu", " cpu", "gpu"]))
-        .await
-        .unwrap();
+#[tokio::test]
+async fn an_upload_is_described_stored_the_originals_way_listed_and_downloadable() {
+    let env = env_with(|_| {}).await;
+    let c = &env.client;
+    let (v1_name, v1, up) = upload_v1(c).await;
     assert_eq!(up["name"], v1_name.as_str());
     assert_eq!(up["tags"], serde_json::json!(["gpu", "cpu"]));
     assert_eq!(up["size_bytes"], v1.len());
@@ -110,7 +132,13 @@ async fn upload_list_download_delete_and_history() {
         assert_eq!(listed[0][key], up[key], "{key}");
     }
     assert_eq!(c.download_wheel(&v1_name).await.unwrap(), v1);
+}
 
+#[tokio::test]
+async fn an_equal_or_older_version_of_a_project_is_refused_with_409() {
+    let env = env_with(|_| {}).await;
+    let c = &env.client;
+    let (v1_name, v1, _) = upload_v1(c).await;
     // Version rules per canonical project: equal (also spelled differently) or older → 409.
     let (status, code, detail) = failure(c.upload_wheel(&v1_name, v1.clone(), &tags(&[])).await);
     assert_eq!(
@@ -154,7 +182,15 @@ async fn upload_list_download_delete_and_history() {
         .map(|w| w["name"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(names, [v1_name.clone(), v2_name.clone()]);
+}
 
+#[tokio::test]
+async fn a_deleted_wheel_is_gone_everywhere() {
+    let env = env_with(|_| {}).await;
+    let c = &env.client;
+    let (v1_name, _, _) = upload_v1(c).await;
+    let (v2_name, v2) = mypkg_wheel("2.0", "v2");
+    c.upload_wheel(&v2_name, v2, &tags(&[])).await.unwrap();
     // Delete, then the wheel is gone everywhere.
     let deleted = c.delete_wheel(&v1_name).await.unwrap();
     assert_eq!(
@@ -169,7 +205,13 @@ async fn upload_list_download_delete_and_history() {
     );
     assert_eq!(failure(c.delete_wheel("not-a-wheel").await).0, 404);
     assert_eq!(c.list_wheels().await.unwrap().len(), 1);
+}
 
+#[tokio::test]
+async fn history_is_newest_first_with_filters_actor_and_request_source() {
+    let env = env_with(|_| {}).await;
+    let c = &env.client;
+    let (v1_name, v1, up) = upload_refuse_upload_delete(c).await;
     // History: newest first, filters, actor and request source.
     let all = c
         .list_wheel_history(&WheelHistoryQuery::default())
@@ -364,7 +406,7 @@ async fn wheels_written_by_the_original_are_listed_downloaded_and_counted() {
 async fn server_side_preflight_is_optional() {
     let env = env_with(|_| {}).await;
     let (name, data) = mypkg_wheel("1.0", "v1");
-    let url = format!("{}/wheels", env._gateway.url());
+    let url = format!("{}/wheels", env.stack.gateway.url());
     let send = |mode: &'static str| {
         let form = reqwest::multipart::Form::new()
             .part(

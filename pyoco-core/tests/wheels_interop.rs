@@ -8,7 +8,6 @@
 //! `PYTHONPATH`), so its `pip install` never touches the shared interop virtualenv.
 #![allow(clippy::unwrap_used)] // tests may panic on broken expectations
 
-mod common;
 #[path = "wheels/support.rs"]
 mod support;
 
@@ -16,11 +15,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use pyoco::client::http::{ListWorkers, WheelHistoryQuery, WheelUpload, WorkerScope};
-use pyoco::testkit::{GatewayHandle, NatsServer, WorkerHandle, wait_for};
+use pyoco::client::http::{WheelHistoryQuery, WheelUpload};
+use pyoco::testkit::{Stack, WorkerHandle, free_port, wait_for};
 use pyoco::{HttpClient, Registry};
 use serde_json::Value;
-use support::{can_import, mypkg_wheel, venv};
+use support::{can_import, mypkg_wheel, venv, wheel_sync_of};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -114,33 +113,6 @@ impl Drop for Py {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The `wheel_sync` of worker `id` once `ready` accepts it.
-async fn wheel_sync_of(
-    client: &HttpClient,
-    id: &str,
-    what: &str,
-    ready: impl Fn(&Value) -> bool,
-) -> Value {
-    let opts = ListWorkers {
-        scope: Some(WorkerScope::All),
-        ..Default::default()
-    };
-    wait_for(what, Duration::from_secs(90), || async {
-        let workers = client.get_workers(&opts).await.ok()?;
-        let sync = workers.iter().find(|w| w["worker_id"] == id)?["wheel_sync"].clone();
-        ready(&sync).then_some(sync)
-    })
-    .await
-}
-
 fn installed(sync: &Value) -> Vec<String> {
     sync["installed_wheels"]
         .as_array()
@@ -164,10 +136,8 @@ async fn wheels_cross_between_our_gateway_and_workers_and_the_originals() {
         (a.join().unwrap(), b.join().unwrap())
     };
 
-    let server = NatsServer::start();
-    let base = common::fast_config(&server);
-    let gateway = GatewayHandle::start(base.clone()).await;
-    let client = HttpClient::new(&gateway.url()).unwrap();
+    let stack = Stack::builder().no_worker().start().await;
+    let (base, client) = (stack.config.clone(), stack.client.clone());
 
     // 1. Ours uploads v1 for tag "wheelz".
     let (v1_name, v1) = mypkg_wheel("1.0", "v1");
@@ -189,9 +159,9 @@ async fn wheels_cross_between_our_gateway_and_workers_and_the_originals() {
             "--port",
             &port,
             "--nats-url",
-            &server.url(),
+            &stack.server.url(),
         ],
-        &[("PYOCO_NATS_URL", server.url())],
+        &[("PYOCO_NATS_URL", stack.server.url())],
     );
     let py_url = format!("http://127.0.0.1:{port}");
     let py_client = HttpClient::new(&py_url).unwrap();
@@ -215,7 +185,7 @@ async fn wheels_cross_between_our_gateway_and_workers_and_the_originals() {
                 "-m",
                 "pyoco_server.worker_cli",
                 "--nats-url",
-                &server.url(),
+                &stack.server.url(),
                 "--tags",
                 tags,
                 "--worker-id",
@@ -229,7 +199,7 @@ async fn wheels_cross_between_our_gateway_and_workers_and_the_originals() {
                 "0.2",
             ],
             &[
-                ("PYOCO_NATS_URL", server.url()),
+                ("PYOCO_NATS_URL", stack.server.url()),
                 ("PYTHONPATH", python_path.clone()),
             ],
         )
@@ -326,7 +296,12 @@ async fn wheels_cross_between_our_gateway_and_workers_and_the_originals() {
          print(json.dumps({{'up': up, 'listed': listed, 'hist': hist, 'gone': gone}}))\n"
     );
     let out = Command::new(interop.join("bin/python"))
-        .args(["-c", &script, &gateway.url(), v3_path.to_str().unwrap()])
+        .args([
+            "-c",
+            &script,
+            &stack.gateway.url(),
+            v3_path.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert!(
@@ -352,5 +327,5 @@ async fn wheels_cross_between_our_gateway_and_workers_and_the_originals() {
     );
 
     worker.stop().await;
-    gateway.stop().await;
+    stack.gateway.stop().await;
 }

@@ -3,14 +3,11 @@
 //! shown as DISCONNECTED, metrics from an empty and a busy install, and health verdicts.
 #![allow(clippy::unwrap_used)] // tests may panic on broken expectations
 
-mod common;
-
 use std::time::Duration;
 
 use async_nats::jetstream;
-use common::Stack;
 use pyoco::Config;
-use pyoco::testkit::{GatewayHandle, NatsServer, wait_for};
+use pyoco::testkit::{GatewayHandle, NatsServer, Stack, fast_config, wait_for};
 use serde_json::{Value, json};
 
 const OK_YAML: &[u8] =
@@ -320,7 +317,7 @@ async fn hidden_set_by_patch_survives_the_workers_next_heartbeats() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_of_an_empty_install_are_zero() {
     let server = NatsServer::start();
-    let gateway = GatewayHandle::start(common::fast_config(&server)).await;
+    let gateway = GatewayHandle::start(fast_config(&server)).await;
     let text = metrics_text(&gateway.url()).await;
     assert!(has_line(&text, "pyoco_workers_alive_total 0"), "{text}");
     assert!(has_line(&text, "pyoco_dlq_messages_total 0"), "{text}");

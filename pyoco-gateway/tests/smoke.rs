@@ -1,20 +1,11 @@
 //! The `pyoco-gateway` binary: the one-command dev setup and its usage errors.
 #![allow(clippy::unwrap_used)] // tests may panic on broken expectations
 
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use pyoco::HttpClient;
-use pyoco::testkit::{nats_server_binary, wait_for};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use pyoco::testkit::{Spawned, free_port, nats_server_binary, wait_for, wait_terminal};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_with_nats_and_worker_runs_a_named_flow_and_stops_on_sigterm() {
@@ -53,27 +44,14 @@ async fn up_with_nats_and_worker_runs_a_named_flow_and_stops_on_sigterm() {
         .await
         .unwrap();
     let run_id = resp["run_id"].as_str().unwrap().to_string();
-    let run = client
-        .wait_until_terminal(
-            &run_id,
-            Duration::from_millis(50),
-            Some(Duration::from_secs(20)),
-            |_| {},
-        )
-        .await
-        .unwrap();
+    let run = wait_terminal(&client, &run_id).await;
     assert_eq!(run["status"], "COMPLETED", "{run}");
     assert_eq!(run["task_records"]["done"]["output"], "world");
 
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let status = wait_for("the gateway to exit", Duration::from_secs(20), || {
-        let status = child.try_wait().unwrap();
-        async move { status }
-    })
-    .await;
+    child.terminate();
+    let status = child
+        .wait_exit("the gateway", Duration::from_secs(20))
+        .await;
     assert!(status.success(), "{status:?}");
     assert!(
         std::net::TcpStream::connect(("127.0.0.1", nats)).is_err(),
@@ -110,29 +88,4 @@ fn a_bad_config_value_is_an_error_naming_the_variable() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("PYOCO_CONSUMER_MAX_DELIVER"));
-}
-
-/// A spawned binary that is killed when the test ends, also when it panics.
-struct Spawned(std::process::Child);
-
-impl std::ops::Deref for Spawned {
-    type Target = std::process::Child;
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Spawned {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
-    }
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            self.0.kill().ok();
-            self.0.wait().ok();
-        }
-    }
 }

@@ -7,17 +7,32 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pyoco::testkit::{GatewayHandle, NatsServer, WorkerHandle, wait_for};
-use pyoco::{Config, HttpClient, Registry};
+use pyoco::testkit::{
+    Spawned, Stack, WorkerHandle, free_port, submit_yaml, wait_for, wait_terminal,
+};
+use pyoco::{Config, Registry};
 use serde_json::Value;
 
-fn fast_config(server: &NatsServer) -> Config {
-    let mut c = server.config();
-    c.run_heartbeat_interval = Duration::from_millis(100);
-    c.worker_heartbeat_interval = Duration::from_millis(200);
+/// Starts the `pyoco-worker` binary against `stack`'s nats-server with `args` and the extra
+/// environment `envs` (no `.env` file), killed when the test ends.
+fn spawn_worker(stack: &Stack, args: &[&str], envs: &[(&str, &str)]) -> Spawned {
+    Spawned(
+        Command::new(env!("CARGO_BIN_EXE_pyoco-worker"))
+            .args(args)
+            .env("PYOCO_LOAD_DOTENV", "0")
+            .env("PYOCO_NATS_URL", stack.server.url())
+            .envs(envs.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn pyoco-worker"),
+    )
+}
+
+/// On top of the testkit's fast config: a short lease, so a dead worker's job comes back soon.
+fn resilience_config(c: &mut Config) {
     c.consumer_ack_wait = Duration::from_secs(1);
     c.ack_progress_interval = Duration::from_millis(300);
-    c
 }
 
 const SLOW: &str = r#"
@@ -30,32 +45,24 @@ tasks:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_killed_mid_run_is_redelivered_and_completed_by_another_worker() {
-    let server = NatsServer::start();
-    let config = fast_config(&server);
-    let gateway = GatewayHandle::start(config.clone()).await;
-    let client = HttpClient::new(&gateway.url()).unwrap();
+    let stack = Stack::builder()
+        .config(resilience_config)
+        .no_worker()
+        .start()
+        .await;
+    let (config, client) = (stack.config.clone(), stack.client.clone());
 
-    let mut doomed = Spawned(
-        Command::new(env!("CARGO_BIN_EXE_pyoco-worker"))
-            .args(["--worker-id", "doomed", "--tags", "default"])
-            .env("PYOCO_LOAD_DOTENV", "0")
-            .env("PYOCO_NATS_URL", server.url())
-            .env("PYOCO_CONSUMER_ACK_WAIT_SEC", "1")
-            .env("PYOCO_ACK_PROGRESS_INTERVAL_SEC", "0.3")
-            .env("PYOCO_RUN_HEARTBEAT_INTERVAL_SEC", "0.1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn pyoco-worker"),
+    let mut doomed = spawn_worker(
+        &stack,
+        &["--worker-id", "doomed", "--tags", "default"],
+        &[
+            ("PYOCO_CONSUMER_ACK_WAIT_SEC", "1"),
+            ("PYOCO_ACK_PROGRESS_INTERVAL_SEC", "0.3"),
+            ("PYOCO_RUN_HEARTBEAT_INTERVAL_SEC", "0.1"),
+        ],
     );
 
-    let run_id = client
-        .submit_yaml(SLOW.as_bytes(), "slow", None)
-        .await
-        .unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run_id = submit_yaml(&client, SLOW, "slow", None).await;
     wait_for(
         "the doomed worker to be inside the slow task",
         Duration::from_secs(20),
@@ -91,24 +98,15 @@ async fn worker_killed_mid_run_is_redelivered_and_completed_by_another_worker() 
     assert_eq!(run["tasks"]["slow"], "SUCCEEDED");
     assert_eq!(run["task_records"]["last"]["output"], 1);
     rescuer.stop().await;
-    gateway.stop().await;
+    stack.gateway.stop().await;
 }
 
 const QUICK: &str = "flow: {graph: 'a >> b'}\ntasks: {a: {callable: 'pyoco:echo', inputs: {value: 1}}, b: {callable: 'pyoco:echo'}}\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_restart_under_load_loses_no_accepted_run() {
-    let mut server = NatsServer::start();
-    let config = fast_config(&server);
-    let gateway = GatewayHandle::start(config.clone()).await;
-    let worker = WorkerHandle::start(
-        config.clone(),
-        Registry::with_builtins(),
-        "w1",
-        &["default"],
-    )
-    .await;
-    let client = HttpClient::new(&gateway.url()).unwrap();
+    let mut stack = Stack::start_with(resilience_config).await;
+    let client = stack.client.clone();
 
     let accepted: Arc<Mutex<Vec<String>>> = Arc::default();
     let rejected: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -140,7 +138,7 @@ async fn nats_restart_under_load_loses_no_accepted_run() {
         || async { (accepted.lock().unwrap().len() >= 30).then_some(()) },
     )
     .await;
-    server.restart();
+    stack.server.restart();
     for s in submitters {
         s.await.unwrap();
     }
@@ -165,7 +163,9 @@ async fn nats_restart_under_load_loses_no_accepted_run() {
         assert_eq!(run["tasks"]["b"], "SUCCEEDED");
     }
     // And nothing else is left behind in a non-terminal state.
-    let nats = pyoco::NatsClient::connect(config.clone()).await.unwrap();
+    let nats = pyoco::NatsClient::connect(stack.config.clone())
+        .await
+        .unwrap();
     let accepted: HashSet<String> = accepted.into_iter().collect();
     wait_for(
         "every stored run to be terminal",
@@ -187,49 +187,33 @@ async fn nats_restart_under_load_loses_no_accepted_run() {
         accepted.len(),
         rejected.lock().unwrap().len()
     );
-    worker.stop().await;
-    gateway.stop().await;
+    stack.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_the_current_run_finish_then_stops_gracefully() {
-    let server = NatsServer::start();
-    let config = fast_config(&server);
-    let gateway = GatewayHandle::start(config.clone()).await;
-    let client = HttpClient::new(&gateway.url()).unwrap();
-    let mut worker = Spawned(
-        Command::new(env!("CARGO_BIN_EXE_pyoco-worker"))
-            .args(["--worker-id", "polite", "--tags", "default"])
-            .env("PYOCO_LOAD_DOTENV", "0")
-            .env("PYOCO_NATS_URL", server.url())
-            .env("PYOCO_RUN_HEARTBEAT_INTERVAL_SEC", "0.1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let stack = Stack::builder()
+        .config(resilience_config)
+        .no_worker()
+        .start()
+        .await;
+    let (config, client) = (stack.config.clone(), stack.client.clone());
+    let mut worker = spawn_worker(
+        &stack,
+        &["--worker-id", "polite", "--tags", "default"],
+        &[("PYOCO_RUN_HEARTBEAT_INTERVAL_SEC", "0.1")],
     );
     let yaml = "flow: {graph: a}\ntasks: {a: {callable: 'pyoco:sleep', inputs: {seconds: 1}}}\n";
-    let run_id = client
-        .submit_yaml(yaml.as_bytes(), "polite", None)
-        .await
-        .unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run_id = submit_yaml(&client, yaml, "polite", None).await;
     wait_for("the run to start", Duration::from_secs(20), || async {
         let run = client.get_run(&run_id, false).await.ok()?;
         (run["tasks"]["a"] == "RUNNING").then_some(())
     })
     .await;
-    Command::new("kill")
-        .args(["-TERM", &worker.id().to_string()])
-        .status()
-        .unwrap();
-    let status = wait_for("the worker to exit", Duration::from_secs(20), || {
-        let status = worker.try_wait().unwrap();
-        async move { status }
-    })
-    .await;
+    worker.terminate();
+    let status = worker
+        .wait_exit("the worker", Duration::from_secs(20))
+        .await;
     assert!(status.success());
     assert_eq!(
         client.get_run(&run_id, false).await.unwrap()["status"],
@@ -247,37 +231,31 @@ async fn sigterm_lets_the_current_run_finish_then_stops_gracefully() {
     let record: Value = serde_json::from_slice(&record).unwrap();
     assert_eq!(record["state"], "STOPPED_GRACEFUL");
     assert_eq!(record["last_run_status"], "COMPLETED");
-    gateway.stop().await;
+    stack.gateway.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_whose_last_delivery_dies_is_failed_not_left_running() {
-    let server = NatsServer::start();
-    let mut config = fast_config(&server);
-    config.consumer_max_deliver = 1;
-    let gateway = GatewayHandle::start(config.clone()).await;
-    let client = HttpClient::new(&gateway.url()).unwrap();
-    let mut doomed = Spawned(
-        Command::new(env!("CARGO_BIN_EXE_pyoco-worker"))
-            .args(["--worker-id", "doomed", "--tags", "default"])
-            .env("PYOCO_LOAD_DOTENV", "0")
-            .env("PYOCO_NATS_URL", server.url())
-            .env("PYOCO_CONSUMER_ACK_WAIT_SEC", "1")
-            .env("PYOCO_CONSUMER_MAX_DELIVER", "1")
-            .env("PYOCO_ACK_PROGRESS_INTERVAL_SEC", "0.3")
-            .env("PYOCO_RUN_HEARTBEAT_INTERVAL_SEC", "0.1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let stack = Stack::builder()
+        .config(|c| {
+            resilience_config(c);
+            c.consumer_max_deliver = 1;
+        })
+        .no_worker()
+        .start()
+        .await;
+    let (config, client) = (stack.config.clone(), stack.client.clone());
+    let mut doomed = spawn_worker(
+        &stack,
+        &["--worker-id", "doomed", "--tags", "default"],
+        &[
+            ("PYOCO_CONSUMER_ACK_WAIT_SEC", "1"),
+            ("PYOCO_CONSUMER_MAX_DELIVER", "1"),
+            ("PYOCO_ACK_PROGRESS_INTERVAL_SEC", "0.3"),
+            ("PYOCO_RUN_HEARTBEAT_INTERVAL_SEC", "0.1"),
+        ],
     );
-    let run_id = client
-        .submit_yaml(SLOW.as_bytes(), "slow", None)
-        .await
-        .unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run_id = submit_yaml(&client, SLOW, "slow", None).await;
     wait_for(
         "the doomed worker to be inside the slow task",
         Duration::from_secs(20),
@@ -330,55 +308,34 @@ async fn a_run_whose_last_delivery_dies_is_failed_not_left_running() {
         .unwrap();
     assert_eq!(dlq.state.messages, 1);
     listener.stop().await;
-    gateway.stop().await;
+    stack.gateway.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worker_serves_task_metrics_by_callable() {
-    let server = NatsServer::start();
-    let config = fast_config(&server);
-    let gateway = GatewayHandle::start(config.clone()).await;
-    let client = HttpClient::new(&gateway.url()).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut worker = Spawned(
-        Command::new(env!("CARGO_BIN_EXE_pyoco-worker"))
-            .args([
-                "--worker-id",
-                "counted",
-                "--metrics-addr",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .env("PYOCO_LOAD_DOTENV", "0")
-            .env("PYOCO_NATS_URL", server.url())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let stack = Stack::builder()
+        .config(resilience_config)
+        .no_worker()
+        .start()
+        .await;
+    let client = stack.client.clone();
+    let port = free_port();
+    let mut worker = spawn_worker(
+        &stack,
+        &[
+            "--worker-id",
+            "counted",
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+        ],
+        &[],
     );
     for yaml in [
         "flow: {graph: 'a >> b'}\ntasks: {a: {callable: 'pyoco:echo', inputs: {value: 1}}, b: {callable: 'pyoco:echo'}}\n",
         "flow: {graph: f}\ntasks: {f: {callable: 'pyoco:fail'}}\n",
     ] {
-        let run_id = client
-            .submit_yaml(yaml.as_bytes(), "m", None)
-            .await
-            .unwrap()["run_id"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        client
-            .wait_until_terminal(
-                &run_id,
-                Duration::from_millis(50),
-                Some(Duration::from_secs(20)),
-                |_| {},
-            )
-            .await
-            .unwrap();
+        let run_id = submit_yaml(&client, yaml, "m", None).await;
+        wait_terminal(&client, &run_id).await;
     }
     let text = wait_for("worker metrics", Duration::from_secs(10), || async {
         let text = reqwest_get(&format!("http://127.0.0.1:{port}/metrics")).await?;
@@ -404,7 +361,7 @@ async fn the_worker_serves_task_metrics_by_callable() {
     );
     worker.kill().unwrap();
     worker.wait().unwrap();
-    gateway.stop().await;
+    stack.gateway.stop().await;
 }
 
 /// A plain GET with std only (the test has no HTTP client crate of its own).
@@ -422,29 +379,4 @@ async fn reqwest_get(url: &str) -> Option<String> {
     })
     .await
     .ok()?
-}
-
-/// A spawned binary that is killed when the test ends, also when it panics.
-struct Spawned(std::process::Child);
-
-impl std::ops::Deref for Spawned {
-    type Target = std::process::Child;
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Spawned {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
-    }
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            self.0.kill().ok();
-            self.0.wait().ok();
-        }
-    }
 }

@@ -5,10 +5,14 @@
 
 use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
-use serde_json::json;
+use pyoco::HttpClient;
+use pyoco::client::http::{ListWorkers, WorkerScope};
+use pyoco::testkit::wait_for;
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 /// A wheel of project `mypkg` (file name `mypkg-<version>-py3-none-any.whl`) whose
@@ -151,4 +155,23 @@ pub async fn raw_meta(
 pub async fn stored_messages(js: &async_nats::jetstream::Context, bucket: &str) -> u64 {
     let mut stream = js.get_stream(format!("OBJ_{bucket}")).await.unwrap();
     stream.info().await.unwrap().state.messages
+}
+
+/// The `wheel_sync` object of worker `id` once `ready` accepts it.
+pub async fn wheel_sync_of(
+    client: &HttpClient,
+    id: &str,
+    what: &str,
+    ready: impl Fn(&Value) -> bool,
+) -> Value {
+    let opts = ListWorkers {
+        scope: Some(WorkerScope::All),
+        ..Default::default()
+    };
+    wait_for(what, Duration::from_secs(90), || async {
+        let workers = client.get_workers(&opts).await.ok()?;
+        let sync = workers.iter().find(|w| w["worker_id"] == id)?["wheel_sync"].clone();
+        ready(&sync).then_some(sync)
+    })
+    .await
 }

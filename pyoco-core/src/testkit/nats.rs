@@ -1,12 +1,11 @@
-//! Test support: a real nats-server per test on a random port with its own store directory,
-//! cleaned up on drop, plus in-process gateway and worker helpers.
+//! A real nats-server per test on a random port with its own store directory, cleaned up on
+//! drop.
 //!
 //! The server binary is found through `PYOCO_NATS_SERVER`, then the repository's
 //! `.tools/nats/bin/nats-server`, then `PATH` (only if ≥ 2.10). When none is found,
 //! `scripts/install-nats.sh` is run once to install one. Without a server the test fails —
 //! never skips — so CI can't go green without running anything.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -152,115 +151,4 @@ fn parse_port(text: &str) -> Option<u16> {
     let v: serde_json::Value = serde_json::from_str(text).ok()?;
     let url = v.get("nats")?.get(0)?.as_str()?;
     url.rsplit(':').next()?.parse().ok()
-}
-
-/// A gateway served in-process on an ephemeral port.
-#[cfg(feature = "gateway")]
-#[derive(Debug)]
-pub struct GatewayHandle {
-    pub addr: SocketAddr,
-    pub state: crate::gateway::GatewayState,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-#[cfg(feature = "gateway")]
-impl GatewayHandle {
-    /// Binds 127.0.0.1:0 and serves; returns once NATS is connected (or after 10 s).
-    pub async fn start(config: Config) -> GatewayHandle {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("bind: {e}"));
-        let addr = listener
-            .local_addr()
-            .unwrap_or_else(|e| panic!("local_addr: {e}"));
-        let state = crate::gateway::GatewayState::connect(config);
-        // With the peer address, as `gateway::serve` does (the wheel history records it).
-        let app = crate::gateway::router(state.clone())
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    rx.await.ok();
-                })
-                .await
-                .ok();
-        });
-        state.wait_connected(Duration::from_secs(10)).await;
-        GatewayHandle {
-            addr,
-            state,
-            shutdown: Some(tx),
-            task,
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            tx.send(()).ok();
-        }
-        (&mut self.task).await.ok();
-    }
-}
-
-/// A worker running in-process until stopped.
-#[derive(Debug)]
-pub struct WorkerHandle {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), crate::Error>>,
-}
-
-impl WorkerHandle {
-    /// Connects a worker and runs it in the background.
-    pub async fn start(
-        config: Config,
-        registry: crate::Registry,
-        worker_id: &str,
-        tags: &[&str],
-    ) -> WorkerHandle {
-        let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
-        let worker = crate::Worker::connect(config, registry, worker_id, &tags)
-            .await
-            .unwrap_or_else(|e| panic!("worker connect: {e}"));
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(worker.run(async move {
-            rx.await.ok();
-        }));
-        WorkerHandle {
-            stop: Some(tx),
-            task,
-        }
-    }
-
-    /// Graceful stop (the worker ends STOPPED_GRACEFUL).
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            tx.send(()).ok();
-        }
-        (&mut self.task).await.ok();
-    }
-}
-
-/// Waits until `check` returns `Some`, polling every 10 ms; panics after `timeout` with `what`.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }

@@ -1,0 +1,97 @@
+//! A gateway and a worker run in-process, each stopped gracefully by its handle.
+
+use crate::config::Config;
+
+/// A gateway served in-process on an ephemeral port.
+#[cfg(feature = "gateway")]
+#[derive(Debug)]
+pub struct GatewayHandle {
+    pub addr: std::net::SocketAddr,
+    pub state: crate::gateway::GatewayState,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[cfg(feature = "gateway")]
+impl GatewayHandle {
+    /// Binds 127.0.0.1:0 and serves; returns once NATS is connected (or after 10 s).
+    pub async fn start(config: Config) -> GatewayHandle {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("bind: {e}"));
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("local_addr: {e}"));
+        let state = crate::gateway::GatewayState::connect(config);
+        // With the peer address, as `gateway::serve` does (the wheel history records it).
+        let app = crate::gateway::router(state.clone())
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    rx.await.ok();
+                })
+                .await
+                .ok();
+        });
+        state
+            .wait_connected(std::time::Duration::from_secs(10))
+            .await;
+        GatewayHandle {
+            addr,
+            state,
+            shutdown: Some(tx),
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            tx.send(()).ok();
+        }
+        (&mut self.task).await.ok();
+    }
+}
+
+/// A worker running in-process until stopped.
+#[derive(Debug)]
+pub struct WorkerHandle {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), crate::Error>>,
+}
+
+impl WorkerHandle {
+    /// Connects a worker and runs it in the background.
+    pub async fn start(
+        config: Config,
+        registry: crate::Registry,
+        worker_id: &str,
+        tags: &[&str],
+    ) -> WorkerHandle {
+        let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+        let worker = crate::Worker::connect(config, registry, worker_id, &tags)
+            .await
+            .unwrap_or_else(|e| panic!("worker connect: {e}"));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(worker.run(async move {
+            rx.await.ok();
+        }));
+        WorkerHandle {
+            stop: Some(tx),
+            task,
+        }
+    }
+
+    /// Graceful stop (the worker ends STOPPED_GRACEFUL).
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            tx.send(()).ok();
+        }
+        (&mut self.task).await.ok();
+    }
+}

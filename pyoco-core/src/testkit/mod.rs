@@ -1,0 +1,25 @@
+//! Test support, shared by the integration tests of every crate: a real nats-server per test
+//! ([`NatsServer`]), the gateway and a worker in-process ([`GatewayHandle`], [`WorkerHandle`],
+//! or all three at once as a [`Stack`]), waiting on conditions instead of sleeping
+//! ([`wait_for`], [`wait_terminal`], [`run_to_end`]), child processes that cannot outlive
+//! their test ([`Spawned`]), and hand-built request bodies ([`multipart`]).
+
+mod form;
+mod handles;
+mod nats;
+mod process;
+#[cfg(all(feature = "gateway", feature = "client"))]
+mod stack;
+mod wait;
+
+pub use form::multipart;
+#[cfg(feature = "gateway")]
+pub use handles::GatewayHandle;
+pub use handles::WorkerHandle;
+pub use nats::{NatsServer, nats_server_binary};
+pub use process::{Spawned, free_port};
+#[cfg(all(feature = "gateway", feature = "client"))]
+pub use stack::{Stack, StackBuilder, fast_config};
+pub use wait::wait_for;
+#[cfg(feature = "client")]
+pub use wait::{RUN_TIMEOUT, is_terminal, run_to_end, submit_yaml, wait_terminal};
