@@ -10,6 +10,8 @@
 //! ## A tour of the modules
 //!
 //! - [`config`]: [`Config::from_env`], every `PYOCO_*` variable (+ `.env`), validated.
+//! - [`error_code`]: [`ErrorCode`], the stable `code` of every HTTP error answer, shared by
+//!   the gateway, [`HttpClient`] and the CLI.
 //! - [`model`]: the wire documents — [`RunSnapshot`], [`Job`], [`WorkerRecord`], DLQ
 //!   messages — and the run status transition table.
 //! - [`flow`]: everything about running a flow, without I/O to NATS — the graph language
@@ -50,6 +52,7 @@ pub mod client;
 pub mod config;
 pub mod devnats;
 pub mod error;
+pub mod error_code;
 pub mod flow;
 #[cfg(feature = "cli")]
 pub mod logging;
@@ -70,6 +73,7 @@ pub use client::NatsClient;
 pub use client::http::HttpClient;
 pub use config::Config;
 pub use error::Error;
+pub use error_code::ErrorCode;
 pub use flow::tasks::{Registry, TaskCall, TaskError};
 pub use flow::yaml::{FlowSpec, parse_flow_yaml};
 pub use model::{Job, RunSnapshot, RunStatus, TaskRecord, TaskState, WorkerRecord};

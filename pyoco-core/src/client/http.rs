@@ -15,6 +15,8 @@ use reqwest::multipart::{Form, Part};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use crate::error_code::ErrorCode;
+
 pub use sse::{WatchEvent, WatchOptions, WatchStream};
 pub use wheels::{WheelHistoryQuery, WheelUpload};
 
@@ -59,15 +61,22 @@ pub struct StatusError {
     /// The body's `detail` (a string, or FastAPI's list of problems); the raw body when it
     /// is not JSON.
     pub detail: Value,
-    /// The body's `code` (see spec/http-api.md), when the gateway is pyoco's.
+    /// The body's `code` as sent (see spec/http-api.md), when the gateway is pyoco's; kept
+    /// as text so a code newer than this client is not lost.
     pub code: Option<String>,
+    /// [`code`](Self::code) parsed; `None` when absent or unknown to this version.
+    pub error_code: Option<ErrorCode>,
 }
 
 impl StatusError {
     /// Builds the error from a response body, picking `detail` and `code` out of it when it is
     /// a JSON object.
-    fn from_body(status: u16, method: &str, path: &str, body: String) -> StatusError {
+    pub fn from_body(status: u16, method: &str, path: &str, body: String) -> StatusError {
         let parsed: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        let code = parsed
+            .get("code")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         StatusError {
             status,
             method: method.to_string(),
@@ -76,10 +85,8 @@ impl StatusError {
                 .get("detail")
                 .cloned()
                 .unwrap_or(Value::String(body.clone())),
-            code: parsed
-                .get("code")
-                .and_then(Value::as_str)
-                .map(str::to_string),
+            error_code: code.as_deref().and_then(|c| c.parse().ok()),
+            code,
             body,
         }
     }
@@ -98,6 +105,15 @@ impl HttpError {
     pub fn code(&self) -> Option<&str> {
         match self {
             HttpError::Status(e) => e.code.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The parsed error `code`; `None` for other errors and for codes this version does not
+    /// know (see [`code`](Self::code) for the text).
+    pub fn error_code(&self) -> Option<ErrorCode> {
+        match self {
+            HttpError::Status(e) => e.error_code,
             _ => None,
         }
     }
@@ -669,6 +685,17 @@ mod tests {
         );
         assert_eq!(e.detail, json!("run not found"));
         assert_eq!(e.code.as_deref(), Some("run_not_found"));
+        assert_eq!(e.error_code, Some(ErrorCode::RunNotFound));
+        let newer = StatusError::from_body(
+            400,
+            "GET",
+            "/",
+            r#"{"detail":"x","code":"brand_new"}"#.into(),
+        );
+        assert_eq!(
+            (newer.code.as_deref(), newer.error_code),
+            (Some("brand_new"), None)
+        );
         let plain = StatusError::from_body(502, "GET", "/", "bad gateway".into());
         assert_eq!(plain.detail, json!("bad gateway"));
         assert_eq!(plain.code, None);

@@ -53,11 +53,7 @@ pub async fn cancel(
     };
     let mut doc = serde_json::to_value(&updated.value).map_err(|e| {
         tracing::error!(error = %e, "encode snapshot");
-        ApiError::new(
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "internal error",
-        )
+        ApiError::internal()
     })?;
     if let Value::Object(m) = &mut doc {
         m.shift_remove("task_records");

@@ -20,6 +20,7 @@ use super::GatewayState;
 use super::error::ApiError;
 use super::metrics::{TagLoad, queue_depths, tag_loads};
 use super::workers::{bool_problem, lax_bool, read_workers};
+use crate::error_code::ErrorCode;
 use crate::store::{Store, StoreError};
 
 /// Deadline of each NATS check (they run concurrently).
@@ -167,7 +168,7 @@ pub async fn health(
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({
                 "detail": "gateway unhealthy",
-                "code": "unhealthy",
+                "code": ErrorCode::Unhealthy,
                 "health": health.as_str(),
                 "components": components,
             })),

@@ -21,16 +21,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
 use axum::routing::{get, patch, post};
 use axum::{Extension, Router, middleware};
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
 use tokio::sync::OnceCell;
 
-pub use error::{ApiError, ERROR_CODES};
+pub use error::ApiError;
 
 use crate::config::Config;
+use crate::error_code::ErrorCode;
 use crate::store::Store;
 
 /// Shared state of all handlers.
@@ -179,13 +179,9 @@ pub fn router(state: GatewayState) -> Router {
             get(wheels::download).delete(wheels::delete),
         )
         .route("/openapi.json", get(openapi::openapi_json))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "Not Found") })
+        .fallback(|| async { ApiError::new(ErrorCode::RouteNotFound, "Not Found") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "Method Not Allowed",
-            )
+            ApiError::new(ErrorCode::MethodNotAllowed, "Method Not Allowed")
         })
         // After every route and fallback, so each request is counted once, under its route.
         .layer(middleware::from_fn_with_state(

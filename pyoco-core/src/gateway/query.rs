@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::error::{ApiError, problem};
+use crate::error_code::ErrorCode;
 
 /// A parsed query string plus the problems found while reading it.
 #[derive(Debug, Default)]
@@ -122,11 +123,7 @@ impl QueryParams {
 pub(super) fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "request_too_large",
-                "request body too large",
-            )
+            ApiError::new(ErrorCode::RequestTooLarge, "request body too large")
         } else {
             ApiError::validation(vec![problem(
                 "value_error",

@@ -14,6 +14,7 @@ use super::GatewayState;
 use super::error::{ApiError, problem};
 use super::index::{Field, Query as IndexQuery};
 use super::query::{QueryParams, body_bytes};
+use crate::error_code::ErrorCode;
 use crate::flow::yaml::{parse_flow_yaml, sha256_hex};
 use crate::model::{WorkerState, is_valid_tag, now};
 use crate::store::{NewRun, SubmitError, YamlPayload, workers::get_worker};
@@ -172,16 +173,10 @@ fn parse_submit(body: &Value) -> ApiResult<NewRun> {
 
 fn submit_error(e: SubmitError) -> ApiError {
     match e {
-        SubmitError::InvalidTag(_) => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_tag",
-            "invalid tag",
-        ),
-        SubmitError::EmptyFlowName => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "missing_flow_name",
-            "missing flow_name",
-        ),
+        SubmitError::InvalidTag(_) => ApiError::new(ErrorCode::InvalidTag, "invalid tag"),
+        SubmitError::EmptyFlowName => {
+            ApiError::new(ErrorCode::MissingFlowName, "missing flow_name")
+        }
         SubmitError::Store(e) => e.into(),
     }
 }
@@ -202,33 +197,22 @@ pub async fn submit_yaml(
         .filter(|t| !t.is_empty())
         .map(str::to_string);
     if tag.as_deref().is_some_and(|t| !is_valid_tag(t)) {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_tag",
-            "invalid tag",
-        ));
+        return Err(ApiError::new(ErrorCode::InvalidTag, "invalid tag"));
     }
     if form.workflow_size > limit {
         return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "workflow_too_large",
+            ErrorCode::WorkflowTooLarge,
             "workflow too large",
         ));
     }
     let spec = parse_flow_yaml(&form.workflow).map_err(|e| {
         tracing::info!(reason = %e.reason, "invalid workflow yaml");
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_workflow_yaml",
-            "invalid workflow yaml",
-        )
-        .with_reason(e.reason)
+        ApiError::new(ErrorCode::InvalidWorkflowYaml, "invalid workflow yaml").with_reason(e.reason)
     })?;
     let flow_name = form.flow_name.trim().to_string();
     if flow_name.is_empty() {
         return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "missing_flow_name",
+            ErrorCode::MissingFlowName,
             "missing flow_name",
         ));
     }
@@ -264,13 +248,7 @@ async fn read_yaml_form(
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
     limit: usize,
 ) -> ApiResult<YamlForm> {
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "workflow_too_large",
-            "workflow too large",
-        )
-    };
+    let too_large = || ApiError::new(ErrorCode::WorkflowTooLarge, "workflow too large");
     let mut workflow: Option<Vec<u8>> = None;
     let mut workflow_size = 0usize;
     let mut workflow_is_text = false;
@@ -514,13 +492,10 @@ fn parse_list_query(mut q: QueryParams) -> ApiResult<ListQuery> {
     let cursor_raw = last("cursor");
     let cursor = match cursor_raw.as_deref().filter(|c| !c.is_empty()) {
         None => None,
-        Some(c) => Some(decode_cursor(c).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_list_query",
-                "invalid list query",
-            )
-        })?),
+        Some(c) => Some(
+            decode_cursor(c)
+                .ok_or_else(|| ApiError::new(ErrorCode::InvalidListQuery, "invalid list query"))?,
+        ),
     };
     let sha = last("workflow_yaml_sha256").filter(|s| !s.is_empty());
     let include: Vec<&str> = q.all("include").collect();

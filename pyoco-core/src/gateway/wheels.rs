@@ -17,12 +17,13 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{Multipart, Path, RawQuery, State};
-use axum::http::{Extensions, HeaderMap, StatusCode, header};
+use axum::http::{Extensions, HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::GatewayState;
 use super::error::ApiError;
+use crate::error_code::ErrorCode;
 use crate::model::now;
 use crate::store::wheels::{TAGS_HEADER, WheelObject, WheelStore, parse_tags_csv};
 use crate::wheel::{PreflightMode, inspect_wheel, is_valid_wheel_name, parse_wheel_filename};
@@ -33,23 +34,11 @@ type ApiResult<T> = Result<T, ApiError>;
 static UPLOAD_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 pub(crate) fn invalid_wheel_name() -> ApiError {
-    ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_wheel_name",
-        "invalid wheel name",
-    )
+    ApiError::new(ErrorCode::InvalidWheelName, "invalid wheel name")
 }
 
 fn wheel_not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "wheel_not_found", "wheel not found")
-}
-
-fn unprocessable(code: &'static str, detail: &str) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
-}
-
-fn conflict(code: &'static str, detail: &str) -> ApiError {
-    ApiError::new(StatusCode::CONFLICT, code, detail)
+    ApiError::new(ErrorCode::WheelNotFound, "wheel not found")
 }
 
 /// A listing item: the original's keys, then our additions parsed from the file name.
@@ -110,14 +99,14 @@ pub async fn upload(
         return Err(invalid_wheel_name());
     }
     let name = parse_wheel_filename(&f.file_name)
-        .map_err(|_| unprocessable("invalid_wheel_filename", "invalid wheel filename"))?;
+        .map_err(|_| ApiError::new(ErrorCode::InvalidWheelFilename, "invalid wheel filename"))?;
     let tags = parse_tags_csv(f.tags.as_deref().unwrap_or(""))
-        .map_err(|_| unprocessable("invalid_wheel_tags", "invalid wheel tags"))?;
+        .map_err(|_| ApiError::new(ErrorCode::InvalidWheelTags, "invalid wheel tags"))?;
     if f.size > limit {
         return Err(form::too_large());
     }
     let contents = inspect_wheel(&f.data, &name).map_err(|e| {
-        unprocessable("invalid_wheel_file", "invalid wheel file").with_reason(e.to_string())
+        ApiError::new(ErrorCode::InvalidWheelFile, "invalid wheel file").with_reason(e.to_string())
     })?;
     let mut warnings = Vec::new();
     if f.preflight != PreflightMode::Off {
@@ -126,7 +115,7 @@ pub async fn upload(
                 .under(f.preflight);
         if let Some(failure) = report.failure() {
             return Err(
-                unprocessable("wheel_preflight_failed", "wheel preflight failed")
+                ApiError::new(ErrorCode::WheelPreflightFailed, "wheel preflight failed")
                     .with_reason(failure),
             );
         }
@@ -144,8 +133,8 @@ pub async fn upload(
             continue;
         }
         if other.version == name.version {
-            return Err(conflict(
-                "wheel_version_exists",
+            return Err(ApiError::new(
+                ErrorCode::WheelVersionExists,
                 "wheel version already exists; bump version",
             ));
         }
@@ -154,8 +143,8 @@ pub async fn upload(
         }
     }
     if latest.is_some_and(|l| name.version < l) {
-        return Err(conflict(
-            "wheel_version_not_newer",
+        return Err(ApiError::new(
+            ErrorCode::WheelVersionNotNewer,
             "wheel version must be greater than existing latest version",
         ));
     }

@@ -491,7 +491,7 @@ mod tests {
         assert_eq!((q.state, q.limit), (Some(WorkerState::Disconnected), 500));
         assert_eq!(parse_list_query(pairs("state=")).unwrap().state, None);
         let e = parse_list_query(pairs("include_hidden=maybe&limit=0&scope=bad")).unwrap_err();
-        assert_eq!(e.code, "validation_error");
+        assert_eq!(e.code.as_str(), "validation_error");
         let kinds: Vec<&str> = e
             .detail
             .as_array()
@@ -503,7 +503,7 @@ mod tests {
         for bad in ["scope=bad", "scope=", "state=SLEEPING"] {
             let e = parse_list_query(pairs(bad)).unwrap_err();
             assert_eq!(
-                (e.status, e.code, e.detail),
+                (e.status(), e.code.as_str(), e.detail),
                 (
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "invalid_workers_request",

@@ -5,6 +5,7 @@ use axum::extract::Multipart;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
+use crate::error_code::ErrorCode;
 use crate::gateway::error::{ApiError, problem};
 use crate::gateway::workers::lax_bool;
 use crate::wheel::PreflightMode;
@@ -28,11 +29,7 @@ pub(super) struct UploadForm {
 }
 
 pub(super) fn too_large() -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "wheel_too_large",
-        "wheel too large",
-    )
+    ApiError::new(ErrorCode::WheelTooLarge, "wheel too large")
 }
 
 fn body_problem(kind: &str, part: &str, msg: &str, input: Value) -> Value {
@@ -245,11 +242,7 @@ pub(super) fn parse_history_query(pairs: &[(String, String)]) -> Result<HistoryQ
         Some(a) => match a.to_ascii_lowercase().as_str() {
             v @ ("upload" | "delete") => Some(v.to_string()),
             _ => {
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_action",
-                    "invalid action",
-                ));
+                return Err(ApiError::new(ErrorCode::InvalidAction, "invalid action"));
             }
         },
     };
@@ -285,21 +278,31 @@ mod tests {
         .unwrap();
         assert_eq!((q.limit, q.action.as_deref()), (5, Some("delete")));
         assert_eq!(
-            parse_history_query(&pairs("limit=0")).unwrap_err().code,
+            parse_history_query(&pairs("limit=0"))
+                .unwrap_err()
+                .code
+                .as_str(),
             "validation_error"
         );
         assert_eq!(
-            parse_history_query(&pairs("limit=x")).unwrap_err().code,
+            parse_history_query(&pairs("limit=x"))
+                .unwrap_err()
+                .code
+                .as_str(),
             "validation_error"
         );
         assert_eq!(
             parse_history_query(&pairs("wheel_name=a/b.whl"))
                 .unwrap_err()
-                .code,
+                .code
+                .as_str(),
             "invalid_wheel_name"
         );
         assert_eq!(
-            parse_history_query(&pairs("action=put")).unwrap_err().code,
+            parse_history_query(&pairs("action=put"))
+                .unwrap_err()
+                .code
+                .as_str(),
             "invalid_action"
         );
     }
