@@ -16,7 +16,7 @@ use crate::store::Change;
 
 /// Cancels the run and answers its snapshot (without `task_records`). Idempotent: a terminal
 /// run is returned unchanged, a second cancel keeps the first `cancel_requested_at`.
-#[utoipa::path(post, path = "/runs/{run_id}/cancel", tag = "runs", params(("run_id" = String, Path)),
+#[utoipa::path(post, path = "/runs/{run_id}/cancel", params(("run_id" = String, Path)),
     responses((status = 200, body = RunSnapshot), (status = 404, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
 pub async fn cancel(
     State(state): State<GatewayState>,

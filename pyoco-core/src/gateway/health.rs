@@ -145,7 +145,7 @@ async fn check(state: &GatewayState) -> Findings {
 }
 
 /// `GET /health[?strict=true]`.
-#[utoipa::path(get, path = "/health", tag = "meta", params(("strict" = Option<bool>, Query, description = "503 when unhealthy")),
+#[utoipa::path(get, path = "/health", params(("strict" = Option<bool>, Query, description = "503 when unhealthy")),
     responses((status = 200, body = HealthReport), (status = 503, body = ErrorBody)))]
 pub async fn health(
     State(state): State<GatewayState>,

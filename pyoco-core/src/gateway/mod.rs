@@ -12,6 +12,7 @@ pub mod index;
 mod metrics;
 pub mod openapi;
 mod query;
+pub mod routes;
 mod runs;
 mod watch;
 mod wheels;
@@ -20,14 +21,13 @@ mod workers;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, patch, post};
 use axum::{Extension, Router, middleware};
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
 use tokio::sync::OnceCell;
 
 pub use error::ApiError;
+pub use routes::{Access, ROUTES, Route};
 
 use crate::config::Config;
 use crate::error_code::ErrorCode;
@@ -123,62 +123,15 @@ impl GatewayState {
     }
 }
 
-/// Every route of the gateway, as `(method, path)`; the spec test compares it with
-/// spec/http-api.md.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/health"),
-    ("POST", "/runs"),
-    ("GET", "/runs"),
-    ("POST", "/runs/yaml"),
-    ("GET", "/runs/{run_id}"),
-    ("GET", "/runs/{run_id}/tasks"),
-    ("GET", "/runs/{run_id}/watch"),
-    ("POST", "/runs/{run_id}/cancel"),
-    ("GET", "/metrics"),
-    ("GET", "/workers"),
-    ("PATCH", "/workers/{worker_id}"),
-    ("GET", "/wheels"),
-    ("POST", "/wheels"),
-    ("GET", "/wheels/history"),
-    ("GET", "/wheels/{wheel_name}"),
-    ("DELETE", "/wheels/{wheel_name}"),
-    ("GET", "/openapi.json"),
-];
-
-/// The axum app.
+/// The axum app: every route of [`routes::ROUTES`], then the fallbacks and metrics.
 pub fn router(state: GatewayState) -> Router {
-    let yaml_limit = state.config.workflow_yaml_max_bytes.saturating_add(1 << 20);
-    // A wheel may be PYOCO_WHEEL_MAX_BYTES; the form around it gets 1 MiB more.
-    let wheel_limit = usize::try_from(state.config.wheel_max_bytes)
-        .unwrap_or(usize::MAX)
-        .saturating_add(1 << 20);
     let http_metrics = metrics::HttpMetrics::default();
-    Router::new()
-        .route("/health", get(health::health))
-        .route("/runs", post(runs::submit).get(runs::list))
-        .route(
-            "/runs/yaml",
-            post(runs::submit_yaml).layer(DefaultBodyLimit::max(yaml_limit)),
-        )
-        .route("/runs/{run_id}", get(runs::get_run))
-        .route("/runs/{run_id}/tasks", get(runs::get_tasks))
-        .route("/runs/{run_id}/watch", get(watch::watch))
-        .route("/runs/{run_id}/cancel", post(cancel::cancel))
-        .route("/metrics", get(metrics::metrics))
-        .route("/workers", get(workers::list))
-        .route("/workers/{worker_id}", patch(workers::patch))
-        .route(
-            "/wheels",
-            get(wheels::list)
-                .post(wheels::upload)
-                .layer(DefaultBodyLimit::max(wheel_limit)),
-        )
-        .route("/wheels/history", get(wheels::history))
-        .route(
-            "/wheels/{wheel_name}",
-            get(wheels::download).delete(wheels::delete),
-        )
-        .route("/openapi.json", get(openapi::openapi_json))
+    // A path served with several methods gets one `route` call per method; axum merges them.
+    routes::ROUTES
+        .iter()
+        .fold(Router::new(), |app, route| {
+            app.route(route.path, routes::method_router(route, &state.config))
+        })
         .fallback(|| async { ApiError::new(ErrorCode::RouteNotFound, "Not Found") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(ErrorCode::MethodNotAllowed, "Method Not Allowed")

@@ -22,7 +22,7 @@ use crate::store::{NewRun, SubmitError, YamlPayload, workers::get_worker};
 type ApiResult<T> = Result<T, ApiError>;
 
 /// `POST /runs`: submit a run by flow name (the worker resolves it).
-#[utoipa::path(post, path = "/runs", tag = "runs", request_body = SubmitRunRequest,
+#[utoipa::path(post, path = "/runs", request_body = SubmitRunRequest,
     responses((status = 200, body = SubmitResponse), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
 pub async fn submit(
     State(state): State<GatewayState>,
@@ -182,7 +182,7 @@ fn submit_error(e: SubmitError) -> ApiError {
 }
 
 /// `POST /runs/yaml` (multipart: file `workflow`, text `flow_name`, optional text `tag`).
-#[utoipa::path(post, path = "/runs/yaml", tag = "runs", request_body(content = SubmitYamlForm, content_type = "multipart/form-data"),
+#[utoipa::path(post, path = "/runs/yaml", request_body(content = SubmitYamlForm, content_type = "multipart/form-data"),
     responses((status = 200, body = SubmitResponse), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
 pub async fn submit_yaml(
     State(state): State<GatewayState>,
@@ -355,7 +355,7 @@ async fn read_yaml_form(
 }
 
 /// `GET /runs/{run_id}` (`include=records|task_records|full|all` keeps `task_records`).
-#[utoipa::path(get, path = "/runs/{run_id}", tag = "runs",
+#[utoipa::path(get, path = "/runs/{run_id}",
     params(("run_id" = String, Path), ("include" = Option<Vec<String>>, Query, description = "records, task_records, full or all keep task_records")),
     responses((status = 200, body = RunSnapshot), (status = 404, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
 pub async fn get_run(
@@ -427,7 +427,7 @@ async fn enrich_with_worker(state: &GatewayState, doc: &mut Value) {
 }
 
 /// `GET /runs/{run_id}/tasks`.
-#[utoipa::path(get, path = "/runs/{run_id}/tasks", tag = "runs", params(("run_id" = String, Path)),
+#[utoipa::path(get, path = "/runs/{run_id}/tasks", params(("run_id" = String, Path)),
     responses((status = 200, body = RunTasks), (status = 404, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
 pub async fn get_tasks(
     State(state): State<GatewayState>,
@@ -546,7 +546,7 @@ fn decode_cursor(cursor: &str) -> Option<(f64, String)> {
 /// `GET /runs`: compat mode returns an array; diff mode (`updated_after`, `cursor` or
 /// `workflow_yaml_sha256`) returns `{items, next_cursor}`. Served from the run index: the
 /// cost is the page, whatever the number of stored runs. An empty store lists `[]`.
-#[utoipa::path(get, path = "/runs", tag = "runs",
+#[utoipa::path(get, path = "/runs",
     params(("status" = Option<String>, Query), ("flow" = Option<String>, Query), ("tag" = Option<String>, Query),
         ("schedule_id" = Option<String>, Query), ("workflow_yaml_sha256" = Option<String>, Query, description = "switches to diff mode"),
         ("updated_after" = Option<f64>, Query, description = "switches to diff mode"), ("cursor" = Option<String>, Query, description = "switches to diff mode"),

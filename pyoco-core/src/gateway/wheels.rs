@@ -69,7 +69,7 @@ fn item(o: &WheelObject) -> Map<String, Value> {
 }
 
 /// `GET /wheels`: every stored wheel (deleted objects and other names skipped), by name.
-#[utoipa::path(get, path = "/wheels", tag = "wheels",
+#[utoipa::path(get, path = "/wheels",
     responses((status = 200, body = [WheelItem]), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
 pub async fn list(State(state): State<GatewayState>) -> ApiResult<Json<Value>> {
     let store = state.store()?;
@@ -83,7 +83,7 @@ pub async fn list(State(state): State<GatewayState>) -> ApiResult<Json<Value>> {
 
 /// `POST /wheels` (multipart: file `wheel`, text `tags` CSV, `replace`; our optional
 /// `preflight`). Checks in the original's order, then ours (see spec/http-api.md).
-#[utoipa::path(post, path = "/wheels", tag = "wheels",
+#[utoipa::path(post, path = "/wheels",
     request_body(content = WheelUploadForm, content_type = "multipart/form-data"),
     responses((status = 200, body = WheelUploaded), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
@@ -188,7 +188,7 @@ pub async fn upload(
 }
 
 /// `GET /wheels/history`: upload and delete events, newest first.
-#[utoipa::path(get, path = "/wheels/history", tag = "wheels",
+#[utoipa::path(get, path = "/wheels/history",
     params(("limit" = Option<i64>, Query, minimum = 1, maximum = 500), ("wheel_name" = Option<String>, Query),
         ("action" = Option<String>, Query, description = "upload or delete")),
     responses((status = 200, body = [WheelHistoryEvent]), (status = 422, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
@@ -233,7 +233,7 @@ pub async fn history(
 }
 
 /// `GET /wheels/{wheel_name}`: the file (`application/octet-stream`, as an attachment).
-#[utoipa::path(get, path = "/wheels/{wheel_name}", tag = "wheels", params(("wheel_name" = String, Path)),
+#[utoipa::path(get, path = "/wheels/{wheel_name}", params(("wheel_name" = String, Path)),
     responses((status = 200, description = "The wheel file", content_type = "application/octet-stream", body = Vec<u8>),
         (status = 404, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
 pub async fn download(
@@ -261,7 +261,7 @@ pub async fn download(
 }
 
 /// `DELETE /wheels/{wheel_name}`: removes the wheel; workers uninstall it on their next sync.
-#[utoipa::path(delete, path = "/wheels/{wheel_name}", tag = "wheels", params(("wheel_name" = String, Path)),
+#[utoipa::path(delete, path = "/wheels/{wheel_name}", params(("wheel_name" = String, Path)),
     responses((status = 200, body = WheelDeleted), (status = 404, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
 pub async fn delete(
     State(state): State<GatewayState>,

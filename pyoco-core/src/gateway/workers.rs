@@ -300,7 +300,7 @@ fn select(mut workers: Vec<Worker>, q: &ListQuery) -> Vec<Value> {
 }
 
 /// `GET /workers`: the registry as an array of records (see spec/http-api.md).
-#[utoipa::path(get, path = "/workers", tag = "workers",
+#[utoipa::path(get, path = "/workers",
     params(("scope" = Option<String>, Query, description = "active (default) or all"), ("state" = Option<String>, Query),
         ("include_hidden" = Option<bool>, Query), ("limit" = Option<i64>, Query, minimum = 1, maximum = 500)),
     responses((status = 200, body = [WorkerRecord]), (status = 422, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
@@ -317,7 +317,7 @@ pub async fn list(
 /// `PATCH /workers/{worker_id}` with `{"hidden": <bool>}`: sets the flag with a
 /// compare-and-set write, so a heartbeat racing this request cannot undo it (workers carry
 /// `hidden` over on every write).
-#[utoipa::path(patch, path = "/workers/{worker_id}", tag = "workers", params(("worker_id" = String, Path)), request_body = PatchWorker,
+#[utoipa::path(patch, path = "/workers/{worker_id}", params(("worker_id" = String, Path)), request_body = PatchWorker,
     responses((status = 200, body = PatchWorkerResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
 pub async fn patch(
     State(state): State<GatewayState>,
