@@ -3,7 +3,8 @@
 //! [`router`] builds the axum app from a [`GatewayState`]; [`serve`] runs it on a listener until
 //! the shutdown future resolves. The gateway starts even when NATS is down: it answers 503
 //! with a clear detail and connects in the background; once connected, the NATS client
-//! reconnects by itself after outages.
+//! reconnects by itself after outages. Background tasks belong to the [`GatewayState`] and
+//! [`serve`] returns only after they have stopped.
 
 mod cancel;
 mod error;
@@ -25,6 +26,8 @@ use axum::{Extension, Router, middleware};
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
 use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use error::ApiError;
 pub use routes::{Access, ROUTES, Route};
@@ -40,25 +43,37 @@ pub struct GatewayState {
     store: Arc<OnceCell<Store>>,
     /// Run list index, fed by a KV watch once connected.
     index: Arc<index::RunIndex>,
+    /// Every background task (connect loop, index follower, SSE pumps), so
+    /// [`GatewayState::shutdown`] can wait for them instead of leaving them running.
+    tasks: TaskTracker,
+    /// Cancelled by [`GatewayState::shutdown`]; every background task stops at it.
+    stop: CancellationToken,
 }
 
 impl GatewayState {
-    /// Creates the state and starts connecting to NATS in the background (retrying until it
-    /// succeeds).
-    pub fn connect(config: Config) -> GatewayState {
-        let state = GatewayState {
-            config: Arc::new(config),
-            store: Arc::new(OnceCell::new()),
+    fn new(config: Arc<Config>, store: OnceCell<Store>) -> GatewayState {
+        GatewayState {
+            config,
+            store: Arc::new(store),
             index: Arc::default(),
-        };
+            tasks: TaskTracker::new(),
+            stop: CancellationToken::new(),
+        }
+    }
+
+    /// Creates the state and starts connecting to NATS in the background (retrying until it
+    /// succeeds or the state is shut down).
+    pub fn connect(config: Config) -> GatewayState {
+        let state = GatewayState::new(Arc::new(config), OnceCell::new());
         let bg = state.clone();
-        tokio::spawn(async move {
+        state.spawn(async move {
+            // Doubling up to 2 s; to be replaced by the shared jittered `pyoco::backoff`.
             let mut delay = Duration::from_millis(100);
             loop {
                 match Store::connect(bg.config.clone(), "pyoco-http-api").await {
                     Ok(store) => {
                         tracing::info!(nats_url = %bg.config.nats_url, "gateway connected to NATS");
-                        tokio::spawn(bg.index.clone().follow(store.runs.bucket().clone()));
+                        bg.spawn(bg.index.clone().follow(store.runs.bucket().clone()));
                         bg.store.set(store).ok();
                         return;
                     }
@@ -75,16 +90,30 @@ impl GatewayState {
 
     /// Uses an existing connected store (tests, embedding).
     pub fn with_store(store: Store) -> GatewayState {
-        let index: Arc<index::RunIndex> = Arc::default();
-        tokio::spawn(index.clone().follow(store.runs.bucket().clone()));
-        let cell = OnceCell::new();
+        let bucket = store.runs.bucket().clone();
         let config = store.config.clone();
-        cell.set(store).ok();
-        GatewayState {
-            config,
-            store: Arc::new(cell),
-            index,
-        }
+        let state = GatewayState::new(config, OnceCell::new_with(Some(store)));
+        state.spawn(state.index.clone().follow(bucket));
+        state
+    }
+
+    /// Runs `task` in the background until it ends or the state is shut down.
+    pub(crate) fn spawn<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let stop = self.stop.clone();
+        self.tasks.spawn(async move {
+            stop.run_until_cancelled(task).await;
+        });
+    }
+
+    /// Stops every background task and waits until they have ended. Open SSE watches end too,
+    /// so a graceful HTTP shutdown does not wait for their timeouts.
+    pub async fn shutdown(&self) {
+        self.stop.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 
     /// The run list index once it has caught up with the bucket (waits up to 5 s at start-up),
@@ -153,7 +182,7 @@ where
     let state = GatewayState::connect(config);
     tracing::info!(addr = ?listener.local_addr().ok(), "gateway listening");
     // With the peer address: the wheel history records where an upload came from.
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     // No Nagle delay: a small SSE event written while the previous one is unacknowledged
     // would otherwise wait ~40 ms for the client's delayed ACK (see BENCHMARKS.md).
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -161,7 +190,38 @@ where
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    // On shutdown, stop the background tasks first: the SSE pumps end their streams, so the
+    // graceful shutdown does not wait for open watches to time out.
+    let stopping = state.clone();
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            stopping.stop.cancel();
+        })
+        .await;
+    state.shutdown().await;
+    tracing::info!("gateway stopped");
+    served
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The background connect loop (NATS unreachable here) stops at shutdown, and shutdown
+    /// waits for it.
+    #[tokio::test]
+    async fn shutdown_stops_the_connect_loop_and_waits_for_it() {
+        let config = Config {
+            nats_url: "nats://127.0.0.1:1".into(),
+            ..Config::default()
+        };
+        let state = GatewayState::connect(config);
+        assert!(!state.wait_connected(Duration::from_millis(200)).await);
+        assert_eq!(state.tasks.len(), 1);
+        tokio::time::timeout(Duration::from_secs(5), state.shutdown())
+            .await
+            .expect("shutdown waits for the background tasks, which stop");
+        assert!(state.tasks.is_empty());
+    }
 }

@@ -78,7 +78,7 @@ pub async fn watch(
         .await
         .map_err(|e| ApiError::from(crate::store::StoreError::nats("watch run", e)))?;
     let (tx, rx) = mpsc::channel::<Event>(16);
-    tokio::spawn(pump(watch, tx, run_id, q));
+    state.spawn(pump(watch, tx, run_id, q));
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx))
     });
