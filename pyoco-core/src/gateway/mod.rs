@@ -8,11 +8,11 @@
 
 mod cancel;
 mod error;
+mod extract;
 mod health;
 pub mod index;
 mod metrics;
 pub mod openapi;
-mod query;
 pub mod routes;
 mod runs;
 mod watch;
@@ -30,6 +30,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use error::ApiError;
+// The query reader under its old path, for the handlers.
+use extract::query;
 pub use routes::{Access, ROUTES, Route};
 
 use crate::config::Config;

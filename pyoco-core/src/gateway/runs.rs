@@ -5,15 +5,16 @@ use super::openapi::*;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Multipart, Path, RawQuery, State};
-use axum::http::StatusCode;
 use base64::Engine as _;
 use futures::StreamExt;
 use serde_json::{Map, Value, json};
 
 use super::GatewayState;
-use super::error::{ApiError, problem};
+use super::error::ApiError;
+use super::extract::json::{Fields, json_body};
+use super::extract::multipart::{Form, part_problem};
 use super::index::{Field, Query as IndexQuery};
-use super::query::{QueryParams, body_bytes};
+use super::query::QueryParams;
 use crate::error_code::ErrorCode;
 use crate::flow::yaml::{parse_flow_yaml, sha256_hex};
 use crate::model::{WorkerState, is_valid_tag, now};
@@ -28,16 +29,7 @@ pub async fn submit(
     State(state): State<GatewayState>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<Json<Value>> {
-    let body = body_bytes(body)?;
-    let body: Value = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::validation(vec![problem(
-            "json_invalid",
-            &[json!("body"), json!(e.column().saturating_sub(1))],
-            "JSON decode error",
-            json!({}),
-            Some(json!({"error": e.to_string()})),
-        )])
-    })?;
+    let body = json_body(body)?;
     let run = parse_submit(&body)?;
     let store = state.store()?;
     let run_id = store.submit(run).await.map_err(submit_error)?;
@@ -48,120 +40,12 @@ pub async fn submit(
 
 /// Validates the `POST /runs` body like the original's pydantic model, collecting every problem.
 fn parse_submit(body: &Value) -> ApiResult<NewRun> {
-    let Value::Object(obj) = body else {
-        return Err(ApiError::validation(vec![problem(
-            "model_attributes_type",
-            &[json!("body")],
-            "Input should be a valid dictionary or object to extract fields from",
-            body.clone(),
-            None,
-        )]));
-    };
-    let mut problems = Vec::new();
-    let loc = |field: &str| [json!("body"), json!(field)];
-    let flow_name = match obj.get("flow_name") {
-        None => {
-            problems.push(problem(
-                "missing",
-                &loc("flow_name"),
-                "Field required",
-                body.clone(),
-                None,
-            ));
-            String::new()
-        }
-        Some(Value::String(s)) if s.is_empty() => {
-            problems.push(problem(
-                "string_too_short",
-                &loc("flow_name"),
-                "String should have at least 1 character",
-                json!(s),
-                Some(json!({"min_length": 1})),
-            ));
-            String::new()
-        }
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => {
-            problems.push(problem(
-                "string_type",
-                &loc("flow_name"),
-                "Input should be a valid string",
-                other.clone(),
-                None,
-            ));
-            String::new()
-        }
-    };
-    let params = match obj.get("params") {
-        None => Map::new(),
-        Some(Value::Object(m)) => m.clone(),
-        Some(other) => {
-            problems.push(problem(
-                "dict_type",
-                &loc("params"),
-                "Input should be a valid dictionary",
-                other.clone(),
-                None,
-            ));
-            Map::new()
-        }
-    };
-    let tag = match obj.get("tag") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if is_valid_tag(s) => Some(s.clone()),
-        Some(Value::String(s)) => {
-            problems.push(problem(
-                "string_pattern_mismatch",
-                &loc("tag"),
-                "String should match pattern '^[A-Za-z0-9_-]+$'",
-                json!(s),
-                Some(json!({"pattern": "^[A-Za-z0-9_-]+$"})),
-            ));
-            None
-        }
-        Some(other) => {
-            problems.push(problem(
-                "string_type",
-                &loc("tag"),
-                "Input should be a valid string",
-                other.clone(),
-                None,
-            ));
-            None
-        }
-    };
-    let tags = match obj.get("tags") {
-        None => Vec::new(),
-        Some(Value::Array(items)) => {
-            let mut out = Vec::new();
-            for (i, item) in items.iter().enumerate() {
-                match item {
-                    Value::String(s) => out.push(s.clone()),
-                    other => problems.push(problem(
-                        "string_type",
-                        &[json!("body"), json!("tags"), json!(i)],
-                        "Input should be a valid string",
-                        other.clone(),
-                        None,
-                    )),
-                }
-            }
-            out
-        }
-        Some(other) => {
-            problems.push(problem(
-                "list_type",
-                &loc("tags"),
-                "Input should be a valid list",
-                other.clone(),
-                None,
-            ));
-            Vec::new()
-        }
-    };
-    if !problems.is_empty() {
-        return Err(ApiError::validation(problems));
-    }
+    let mut fields = Fields::of(body)?;
+    let flow_name = fields.required_string("flow_name");
+    let params = fields.object_or_empty("params");
+    let tag = fields.optional_pattern("tag", "^[A-Za-z0-9_-]+$", is_valid_tag);
+    let tags = fields.string_list("tags");
+    fields.finish()?;
     Ok(NewRun {
         flow_name,
         params,
@@ -200,10 +84,7 @@ pub async fn submit_yaml(
         return Err(ApiError::new(ErrorCode::InvalidTag, "invalid tag"));
     }
     if form.workflow_size > limit {
-        return Err(ApiError::new(
-            ErrorCode::WorkflowTooLarge,
-            "workflow too large",
-        ));
+        return Err(workflow_too_large());
     }
     let spec = parse_flow_yaml(&form.workflow).map_err(|e| {
         tracing::info!(reason = %e.reason, "invalid workflow yaml");
@@ -242,116 +123,37 @@ struct YamlForm {
     tag: Option<String>,
 }
 
-/// Reads every part, keeping at most `limit + 1` bytes of the workflow but counting all of
-/// them, so validation problems are reported before size, as the original does.
+/// Reads the whole form (validation problems are reported before size, as the original
+/// does); the workflow is kept up to `limit + 1` bytes and counted in full.
 async fn read_yaml_form(
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
     limit: usize,
 ) -> ApiResult<YamlForm> {
-    let too_large = || ApiError::new(ErrorCode::WorkflowTooLarge, "workflow too large");
-    let mut workflow: Option<Vec<u8>> = None;
-    let mut workflow_size = 0usize;
-    let mut workflow_is_text = false;
-    let mut flow_name: Option<String> = None;
-    let mut tag: Option<String> = None;
-    if let Ok(mut multipart) = multipart {
-        loop {
-            let field = match multipart.next_field().await {
-                Ok(Some(f)) => f,
-                Ok(None) => break,
-                Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(too_large()),
-                Err(e) => {
-                    return Err(ApiError::validation(vec![problem(
-                        "value_error",
-                        &[json!("body")],
-                        &format!("invalid multipart body: {e}"),
-                        Value::Null,
-                        None,
-                    )]));
-                }
-            };
-            let name = field.name().unwrap_or_default().to_string();
-            let is_file = field.file_name().is_some();
-            let mut field = field;
-            let mut data = Vec::new();
-            loop {
-                match field.chunk().await {
-                    Ok(Some(chunk)) => {
-                        if name == "workflow" {
-                            workflow_size += chunk.len();
-                            if data.len() <= limit {
-                                data.extend_from_slice(&chunk);
-                            }
-                        } else if data.len() < 64 * 1024 {
-                            data.extend_from_slice(&chunk);
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                        return Err(too_large());
-                    }
-                    Err(e) => {
-                        return Err(ApiError::validation(vec![problem(
-                            "value_error",
-                            &[json!("body"), json!(name)],
-                            &format!("invalid multipart body: {e}"),
-                            Value::Null,
-                            None,
-                        )]));
-                    }
-                }
-            }
-            match name.as_str() {
-                "workflow" if is_file => workflow = Some(data),
-                "workflow" => workflow_is_text = !data.is_empty(),
-                "flow_name" if !data.is_empty() => {
-                    flow_name = Some(String::from_utf8_lossy(&data).into_owned())
-                }
-                "tag" if !data.is_empty() => {
-                    tag = Some(String::from_utf8_lossy(&data).into_owned())
-                }
-                _ => {}
-            }
-        }
-    }
-    let mut problems = Vec::new();
-    if workflow.is_none() {
-        if workflow_is_text {
-            problems.push(problem(
-                "value_error",
-                &[json!("body"), json!("workflow")],
-                "Value error, Expected UploadFile, received: <class 'str'>",
-                Value::Null,
-                None,
-            ));
-        } else {
-            problems.push(problem(
-                "missing",
-                &[json!("body"), json!("workflow")],
-                "Field required",
-                Value::Null,
-                None,
-            ));
-        }
-    }
+    let mut form = Form::read(multipart, "workflow", limit, workflow_too_large).await?;
+    let mut problems: Vec<Value> = form.file_problem().into_iter().collect();
+    let flow_name = form.text("flow_name");
     if flow_name.is_none() {
-        problems.push(problem(
+        problems.push(part_problem(
             "missing",
-            &[json!("body"), json!("flow_name")],
+            "flow_name",
             "Field required",
             Value::Null,
-            None,
         ));
     }
     if !problems.is_empty() {
         return Err(ApiError::validation(problems));
     }
+    let workflow = form.take_file();
     Ok(YamlForm {
-        workflow: workflow.unwrap_or_default(),
-        workflow_size,
+        workflow: workflow.data,
+        workflow_size: workflow.size,
         flow_name: flow_name.unwrap_or_default(),
-        tag,
+        tag: form.text("tag"),
     })
+}
+
+fn workflow_too_large() -> ApiError {
+    ApiError::new(ErrorCode::WorkflowTooLarge, "workflow too large")
 }
 
 /// `GET /runs/{run_id}` (`include=records|task_records|full|all` keeps `task_records`).

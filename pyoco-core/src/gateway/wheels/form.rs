@@ -2,16 +2,13 @@
 //! `GET /wheels/history` query, with FastAPI-shaped 422 problems like the original's.
 
 use axum::extract::Multipart;
-use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use crate::error_code::ErrorCode;
 use crate::gateway::error::{ApiError, problem};
+use crate::gateway::extract::multipart::{Form, part_problem};
 use crate::gateway::workers::lax_bool;
 use crate::wheel::PreflightMode;
-
-/// Text parts longer than this are cut (they are flags and tag lists).
-const MAX_TEXT_PART: usize = 64 * 1024;
 
 /// The upload form.
 #[derive(Debug)]
@@ -32,24 +29,6 @@ pub(super) fn too_large() -> ApiError {
     ApiError::new(ErrorCode::WheelTooLarge, "wheel too large")
 }
 
-fn body_problem(kind: &str, part: &str, msg: &str, input: Value) -> Value {
-    problem(kind, &[json!("body"), json!(part)], msg, input, None)
-}
-
-fn multipart_problem(part: Option<&str>, e: &axum::extract::multipart::MultipartError) -> ApiError {
-    let mut loc = vec![json!("body")];
-    if let Some(part) = part {
-        loc.push(json!(part));
-    }
-    ApiError::validation(vec![problem(
-        "value_error",
-        &loc,
-        &format!("invalid multipart body: {e}"),
-        Value::Null,
-        None,
-    )])
-}
-
 /// Reads every part: `wheel` (a file), `tags`, `replace` (lax bool, default true) and our
 /// optional `preflight` (`strict|warn|off`, default off) with its two `allow_*` flags. Empty
 /// text parts count as absent. Form problems are one 422 list, like FastAPI's.
@@ -57,84 +36,12 @@ pub(super) async fn read_upload_form(
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
     limit: usize,
 ) -> Result<UploadForm, ApiError> {
-    let mut wheel: Option<(String, String, Vec<u8>, usize)> = None;
-    let mut wheel_is_text = false;
-    let mut texts: Vec<(String, String)> = Vec::new();
-    if let Ok(mut multipart) = multipart {
-        loop {
-            let mut field = match multipart.next_field().await {
-                Ok(Some(f)) => f,
-                Ok(None) => break,
-                Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(too_large()),
-                Err(e) => return Err(multipart_problem(None, &e)),
-            };
-            let name = field.name().unwrap_or_default().to_string();
-            let file_name = field.file_name().map(str::to_string);
-            let content_type = field.content_type().map(str::to_string);
-            let mut data = Vec::new();
-            let mut size = 0usize;
-            loop {
-                match field.chunk().await {
-                    Ok(Some(chunk)) => {
-                        size += chunk.len();
-                        let keep = if name == "wheel" {
-                            limit.saturating_add(1)
-                        } else {
-                            MAX_TEXT_PART
-                        };
-                        if data.len() < keep {
-                            let room = keep - data.len();
-                            data.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                        return Err(too_large());
-                    }
-                    Err(e) => return Err(multipart_problem(Some(&name), &e)),
-                }
-            }
-            match (name.as_str(), file_name) {
-                ("wheel", Some(file_name)) => {
-                    let content_type =
-                        content_type.unwrap_or_else(|| "application/octet-stream".into());
-                    wheel = Some((file_name, content_type, data, size));
-                }
-                ("wheel", None) => wheel_is_text = !data.is_empty(),
-                (other, _) if !data.is_empty() => {
-                    texts.push((
-                        other.to_string(),
-                        String::from_utf8_lossy(&data).into_owned(),
-                    ));
-                }
-                _ => {}
-            }
-        }
-    }
-    let text = |k: &str| {
-        texts
-            .iter()
-            .rev()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.clone())
-    };
-    let mut problems = Vec::new();
-    if wheel.is_none() {
-        problems.push(if wheel_is_text {
-            body_problem(
-                "value_error",
-                "wheel",
-                "Value error, Expected UploadFile, received: <class 'str'>",
-                Value::Null,
-            )
-        } else {
-            body_problem("missing", "wheel", "Field required", Value::Null)
-        });
-    }
-    let mut flag = |part: &str, default: bool| match text(part) {
+    let mut form = Form::read(multipart, "wheel", limit, too_large).await?;
+    let mut problems: Vec<Value> = form.file_problem().into_iter().collect();
+    let mut flag = |part: &str, default: bool| match form.text(part) {
         None => default,
         Some(raw) => lax_bool(&raw).unwrap_or_else(|| {
-            problems.push(body_problem(
+            problems.push(part_problem(
                 "bool_parsing",
                 part,
                 "Input should be a valid boolean, unable to interpret input",
@@ -146,7 +53,7 @@ pub(super) async fn read_upload_form(
     let replace = flag("replace", true);
     let allow_no_entry_points = flag("allow_no_entry_points", false);
     let allow_missing_usage_doc = flag("allow_missing_usage_doc", false);
-    let preflight = match text("preflight") {
+    let preflight = match form.text("preflight") {
         None => PreflightMode::Off,
         Some(raw) => raw.parse().unwrap_or_else(|_| {
             problems.push(problem(
@@ -162,13 +69,13 @@ pub(super) async fn read_upload_form(
     if !problems.is_empty() {
         return Err(ApiError::validation(problems));
     }
-    let (file_name, content_type, data, size) = wheel.unwrap_or_default();
+    let wheel = form.take_file();
     Ok(UploadForm {
-        file_name,
-        content_type,
-        data,
-        size,
-        tags: text("tags"),
+        file_name: wheel.file_name,
+        content_type: wheel.content_type,
+        data: wheel.data,
+        size: wheel.size,
+        tags: form.text("tags"),
         replace,
         preflight,
         allow_no_entry_points,
