@@ -21,7 +21,7 @@ use crate::store::Change;
 pub async fn cancel(
     State(state): State<GatewayState>,
     Path(run_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RunSnapshot>, ApiError> {
     let store = state.store()?;
     let updated = store
         .runs
@@ -60,5 +60,5 @@ pub async fn cancel(
         m.shift_remove("task_records_truncated");
     }
     tracing::info!(run_id = %run_id, status = %updated.value.status, "cancel requested");
-    Ok(Json(doc))
+    Ok(Json(RunSnapshot(doc)))
 }

@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::openapi::ErrorBody;
 use crate::error_code::ErrorCode;
 use crate::store::StoreError;
 
@@ -101,10 +102,11 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let mut body = json!({"detail": self.detail, "code": self.code});
-        if let Some(reason) = self.reason {
-            body["reason"] = Value::String(reason);
-        }
+        let body = ErrorBody {
+            detail: self.detail,
+            code: self.code,
+            reason: self.reason,
+        };
         (status, Json(body)).into_response()
     }
 }

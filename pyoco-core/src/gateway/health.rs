@@ -175,10 +175,12 @@ pub async fn health(
         )
             .into_response());
     }
-    Ok(
-        Json(json!({"status": "ok", "health": health.as_str(), "components": components}))
-            .into_response(),
-    )
+    Ok(Json(HealthReport {
+        status: "ok".into(),
+        health: health.as_str().into(),
+        components,
+    })
+    .into_response())
 }
 
 #[cfg(test)]

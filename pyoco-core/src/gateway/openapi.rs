@@ -1,10 +1,13 @@
 //! The OpenAPI document of the gateway, generated from the handlers' `#[utoipa::path]`
 //! annotations (listed, with their tags, in the route table `super::routes`) and the schema
-//! types below (the wire shapes; handlers parse bodies themselves
-//! to answer FastAPI-compatible 422s). Served at `/openapi.json` and kept in
+//! types below. The response types are what the handlers send, so the document cannot drift
+//! from the bytes; a `Value` inside one passes stored documents through unchanged. The
+//! request types only describe: handlers read bodies with `super::extract` to answer
+//! FastAPI-shaped 422s. Served at `/openapi.json` and kept in
 //! `spec/openapi.json` (a test fails when they differ or when a route is missing).
 
 use axum::Json;
+use serde::Serialize;
 use serde_json::Value;
 use utoipa::{OpenApi, ToSchema};
 
@@ -37,48 +40,63 @@ pub struct SubmitYamlForm {
 }
 
 /// Answer of both submit routes.
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SubmitResponse {
-    run_id: String,
+    pub run_id: String,
     /// Always `PENDING`.
-    status: String,
+    pub status: String,
     /// Always null for these routes.
     #[schema(value_type = Option<String>)]
-    bundle_hash: Option<String>,
+    pub bundle_hash: Option<String>,
+}
+
+impl SubmitResponse {
+    /// The answer of a submit: the new run, PENDING, no bundle.
+    pub fn pending(run_id: String) -> SubmitResponse {
+        SubmitResponse {
+            run_id,
+            status: "PENDING".into(),
+            bundle_hash: None,
+        }
+    }
 }
 
 /// A run snapshot (see spec/documents.md); unknown fields are passed through.
-#[derive(Debug, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(transparent)]
 #[schema(value_type = Object)]
-#[allow(dead_code)]
-pub struct RunSnapshot(Value);
+pub struct RunSnapshot(pub Value);
 
 /// `{"items", "next_cursor"}` of `GET /runs` in diff mode, or an array in compat mode.
-#[derive(Debug, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(transparent)]
 #[schema(value_type = Object)]
-#[allow(dead_code)]
-pub struct RunList(Value);
+pub struct RunList(pub Value);
 
+// The values are copied from the stored snapshot as they are (another writer may have
+// stored other types), hence `Value` fields.
 /// `GET /runs/{run_id}/tasks`.
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct RunTasks {
-    run_id: String,
-    flow_name: Option<String>,
-    status: Option<String>,
+    #[schema(value_type = String)]
+    pub run_id: Value,
+    #[schema(value_type = Option<String>)]
+    pub flow_name: Value,
+    #[schema(value_type = Option<String>)]
+    pub status: Value,
     #[schema(value_type = Object)]
-    tasks: Value,
+    pub tasks: Value,
     #[schema(value_type = Object)]
-    task_records: Value,
-    task_records_truncated: bool,
+    pub task_records: Value,
+    #[schema(value_type = bool)]
+    pub task_records_truncated: Value,
 }
 
 /// A worker registry record (see spec/documents.md).
-#[derive(Debug, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(transparent)]
 #[schema(value_type = Object)]
-#[allow(dead_code)]
-pub struct WorkerRecord(Value);
+pub struct WorkerRecord(pub Value);
 
 /// `PATCH /workers/{worker_id}` body.
 #[derive(Debug, ToSchema)]
@@ -88,36 +106,35 @@ pub struct PatchWorker {
 }
 
 /// `PATCH /workers/{worker_id}` answer.
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PatchWorkerResponse {
-    worker_id: String,
-    hidden: bool,
-    updated_at: f64,
+    pub worker_id: String,
+    pub hidden: bool,
+    pub updated_at: f64,
 }
 
 /// `GET /health`.
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct HealthReport {
     /// Always `ok` (compatible with the original).
-    status: String,
+    pub status: String,
     /// `healthy`, `degraded` or `unhealthy`.
-    health: String,
+    pub health: String,
     #[schema(value_type = Object)]
-    components: Value,
+    pub components: Value,
 }
 
 /// Every error body: `detail` (a string, or FastAPI's list of problems for validation
 /// errors) and a stable `code` (spec/http-api.md).
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     #[schema(value_type = Object)]
-    detail: Value,
-    code: String,
+    pub detail: Value,
+    #[schema(value_type = String)]
+    pub code: crate::error_code::ErrorCode,
     /// The flow.yaml reason code, for `invalid_workflow_yaml`.
-    reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A wheel in `GET /wheels` (the original's keys, then ours parsed from the file name).
@@ -163,24 +180,23 @@ pub struct WheelUploadForm {
 
 /// `POST /wheels` answer: a wheel item plus `sha256_hex` (and `preflight_warnings` when a
 /// preflight ran).
-#[derive(Debug, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(transparent)]
 #[schema(value_type = Object)]
-#[allow(dead_code)]
-pub struct WheelUploaded(Value);
+pub struct WheelUploaded(pub Value);
 
 /// A wheel history event (see spec/documents.md).
-#[derive(Debug, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(transparent)]
 #[schema(value_type = Object)]
-#[allow(dead_code)]
-pub struct WheelHistoryEvent(Value);
+pub struct WheelHistoryEvent(pub Value);
 
 /// `DELETE /wheels/{wheel_name}` answer.
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct WheelDeleted {
-    name: String,
+    pub name: String,
     /// Always true.
-    deleted: bool,
+    pub deleted: bool,
 }
 
 #[derive(Debug, OpenApi)]

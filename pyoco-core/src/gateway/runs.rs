@@ -28,14 +28,12 @@ type ApiResult<T> = Result<T, ApiError>;
 pub async fn submit(
     State(state): State<GatewayState>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SubmitResponse>> {
     let body = json_body(body)?;
     let run = parse_submit(&body)?;
     let store = state.store()?;
     let run_id = store.submit(run).await.map_err(submit_error)?;
-    Ok(Json(
-        json!({"run_id": run_id, "status": "PENDING", "bundle_hash": null}),
-    ))
+    Ok(Json(SubmitResponse::pending(run_id)))
 }
 
 /// Validates the `POST /runs` body like the original's pydantic model, collecting every problem.
@@ -71,7 +69,7 @@ fn submit_error(e: SubmitError) -> ApiError {
 pub async fn submit_yaml(
     State(state): State<GatewayState>,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SubmitResponse>> {
     let limit = state.config.workflow_yaml_max_bytes;
     let form = read_yaml_form(multipart, limit).await?;
     let tag = form
@@ -111,9 +109,7 @@ pub async fn submit_yaml(
         ..Default::default()
     };
     let run_id = store.submit(run).await.map_err(submit_error)?;
-    Ok(Json(
-        json!({"run_id": run_id, "status": "PENDING", "bundle_hash": null}),
-    ))
+    Ok(Json(SubmitResponse::pending(run_id)))
 }
 
 struct YamlForm {
@@ -164,7 +160,7 @@ pub async fn get_run(
     State(state): State<GatewayState>,
     Path(run_id): Path<String>,
     RawQuery(query): RawQuery,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RunSnapshot>> {
     let store = state.store()?;
     let Some(doc) = store.runs.get_json(&run_id).await? else {
         return Err(ApiError::run_not_found());
@@ -177,7 +173,7 @@ pub async fn get_run(
         m.shift_remove("task_records_truncated");
     }
     enrich_with_worker(&state, &mut doc).await;
-    Ok(Json(doc))
+    Ok(Json(RunSnapshot(doc)))
 }
 
 /// Adds `worker_alive`, `worker_state`, … when the snapshot names its worker.
@@ -234,7 +230,7 @@ async fn enrich_with_worker(state: &GatewayState, doc: &mut Value) {
 pub async fn get_tasks(
     State(state): State<GatewayState>,
     Path(run_id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RunTasks>> {
     let store = state.store()?;
     let Some(doc) = store.runs.get_json(&run_id).await? else {
         return Err(ApiError::run_not_found());
@@ -246,14 +242,14 @@ pub async fn get_tasks(
             .cloned()
             .unwrap_or(default)
     };
-    Ok(Json(json!({
-        "run_id": field("run_id", json!(run_id)),
-        "flow_name": field("flow_name", Value::Null),
-        "status": field("status", Value::Null),
-        "tasks": field("tasks", json!({})),
-        "task_records": field("task_records", json!({})),
-        "task_records_truncated": field("task_records_truncated", json!(false)),
-    })))
+    Ok(Json(RunTasks {
+        run_id: field("run_id", json!(run_id)),
+        flow_name: field("flow_name", Value::Null),
+        status: field("status", Value::Null),
+        tasks: field("tasks", json!({})),
+        task_records: field("task_records", json!({})),
+        task_records_truncated: field("task_records_truncated", json!(false)),
+    }))
 }
 
 /// Keys of a list summary, in the original's order.
@@ -357,7 +353,7 @@ fn decode_cursor(cursor: &str) -> Option<(f64, String)> {
 pub async fn list(
     State(state): State<GatewayState>,
     RawQuery(query): RawQuery,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RunList>> {
     let q = parse_list_query(QueryParams::parse(&query))?;
     let index = state.run_index().await?;
     let store = state.store()?;
@@ -403,9 +399,11 @@ pub async fn list(
         .map(|d| project(d, q.full, q.records))
         .collect();
     if q.vnext {
-        Ok(Json(json!({"items": page, "next_cursor": next_cursor})))
+        Ok(Json(RunList(
+            json!({"items": page, "next_cursor": next_cursor}),
+        )))
     } else {
-        Ok(Json(Value::Array(page)))
+        Ok(Json(RunList(Value::Array(page))))
     }
 }
 

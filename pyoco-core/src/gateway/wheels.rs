@@ -92,7 +92,7 @@ pub async fn upload(
     headers: HeaderMap,
     extensions: Extensions,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<WheelUploaded>> {
     let limit = usize::try_from(state.config.wheel_max_bytes).unwrap_or(usize::MAX);
     let f = form::read_upload_form(multipart, limit).await?;
     if !is_valid_wheel_name(&f.file_name) {
@@ -184,7 +184,7 @@ pub async fn upload(
     if f.preflight != PreflightMode::Off {
         body.insert("preflight_warnings".into(), json!(warnings));
     }
-    Ok(Json(Value::Object(body)))
+    Ok(Json(WheelUploaded(Value::Object(body))))
 }
 
 /// `GET /wheels/history`: upload and delete events, newest first.
@@ -195,7 +195,7 @@ pub async fn upload(
 pub async fn history(
     State(state): State<GatewayState>,
     RawQuery(query): RawQuery,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Vec<WheelHistoryEvent>>> {
     let pairs: Vec<(String, String)> = query
         .as_deref()
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
@@ -227,9 +227,12 @@ pub async fn history(
         tb.total_cmp(&ta).then_with(|| ib.cmp(&ia))
     });
     events.truncate(q.limit);
-    Ok(Json(Value::Array(
-        events.into_iter().map(Value::Object).collect(),
-    )))
+    Ok(Json(
+        events
+            .into_iter()
+            .map(|e| WheelHistoryEvent(Value::Object(e)))
+            .collect(),
+    ))
 }
 
 /// `GET /wheels/{wheel_name}`: the file (`application/octet-stream`, as an attachment).
@@ -268,7 +271,7 @@ pub async fn delete(
     Path(wheel_name): Path<String>,
     headers: HeaderMap,
     extensions: Extensions,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<WheelDeleted>> {
     if !is_valid_wheel_name(&wheel_name) {
         return Err(wheel_not_found());
     }
@@ -292,7 +295,10 @@ pub async fn delete(
         tracing::warn!(wheel = %wheel_name, error = %e, "wheel history not written");
     }
     tracing::info!(wheel = %wheel_name, "wheel deleted");
-    Ok(Json(json!({"name": wheel_name, "deleted": true})))
+    Ok(Json(WheelDeleted {
+        name: wheel_name,
+        deleted: true,
+    }))
 }
 
 /// A history event: who (`actor`; no API keys yet, so both null) and from where (`source`,

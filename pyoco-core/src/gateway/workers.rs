@@ -307,11 +307,13 @@ fn select(mut workers: Vec<Worker>, q: &ListQuery) -> Vec<Value> {
 pub async fn list(
     State(state): State<GatewayState>,
     RawQuery(query): RawQuery,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Vec<WorkerRecord>>> {
     let q = parse_list_query(QueryParams::parse(&query))?;
     let store = state.store()?;
     let workers = read_workers(store).await?;
-    Ok(Json(Value::Array(select(workers, &q))))
+    Ok(Json(
+        select(workers, &q).into_iter().map(WorkerRecord).collect(),
+    ))
 }
 
 /// `PATCH /workers/{worker_id}` with `{"hidden": <bool>}`: sets the flag with a
@@ -323,7 +325,7 @@ pub async fn patch(
     State(state): State<GatewayState>,
     Path(worker_id): Path<String>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<PatchWorkerResponse>> {
     let hidden = parse_patch_body(body)?;
     let store = state.store()?;
     let kv = &store.resources.workers;
@@ -340,11 +342,12 @@ pub async fn patch(
         record
     })
     .await?;
-    Ok(Json(json!({
-        "worker_id": written.worker_id,
-        "hidden": written.hidden,
-        "updated_at": written.updated_at,
-    })))
+    Ok(Json(PatchWorkerResponse {
+        worker_id: written.worker_id,
+        hidden: written.hidden,
+        // Always set by the update above.
+        updated_at: written.updated_at.unwrap_or(updated_at),
+    }))
 }
 
 /// Validates the PATCH body like the original's pydantic model (`hidden` required, lax bool).
