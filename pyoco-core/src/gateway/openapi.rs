@@ -138,27 +138,26 @@ pub struct ErrorBody {
 }
 
 /// A wheel in `GET /wheels` (the original's keys, then ours parsed from the file name).
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct WheelItem {
-    name: String,
-    size_bytes: u64,
+    pub name: String,
+    pub size_bytes: u64,
     /// `SHA-256=<base64url with padding>`.
-    digest: Option<String>,
+    pub digest: Option<String>,
     /// The part of `digest` after `SHA-256=`.
-    sha256_b64: Option<String>,
+    pub sha256_b64: Option<String>,
     /// ISO-8601, e.g. `2026-11-22T02:05:17.039151+00:00`.
-    mtime: Option<String>,
+    pub mtime: Option<String>,
     /// Changes on every upload; workers reinstall when it changes.
-    nuid: String,
+    pub nuid: String,
     /// Routing tags (`[]`: every worker).
-    tags: Vec<String>,
+    pub tags: Vec<String>,
     /// PEP 503 canonical project name (our addition).
-    package_name: Option<String>,
+    pub package_name: Option<String>,
     /// PEP 440 version (our addition).
-    package_version: Option<String>,
+    pub package_version: Option<String>,
     /// `python-abi-platform` tags of the file name (our addition).
-    compatibility_tags: Vec<String>,
+    pub compatibility_tags: Vec<String>,
 }
 
 /// `POST /wheels` multipart form.

@@ -42,43 +42,35 @@ fn wheel_not_found() -> ApiError {
 }
 
 /// A listing item: the original's keys, then our additions parsed from the file name.
-fn item(o: &WheelObject) -> Map<String, Value> {
+fn item(o: &WheelObject) -> WheelItem {
     let parsed = parse_wheel_filename(&o.name).ok();
-    let mut m = Map::new();
-    m.insert("name".into(), json!(o.name));
-    m.insert("size_bytes".into(), json!(o.size));
-    m.insert("digest".into(), json!(o.digest));
-    let b64 = o.digest.as_deref().and_then(|d| d.strip_prefix("SHA-256="));
-    m.insert("sha256_b64".into(), json!(b64));
-    m.insert("mtime".into(), json!(o.mtime));
-    m.insert("nuid".into(), json!(o.nuid));
-    m.insert("tags".into(), json!(o.tags()));
-    m.insert(
-        "package_name".into(),
-        json!(parsed.as_ref().map(|w| &w.canonical)),
-    );
-    m.insert(
-        "package_version".into(),
-        json!(parsed.as_ref().map(|w| w.version.to_string())),
-    );
-    m.insert(
-        "compatibility_tags".into(),
-        json!(parsed.map(|w| w.tags).unwrap_or_default()),
-    );
-    m
+    WheelItem {
+        name: o.name.clone(),
+        size_bytes: o.size,
+        digest: o.digest.clone(),
+        sha256_b64: o
+            .digest
+            .as_deref()
+            .and_then(|d| d.strip_prefix("SHA-256="))
+            .map(str::to_string),
+        mtime: o.mtime.clone(),
+        nuid: o.nuid.clone(),
+        tags: o.tags(),
+        package_name: parsed.as_ref().map(|w| w.canonical.clone()),
+        package_version: parsed.as_ref().map(|w| w.version.to_string()),
+        compatibility_tags: parsed.map(|w| w.tags).unwrap_or_default(),
+    }
 }
 
 /// `GET /wheels`: every stored wheel (deleted objects and other names skipped), by name.
 #[utoipa::path(get, path = "/wheels",
     responses((status = 200, body = [WheelItem]), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
-pub async fn list(State(state): State<GatewayState>) -> ApiResult<Json<Value>> {
+pub async fn list(State(state): State<GatewayState>) -> ApiResult<Json<Vec<WheelItem>>> {
     let store = state.store()?;
     let mut objects = WheelStore::new(store).list().await?;
     objects.retain(|o| is_valid_wheel_name(&o.name));
     objects.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(Json(Value::Array(
-        objects.iter().map(|o| Value::Object(item(o))).collect(),
-    )))
+    Ok(Json(objects.iter().map(item).collect()))
 }
 
 /// `POST /wheels` (multipart: file `wheel`, text `tags` CSV, `replace`; our optional
@@ -178,8 +170,15 @@ pub async fn upload(
         tracing::warn!(wheel = %f.file_name, error = %e, "wheel history not written");
     }
     tracing::info!(wheel = %f.file_name, tags = ?tags, size = stored.size, "wheel uploaded");
-    let mut body = item(&stored);
-    body.insert("tags".into(), json!(tags));
+    let mut wheel = item(&stored);
+    wheel.tags = tags;
+    let Value::Object(mut body) = serde_json::to_value(wheel).map_err(|e| {
+        tracing::error!(error = %e, "encode wheel item");
+        ApiError::internal()
+    })?
+    else {
+        return Err(ApiError::internal());
+    };
     body.insert("sha256_hex".into(), json!(sha256_hex));
     if f.preflight != PreflightMode::Off {
         body.insert("preflight_warnings".into(), json!(warnings));
