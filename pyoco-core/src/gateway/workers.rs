@@ -18,6 +18,7 @@ use serde_json::{Map, Value, json};
 
 use super::GatewayState;
 use super::error::{ApiError, problem};
+use super::extract::json::{Fields, decode_json};
 use super::query::{QueryParams, body_bytes};
 use crate::model::worker::disabled_wheel_sync;
 use crate::model::{WorkerState, json as lenient_json, now};
@@ -364,24 +365,8 @@ fn parse_patch_body(
             None,
         )]));
     }
-    let body: Value = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::validation(vec![problem(
-            "json_invalid",
-            &[json!("body"), json!(e.column().saturating_sub(1))],
-            "JSON decode error",
-            json!({}),
-            Some(json!({"error": e.to_string()})),
-        )])
-    })?;
-    let Value::Object(obj) = &body else {
-        return Err(ApiError::validation(vec![problem(
-            "model_attributes_type",
-            &[json!("body")],
-            "Input should be a valid dictionary or object to extract fields from",
-            body.clone(),
-            None,
-        )]));
-    };
+    let body = decode_json(&body)?;
+    let fields = Fields::of(&body)?;
     let loc = [json!("body"), json!("hidden")];
     let unparsable = |v: &Value| {
         ApiError::validation(vec![problem(
@@ -392,7 +377,7 @@ fn parse_patch_body(
             None,
         )])
     };
-    match obj.get("hidden") {
+    match fields.get("hidden") {
         None => Err(ApiError::validation(vec![problem(
             "missing",
             &loc,

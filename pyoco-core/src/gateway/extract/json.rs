@@ -13,8 +13,12 @@ use crate::gateway::error::{ApiError, problem};
 pub(in crate::gateway) fn json_body(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Value, ApiError> {
-    let body = body_bytes(body)?;
-    serde_json::from_slice(&body).map_err(|e| {
+    decode_json(&body_bytes(body)?)
+}
+
+/// `bytes` as JSON, or FastAPI's `json_invalid` 422 (its `loc` carries the 0-based column).
+pub(in crate::gateway) fn decode_json(bytes: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
         ApiError::validation(vec![problem(
             "json_invalid",
             &[json!("body"), json!(e.column().saturating_sub(1))],
@@ -62,6 +66,22 @@ impl<'a> Fields<'a> {
         ));
     }
 
+    /// The raw value of `field`.
+    pub(in crate::gateway) fn get(&self, field: &str) -> Option<&'a Value> {
+        self.obj.get(field)
+    }
+
+    fn string_type(&mut self, field: &str, input: &Value) {
+        let input = input.clone();
+        self.push(
+            "string_type",
+            field,
+            "Input should be a valid string",
+            input,
+            None,
+        );
+    }
+
     /// A required string of at least one character.
     pub(in crate::gateway) fn required_string(&mut self, field: &str) -> String {
         match self.obj.get(field) {
@@ -82,14 +102,7 @@ impl<'a> Fields<'a> {
             }
             Some(Value::String(s)) => s.clone(),
             Some(other) => {
-                let other = other.clone();
-                self.push(
-                    "string_type",
-                    field,
-                    "Input should be a valid string",
-                    other,
-                    None,
-                );
+                self.string_type(field, other);
                 String::new()
             }
         }
@@ -136,14 +149,7 @@ impl<'a> Fields<'a> {
                 None
             }
             Some(other) => {
-                let other = other.clone();
-                self.push(
-                    "string_type",
-                    field,
-                    "Input should be a valid string",
-                    other,
-                    None,
-                );
+                self.string_type(field, other);
                 None
             }
         }

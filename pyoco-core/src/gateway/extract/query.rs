@@ -29,6 +29,14 @@ impl QueryParams {
         }
     }
 
+    /// Already split pairs, in order.
+    pub(in crate::gateway) fn from_pairs(pairs: Vec<(String, String)>) -> QueryParams {
+        QueryParams {
+            pairs,
+            problems: Vec::new(),
+        }
+    }
+
     /// The last value of `key`.
     pub(in crate::gateway) fn last(&self, key: &str) -> Option<&str> {
         self.pairs

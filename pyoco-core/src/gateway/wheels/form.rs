@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use crate::error_code::ErrorCode;
 use crate::gateway::error::{ApiError, problem};
 use crate::gateway::extract::multipart::{Form, part_problem};
+use crate::gateway::extract::query::QueryParams;
 use crate::gateway::workers::lax_bool;
 use crate::wheel::PreflightMode;
 
@@ -95,49 +96,10 @@ pub(super) struct HistoryQuery {
 /// `wheel_name` (the registry's name rule) and `action` (`upload`/`delete`, any case). When
 /// a parameter is repeated the last wins; an empty filter counts as absent.
 pub(super) fn parse_history_query(pairs: &[(String, String)]) -> Result<HistoryQuery, ApiError> {
-    let last = |k: &str| {
-        pairs
-            .iter()
-            .rev()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.as_str())
-    };
-    let limit = match last("limit") {
-        None => 100,
-        Some(raw) => {
-            let loc = [json!("query"), json!("limit")];
-            match raw.trim().parse::<i64>() {
-                Ok(n) if n < 1 => {
-                    return Err(ApiError::validation(vec![problem(
-                        "greater_than_equal",
-                        &loc,
-                        "Input should be greater than or equal to 1",
-                        json!(raw),
-                        Some(json!({"ge": 1})),
-                    )]));
-                }
-                Ok(n) if n > 500 => {
-                    return Err(ApiError::validation(vec![problem(
-                        "less_than_equal",
-                        &loc,
-                        "Input should be less than or equal to 500",
-                        json!(raw),
-                        Some(json!({"le": 500})),
-                    )]));
-                }
-                Ok(n) => n as usize,
-                Err(_) => {
-                    return Err(ApiError::validation(vec![problem(
-                        "int_parsing",
-                        &loc,
-                        "Input should be a valid integer, unable to parse string as an integer",
-                        json!(raw),
-                        None,
-                    )]));
-                }
-            }
-        }
-    };
+    let mut q = QueryParams::from_pairs(pairs.to_vec());
+    let limit = q.int_in("limit", 1, 500, 100) as usize;
+    q.check()?;
+    let last = |k: &str| q.last(k);
     let wheel_name = last("wheel_name").filter(|n| !n.is_empty());
     if let Some(name) = wheel_name
         && !crate::wheel::is_valid_wheel_name(name)
