@@ -73,22 +73,7 @@ impl Default for WatchOptions {
 
 /// Starts the watch; nothing is sent until the stream is first polled.
 pub(super) fn watch(client: HttpClient, run_id: String, opts: WatchOptions) -> WatchStream {
-    let deadline = opts.deadline.map(|d| Instant::now() + d);
-    let state = Watch {
-        client,
-        run_id,
-        opts,
-        deadline,
-        conn: None,
-        connected_once: false,
-        failures: 0,
-        next_delay: None,
-        conn_opened: None,
-        events_on_conn: 0,
-        last_revision: None,
-        last_unversioned: None,
-        done: false,
-    };
+    let state = Watch::new(client, run_id, opts);
     Box::pin(futures::stream::unfold(state, |mut w| async move {
         let item = w.next().await?;
         Some((item, w))
@@ -129,6 +114,25 @@ enum Next {
 }
 
 impl Watch {
+    /// A watch that has not connected yet.
+    fn new(client: HttpClient, run_id: String, opts: WatchOptions) -> Watch {
+        Watch {
+            client,
+            run_id,
+            deadline: opts.deadline.map(|d| Instant::now() + d),
+            opts,
+            conn: None,
+            connected_once: false,
+            failures: 0,
+            next_delay: None,
+            conn_opened: None,
+            events_on_conn: 0,
+            last_revision: None,
+            last_unversioned: None,
+            done: false,
+        }
+    }
+
     /// The next event; `None` once the watch is over.
     async fn next(&mut self) -> Option<Result<WatchEvent, HttpError>> {
         loop {
@@ -434,21 +438,11 @@ mod tests {
     use serde_json::json;
 
     fn watch_with(opts: WatchOptions) -> Watch {
-        Watch {
-            client: HttpClient::new("http://127.0.0.1:1/").unwrap(),
-            run_id: "r/1".into(),
-            deadline: opts.deadline.map(|d| Instant::now() + d),
+        Watch::new(
+            HttpClient::new("http://127.0.0.1:1/").unwrap(),
+            "r/1".into(),
             opts,
-            conn: None,
-            connected_once: false,
-            failures: 0,
-            next_delay: None,
-            conn_opened: None,
-            events_on_conn: 0,
-            last_revision: None,
-            last_unversioned: None,
-            done: false,
-        }
+        )
     }
 
     fn sse(name: &str, id: Option<&str>, data: Value) -> es::Event {
