@@ -29,8 +29,10 @@
 //! - [`worker`]: [`Worker`] — consumers per tag, job processing with compare-and-set
 //!   snapshot writes, cancel via a watch of the run key, heartbeats, delivery-limit
 //!   advisories, its own metrics, graceful shutdown, wheel sync.
-//! - [`gateway`] (feature `gateway`): the HTTP API — `router(state)` and `serve(...)`; the
-//!   run list index fed by a KV watch, SSE watch, cancel, workers, metrics, health, OpenAPI.
+//! - [`gateway`] (feature `gateway`): the HTTP API — `router(state)` and `serve(...)`; one
+//!   route table (`routes`) builds the router and the OpenAPI paths; requests are read
+//!   FastAPI's way in `extract` (query, JSON, multipart); the run list index fed by a KV
+//!   watch, SSE watch, cancel, workers, metrics, health, OpenAPI.
 //! - [`devnats`]: finding and starting a local nats-server; `logging` (feature `cli`):
 //!   the binaries' log set-up.
 //! - `testkit` (feature `testkit`): a real nats-server per test, in-process gateway and

@@ -5,6 +5,12 @@
 //! with a clear detail and connects in the background; once connected, the NATS client
 //! reconnects by itself after outages. Background tasks belong to the [`GatewayState`] and
 //! [`serve`] returns only after they have stopped.
+//!
+//! Where things are: every route once in [`routes`] (the router, the OpenAPI paths and the
+//! spec test read it); request reading with FastAPI's 422s in `extract`; one error type,
+//! [`ApiError`], whose `code` is an [`crate::ErrorCode`]; response types in
+//! [`openapi`]; one file per group of handlers (`runs`, `cancel`, `watch`, `workers`,
+//! `wheels`, `health`, `metrics`).
 
 mod cancel;
 mod error;
