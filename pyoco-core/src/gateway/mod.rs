@@ -187,7 +187,20 @@ pub async fn serve<F>(listener: TcpListener, config: Config, shutdown: F) -> std
 where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
-    let state = GatewayState::connect(config);
+    serve_state(listener, GatewayState::connect(config), shutdown).await
+}
+
+/// [`serve`] with a state the caller made (and may keep a clone of, e.g. to wait until it is
+/// connected): serves until `shutdown` resolves, then stops the state's background tasks and
+/// returns once they have ended.
+pub async fn serve_state<F>(
+    listener: TcpListener,
+    state: GatewayState,
+    shutdown: F,
+) -> std::io::Result<()>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
     tracing::info!(addr = ?listener.local_addr().ok(), "gateway listening");
     // With the peer address: the wheel history records where an upload came from.
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
