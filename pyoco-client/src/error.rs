@@ -1,6 +1,7 @@
 //! The errors `pyoco-client` reports, rendered in the Python original's stderr format
 //! (`ERR-PYOCO-…` header, then `- reason:` / `- hint:` lines) that scripts grep for.
 
+use pyoco::ErrorCode;
 use pyoco::client::http::HttpError;
 
 /// Hint shown with input validation errors (the original's wording).
@@ -57,7 +58,7 @@ impl CliError {
                 HttpError::Status(status) => (
                     "ERR-PYOCO-HTTP: request failed",
                     e.to_string(),
-                    status_hint(status.status, status.code.as_deref()).into(),
+                    status_hint(status.status, status.error_code).into(),
                 ),
                 // The header already says "connection error"; the reason is the bare cause.
                 HttpError::Transport(text) => (
@@ -107,37 +108,39 @@ impl CliError {
 
 /// How to fix an error answer: specific for the gateway's well-known codes, else the
 /// original's generic hint.
-fn status_hint(status: u16, code: Option<&str>) -> &'static str {
+fn status_hint(status: u16, code: Option<ErrorCode>) -> &'static str {
     match (status, code) {
-        (_, Some("run_not_found")) => "check the run id (pyoco-client list shows recent runs)",
-        (_, Some("worker_not_found")) => {
+        (_, Some(ErrorCode::RunNotFound)) => {
+            "check the run id (pyoco-client list shows recent runs)"
+        }
+        (_, Some(ErrorCode::WorkerNotFound)) => {
             "check the worker id (pyoco-client workers --scope all --include-hidden)"
         }
-        (_, Some("nats_unavailable")) => {
+        (_, Some(ErrorCode::NatsUnavailable)) => {
             "the gateway cannot reach NATS: check nats-server and PYOCO_NATS_URL, then retry"
         }
-        (_, Some("route_not_found" | "method_not_allowed")) => {
+        (_, Some(ErrorCode::RouteNotFound | ErrorCode::MethodNotAllowed)) => {
             "this gateway does not serve the route: check --server and the gateway version"
         }
-        (_, Some("wheel_version_exists")) => {
+        (_, Some(ErrorCode::WheelVersionExists)) => {
             "this version of the project is already in the registry: bump the wheel's version"
         }
-        (_, Some("wheel_version_not_newer")) => {
+        (_, Some(ErrorCode::WheelVersionNotNewer)) => {
             "the registry has a newer version of this project (pyoco-client wheels): upload a higher version"
         }
-        (_, Some("wheel_too_large")) => {
+        (_, Some(ErrorCode::WheelTooLarge)) => {
             "the wheel is larger than the gateway's PYOCO_WHEEL_MAX_BYTES"
         }
-        (_, Some("invalid_wheel_name" | "invalid_wheel_filename")) => {
+        (_, Some(ErrorCode::InvalidWheelName | ErrorCode::InvalidWheelFilename)) => {
             "name the file <name>-<version>-<python>-<abi>-<platform>.whl (PEP 427), e.g. mypkg-1.0.0-py3-none-any.whl"
         }
-        (_, Some("invalid_wheel_tags")) => {
+        (_, Some(ErrorCode::InvalidWheelTags)) => {
             "--tags takes comma-separated tags of letters, digits, '_' and '-'"
         }
-        (_, Some("invalid_wheel_file")) => {
+        (_, Some(ErrorCode::InvalidWheelFile)) => {
             "the file is not a wheel of the project and version its name says (see the reason): rebuild it"
         }
-        (_, Some("wheel_not_found")) => "check the wheel name (pyoco-client wheels)",
+        (_, Some(ErrorCode::WheelNotFound)) => "check the wheel name (pyoco-client wheels)",
         (401 | 403, _) => "check --api-key and --api-key-header",
         _ => "check server status and request parameters",
     }
@@ -188,7 +191,6 @@ pub fn usage_report(clap_message: &str, subcommand: Option<&str>) -> String {
 #[allow(clippy::unwrap_used)] // a failing test may panic
 mod tests {
     use super::*;
-    use serde_json::Value;
 
     #[test]
     fn input_error_has_the_original_lines() {
@@ -203,14 +205,12 @@ mod tests {
     #[test]
     fn http_errors_keep_the_original_reason_format() {
         let e = CliError::from(HttpError::Status(Box::new(
-            pyoco::client::http::StatusError {
-                status: 404,
-                method: "GET".into(),
-                path: "/runs/nope".into(),
-                body: r#"{"detail":"run not found"}"#.into(),
-                detail: Value::Null,
-                code: None,
-            },
+            pyoco::client::http::StatusError::from_body(
+                404,
+                "GET",
+                "/runs/nope",
+                r#"{"detail":"run not found"}"#.into(),
+            ),
         )));
         assert_eq!(
             e.report(),
@@ -225,14 +225,12 @@ mod tests {
     #[test]
     fn known_codes_get_specific_hints_and_cancel_timeout_its_own_header() {
         let e = CliError::from(HttpError::Status(Box::new(
-            pyoco::client::http::StatusError {
-                status: 404,
-                method: "GET".into(),
-                path: "/runs/nope".into(),
-                body: r#"{"detail":"run not found","code":"run_not_found"}"#.into(),
-                detail: Value::String("run not found".into()),
-                code: Some("run_not_found".into()),
-            },
+            pyoco::client::http::StatusError::from_body(
+                404,
+                "GET",
+                "/runs/nope",
+                r#"{"detail":"run not found","code":"run_not_found"}"#.into(),
+            ),
         )));
         assert!(
             e.report()

@@ -10,6 +10,8 @@
 //! ## A tour of the modules
 //!
 //! - [`config`]: [`Config::from_env`], every `PYOCO_*` variable (+ `.env`), validated.
+//! - [`error_code`]: [`ErrorCode`], the stable `code` of every HTTP error answer, shared by
+//!   the gateway, [`HttpClient`] and the CLI.
 //! - [`model`]: the wire documents — [`RunSnapshot`], [`Job`], [`WorkerRecord`], DLQ
 //!   messages — and the run status transition table.
 //! - [`flow`]: everything about running a flow, without I/O to NATS — the graph language
@@ -29,8 +31,10 @@
 //! - [`worker`]: [`Worker`] — consumers per tag, job processing with compare-and-set
 //!   snapshot writes, cancel via a watch of the run key, heartbeats, delivery-limit
 //!   advisories, its own metrics, graceful shutdown, wheel sync.
-//! - [`gateway`] (feature `gateway`): the HTTP API — `router(state)` and `serve(...)`; the
-//!   run list index fed by a KV watch, SSE watch, cancel, workers, metrics, health, OpenAPI.
+//! - [`gateway`] (feature `gateway`): the HTTP API — `router(state)` and `serve(...)`; one
+//!   route table (`routes`) builds the router and the OpenAPI paths; requests are read
+//!   FastAPI's way in `extract` (query, JSON, multipart); the run list index fed by a KV
+//!   watch, SSE watch, cancel, workers, metrics, health, OpenAPI.
 //! - [`devnats`]: finding and starting a local nats-server; `logging` (feature `cli`):
 //!   the binaries' log set-up.
 //! - `testkit` (feature `testkit`): a real nats-server per test, in-process gateway and
@@ -54,6 +58,7 @@ pub mod client;
 pub mod config;
 pub mod devnats;
 pub mod error;
+pub mod error_code;
 pub mod flow;
 #[cfg(feature = "cli")]
 pub mod logging;
@@ -74,6 +79,7 @@ pub use client::NatsClient;
 pub use client::http::HttpClient;
 pub use config::Config;
 pub use error::Error;
+pub use error_code::ErrorCode;
 pub use flow::tasks::{Registry, TaskCall, TaskError};
 pub use flow::yaml::{FlowSpec, parse_flow_yaml};
 pub use model::{Job, RunSnapshot, RunStatus, TaskRecord, TaskState, WorkerRecord};

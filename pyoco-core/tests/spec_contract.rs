@@ -6,8 +6,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use pyoco::Config;
 use pyoco::model::{DlqReason, RunStatus};
+use pyoco::{Config, ErrorCode};
 
 const HTTP_API: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../spec/http-api.md"));
 const CONFIG: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../spec/config.md"));
@@ -104,7 +104,7 @@ fn every_route_is_documented_and_every_documented_route_exists() {
         .collect();
     let actual: Vec<String> = pyoco::gateway::ROUTES
         .iter()
-        .map(|(method, path)| format!("{method} {path}"))
+        .map(|r| format!("{} {}", r.method.as_str(), r.path))
         .collect();
     assert_same("routes (spec/http-api.md ## Routes)", documented, &actual);
 }
@@ -127,11 +127,19 @@ fn every_error_code_is_documented_with_a_status() {
             row.get(2).is_some_and(|m| !m.is_empty()),
             "error code {code} has no meaning"
         );
+        // The code must exist and answer with the documented status.
+        if let Ok(known) = code.parse::<ErrorCode>() {
+            assert_eq!(
+                known.status(),
+                status,
+                "error code {code}: documented status differs from ErrorCode::status"
+            );
+        }
         documented.push(code.to_string());
     }
-    let actual: Vec<String> = pyoco::gateway::ERROR_CODES
+    let actual: Vec<String> = ErrorCode::ALL
         .iter()
-        .map(|c| c.to_string())
+        .map(|c| c.as_str().to_string())
         .collect();
     assert_same(
         "error codes (spec/http-api.md ## Error codes)",
@@ -305,7 +313,7 @@ fn every_route_is_in_the_openapi_document_and_back() {
     }
     let mut served: Vec<String> = pyoco::gateway::ROUTES
         .iter()
-        .map(|(m, p)| format!("{m} {p}"))
+        .map(|r| format!("{} {}", r.method.as_str(), r.path))
         .collect();
     documented.sort();
     served.sort();

@@ -16,12 +16,12 @@ use crate::store::Change;
 
 /// Cancels the run and answers its snapshot (without `task_records`). Idempotent: a terminal
 /// run is returned unchanged, a second cancel keeps the first `cancel_requested_at`.
-#[utoipa::path(post, path = "/runs/{run_id}/cancel", tag = "runs", params(("run_id" = String, Path)),
+#[utoipa::path(post, path = "/runs/{run_id}/cancel", params(("run_id" = String, Path)),
     responses((status = 200, body = RunSnapshot), (status = 404, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
 pub async fn cancel(
     State(state): State<GatewayState>,
     Path(run_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RunSnapshot>, ApiError> {
     let store = state.store()?;
     let updated = store
         .runs()
@@ -53,16 +53,12 @@ pub async fn cancel(
     };
     let mut doc = serde_json::to_value(&updated.value).map_err(|e| {
         tracing::error!(error = %e, "encode snapshot");
-        ApiError::new(
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "internal error",
-        )
+        ApiError::internal()
     })?;
     if let Value::Object(m) = &mut doc {
         m.shift_remove("task_records");
         m.shift_remove("task_records_truncated");
     }
     tracing::info!(run_id = %run_id, status = %updated.value.status, "cancel requested");
-    Ok(Json(doc))
+    Ok(Json(RunSnapshot(doc)))
 }

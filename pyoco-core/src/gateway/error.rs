@@ -1,61 +1,37 @@
 //! One error type for every handler. Bodies keep the original's shape (`{"detail": ...}`,
 //! where a validation `detail` is FastAPI's list of problems) and add a stable `code`
-//! (listed in spec/http-api.md).
+//! (an [`ErrorCode`], listed in spec/http-api.md).
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::openapi::ErrorBody;
+use crate::error_code::ErrorCode;
 use crate::store::StoreError;
 
-/// An HTTP error response.
+/// An HTTP error response; its status follows from its [`ErrorCode`].
 #[derive(Debug, Clone)]
 pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub detail: Value,
     /// Extra machine-readable context (e.g. the YAML reason code).
     pub reason: Option<String>,
 }
 
-/// Every `code` the gateway can answer with, for the spec test.
-pub const ERROR_CODES: &[&str] = &[
-    "route_not_found",
-    "method_not_allowed",
-    "validation_error",
-    "run_not_found",
-    "invalid_tag",
-    "invalid_workflow_yaml",
-    "missing_flow_name",
-    "workflow_too_large",
-    "request_too_large",
-    "invalid_list_query",
-    "worker_not_found",
-    "invalid_workers_request",
-    "invalid_wheel_name",
-    "invalid_wheel_filename",
-    "invalid_wheel_tags",
-    "invalid_wheel_file",
-    "wheel_preflight_failed",
-    "wheel_too_large",
-    "wheel_version_exists",
-    "wheel_version_not_newer",
-    "wheel_not_found",
-    "invalid_action",
-    "unhealthy",
-    "nats_unavailable",
-    "internal_error",
-];
-
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<Value>) -> ApiError {
+    pub fn new(code: ErrorCode, detail: impl Into<Value>) -> ApiError {
         ApiError {
-            status,
             code,
             detail: detail.into(),
             reason: None,
         }
+    }
+
+    /// The HTTP status of this answer (the code's; see spec/http-api.md).
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
     pub fn with_reason(mut self, reason: impl Into<String>) -> ApiError {
@@ -64,41 +40,33 @@ impl ApiError {
     }
 
     pub fn run_not_found() -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, "run_not_found", "run not found")
+        ApiError::new(ErrorCode::RunNotFound, "run not found")
     }
 
     pub fn worker_not_found() -> ApiError {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "worker_not_found",
-            "worker not found",
-        )
+        ApiError::new(ErrorCode::WorkerNotFound, "worker not found")
     }
 
     /// A `scope` or `state` of `GET /workers` that is not one of the allowed values.
     pub fn invalid_workers_request() -> ApiError {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_workers_request",
-            "invalid workers request",
-        )
+        ApiError::new(ErrorCode::InvalidWorkersRequest, "invalid workers request")
     }
 
     pub fn unavailable(what: &str) -> ApiError {
         ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "nats_unavailable",
+            ErrorCode::NatsUnavailable,
             format!("nats unavailable: {what}"),
         )
     }
 
+    /// A failure whose details only go to the log; the body says `internal error`.
+    pub fn internal() -> ApiError {
+        ApiError::new(ErrorCode::InternalError, "internal error")
+    }
+
     /// FastAPI-style 422 with a list of problems.
     pub fn validation(problems: Vec<Value>) -> ApiError {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_error",
-            Value::Array(problems),
-        )
+        ApiError::new(ErrorCode::ValidationError, Value::Array(problems))
     }
 }
 
@@ -125,11 +93,7 @@ impl From<StoreError> for ApiError {
             }
             _ => {
                 tracing::error!(error = %e, "store error");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal_error",
-                    "internal error",
-                )
+                ApiError::internal()
             }
         }
     }
@@ -137,10 +101,12 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({"detail": self.detail, "code": self.code});
-        if let Some(reason) = self.reason {
-            body["reason"] = Value::String(reason);
-        }
-        (self.status, Json(body)).into_response()
+        let status = self.status();
+        let body = ErrorBody {
+            detail: self.detail,
+            code: self.code,
+            reason: self.reason,
+        };
+        (status, Json(body)).into_response()
     }
 }

@@ -20,6 +20,7 @@ use super::GatewayState;
 use super::error::ApiError;
 use super::metrics::{TagLoad, tag_loads};
 use super::workers::{bool_problem, lax_bool};
+use crate::error_code::ErrorCode;
 use crate::store::{Store, StoreError};
 
 /// Deadline of each NATS check (they run concurrently).
@@ -135,7 +136,7 @@ async fn check(state: &GatewayState) -> Findings {
 }
 
 /// `GET /health[?strict=true]`.
-#[utoipa::path(get, path = "/health", tag = "meta", params(("strict" = Option<bool>, Query, description = "503 when unhealthy")),
+#[utoipa::path(get, path = "/health", params(("strict" = Option<bool>, Query, description = "503 when unhealthy")),
     responses((status = 200, body = HealthReport), (status = 503, body = ErrorBody)))]
 pub async fn health(
     State(state): State<GatewayState>,
@@ -158,17 +159,19 @@ pub async fn health(
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({
                 "detail": "gateway unhealthy",
-                "code": "unhealthy",
+                "code": ErrorCode::Unhealthy,
                 "health": health.as_str(),
                 "components": components,
             })),
         )
             .into_response());
     }
-    Ok(
-        Json(json!({"status": "ok", "health": health.as_str(), "components": components}))
-            .into_response(),
-    )
+    Ok(Json(HealthReport {
+        status: "ok".into(),
+        health: health.as_str().into(),
+        components,
+    })
+    .into_response())
 }
 
 #[cfg(test)]

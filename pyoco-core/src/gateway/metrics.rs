@@ -235,7 +235,7 @@ fn render_scrape(s: &Scrape) -> String {
 }
 
 /// `GET /metrics`.
-#[utoipa::path(get, path = "/metrics", tag = "meta",
+#[utoipa::path(get, path = "/metrics",
     responses((status = 200, description = "Prometheus text 0.0.4", content_type = "text/plain", body = String), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
 pub(crate) async fn metrics(
     State(state): State<GatewayState>,

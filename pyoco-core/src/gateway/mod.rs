@@ -3,19 +3,27 @@
 //! [`router`] builds the axum app from a [`GatewayState`]; [`serve`] runs it on a listener until
 //! the shutdown future resolves. The gateway starts even when NATS is down: it answers 503
 //! with a clear detail and connects in the background; once connected, the NATS client
-//! reconnects by itself after outages.
+//! reconnects by itself after outages. Background tasks belong to the [`GatewayState`] and
+//! [`serve`] returns only after they have stopped.
+//!
+//! Where things are: every route once in [`routes`] (the router, the OpenAPI paths and the
+//! spec test read it); request reading with FastAPI's 422s in `extract`; one error type,
+//! [`ApiError`], whose `code` is an [`crate::ErrorCode`]; response types in
+//! [`openapi`]; one file per group of handlers (`runs`, `cancel`, `watch`, `workers`,
+//! `wheels`, `health`, `metrics`).
 
 pub mod auth;
 mod cancel;
 mod error;
+mod extract;
 mod health;
 pub mod index;
 pub mod limits;
 pub mod listener;
 mod metrics;
 pub mod openapi;
-mod query;
 pub mod request_id;
+pub mod routes;
 mod runs;
 mod watch;
 mod wheels;
@@ -24,17 +32,20 @@ mod workers;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
-use axum::routing::{get, patch, post};
 use axum::{Extension, Router, middleware};
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
 use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-pub use error::{ApiError, ERROR_CODES};
+pub use error::ApiError;
+// The query reader under its old path, for the handlers.
+use extract::query;
+pub use routes::{Access, ROUTES, Route};
 
 use crate::config::Config;
+use crate::error_code::ErrorCode;
 use crate::store::Store;
 
 /// Shared state of all handlers.
@@ -44,25 +55,37 @@ pub struct GatewayState {
     store: Arc<OnceCell<Store>>,
     /// Run list index, fed by a KV watch once connected.
     index: Arc<index::RunIndex>,
+    /// Every background task (connect loop, index follower, SSE pumps), so
+    /// [`GatewayState::shutdown`] can wait for them instead of leaving them running.
+    tasks: TaskTracker,
+    /// Cancelled by [`GatewayState::shutdown`]; every background task stops at it.
+    stop: CancellationToken,
 }
 
 impl GatewayState {
-    /// Creates the state and starts connecting to NATS in the background (retrying until it
-    /// succeeds).
-    pub fn connect(config: Config) -> GatewayState {
-        let state = GatewayState {
-            config: Arc::new(config),
-            store: Arc::new(OnceCell::new()),
+    fn new(config: Arc<Config>, store: OnceCell<Store>) -> GatewayState {
+        GatewayState {
+            config,
+            store: Arc::new(store),
             index: Arc::default(),
-        };
+            tasks: TaskTracker::new(),
+            stop: CancellationToken::new(),
+        }
+    }
+
+    /// Creates the state and starts connecting to NATS in the background (retrying until it
+    /// succeeds or the state is shut down).
+    pub fn connect(config: Config) -> GatewayState {
+        let state = GatewayState::new(Arc::new(config), OnceCell::new());
         let bg = state.clone();
-        tokio::spawn(async move {
+        state.spawn(async move {
+            // Doubling up to 2 s; to be replaced by the shared jittered `pyoco::backoff`.
             let mut delay = Duration::from_millis(100);
             loop {
                 match Store::connect(bg.config.clone(), "pyoco-http-api").await {
                     Ok(store) => {
                         tracing::info!(nats_url = %bg.config.nats_url, "gateway connected to NATS");
-                        tokio::spawn(bg.index.clone().follow(store.runs().clone()));
+                        bg.spawn(bg.index.clone().follow(store.runs().clone()));
                         bg.store.set(store).ok();
                         return;
                     }
@@ -79,16 +102,30 @@ impl GatewayState {
 
     /// Uses an existing connected store (tests, embedding).
     pub fn with_store(store: Store) -> GatewayState {
-        let index: Arc<index::RunIndex> = Arc::default();
-        tokio::spawn(index.clone().follow(store.runs().clone()));
-        let cell = OnceCell::new();
+        let runs = store.runs().clone();
         let config = store.config().clone();
-        cell.set(store).ok();
-        GatewayState {
-            config,
-            store: Arc::new(cell),
-            index,
-        }
+        let state = GatewayState::new(config, OnceCell::new_with(Some(store)));
+        state.spawn(state.index.clone().follow(runs));
+        state
+    }
+
+    /// Runs `task` in the background until it ends or the state is shut down.
+    pub(crate) fn spawn<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let stop = self.stop.clone();
+        self.tasks.spawn(async move {
+            stop.run_until_cancelled(task).await;
+        });
+    }
+
+    /// Stops every background task and waits until they have ended. Open SSE watches end too,
+    /// so a graceful HTTP shutdown does not wait for their timeouts.
+    pub async fn shutdown(&self) {
+        self.stop.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 
     /// The run list index once it has caught up with the bucket (waits up to 5 s at start-up),
@@ -127,69 +164,18 @@ impl GatewayState {
     }
 }
 
-/// Every route of the gateway, as `(method, path)`; the spec test compares it with
-/// spec/http-api.md.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/health"),
-    ("POST", "/runs"),
-    ("GET", "/runs"),
-    ("POST", "/runs/yaml"),
-    ("GET", "/runs/{run_id}"),
-    ("GET", "/runs/{run_id}/tasks"),
-    ("GET", "/runs/{run_id}/watch"),
-    ("POST", "/runs/{run_id}/cancel"),
-    ("GET", "/metrics"),
-    ("GET", "/workers"),
-    ("PATCH", "/workers/{worker_id}"),
-    ("GET", "/wheels"),
-    ("POST", "/wheels"),
-    ("GET", "/wheels/history"),
-    ("GET", "/wheels/{wheel_name}"),
-    ("DELETE", "/wheels/{wheel_name}"),
-    ("GET", "/openapi.json"),
-];
-
-/// The axum app.
+/// The axum app: every route of [`routes::ROUTES`], then the fallbacks and metrics.
 pub fn router(state: GatewayState) -> Router {
-    let yaml_limit = state.config.workflow_yaml_max_bytes.saturating_add(1 << 20);
-    // A wheel may be PYOCO_WHEEL_MAX_BYTES; the form around it gets 1 MiB more.
-    let wheel_limit = usize::try_from(state.config.wheel_max_bytes)
-        .unwrap_or(usize::MAX)
-        .saturating_add(1 << 20);
     let http_metrics = metrics::HttpMetrics::default();
-    Router::new()
-        .route("/health", get(health::health))
-        .route("/runs", post(runs::submit).get(runs::list))
-        .route(
-            "/runs/yaml",
-            post(runs::submit_yaml).layer(DefaultBodyLimit::max(yaml_limit)),
-        )
-        .route("/runs/{run_id}", get(runs::get_run))
-        .route("/runs/{run_id}/tasks", get(runs::get_tasks))
-        .route("/runs/{run_id}/watch", get(watch::watch))
-        .route("/runs/{run_id}/cancel", post(cancel::cancel))
-        .route("/metrics", get(metrics::metrics))
-        .route("/workers", get(workers::list))
-        .route("/workers/{worker_id}", patch(workers::patch))
-        .route(
-            "/wheels",
-            get(wheels::list)
-                .post(wheels::upload)
-                .layer(DefaultBodyLimit::max(wheel_limit)),
-        )
-        .route("/wheels/history", get(wheels::history))
-        .route(
-            "/wheels/{wheel_name}",
-            get(wheels::download).delete(wheels::delete),
-        )
-        .route("/openapi.json", get(openapi::openapi_json))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "Not Found") })
+    // A path served with several methods gets one `route` call per method; axum merges them.
+    routes::ROUTES
+        .iter()
+        .fold(Router::new(), |app, route| {
+            app.route(route.path, routes::method_router(route, &state.config))
+        })
+        .fallback(|| async { ApiError::new(ErrorCode::RouteNotFound, "Not Found") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "Method Not Allowed",
-            )
+            ApiError::new(ErrorCode::MethodNotAllowed, "Method Not Allowed")
         })
         // After every route and fallback, so each request is counted once, under its route.
         .layer(middleware::from_fn_with_state(
@@ -205,10 +191,23 @@ pub async fn serve<F>(listener: TcpListener, config: Config, shutdown: F) -> std
 where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
-    let state = GatewayState::connect(config);
+    serve_state(listener, GatewayState::connect(config), shutdown).await
+}
+
+/// [`serve`] with a state the caller made (and may keep a clone of, e.g. to wait until it is
+/// connected): serves until `shutdown` resolves, then stops the state's background tasks and
+/// returns once they have ended.
+pub async fn serve_state<F>(
+    listener: TcpListener,
+    state: GatewayState,
+    shutdown: F,
+) -> std::io::Result<()>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
     tracing::info!(addr = ?listener.local_addr().ok(), "gateway listening");
     // With the peer address: the wheel history records where an upload came from.
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     // No Nagle delay: a small SSE event written while the previous one is unacknowledged
     // would otherwise wait ~40 ms for the client's delayed ACK (see BENCHMARKS.md).
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -216,7 +215,38 @@ where
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    // On shutdown, stop the background tasks first: the SSE pumps end their streams, so the
+    // graceful shutdown does not wait for open watches to time out.
+    let stopping = state.clone();
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            stopping.stop.cancel();
+        })
+        .await;
+    state.shutdown().await;
+    tracing::info!("gateway stopped");
+    served
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The background connect loop (NATS unreachable here) stops at shutdown, and shutdown
+    /// waits for it.
+    #[tokio::test]
+    async fn shutdown_stops_the_connect_loop_and_waits_for_it() {
+        let config = Config {
+            nats_url: "nats://127.0.0.1:1".into(),
+            ..Config::default()
+        };
+        let state = GatewayState::connect(config);
+        assert!(!state.wait_connected(Duration::from_millis(200)).await);
+        assert_eq!(state.tasks.len(), 1);
+        tokio::time::timeout(Duration::from_secs(5), state.shutdown())
+            .await
+            .expect("shutdown waits for the background tasks, which stop");
+        assert!(state.tasks.is_empty());
+    }
 }

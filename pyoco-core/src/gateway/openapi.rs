@@ -1,9 +1,13 @@
 //! The OpenAPI document of the gateway, generated from the handlers' `#[utoipa::path]`
-//! annotations and the schema types below (the wire shapes; handlers parse bodies themselves
-//! to answer FastAPI-compatible 422s). Served at `/openapi.json` and kept in
+//! annotations (listed, with their tags, in the route table `super::routes`) and the schema
+//! types below. The response types are what the handlers send, so the document cannot drift
+//! from the bytes; a `Value` inside one passes stored documents through unchanged. The
+//! request types only describe: handlers read bodies with `super::extract` to answer
+//! FastAPI-shaped 422s. Served at `/openapi.json` and kept in
 //! `spec/openapi.json` (a test fails when they differ or when a route is missing).
 
 use axum::Json;
+use serde::Serialize;
 use serde_json::Value;
 use utoipa::{OpenApi, ToSchema};
 
@@ -36,48 +40,63 @@ pub struct SubmitYamlForm {
 }
 
 /// Answer of both submit routes.
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SubmitResponse {
-    run_id: String,
+    pub run_id: String,
     /// Always `PENDING`.
-    status: String,
+    pub status: String,
     /// Always null for these routes.
     #[schema(value_type = Option<String>)]
-    bundle_hash: Option<String>,
+    pub bundle_hash: Option<String>,
+}
+
+impl SubmitResponse {
+    /// The answer of a submit: the new run, PENDING, no bundle.
+    pub fn pending(run_id: String) -> SubmitResponse {
+        SubmitResponse {
+            run_id,
+            status: "PENDING".into(),
+            bundle_hash: None,
+        }
+    }
 }
 
 /// A run snapshot (see spec/documents.md); unknown fields are passed through.
-#[derive(Debug, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(transparent)]
 #[schema(value_type = Object)]
-#[allow(dead_code)]
-pub struct RunSnapshot(Value);
+pub struct RunSnapshot(pub Value);
 
 /// `{"items", "next_cursor"}` of `GET /runs` in diff mode, or an array in compat mode.
-#[derive(Debug, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(transparent)]
 #[schema(value_type = Object)]
-#[allow(dead_code)]
-pub struct RunList(Value);
+pub struct RunList(pub Value);
 
+// The values are copied from the stored snapshot as they are (another writer may have
+// stored other types), hence `Value` fields.
 /// `GET /runs/{run_id}/tasks`.
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct RunTasks {
-    run_id: String,
-    flow_name: Option<String>,
-    status: Option<String>,
+    #[schema(value_type = String)]
+    pub run_id: Value,
+    #[schema(value_type = Option<String>)]
+    pub flow_name: Value,
+    #[schema(value_type = Option<String>)]
+    pub status: Value,
     #[schema(value_type = Object)]
-    tasks: Value,
+    pub tasks: Value,
     #[schema(value_type = Object)]
-    task_records: Value,
-    task_records_truncated: bool,
+    pub task_records: Value,
+    #[schema(value_type = bool)]
+    pub task_records_truncated: Value,
 }
 
 /// A worker registry record (see spec/documents.md).
-#[derive(Debug, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(transparent)]
 #[schema(value_type = Object)]
-#[allow(dead_code)]
-pub struct WorkerRecord(Value);
+pub struct WorkerRecord(pub Value);
 
 /// `PATCH /workers/{worker_id}` body.
 #[derive(Debug, ToSchema)]
@@ -87,60 +106,58 @@ pub struct PatchWorker {
 }
 
 /// `PATCH /workers/{worker_id}` answer.
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PatchWorkerResponse {
-    worker_id: String,
-    hidden: bool,
-    updated_at: f64,
+    pub worker_id: String,
+    pub hidden: bool,
+    pub updated_at: f64,
 }
 
 /// `GET /health`.
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct HealthReport {
     /// Always `ok` (compatible with the original).
-    status: String,
+    pub status: String,
     /// `healthy`, `degraded` or `unhealthy`.
-    health: String,
+    pub health: String,
     #[schema(value_type = Object)]
-    components: Value,
+    pub components: Value,
 }
 
 /// Every error body: `detail` (a string, or FastAPI's list of problems for validation
 /// errors) and a stable `code` (spec/http-api.md).
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     #[schema(value_type = Object)]
-    detail: Value,
-    code: String,
+    pub detail: Value,
+    #[schema(value_type = String)]
+    pub code: crate::error_code::ErrorCode,
     /// The flow.yaml reason code, for `invalid_workflow_yaml`.
-    reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A wheel in `GET /wheels` (the original's keys, then ours parsed from the file name).
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct WheelItem {
-    name: String,
-    size_bytes: u64,
+    pub name: String,
+    pub size_bytes: u64,
     /// `SHA-256=<base64url with padding>`.
-    digest: Option<String>,
+    pub digest: Option<String>,
     /// The part of `digest` after `SHA-256=`.
-    sha256_b64: Option<String>,
+    pub sha256_b64: Option<String>,
     /// ISO-8601, e.g. `2026-11-22T02:05:17.039151+00:00`.
-    mtime: Option<String>,
+    pub mtime: Option<String>,
     /// Changes on every upload; workers reinstall when it changes.
-    nuid: String,
+    pub nuid: String,
     /// Routing tags (`[]`: every worker).
-    tags: Vec<String>,
+    pub tags: Vec<String>,
     /// PEP 503 canonical project name (our addition).
-    package_name: Option<String>,
+    pub package_name: Option<String>,
     /// PEP 440 version (our addition).
-    package_version: Option<String>,
+    pub package_version: Option<String>,
     /// `python-abi-platform` tags of the file name (our addition).
-    compatibility_tags: Vec<String>,
+    pub compatibility_tags: Vec<String>,
 }
 
 /// `POST /wheels` multipart form.
@@ -162,24 +179,23 @@ pub struct WheelUploadForm {
 
 /// `POST /wheels` answer: a wheel item plus `sha256_hex` (and `preflight_warnings` when a
 /// preflight ran).
-#[derive(Debug, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(transparent)]
 #[schema(value_type = Object)]
-#[allow(dead_code)]
-pub struct WheelUploaded(Value);
+pub struct WheelUploaded(pub Value);
 
 /// A wheel history event (see spec/documents.md).
-#[derive(Debug, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(transparent)]
 #[schema(value_type = Object)]
-#[allow(dead_code)]
-pub struct WheelHistoryEvent(Value);
+pub struct WheelHistoryEvent(pub Value);
 
 /// `DELETE /wheels/{wheel_name}` answer.
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct WheelDeleted {
-    name: String,
+    pub name: String,
     /// Always true.
-    deleted: bool,
+    pub deleted: bool,
 }
 
 #[derive(Debug, OpenApi)]
@@ -187,25 +203,6 @@ pub struct WheelDeleted {
     info(
         title = "pyoco gateway",
         description = "HTTP API of pyoco, wire-compatible with pyoco-server 0.7.0. See spec/http-api.md."
-    ),
-    paths(
-        super::health::health,
-        super::runs::submit,
-        super::runs::list,
-        super::runs::submit_yaml,
-        super::runs::get_run,
-        super::runs::get_tasks,
-        super::watch::watch,
-        super::cancel::cancel,
-        super::workers::list,
-        super::workers::patch,
-        super::metrics::metrics,
-        super::wheels::list,
-        super::wheels::upload,
-        super::wheels::history,
-        super::wheels::download,
-        super::wheels::delete,
-        openapi_json,
     ),
     components(schemas(
         SubmitRunRequest,
@@ -228,13 +225,15 @@ pub struct WheelDeleted {
 )]
 pub struct ApiDoc;
 
-/// The document as JSON.
+/// The document as JSON: the info and schemas above, the paths from the route table.
 pub fn document() -> Value {
-    serde_json::to_value(ApiDoc::openapi()).unwrap_or(Value::Null)
+    let mut doc = ApiDoc::openapi();
+    doc.paths = super::routes::openapi_paths();
+    serde_json::to_value(doc).unwrap_or(Value::Null)
 }
 
 /// `GET /openapi.json`.
-#[utoipa::path(get, path = "/openapi.json", tag = "meta", responses((status = 200, description = "This OpenAPI document", body = Object)))]
+#[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "This OpenAPI document", body = Object)))]
 pub async fn openapi_json() -> Json<Value> {
     Json(document())
 }

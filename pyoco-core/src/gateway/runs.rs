@@ -5,15 +5,17 @@ use super::openapi::*;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Multipart, Path, RawQuery, State};
-use axum::http::StatusCode;
 use base64::Engine as _;
 use futures::StreamExt;
 use serde_json::{Map, Value, json};
 
 use super::GatewayState;
-use super::error::{ApiError, problem};
+use super::error::ApiError;
+use super::extract::json::{Fields, json_body};
+use super::extract::multipart::{Form, part_problem};
 use super::index::{Field, Query as IndexQuery};
-use super::query::{QueryParams, body_bytes};
+use super::query::QueryParams;
+use crate::error_code::ErrorCode;
 use crate::flow::yaml::{parse_flow_yaml, sha256_hex};
 use crate::model::{WorkerState, is_valid_tag, now};
 use crate::store::{NewRun, SubmitError, YamlPayload};
@@ -21,146 +23,27 @@ use crate::store::{NewRun, SubmitError, YamlPayload};
 type ApiResult<T> = Result<T, ApiError>;
 
 /// `POST /runs`: submit a run by flow name (the worker resolves it).
-#[utoipa::path(post, path = "/runs", tag = "runs", request_body = SubmitRunRequest,
+#[utoipa::path(post, path = "/runs", request_body = SubmitRunRequest,
     responses((status = 200, body = SubmitResponse), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
 pub async fn submit(
     State(state): State<GatewayState>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> ApiResult<Json<Value>> {
-    let body = body_bytes(body)?;
-    let body: Value = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::validation(vec![problem(
-            "json_invalid",
-            &[json!("body"), json!(e.column().saturating_sub(1))],
-            "JSON decode error",
-            json!({}),
-            Some(json!({"error": e.to_string()})),
-        )])
-    })?;
+) -> ApiResult<Json<SubmitResponse>> {
+    let body = json_body(body)?;
     let run = parse_submit(&body)?;
     let store = state.store()?;
     let run_id = store.submit(run).await.map_err(submit_error)?;
-    Ok(Json(
-        json!({"run_id": run_id, "status": "PENDING", "bundle_hash": null}),
-    ))
+    Ok(Json(SubmitResponse::pending(run_id)))
 }
 
 /// Validates the `POST /runs` body like the original's pydantic model, collecting every problem.
 fn parse_submit(body: &Value) -> ApiResult<NewRun> {
-    let Value::Object(obj) = body else {
-        return Err(ApiError::validation(vec![problem(
-            "model_attributes_type",
-            &[json!("body")],
-            "Input should be a valid dictionary or object to extract fields from",
-            body.clone(),
-            None,
-        )]));
-    };
-    let mut problems = Vec::new();
-    let loc = |field: &str| [json!("body"), json!(field)];
-    let flow_name = match obj.get("flow_name") {
-        None => {
-            problems.push(problem(
-                "missing",
-                &loc("flow_name"),
-                "Field required",
-                body.clone(),
-                None,
-            ));
-            String::new()
-        }
-        Some(Value::String(s)) if s.is_empty() => {
-            problems.push(problem(
-                "string_too_short",
-                &loc("flow_name"),
-                "String should have at least 1 character",
-                json!(s),
-                Some(json!({"min_length": 1})),
-            ));
-            String::new()
-        }
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => {
-            problems.push(problem(
-                "string_type",
-                &loc("flow_name"),
-                "Input should be a valid string",
-                other.clone(),
-                None,
-            ));
-            String::new()
-        }
-    };
-    let params = match obj.get("params") {
-        None => Map::new(),
-        Some(Value::Object(m)) => m.clone(),
-        Some(other) => {
-            problems.push(problem(
-                "dict_type",
-                &loc("params"),
-                "Input should be a valid dictionary",
-                other.clone(),
-                None,
-            ));
-            Map::new()
-        }
-    };
-    let tag = match obj.get("tag") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if is_valid_tag(s) => Some(s.clone()),
-        Some(Value::String(s)) => {
-            problems.push(problem(
-                "string_pattern_mismatch",
-                &loc("tag"),
-                "String should match pattern '^[A-Za-z0-9_-]+$'",
-                json!(s),
-                Some(json!({"pattern": "^[A-Za-z0-9_-]+$"})),
-            ));
-            None
-        }
-        Some(other) => {
-            problems.push(problem(
-                "string_type",
-                &loc("tag"),
-                "Input should be a valid string",
-                other.clone(),
-                None,
-            ));
-            None
-        }
-    };
-    let tags = match obj.get("tags") {
-        None => Vec::new(),
-        Some(Value::Array(items)) => {
-            let mut out = Vec::new();
-            for (i, item) in items.iter().enumerate() {
-                match item {
-                    Value::String(s) => out.push(s.clone()),
-                    other => problems.push(problem(
-                        "string_type",
-                        &[json!("body"), json!("tags"), json!(i)],
-                        "Input should be a valid string",
-                        other.clone(),
-                        None,
-                    )),
-                }
-            }
-            out
-        }
-        Some(other) => {
-            problems.push(problem(
-                "list_type",
-                &loc("tags"),
-                "Input should be a valid list",
-                other.clone(),
-                None,
-            ));
-            Vec::new()
-        }
-    };
-    if !problems.is_empty() {
-        return Err(ApiError::validation(problems));
-    }
+    let mut fields = Fields::of(body)?;
+    let flow_name = fields.required_string("flow_name");
+    let params = fields.object_or_empty("params");
+    let tag = fields.optional_pattern("tag", "^[A-Za-z0-9_-]+$", is_valid_tag);
+    let tags = fields.string_list("tags");
+    fields.finish()?;
     Ok(NewRun {
         flow_name,
         params,
@@ -172,27 +55,21 @@ fn parse_submit(body: &Value) -> ApiResult<NewRun> {
 
 fn submit_error(e: SubmitError) -> ApiError {
     match e {
-        SubmitError::InvalidTag(_) => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_tag",
-            "invalid tag",
-        ),
-        SubmitError::EmptyFlowName => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "missing_flow_name",
-            "missing flow_name",
-        ),
+        SubmitError::InvalidTag(_) => ApiError::new(ErrorCode::InvalidTag, "invalid tag"),
+        SubmitError::EmptyFlowName => {
+            ApiError::new(ErrorCode::MissingFlowName, "missing flow_name")
+        }
         SubmitError::Store(e) => e.into(),
     }
 }
 
 /// `POST /runs/yaml` (multipart: file `workflow`, text `flow_name`, optional text `tag`).
-#[utoipa::path(post, path = "/runs/yaml", tag = "runs", request_body(content = SubmitYamlForm, content_type = "multipart/form-data"),
+#[utoipa::path(post, path = "/runs/yaml", request_body(content = SubmitYamlForm, content_type = "multipart/form-data"),
     responses((status = 200, body = SubmitResponse), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
 pub async fn submit_yaml(
     State(state): State<GatewayState>,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SubmitResponse>> {
     let limit = state.config.workflow_yaml_max_bytes;
     let form = read_yaml_form(multipart, limit).await?;
     let tag = form
@@ -202,33 +79,19 @@ pub async fn submit_yaml(
         .filter(|t| !t.is_empty())
         .map(str::to_string);
     if tag.as_deref().is_some_and(|t| !is_valid_tag(t)) {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_tag",
-            "invalid tag",
-        ));
+        return Err(ApiError::new(ErrorCode::InvalidTag, "invalid tag"));
     }
     if form.workflow_size > limit {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "workflow_too_large",
-            "workflow too large",
-        ));
+        return Err(workflow_too_large());
     }
     let spec = parse_flow_yaml(&form.workflow).map_err(|e| {
         tracing::info!(reason = %e.reason, "invalid workflow yaml");
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_workflow_yaml",
-            "invalid workflow yaml",
-        )
-        .with_reason(e.reason)
+        ApiError::new(ErrorCode::InvalidWorkflowYaml, "invalid workflow yaml").with_reason(e.reason)
     })?;
     let flow_name = form.flow_name.trim().to_string();
     if flow_name.is_empty() {
         return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "missing_flow_name",
+            ErrorCode::MissingFlowName,
             "missing flow_name",
         ));
     }
@@ -246,9 +109,7 @@ pub async fn submit_yaml(
         ..Default::default()
     };
     let run_id = store.submit(run).await.map_err(submit_error)?;
-    Ok(Json(
-        json!({"run_id": run_id, "status": "PENDING", "bundle_hash": null}),
-    ))
+    Ok(Json(SubmitResponse::pending(run_id)))
 }
 
 struct YamlForm {
@@ -258,133 +119,48 @@ struct YamlForm {
     tag: Option<String>,
 }
 
-/// Reads every part, keeping at most `limit + 1` bytes of the workflow but counting all of
-/// them, so validation problems are reported before size, as the original does.
+/// Reads the whole form (validation problems are reported before size, as the original
+/// does); the workflow is kept up to `limit + 1` bytes and counted in full.
 async fn read_yaml_form(
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
     limit: usize,
 ) -> ApiResult<YamlForm> {
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "workflow_too_large",
-            "workflow too large",
-        )
-    };
-    let mut workflow: Option<Vec<u8>> = None;
-    let mut workflow_size = 0usize;
-    let mut workflow_is_text = false;
-    let mut flow_name: Option<String> = None;
-    let mut tag: Option<String> = None;
-    if let Ok(mut multipart) = multipart {
-        loop {
-            let field = match multipart.next_field().await {
-                Ok(Some(f)) => f,
-                Ok(None) => break,
-                Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(too_large()),
-                Err(e) => {
-                    return Err(ApiError::validation(vec![problem(
-                        "value_error",
-                        &[json!("body")],
-                        &format!("invalid multipart body: {e}"),
-                        Value::Null,
-                        None,
-                    )]));
-                }
-            };
-            let name = field.name().unwrap_or_default().to_string();
-            let is_file = field.file_name().is_some();
-            let mut field = field;
-            let mut data = Vec::new();
-            loop {
-                match field.chunk().await {
-                    Ok(Some(chunk)) => {
-                        if name == "workflow" {
-                            workflow_size += chunk.len();
-                            if data.len() <= limit {
-                                data.extend_from_slice(&chunk);
-                            }
-                        } else if data.len() < 64 * 1024 {
-                            data.extend_from_slice(&chunk);
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                        return Err(too_large());
-                    }
-                    Err(e) => {
-                        return Err(ApiError::validation(vec![problem(
-                            "value_error",
-                            &[json!("body"), json!(name)],
-                            &format!("invalid multipart body: {e}"),
-                            Value::Null,
-                            None,
-                        )]));
-                    }
-                }
-            }
-            match name.as_str() {
-                "workflow" if is_file => workflow = Some(data),
-                "workflow" => workflow_is_text = !data.is_empty(),
-                "flow_name" if !data.is_empty() => {
-                    flow_name = Some(String::from_utf8_lossy(&data).into_owned())
-                }
-                "tag" if !data.is_empty() => {
-                    tag = Some(String::from_utf8_lossy(&data).into_owned())
-                }
-                _ => {}
-            }
-        }
-    }
-    let mut problems = Vec::new();
-    if workflow.is_none() {
-        if workflow_is_text {
-            problems.push(problem(
-                "value_error",
-                &[json!("body"), json!("workflow")],
-                "Value error, Expected UploadFile, received: <class 'str'>",
-                Value::Null,
-                None,
-            ));
-        } else {
-            problems.push(problem(
-                "missing",
-                &[json!("body"), json!("workflow")],
-                "Field required",
-                Value::Null,
-                None,
-            ));
-        }
-    }
+    let mut form = Form::read(multipart, "workflow", limit, workflow_too_large).await?;
+    let mut problems: Vec<Value> = form.file_problem().into_iter().collect();
+    let flow_name = form.text("flow_name");
     if flow_name.is_none() {
-        problems.push(problem(
+        problems.push(part_problem(
             "missing",
-            &[json!("body"), json!("flow_name")],
+            "flow_name",
             "Field required",
             Value::Null,
-            None,
         ));
     }
     if !problems.is_empty() {
         return Err(ApiError::validation(problems));
     }
+    let workflow = form.take_file();
     Ok(YamlForm {
-        workflow: workflow.unwrap_or_default(),
-        workflow_size,
+        workflow: workflow.data,
+        workflow_size: workflow.size,
         flow_name: flow_name.unwrap_or_default(),
-        tag,
+        tag: form.text("tag"),
     })
 }
 
+fn workflow_too_large() -> ApiError {
+    ApiError::new(ErrorCode::WorkflowTooLarge, "workflow too large")
+}
+
 /// `GET /runs/{run_id}` (`include=records|task_records|full|all` keeps `task_records`).
-#[utoipa::path(get, path = "/runs/{run_id}", tag = "runs",
+#[utoipa::path(get, path = "/runs/{run_id}",
     params(("run_id" = String, Path), ("include" = Option<Vec<String>>, Query, description = "records, task_records, full or all keep task_records")),
     responses((status = 200, body = RunSnapshot), (status = 404, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
 pub async fn get_run(
     State(state): State<GatewayState>,
     Path(run_id): Path<String>,
     RawQuery(query): RawQuery,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RunSnapshot>> {
     let store = state.store()?;
     let Some(doc) = store.runs().get_json(&run_id).await? else {
         return Err(ApiError::run_not_found());
@@ -397,7 +173,7 @@ pub async fn get_run(
         m.shift_remove("task_records_truncated");
     }
     enrich_with_worker(&state, &mut doc).await;
-    Ok(Json(doc))
+    Ok(Json(RunSnapshot(doc)))
 }
 
 /// Adds `worker_alive`, `worker_state`, … when the snapshot names its worker.
@@ -449,12 +225,12 @@ async fn enrich_with_worker(state: &GatewayState, doc: &mut Value) {
 }
 
 /// `GET /runs/{run_id}/tasks`.
-#[utoipa::path(get, path = "/runs/{run_id}/tasks", tag = "runs", params(("run_id" = String, Path)),
+#[utoipa::path(get, path = "/runs/{run_id}/tasks", params(("run_id" = String, Path)),
     responses((status = 200, body = RunTasks), (status = 404, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
 pub async fn get_tasks(
     State(state): State<GatewayState>,
     Path(run_id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RunTasks>> {
     let store = state.store()?;
     let Some(doc) = store.runs().get_json(&run_id).await? else {
         return Err(ApiError::run_not_found());
@@ -466,14 +242,14 @@ pub async fn get_tasks(
             .cloned()
             .unwrap_or(default)
     };
-    Ok(Json(json!({
-        "run_id": field("run_id", json!(run_id)),
-        "flow_name": field("flow_name", Value::Null),
-        "status": field("status", Value::Null),
-        "tasks": field("tasks", json!({})),
-        "task_records": field("task_records", json!({})),
-        "task_records_truncated": field("task_records_truncated", json!(false)),
-    })))
+    Ok(Json(RunTasks {
+        run_id: field("run_id", json!(run_id)),
+        flow_name: field("flow_name", Value::Null),
+        status: field("status", Value::Null),
+        tasks: field("tasks", json!({})),
+        task_records: field("task_records", json!({})),
+        task_records_truncated: field("task_records_truncated", json!(false)),
+    }))
 }
 
 /// Keys of a list summary, in the original's order.
@@ -514,13 +290,10 @@ fn parse_list_query(mut q: QueryParams) -> ApiResult<ListQuery> {
     let cursor_raw = last("cursor");
     let cursor = match cursor_raw.as_deref().filter(|c| !c.is_empty()) {
         None => None,
-        Some(c) => Some(decode_cursor(c).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_list_query",
-                "invalid list query",
-            )
-        })?),
+        Some(c) => Some(
+            decode_cursor(c)
+                .ok_or_else(|| ApiError::new(ErrorCode::InvalidListQuery, "invalid list query"))?,
+        ),
     };
     let sha = last("workflow_yaml_sha256").filter(|s| !s.is_empty());
     let include: Vec<&str> = q.all("include").collect();
@@ -571,7 +344,7 @@ fn decode_cursor(cursor: &str) -> Option<(f64, String)> {
 /// `GET /runs`: compat mode returns an array; diff mode (`updated_after`, `cursor` or
 /// `workflow_yaml_sha256`) returns `{items, next_cursor}`. Served from the run index: the
 /// cost is the page, whatever the number of stored runs. An empty store lists `[]`.
-#[utoipa::path(get, path = "/runs", tag = "runs",
+#[utoipa::path(get, path = "/runs",
     params(("status" = Option<String>, Query), ("flow" = Option<String>, Query), ("tag" = Option<String>, Query),
         ("schedule_id" = Option<String>, Query), ("workflow_yaml_sha256" = Option<String>, Query, description = "switches to diff mode"),
         ("updated_after" = Option<f64>, Query, description = "switches to diff mode"), ("cursor" = Option<String>, Query, description = "switches to diff mode"),
@@ -580,7 +353,7 @@ fn decode_cursor(cursor: &str) -> Option<(f64, String)> {
 pub async fn list(
     State(state): State<GatewayState>,
     RawQuery(query): RawQuery,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RunList>> {
     let q = parse_list_query(QueryParams::parse(&query))?;
     let index = state.run_index().await?;
     let store = state.store()?;
@@ -626,9 +399,11 @@ pub async fn list(
         .map(|d| project(d, q.full, q.records))
         .collect();
     if q.vnext {
-        Ok(Json(json!({"items": page, "next_cursor": next_cursor})))
+        Ok(Json(RunList(
+            json!({"items": page, "next_cursor": next_cursor}),
+        )))
     } else {
-        Ok(Json(Value::Array(page)))
+        Ok(Json(RunList(Value::Array(page))))
     }
 }
 

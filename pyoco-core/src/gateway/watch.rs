@@ -46,7 +46,7 @@ fn parse_query(raw: &Option<String>) -> Result<WatchQuery, ApiError> {
 }
 
 /// The SSE route.
-#[utoipa::path(get, path = "/runs/{run_id}/watch", tag = "runs",
+#[utoipa::path(get, path = "/runs/{run_id}/watch",
     params(("run_id" = String, Path), ("include" = Option<Vec<String>>, Query), ("since" = Option<f64>, Query),
         ("timeout_sec" = Option<i64>, Query, minimum = 1, maximum = 600), ("Last-Event-ID" = Option<String>, Header, description = "resume after this revision")),
     responses((status = 200, description = "Server-Sent Events: snapshot and heartbeat", content_type = "text/event-stream", body = String),
@@ -78,7 +78,7 @@ pub async fn watch(
         .await
         .map_err(|e| ApiError::from(crate::store::StoreError::nats("watch run", e)))?;
     let (tx, rx) = mpsc::channel::<Event>(16);
-    tokio::spawn(pump(watch, tx, run_id, q));
+    state.spawn(pump(watch, tx, run_id, q));
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx))
     });

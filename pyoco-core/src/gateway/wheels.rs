@@ -17,12 +17,13 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{Multipart, Path, RawQuery, State};
-use axum::http::{Extensions, HeaderMap, StatusCode, header};
+use axum::http::{Extensions, HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::GatewayState;
 use super::error::ApiError;
+use crate::error_code::ErrorCode;
 use crate::model::now;
 use crate::store::wheels::{TAGS_HEADER, WheelObject, WheelStore, parse_tags_csv};
 use crate::wheel::{PreflightMode, inspect_wheel, is_valid_wheel_name, parse_wheel_filename};
@@ -33,68 +34,48 @@ type ApiResult<T> = Result<T, ApiError>;
 static UPLOAD_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 pub(crate) fn invalid_wheel_name() -> ApiError {
-    ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_wheel_name",
-        "invalid wheel name",
-    )
+    ApiError::new(ErrorCode::InvalidWheelName, "invalid wheel name")
 }
 
 fn wheel_not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "wheel_not_found", "wheel not found")
-}
-
-fn unprocessable(code: &'static str, detail: &str) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
-}
-
-fn conflict(code: &'static str, detail: &str) -> ApiError {
-    ApiError::new(StatusCode::CONFLICT, code, detail)
+    ApiError::new(ErrorCode::WheelNotFound, "wheel not found")
 }
 
 /// A listing item: the original's keys, then our additions parsed from the file name.
-fn item(o: &WheelObject) -> Map<String, Value> {
+fn item(o: &WheelObject) -> WheelItem {
     let parsed = parse_wheel_filename(&o.name).ok();
-    let mut m = Map::new();
-    m.insert("name".into(), json!(o.name));
-    m.insert("size_bytes".into(), json!(o.size));
-    m.insert("digest".into(), json!(o.digest));
-    let b64 = o.digest.as_deref().and_then(|d| d.strip_prefix("SHA-256="));
-    m.insert("sha256_b64".into(), json!(b64));
-    m.insert("mtime".into(), json!(o.mtime));
-    m.insert("nuid".into(), json!(o.nuid));
-    m.insert("tags".into(), json!(o.tags()));
-    m.insert(
-        "package_name".into(),
-        json!(parsed.as_ref().map(|w| &w.canonical)),
-    );
-    m.insert(
-        "package_version".into(),
-        json!(parsed.as_ref().map(|w| w.version.to_string())),
-    );
-    m.insert(
-        "compatibility_tags".into(),
-        json!(parsed.map(|w| w.tags).unwrap_or_default()),
-    );
-    m
+    WheelItem {
+        name: o.name.clone(),
+        size_bytes: o.size,
+        digest: o.digest.clone(),
+        sha256_b64: o
+            .digest
+            .as_deref()
+            .and_then(|d| d.strip_prefix("SHA-256="))
+            .map(str::to_string),
+        mtime: o.mtime.clone(),
+        nuid: o.nuid.clone(),
+        tags: o.tags(),
+        package_name: parsed.as_ref().map(|w| w.canonical.clone()),
+        package_version: parsed.as_ref().map(|w| w.version.to_string()),
+        compatibility_tags: parsed.map(|w| w.tags).unwrap_or_default(),
+    }
 }
 
 /// `GET /wheels`: every stored wheel (deleted objects and other names skipped), by name.
-#[utoipa::path(get, path = "/wheels", tag = "wheels",
+#[utoipa::path(get, path = "/wheels",
     responses((status = 200, body = [WheelItem]), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
-pub async fn list(State(state): State<GatewayState>) -> ApiResult<Json<Value>> {
+pub async fn list(State(state): State<GatewayState>) -> ApiResult<Json<Vec<WheelItem>>> {
     let store = state.store()?;
     let mut objects = WheelStore::new(store).list().await?;
     objects.retain(|o| is_valid_wheel_name(&o.name));
     objects.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(Json(Value::Array(
-        objects.iter().map(|o| Value::Object(item(o))).collect(),
-    )))
+    Ok(Json(objects.iter().map(item).collect()))
 }
 
 /// `POST /wheels` (multipart: file `wheel`, text `tags` CSV, `replace`; our optional
 /// `preflight`). Checks in the original's order, then ours (see spec/http-api.md).
-#[utoipa::path(post, path = "/wheels", tag = "wheels",
+#[utoipa::path(post, path = "/wheels",
     request_body(content = WheelUploadForm, content_type = "multipart/form-data"),
     responses((status = 200, body = WheelUploaded), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
@@ -103,21 +84,21 @@ pub async fn upload(
     headers: HeaderMap,
     extensions: Extensions,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<WheelUploaded>> {
     let limit = usize::try_from(state.config.wheel_max_bytes).unwrap_or(usize::MAX);
     let f = form::read_upload_form(multipart, limit).await?;
     if !is_valid_wheel_name(&f.file_name) {
         return Err(invalid_wheel_name());
     }
     let name = parse_wheel_filename(&f.file_name)
-        .map_err(|_| unprocessable("invalid_wheel_filename", "invalid wheel filename"))?;
+        .map_err(|_| ApiError::new(ErrorCode::InvalidWheelFilename, "invalid wheel filename"))?;
     let tags = parse_tags_csv(f.tags.as_deref().unwrap_or(""))
-        .map_err(|_| unprocessable("invalid_wheel_tags", "invalid wheel tags"))?;
+        .map_err(|_| ApiError::new(ErrorCode::InvalidWheelTags, "invalid wheel tags"))?;
     if f.size > limit {
         return Err(form::too_large());
     }
     let contents = inspect_wheel(&f.data, &name).map_err(|e| {
-        unprocessable("invalid_wheel_file", "invalid wheel file").with_reason(e.to_string())
+        ApiError::new(ErrorCode::InvalidWheelFile, "invalid wheel file").with_reason(e.to_string())
     })?;
     let mut warnings = Vec::new();
     if f.preflight != PreflightMode::Off {
@@ -126,7 +107,7 @@ pub async fn upload(
                 .under(f.preflight);
         if let Some(failure) = report.failure() {
             return Err(
-                unprocessable("wheel_preflight_failed", "wheel preflight failed")
+                ApiError::new(ErrorCode::WheelPreflightFailed, "wheel preflight failed")
                     .with_reason(failure),
             );
         }
@@ -144,8 +125,8 @@ pub async fn upload(
             continue;
         }
         if other.version == name.version {
-            return Err(conflict(
-                "wheel_version_exists",
+            return Err(ApiError::new(
+                ErrorCode::WheelVersionExists,
                 "wheel version already exists; bump version",
             ));
         }
@@ -154,8 +135,8 @@ pub async fn upload(
         }
     }
     if latest.is_some_and(|l| name.version < l) {
-        return Err(conflict(
-            "wheel_version_not_newer",
+        return Err(ApiError::new(
+            ErrorCode::WheelVersionNotNewer,
             "wheel version must be greater than existing latest version",
         ));
     }
@@ -189,24 +170,31 @@ pub async fn upload(
         tracing::warn!(wheel = %f.file_name, error = %e, "wheel history not written");
     }
     tracing::info!(wheel = %f.file_name, tags = ?tags, size = stored.size, "wheel uploaded");
-    let mut body = item(&stored);
-    body.insert("tags".into(), json!(tags));
+    let mut wheel = item(&stored);
+    wheel.tags = tags;
+    let Value::Object(mut body) = serde_json::to_value(wheel).map_err(|e| {
+        tracing::error!(error = %e, "encode wheel item");
+        ApiError::internal()
+    })?
+    else {
+        return Err(ApiError::internal());
+    };
     body.insert("sha256_hex".into(), json!(sha256_hex));
     if f.preflight != PreflightMode::Off {
         body.insert("preflight_warnings".into(), json!(warnings));
     }
-    Ok(Json(Value::Object(body)))
+    Ok(Json(WheelUploaded(Value::Object(body))))
 }
 
 /// `GET /wheels/history`: upload and delete events, newest first.
-#[utoipa::path(get, path = "/wheels/history", tag = "wheels",
+#[utoipa::path(get, path = "/wheels/history",
     params(("limit" = Option<i64>, Query, minimum = 1, maximum = 500), ("wheel_name" = Option<String>, Query),
         ("action" = Option<String>, Query, description = "upload or delete")),
     responses((status = 200, body = [WheelHistoryEvent]), (status = 422, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
 pub async fn history(
     State(state): State<GatewayState>,
     RawQuery(query): RawQuery,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Vec<WheelHistoryEvent>>> {
     let pairs: Vec<(String, String)> = query
         .as_deref()
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
@@ -238,13 +226,16 @@ pub async fn history(
         tb.total_cmp(&ta).then_with(|| ib.cmp(&ia))
     });
     events.truncate(q.limit);
-    Ok(Json(Value::Array(
-        events.into_iter().map(Value::Object).collect(),
-    )))
+    Ok(Json(
+        events
+            .into_iter()
+            .map(|e| WheelHistoryEvent(Value::Object(e)))
+            .collect(),
+    ))
 }
 
 /// `GET /wheels/{wheel_name}`: the file (`application/octet-stream`, as an attachment).
-#[utoipa::path(get, path = "/wheels/{wheel_name}", tag = "wheels", params(("wheel_name" = String, Path)),
+#[utoipa::path(get, path = "/wheels/{wheel_name}", params(("wheel_name" = String, Path)),
     responses((status = 200, description = "The wheel file", content_type = "application/octet-stream", body = Vec<u8>),
         (status = 404, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
 pub async fn download(
@@ -272,14 +263,14 @@ pub async fn download(
 }
 
 /// `DELETE /wheels/{wheel_name}`: removes the wheel; workers uninstall it on their next sync.
-#[utoipa::path(delete, path = "/wheels/{wheel_name}", tag = "wheels", params(("wheel_name" = String, Path)),
+#[utoipa::path(delete, path = "/wheels/{wheel_name}", params(("wheel_name" = String, Path)),
     responses((status = 200, body = WheelDeleted), (status = 404, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
 pub async fn delete(
     State(state): State<GatewayState>,
     Path(wheel_name): Path<String>,
     headers: HeaderMap,
     extensions: Extensions,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<WheelDeleted>> {
     if !is_valid_wheel_name(&wheel_name) {
         return Err(wheel_not_found());
     }
@@ -303,7 +294,10 @@ pub async fn delete(
         tracing::warn!(wheel = %wheel_name, error = %e, "wheel history not written");
     }
     tracing::info!(wheel = %wheel_name, "wheel deleted");
-    Ok(Json(json!({"name": wheel_name, "deleted": true})))
+    Ok(Json(WheelDeleted {
+        name: wheel_name,
+        deleted: true,
+    }))
 }
 
 /// A history event: who (`actor`; no API keys yet, so both null) and from where (`source`,

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use super::GatewayState;
 use super::error::{ApiError, problem};
+use super::extract::json::{Fields, decode_json};
 use super::query::{QueryParams, body_bytes};
 use crate::model::{WorkerState, WorkerView, now};
 
@@ -123,30 +124,32 @@ fn select(mut workers: Vec<WorkerView>, q: &ListQuery) -> Vec<Value> {
 }
 
 /// `GET /workers`: the registry as an array of records (see spec/http-api.md).
-#[utoipa::path(get, path = "/workers", tag = "workers",
+#[utoipa::path(get, path = "/workers",
     params(("scope" = Option<String>, Query, description = "active (default) or all"), ("state" = Option<String>, Query),
         ("include_hidden" = Option<bool>, Query), ("limit" = Option<i64>, Query, minimum = 1, maximum = 500)),
     responses((status = 200, body = [WorkerRecord]), (status = 422, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
 pub async fn list(
     State(state): State<GatewayState>,
     RawQuery(query): RawQuery,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Vec<WorkerRecord>>> {
     let q = parse_list_query(QueryParams::parse(&query))?;
     let store = state.store()?;
     let workers = store.workers().list().await?;
-    Ok(Json(Value::Array(select(workers, &q))))
+    Ok(Json(
+        select(workers, &q).into_iter().map(WorkerRecord).collect(),
+    ))
 }
 
 /// `PATCH /workers/{worker_id}` with `{"hidden": <bool>}`: sets the flag with a
 /// compare-and-set write, so a heartbeat racing this request cannot undo it (workers carry
 /// `hidden` over on every write).
-#[utoipa::path(patch, path = "/workers/{worker_id}", tag = "workers", params(("worker_id" = String, Path)), request_body = PatchWorker,
+#[utoipa::path(patch, path = "/workers/{worker_id}", params(("worker_id" = String, Path)), request_body = PatchWorker,
     responses((status = 200, body = PatchWorkerResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
 pub async fn patch(
     State(state): State<GatewayState>,
     Path(worker_id): Path<String>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<PatchWorkerResponse>> {
     let hidden = parse_patch_body(body)?;
     let store = state.store()?;
     let registry = store.workers();
@@ -164,11 +167,12 @@ pub async fn patch(
             record
         })
         .await?;
-    Ok(Json(json!({
-        "worker_id": written.worker_id,
-        "hidden": written.hidden,
-        "updated_at": written.updated_at,
-    })))
+    Ok(Json(PatchWorkerResponse {
+        worker_id: written.worker_id,
+        hidden: written.hidden,
+        // Always set by the update above.
+        updated_at: written.updated_at.unwrap_or(updated_at),
+    }))
 }
 
 /// Validates the PATCH body like the original's pydantic model (`hidden` required, lax bool).
@@ -185,24 +189,8 @@ fn parse_patch_body(
             None,
         )]));
     }
-    let body: Value = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::validation(vec![problem(
-            "json_invalid",
-            &[json!("body"), json!(e.column().saturating_sub(1))],
-            "JSON decode error",
-            json!({}),
-            Some(json!({"error": e.to_string()})),
-        )])
-    })?;
-    let Value::Object(obj) = &body else {
-        return Err(ApiError::validation(vec![problem(
-            "model_attributes_type",
-            &[json!("body")],
-            "Input should be a valid dictionary or object to extract fields from",
-            body.clone(),
-            None,
-        )]));
-    };
+    let body = decode_json(&body)?;
+    let fields = Fields::of(&body)?;
     let loc = [json!("body"), json!("hidden")];
     let unparsable = |v: &Value| {
         ApiError::validation(vec![problem(
@@ -213,7 +201,7 @@ fn parse_patch_body(
             None,
         )])
     };
-    match obj.get("hidden") {
+    match fields.get("hidden") {
         None => Err(ApiError::validation(vec![problem(
             "missing",
             &loc,
@@ -279,7 +267,7 @@ mod tests {
         assert_eq!((q.state, q.limit), (Some(WorkerState::Disconnected), 500));
         assert_eq!(parse_list_query(pairs("state=")).unwrap().state, None);
         let e = parse_list_query(pairs("include_hidden=maybe&limit=0&scope=bad")).unwrap_err();
-        assert_eq!(e.code, "validation_error");
+        assert_eq!(e.code.as_str(), "validation_error");
         let kinds: Vec<&str> = e
             .detail
             .as_array()
@@ -291,7 +279,7 @@ mod tests {
         for bad in ["scope=bad", "scope=", "state=SLEEPING"] {
             let e = parse_list_query(pairs(bad)).unwrap_err();
             assert_eq!(
-                (e.status, e.code, e.detail),
+                (e.status(), e.code.as_str(), e.detail),
                 (
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "invalid_workers_request",

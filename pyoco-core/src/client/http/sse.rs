@@ -9,23 +9,23 @@
 //! `eventsource-client` stream without automatic reconnect, opened with `Last-Event-ID` set
 //! to the last snapshot revision actually delivered.
 
-use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
 use eventsource_client as es;
 use eventsource_client::Client as _;
-use futures::{Stream, StreamExt, TryStreamExt};
-use launchdarkly_sdk_transport::{
-    ByteStream, HttpTransport, Request, Response, ResponseFuture, TransportError,
-};
-use serde_json::{Value, json};
+use futures::{Stream, StreamExt};
+use launchdarkly_sdk_transport::ByteStream;
+use serde_json::Value;
 use tokio::time::Instant;
 
-use super::{HttpClient, HttpError, StatusError, error_chain, is_terminal_status, segment};
+use super::{HttpClient, HttpError, StatusError, error_chain, segment};
+
+mod event;
+mod transport;
+
+pub use event::WatchEvent;
+use transport::ReqwestTransport;
 
 /// The events of a watch, best handled with `while let Some(event) = stream.next().await`.
 pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, HttpError>> + Send>>;
@@ -71,100 +71,9 @@ impl Default for WatchOptions {
     }
 }
 
-/// One event of a run watch.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum WatchEvent {
-    /// A new version of the run snapshot (the first one is the current snapshot).
-    Snapshot {
-        run_id: String,
-        /// The stored run document (without `task_records` unless asked for).
-        snapshot: Value,
-        /// The KV revision (the SSE `id:`); `None` from servers that send no ids (the Python
-        /// original).
-        revision: Option<u64>,
-        /// When the gateway sent the event (float Unix seconds).
-        ts: f64,
-    },
-    /// Nothing changed for a while; the connection is alive.
-    Heartbeat { run_id: String, ts: f64 },
-}
-
-impl WatchEvent {
-    /// The SSE event name: `snapshot` or `heartbeat`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            WatchEvent::Snapshot { .. } => "snapshot",
-            WatchEvent::Heartbeat { .. } => "heartbeat",
-        }
-    }
-
-    /// The run the event is about.
-    pub fn run_id(&self) -> &str {
-        match self {
-            WatchEvent::Snapshot { run_id, .. } | WatchEvent::Heartbeat { run_id, .. } => run_id,
-        }
-    }
-
-    /// When the gateway sent the event.
-    pub fn ts(&self) -> f64 {
-        match self {
-            WatchEvent::Snapshot { ts, .. } | WatchEvent::Heartbeat { ts, .. } => *ts,
-        }
-    }
-
-    /// The snapshot of a `snapshot` event.
-    pub fn snapshot(&self) -> Option<&Value> {
-        match self {
-            WatchEvent::Snapshot { snapshot, .. } => Some(snapshot),
-            WatchEvent::Heartbeat { .. } => None,
-        }
-    }
-
-    /// The run status carried by a `snapshot` event.
-    pub fn status(&self) -> Option<&str> {
-        self.snapshot()?.get("status")?.as_str()
-    }
-
-    /// `true` for a snapshot whose status is COMPLETED, FAILED or CANCELLED.
-    pub fn is_terminal(&self) -> bool {
-        self.status().is_some_and(is_terminal_status)
-    }
-
-    /// The event as the original's client yields it: `{"event": <name>, "data": {"run_id",
-    /// "snapshot", "ts"}}` (no `snapshot` for heartbeats).
-    pub fn to_json(&self) -> Value {
-        let data = match self {
-            WatchEvent::Snapshot {
-                run_id,
-                snapshot,
-                ts,
-                ..
-            } => json!({"run_id": run_id, "snapshot": snapshot, "ts": ts}),
-            WatchEvent::Heartbeat { run_id, ts } => json!({"run_id": run_id, "ts": ts}),
-        };
-        json!({"event": self.name(), "data": data})
-    }
-}
-
 /// Starts the watch; nothing is sent until the stream is first polled.
 pub(super) fn watch(client: HttpClient, run_id: String, opts: WatchOptions) -> WatchStream {
-    let deadline = opts.deadline.map(|d| Instant::now() + d);
-    let state = Watch {
-        client,
-        run_id,
-        opts,
-        deadline,
-        conn: None,
-        connected_once: false,
-        failures: 0,
-        next_delay: None,
-        conn_opened: None,
-        events_on_conn: 0,
-        last_revision: None,
-        last_unversioned: None,
-        done: false,
-    };
+    let state = Watch::new(client, run_id, opts);
     Box::pin(futures::stream::unfold(state, |mut w| async move {
         let item = w.next().await?;
         Some((item, w))
@@ -205,6 +114,25 @@ enum Next {
 }
 
 impl Watch {
+    /// A watch that has not connected yet.
+    fn new(client: HttpClient, run_id: String, opts: WatchOptions) -> Watch {
+        Watch {
+            client,
+            run_id,
+            deadline: opts.deadline.map(|d| Instant::now() + d),
+            opts,
+            conn: None,
+            connected_once: false,
+            failures: 0,
+            next_delay: None,
+            conn_opened: None,
+            events_on_conn: 0,
+            last_revision: None,
+            last_unversioned: None,
+            done: false,
+        }
+    }
+
     /// The next event; `None` once the watch is over.
     async fn next(&mut self) -> Option<Result<WatchEvent, HttpError>> {
         loop {
@@ -503,93 +431,18 @@ async fn read_body(mut body: ByteStream) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
-/// `eventsource-client`'s HTTP transport implemented on `reqwest`, so the watch shares the
-/// TLS set-up of the other requests and works for `https://` gateways too.
-#[derive(Clone)]
-struct ReqwestTransport {
-    http: reqwest::Client,
-}
-
-impl HttpTransport for ReqwestTransport {
-    fn request(&self, request: Request<Option<Bytes>>) -> ResponseFuture {
-        let http = self.http.clone();
-        let future = async move {
-            let (parts, body) = request.into_parts();
-            let url = reqwest::Url::parse(&parts.uri.to_string()).map_err(TransportError::new)?;
-            let mut req = http.request(parts.method, url).headers(parts.headers);
-            if let Some(body) = body {
-                req = req.body(body);
-            }
-            let resp = req.send().await.map_err(TransportError::new)?;
-            let status = resp.status();
-            let headers = resp.headers().clone();
-            let stream: ByteStream = Box::pin(SyncCell::new(
-                resp.bytes_stream().map_err(TransportError::new),
-            ));
-            let mut out = Response::new(stream);
-            *out.status_mut() = status;
-            *out.headers_mut() = headers;
-            Ok(out)
-        };
-        Box::pin(SyncCell::new(Box::pin(future)))
-    }
-}
-
-/// Makes a `Send` future or stream `Sync`, as the transport's types demand, by polling it
-/// under a mutex that is never contended (polling needs `&mut` anyway).
-struct SyncCell<T>(Mutex<T>);
-
-impl<T: Unpin> SyncCell<T> {
-    fn new(inner: T) -> SyncCell<T> {
-        SyncCell(Mutex::new(inner))
-    }
-
-    fn inner(self: Pin<&mut Self>) -> &mut T {
-        // A panic while polling poisons the mutex; the value is still the one to poll.
-        self.get_mut()
-            .0
-            .get_mut()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-impl<T: Future + Unpin> Future for SyncCell<T> {
-    type Output = T::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T::Output> {
-        Pin::new(self.inner()).poll(cx)
-    }
-}
-
-impl<T: Stream + Unpin> Stream for SyncCell<T> {
-    type Item = T::Item;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T::Item>> {
-        Pin::new(self.inner()).poll_next(cx)
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a failing test may panic
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn watch_with(opts: WatchOptions) -> Watch {
-        Watch {
-            client: HttpClient::new("http://127.0.0.1:1/").unwrap(),
-            run_id: "r/1".into(),
-            deadline: opts.deadline.map(|d| Instant::now() + d),
+        Watch::new(
+            HttpClient::new("http://127.0.0.1:1/").unwrap(),
+            "r/1".into(),
             opts,
-            conn: None,
-            connected_once: false,
-            failures: 0,
-            next_delay: None,
-            conn_opened: None,
-            events_on_conn: 0,
-            last_revision: None,
-            last_unversioned: None,
-            done: false,
-        }
+        )
     }
 
     fn sse(name: &str, id: Option<&str>, data: Value) -> es::Event {

@@ -2,15 +2,14 @@
 //! `GET /wheels/history` query, with FastAPI-shaped 422 problems like the original's.
 
 use axum::extract::Multipart;
-use axum::http::StatusCode;
 use serde_json::{Value, json};
 
+use crate::error_code::ErrorCode;
 use crate::gateway::error::{ApiError, problem};
+use crate::gateway::extract::multipart::{Form, part_problem};
+use crate::gateway::extract::query::QueryParams;
 use crate::gateway::workers::lax_bool;
 use crate::wheel::PreflightMode;
-
-/// Text parts longer than this are cut (they are flags and tag lists).
-const MAX_TEXT_PART: usize = 64 * 1024;
 
 /// The upload form.
 #[derive(Debug)]
@@ -28,29 +27,7 @@ pub(super) struct UploadForm {
 }
 
 pub(super) fn too_large() -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "wheel_too_large",
-        "wheel too large",
-    )
-}
-
-fn body_problem(kind: &str, part: &str, msg: &str, input: Value) -> Value {
-    problem(kind, &[json!("body"), json!(part)], msg, input, None)
-}
-
-fn multipart_problem(part: Option<&str>, e: &axum::extract::multipart::MultipartError) -> ApiError {
-    let mut loc = vec![json!("body")];
-    if let Some(part) = part {
-        loc.push(json!(part));
-    }
-    ApiError::validation(vec![problem(
-        "value_error",
-        &loc,
-        &format!("invalid multipart body: {e}"),
-        Value::Null,
-        None,
-    )])
+    ApiError::new(ErrorCode::WheelTooLarge, "wheel too large")
 }
 
 /// Reads every part: `wheel` (a file), `tags`, `replace` (lax bool, default true) and our
@@ -60,84 +37,12 @@ pub(super) async fn read_upload_form(
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
     limit: usize,
 ) -> Result<UploadForm, ApiError> {
-    let mut wheel: Option<(String, String, Vec<u8>, usize)> = None;
-    let mut wheel_is_text = false;
-    let mut texts: Vec<(String, String)> = Vec::new();
-    if let Ok(mut multipart) = multipart {
-        loop {
-            let mut field = match multipart.next_field().await {
-                Ok(Some(f)) => f,
-                Ok(None) => break,
-                Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(too_large()),
-                Err(e) => return Err(multipart_problem(None, &e)),
-            };
-            let name = field.name().unwrap_or_default().to_string();
-            let file_name = field.file_name().map(str::to_string);
-            let content_type = field.content_type().map(str::to_string);
-            let mut data = Vec::new();
-            let mut size = 0usize;
-            loop {
-                match field.chunk().await {
-                    Ok(Some(chunk)) => {
-                        size += chunk.len();
-                        let keep = if name == "wheel" {
-                            limit.saturating_add(1)
-                        } else {
-                            MAX_TEXT_PART
-                        };
-                        if data.len() < keep {
-                            let room = keep - data.len();
-                            data.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                        return Err(too_large());
-                    }
-                    Err(e) => return Err(multipart_problem(Some(&name), &e)),
-                }
-            }
-            match (name.as_str(), file_name) {
-                ("wheel", Some(file_name)) => {
-                    let content_type =
-                        content_type.unwrap_or_else(|| "application/octet-stream".into());
-                    wheel = Some((file_name, content_type, data, size));
-                }
-                ("wheel", None) => wheel_is_text = !data.is_empty(),
-                (other, _) if !data.is_empty() => {
-                    texts.push((
-                        other.to_string(),
-                        String::from_utf8_lossy(&data).into_owned(),
-                    ));
-                }
-                _ => {}
-            }
-        }
-    }
-    let text = |k: &str| {
-        texts
-            .iter()
-            .rev()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.clone())
-    };
-    let mut problems = Vec::new();
-    if wheel.is_none() {
-        problems.push(if wheel_is_text {
-            body_problem(
-                "value_error",
-                "wheel",
-                "Value error, Expected UploadFile, received: <class 'str'>",
-                Value::Null,
-            )
-        } else {
-            body_problem("missing", "wheel", "Field required", Value::Null)
-        });
-    }
-    let mut flag = |part: &str, default: bool| match text(part) {
+    let mut form = Form::read(multipart, "wheel", limit, too_large).await?;
+    let mut problems: Vec<Value> = form.file_problem().into_iter().collect();
+    let mut flag = |part: &str, default: bool| match form.text(part) {
         None => default,
         Some(raw) => lax_bool(&raw).unwrap_or_else(|| {
-            problems.push(body_problem(
+            problems.push(part_problem(
                 "bool_parsing",
                 part,
                 "Input should be a valid boolean, unable to interpret input",
@@ -149,7 +54,7 @@ pub(super) async fn read_upload_form(
     let replace = flag("replace", true);
     let allow_no_entry_points = flag("allow_no_entry_points", false);
     let allow_missing_usage_doc = flag("allow_missing_usage_doc", false);
-    let preflight = match text("preflight") {
+    let preflight = match form.text("preflight") {
         None => PreflightMode::Off,
         Some(raw) => raw.parse().unwrap_or_else(|_| {
             problems.push(problem(
@@ -165,13 +70,13 @@ pub(super) async fn read_upload_form(
     if !problems.is_empty() {
         return Err(ApiError::validation(problems));
     }
-    let (file_name, content_type, data, size) = wheel.unwrap_or_default();
+    let wheel = form.take_file();
     Ok(UploadForm {
-        file_name,
-        content_type,
-        data,
-        size,
-        tags: text("tags"),
+        file_name: wheel.file_name,
+        content_type: wheel.content_type,
+        data: wheel.data,
+        size: wheel.size,
+        tags: form.text("tags"),
         replace,
         preflight,
         allow_no_entry_points,
@@ -191,49 +96,10 @@ pub(super) struct HistoryQuery {
 /// `wheel_name` (the registry's name rule) and `action` (`upload`/`delete`, any case). When
 /// a parameter is repeated the last wins; an empty filter counts as absent.
 pub(super) fn parse_history_query(pairs: &[(String, String)]) -> Result<HistoryQuery, ApiError> {
-    let last = |k: &str| {
-        pairs
-            .iter()
-            .rev()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.as_str())
-    };
-    let limit = match last("limit") {
-        None => 100,
-        Some(raw) => {
-            let loc = [json!("query"), json!("limit")];
-            match raw.trim().parse::<i64>() {
-                Ok(n) if n < 1 => {
-                    return Err(ApiError::validation(vec![problem(
-                        "greater_than_equal",
-                        &loc,
-                        "Input should be greater than or equal to 1",
-                        json!(raw),
-                        Some(json!({"ge": 1})),
-                    )]));
-                }
-                Ok(n) if n > 500 => {
-                    return Err(ApiError::validation(vec![problem(
-                        "less_than_equal",
-                        &loc,
-                        "Input should be less than or equal to 500",
-                        json!(raw),
-                        Some(json!({"le": 500})),
-                    )]));
-                }
-                Ok(n) => n as usize,
-                Err(_) => {
-                    return Err(ApiError::validation(vec![problem(
-                        "int_parsing",
-                        &loc,
-                        "Input should be a valid integer, unable to parse string as an integer",
-                        json!(raw),
-                        None,
-                    )]));
-                }
-            }
-        }
-    };
+    let mut q = QueryParams::from_pairs(pairs.to_vec());
+    let limit = q.int_in("limit", 1, 500, 100) as usize;
+    q.check()?;
+    let last = |k: &str| q.last(k);
     let wheel_name = last("wheel_name").filter(|n| !n.is_empty());
     if let Some(name) = wheel_name
         && !crate::wheel::is_valid_wheel_name(name)
@@ -245,11 +111,7 @@ pub(super) fn parse_history_query(pairs: &[(String, String)]) -> Result<HistoryQ
         Some(a) => match a.to_ascii_lowercase().as_str() {
             v @ ("upload" | "delete") => Some(v.to_string()),
             _ => {
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_action",
-                    "invalid action",
-                ));
+                return Err(ApiError::new(ErrorCode::InvalidAction, "invalid action"));
             }
         },
     };
@@ -285,21 +147,31 @@ mod tests {
         .unwrap();
         assert_eq!((q.limit, q.action.as_deref()), (5, Some("delete")));
         assert_eq!(
-            parse_history_query(&pairs("limit=0")).unwrap_err().code,
+            parse_history_query(&pairs("limit=0"))
+                .unwrap_err()
+                .code
+                .as_str(),
             "validation_error"
         );
         assert_eq!(
-            parse_history_query(&pairs("limit=x")).unwrap_err().code,
+            parse_history_query(&pairs("limit=x"))
+                .unwrap_err()
+                .code
+                .as_str(),
             "validation_error"
         );
         assert_eq!(
             parse_history_query(&pairs("wheel_name=a/b.whl"))
                 .unwrap_err()
-                .code,
+                .code
+                .as_str(),
             "invalid_wheel_name"
         );
         assert_eq!(
-            parse_history_query(&pairs("action=put")).unwrap_err().code,
+            parse_history_query(&pairs("action=put"))
+                .unwrap_err()
+                .code
+                .as_str(),
             "invalid_action"
         );
     }

@@ -7,17 +7,18 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use super::error::{ApiError, problem};
+use crate::error_code::ErrorCode;
+use crate::gateway::error::{ApiError, problem};
 
 /// A parsed query string plus the problems found while reading it.
 #[derive(Debug, Default)]
-pub(super) struct QueryParams {
+pub(in crate::gateway) struct QueryParams {
     pairs: Vec<(String, String)>,
     problems: Vec<Value>,
 }
 
 impl QueryParams {
-    pub(super) fn parse(raw: &Option<String>) -> QueryParams {
+    pub(in crate::gateway) fn parse(raw: &Option<String>) -> QueryParams {
         let pairs = raw
             .as_deref()
             .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
@@ -28,8 +29,16 @@ impl QueryParams {
         }
     }
 
+    /// Already split pairs, in order.
+    pub(in crate::gateway) fn from_pairs(pairs: Vec<(String, String)>) -> QueryParams {
+        QueryParams {
+            pairs,
+            problems: Vec::new(),
+        }
+    }
+
     /// The last value of `key`.
-    pub(super) fn last(&self, key: &str) -> Option<&str> {
+    pub(in crate::gateway) fn last(&self, key: &str) -> Option<&str> {
         self.pairs
             .iter()
             .rev()
@@ -38,7 +47,10 @@ impl QueryParams {
     }
 
     /// Every value of a repeatable `key`, in order.
-    pub(super) fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    pub(in crate::gateway) fn all<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> impl Iterator<Item = &'a str> + 'a {
         self.pairs
             .iter()
             .filter(move |(k, _)| k == key)
@@ -46,13 +58,19 @@ impl QueryParams {
     }
 
     /// `include=records|task_records|full|all`: keep `task_records`.
-    pub(super) fn wants_records(&self) -> bool {
+    pub(in crate::gateway) fn wants_records(&self) -> bool {
         self.all("include")
             .any(|v| matches!(v, "records" | "task_records" | "full" | "all"))
     }
 
     /// An integer in `min..=max`, or `default` when absent; a problem is recorded otherwise.
-    pub(super) fn int_in(&mut self, key: &str, min: i64, max: i64, default: i64) -> i64 {
+    pub(in crate::gateway) fn int_in(
+        &mut self,
+        key: &str,
+        min: i64,
+        max: i64,
+        default: i64,
+    ) -> i64 {
         let Some(raw) = self.last(key).map(str::to_string) else {
             return default;
         };
@@ -86,7 +104,7 @@ impl QueryParams {
     }
 
     /// A finite number, or `None` when absent; a problem is recorded when it does not parse.
-    pub(super) fn float(&mut self, key: &str) -> Option<f64> {
+    pub(in crate::gateway) fn float(&mut self, key: &str) -> Option<f64> {
         let raw = self.last(key)?.to_string();
         match raw.trim().parse::<f64>() {
             Ok(f) if f.is_finite() => Some(f),
@@ -104,12 +122,12 @@ impl QueryParams {
     }
 
     /// Records a problem found by the caller.
-    pub(super) fn push_problem(&mut self, p: Value) {
+    pub(in crate::gateway) fn push_problem(&mut self, p: Value) {
         self.problems.push(p);
     }
 
     /// The 422 of every problem found so far, if any.
-    pub(super) fn check(&mut self) -> Result<(), ApiError> {
+    pub(in crate::gateway) fn check(&mut self) -> Result<(), ApiError> {
         if self.problems.is_empty() {
             Ok(())
         } else {
@@ -119,14 +137,12 @@ impl QueryParams {
 }
 
 /// A request body, with 413 `request_too_large` over the route's limit.
-pub(super) fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+pub(in crate::gateway) fn body_bytes(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Bytes, ApiError> {
     body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "request_too_large",
-                "request body too large",
-            )
+            ApiError::new(ErrorCode::RequestTooLarge, "request body too large")
         } else {
             ApiError::validation(vec![problem(
                 "value_error",

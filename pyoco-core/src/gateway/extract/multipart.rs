@@ -1,0 +1,158 @@
+//! Multipart forms read like FastAPI reads `UploadFile` + `Form` parameters: every part is
+//! read (so all validation problems are found before the size is judged), one file part is
+//! kept up to its limit but counted in full, text parts are short flags, an empty text part
+//! counts as absent, and the last of a repeated part wins.
+
+use axum::extract::Multipart;
+use axum::extract::multipart::{MultipartError, MultipartRejection};
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::gateway::error::{ApiError, problem};
+
+/// Text parts longer than this are cut (they are names, flags and tag lists).
+const MAX_TEXT_PART: usize = 64 * 1024;
+
+/// The file part of a form.
+#[derive(Debug, Default)]
+pub(in crate::gateway) struct FilePart {
+    pub file_name: String,
+    /// The part's `Content-Type`, `application/octet-stream` when absent.
+    pub content_type: String,
+    /// At most `limit + 1` bytes: enough to tell that the upload is too large.
+    pub data: Vec<u8>,
+    /// The full size of the part.
+    pub size: usize,
+}
+
+/// A read form: its file part, if any, and its non-empty text parts.
+#[derive(Debug, Default)]
+pub(in crate::gateway) struct Form {
+    file_part: &'static str,
+    file: Option<FilePart>,
+    /// The file part was sent as text (FastAPI: "Expected UploadFile").
+    file_is_text: bool,
+    texts: Vec<(String, String)>,
+}
+
+impl Form {
+    /// Reads every part. `file_part` names the file; it keeps `limit + 1` bytes. A body over
+    /// the route's limit answers `too_large()`; an unreadable body a 422 `value_error`. A
+    /// request that is not multipart at all reads as an empty form (every part missing).
+    pub(in crate::gateway) async fn read(
+        multipart: Result<Multipart, MultipartRejection>,
+        file_part: &'static str,
+        limit: usize,
+        too_large: fn() -> ApiError,
+    ) -> Result<Form, ApiError> {
+        let mut form = Form {
+            file_part,
+            ..Form::default()
+        };
+        let Ok(mut multipart) = multipart else {
+            return Ok(form);
+        };
+        loop {
+            let mut field = match multipart.next_field().await {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(too_large()),
+                Err(e) => return Err(multipart_problem(None, &e)),
+            };
+            let name = field.name().unwrap_or_default().to_string();
+            let file_name = field.file_name().map(str::to_string);
+            let content_type = field.content_type().map(str::to_string);
+            let keep = if name == file_part {
+                limit.saturating_add(1)
+            } else {
+                MAX_TEXT_PART
+            };
+            let mut data = Vec::new();
+            let mut size = 0usize;
+            loop {
+                match field.chunk().await {
+                    Ok(Some(chunk)) => {
+                        size += chunk.len();
+                        if data.len() < keep {
+                            let room = keep - data.len();
+                            data.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                        return Err(too_large());
+                    }
+                    Err(e) => return Err(multipart_problem(Some(&name), &e)),
+                }
+            }
+            match file_name {
+                Some(file_name) if name == file_part => {
+                    form.file = Some(FilePart {
+                        file_name,
+                        content_type: content_type
+                            .unwrap_or_else(|| "application/octet-stream".into()),
+                        data,
+                        size,
+                    });
+                }
+                None if name == file_part => form.file_is_text = !data.is_empty(),
+                _ if !data.is_empty() => {
+                    form.texts
+                        .push((name, String::from_utf8_lossy(&data).into_owned()));
+                }
+                _ => {}
+            }
+        }
+        Ok(form)
+    }
+
+    /// The last non-empty text part `name`.
+    pub(in crate::gateway) fn text(&self, name: &str) -> Option<String> {
+        self.texts
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// FastAPI's problem for a missing file part (or one sent as text), if it is.
+    pub(in crate::gateway) fn file_problem(&self) -> Option<Value> {
+        if self.file.is_some() {
+            return None;
+        }
+        Some(if self.file_is_text {
+            part_problem(
+                "value_error",
+                self.file_part,
+                "Value error, Expected UploadFile, received: <class 'str'>",
+                Value::Null,
+            )
+        } else {
+            part_problem("missing", self.file_part, "Field required", Value::Null)
+        })
+    }
+
+    /// The file part (empty when missing; callers check [`Form::file_problem`] first).
+    pub(in crate::gateway) fn take_file(&mut self) -> FilePart {
+        self.file.take().unwrap_or_default()
+    }
+}
+
+/// One FastAPI problem at `["body", part]`.
+pub(in crate::gateway) fn part_problem(kind: &str, part: &str, msg: &str, input: Value) -> Value {
+    problem(kind, &[json!("body"), json!(part)], msg, input, None)
+}
+
+fn multipart_problem(part: Option<&str>, e: &MultipartError) -> ApiError {
+    let mut loc = vec![json!("body")];
+    if let Some(part) = part {
+        loc.push(json!(part));
+    }
+    ApiError::validation(vec![problem(
+        "value_error",
+        &loc,
+        &format!("invalid multipart body: {e}"),
+        Value::Null,
+        None,
+    )])
+}

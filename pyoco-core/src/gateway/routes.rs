@@ -1,0 +1,196 @@
+//! The route table: every route of the gateway, once. It builds the axum router
+//! ([`super::router`]), the `paths` of the OpenAPI document ([`super::openapi::document`]) and the
+//! list the spec test compares with spec/http-api.md, so the three cannot disagree.
+//!
+//! Each entry also says who may call it ([`Access`]); today every route behaves the same, and
+//! the API-key issue generates its auth matrix from this field.
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{MethodRouter, delete, get, patch, post};
+use utoipa::openapi::path::{HttpMethod, Operation, Paths, PathsBuilder};
+
+use super::{GatewayState, cancel, health, metrics, openapi, runs, watch, wheels, workers};
+use crate::config::Config;
+
+/// An HTTP method the gateway serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Method {
+    Get,
+    Post,
+    Patch,
+    Delete,
+}
+
+impl Method {
+    /// The upper-case name, e.g. `GET`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+        }
+    }
+
+    fn openapi(self) -> HttpMethod {
+        match self {
+            Method::Get => HttpMethod::Get,
+            Method::Post => HttpMethod::Post,
+            Method::Patch => HttpMethod::Patch,
+            Method::Delete => HttpMethod::Delete,
+        }
+    }
+}
+
+/// Who may call a route once API keys are enforced (not yet: every route is open today).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Access {
+    /// Always open (health, the OpenAPI document).
+    Public,
+    /// Needs an API key in `api_key` mode (runs, wheels).
+    Protected,
+    /// Operator routes (workers, metrics), unguarded in the original (see DESIGN.md §9).
+    Admin,
+}
+
+/// The request body limit of a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BodyLimit {
+    /// axum's default (2 MiB).
+    Default,
+    /// `PYOCO_WORKFLOW_YAML_MAX_BYTES` plus 1 MiB for the rest of the form.
+    WorkflowYaml,
+    /// `PYOCO_WHEEL_MAX_BYTES` plus 1 MiB for the rest of the form.
+    Wheel,
+}
+
+impl BodyLimit {
+    /// The limit in bytes, `None` for axum's default.
+    fn bytes(self, config: &Config) -> Option<usize> {
+        match self {
+            BodyLimit::Default => None,
+            BodyLimit::WorkflowYaml => Some(config.workflow_yaml_max_bytes.saturating_add(1 << 20)),
+            BodyLimit::Wheel => Some(
+                usize::try_from(config.wheel_max_bytes)
+                    .unwrap_or(usize::MAX)
+                    .saturating_add(1 << 20),
+            ),
+        }
+    }
+}
+
+/// One route.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    pub method: Method,
+    /// axum path syntax, which is also OpenAPI's (`/runs/{run_id}`).
+    pub path: &'static str,
+    pub access: Access,
+    pub body_limit: BodyLimit,
+    /// The OpenAPI tag grouping the operation.
+    pub tag: &'static str,
+    /// The handler, as a method router for `method`.
+    handler: fn() -> MethodRouter<GatewayState>,
+    /// The handler's `#[utoipa::path]` operation and the path and methods it declares.
+    operation: fn() -> (String, Vec<HttpMethod>, Operation),
+}
+
+/// The `#[utoipa::path]` description of handler `P`.
+fn op<P: utoipa::Path>() -> (String, Vec<HttpMethod>, Operation) {
+    (P::path(), P::methods(), P::operation())
+}
+
+macro_rules! route {
+    ($method:ident $make:ident $path:literal, $access:ident, $limit:ident, $tag:literal, $($handler:ident)::+ , $($doc:ident)::+) => {
+        Route {
+            method: Method::$method,
+            path: $path,
+            access: Access::$access,
+            body_limit: BodyLimit::$limit,
+            tag: $tag,
+            handler: || $make($($handler)::+),
+            operation: op::<$($doc)::+>,
+        }
+    };
+}
+
+/// Every route, in the order of spec/http-api.md.
+pub const ROUTES: &[Route] = &[
+    route!(Get get "/health", Public, Default, "meta", health::health, health::__path_health),
+    route!(Post post "/runs", Protected, Default, "runs", runs::submit, runs::__path_submit),
+    route!(Get get "/runs", Protected, Default, "runs", runs::list, runs::__path_list),
+    route!(Post post "/runs/yaml", Protected, WorkflowYaml, "runs", runs::submit_yaml, runs::__path_submit_yaml),
+    route!(Get get "/runs/{run_id}", Protected, Default, "runs", runs::get_run, runs::__path_get_run),
+    route!(Get get "/runs/{run_id}/tasks", Protected, Default, "runs", runs::get_tasks, runs::__path_get_tasks),
+    route!(Get get "/runs/{run_id}/watch", Protected, Default, "runs", watch::watch, watch::__path_watch),
+    route!(Post post "/runs/{run_id}/cancel", Protected, Default, "runs", cancel::cancel, cancel::__path_cancel),
+    route!(Get get "/metrics", Admin, Default, "meta", metrics::metrics, metrics::__path_metrics),
+    route!(Get get "/workers", Admin, Default, "workers", workers::list, workers::__path_list),
+    route!(Patch patch "/workers/{worker_id}", Admin, Default, "workers", workers::patch, workers::__path_patch),
+    route!(Get get "/wheels", Protected, Default, "wheels", wheels::list, wheels::__path_list),
+    route!(Post post "/wheels", Protected, Wheel, "wheels", wheels::upload, wheels::__path_upload),
+    route!(Get get "/wheels/history", Protected, Default, "wheels", wheels::history, wheels::__path_history),
+    route!(Get get "/wheels/{wheel_name}", Protected, Default, "wheels", wheels::download, wheels::__path_download),
+    route!(Delete delete "/wheels/{wheel_name}", Protected, Default, "wheels", wheels::delete, wheels::__path_delete),
+    route!(Get get "/openapi.json", Public, Default, "meta", openapi::openapi_json, openapi::__path_openapi_json),
+];
+
+/// The handler of `route`, with its body limit from `config`.
+pub(super) fn method_router(route: &Route, config: &Config) -> MethodRouter<GatewayState> {
+    let handler = (route.handler)();
+    match route.body_limit.bytes(config) {
+        Some(limit) => handler.layer(DefaultBodyLimit::max(limit)),
+        None => handler,
+    }
+}
+
+/// The OpenAPI `paths` of every route, tagged from the table.
+pub(super) fn openapi_paths() -> Paths {
+    ROUTES
+        .iter()
+        .fold(PathsBuilder::new(), |paths, route| {
+            let (_, _, mut operation) = (route.operation)();
+            operation.tags = Some(vec![route.tag.to_string()]);
+            paths.path(
+                route.path,
+                utoipa::openapi::PathItem::new(route.method.openapi(), operation),
+            )
+        })
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table's method and path are the ones the handler's `#[utoipa::path]` documents.
+    #[test]
+    fn every_route_matches_its_openapi_annotation() {
+        for route in ROUTES {
+            let (path, methods, _) = (route.operation)();
+            assert_eq!(path, route.path, "{} {}", route.method.as_str(), route.path);
+            assert!(
+                methods == [route.method.openapi()],
+                "{} {}: the annotation declares other methods",
+                route.method.as_str(),
+                route.path
+            );
+        }
+    }
+
+    #[test]
+    fn each_method_and_path_is_listed_once() {
+        let mut seen = std::collections::BTreeSet::new();
+        for route in ROUTES {
+            assert!(
+                seen.insert((route.method.as_str(), route.path)),
+                "{} {} twice",
+                route.method.as_str(),
+                route.path
+            );
+        }
+    }
+}
