@@ -382,7 +382,7 @@ pub(crate) async fn attempt(
                 };
             }
             Err(err) if attempts <= policy.retries && !cancel.is_cancelled() => {
-                let wait = policy.backoff(attempts, random_fraction());
+                let wait = policy.schedule().jittered(attempts);
                 tracing::info!(task = %task.name, attempt = attempts, error = %err, ?wait, "task failed; retrying");
                 progress.send_modify(|s| {
                     if let Some(rec) = s.task_records.get_mut(&task.name) {
@@ -424,11 +424,6 @@ async fn call_once(task: &Prepared) -> Result<Value, TaskError> {
             ))),
         },
     }
-}
-
-/// A random number in [0, 1) for backoff jitter.
-fn random_fraction() -> f64 {
-    (uuid::Uuid::new_v4().as_u128() >> 75) as f64 / (1u64 << 53) as f64
 }
 
 /// Resolves one `inputs` value: top-level strings starting with `$` are selectors
