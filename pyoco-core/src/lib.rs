@@ -29,8 +29,9 @@
 //!   advisories, its own metrics, graceful shutdown, wheel sync.
 //! - [`gateway`] (feature `gateway`): the HTTP API — `router(state)` and `serve(...)`; the
 //!   run list index fed by a KV watch, SSE watch, cancel, workers, metrics, health, OpenAPI.
-//! - [`devnats`]: finding and starting a local nats-server; `logging` (feature `cli`):
-//!   the binaries' log set-up.
+//! - [`devnats`]: finding and starting a local nats-server; [`shutdown`]: SIGINT/SIGTERM and
+//!   signalling child processes; [`backoff`]: the one jittered retry schedule; `cli` and
+//!   `logging` (feature `cli`): what the binaries share (flags, connect-retry, log set-up).
 //! - `testkit` (feature `testkit`): a real nats-server per test, in-process gateway and
 //!   worker handles.
 //!
@@ -44,6 +45,7 @@
 //! # let _ = (worker, run_id); Ok(()) }
 //! ```
 
+pub mod backoff;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod client;
@@ -54,6 +56,7 @@ pub mod flow;
 #[cfg(feature = "cli")]
 pub mod logging;
 pub mod model;
+pub mod shutdown;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
