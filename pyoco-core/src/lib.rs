@@ -9,7 +9,8 @@
 //!
 //! ## A tour of the modules
 //!
-//! - [`config`]: [`Config::from_env`], every `PYOCO_*` variable (+ `.env`), validated.
+//! - [`config`]: [`Config::from_env`], every `PYOCO_*` variable (+ `.env`), validated; one
+//!   table declares each variable's field, default, parser and whether it is implemented yet.
 //! - [`model`]: the wire documents — [`RunSnapshot`], [`Job`], [`WorkerRecord`], DLQ
 //!   messages — and the run status transition table.
 //! - [`flow`]: everything about running a flow, without I/O to NATS — the graph language
