@@ -67,6 +67,7 @@ pub enum Status {
 
 /// One row of the variable table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Var {
     pub name: &'static str,
     /// The `Config` field it sets.
