@@ -47,3 +47,169 @@ where
         }
     }
 }
+
+/// A flag value the binaries reject before starting anything.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FlagError {
+    #[error("{flag} {path} is not a directory")]
+    NotADirectory { flag: &'static str, path: String },
+    #[error("{flag} must be {expected}")]
+    Invalid {
+        flag: &'static str,
+        expected: &'static str,
+    },
+}
+
+/// Tags from a comma-separated flag (`--tags a,b`); blanks are dropped, so an empty flag
+/// means "the default tag" to [`crate::Worker::connect`].
+pub fn parse_tags(csv: &str) -> Vec<String> {
+    csv.split(',')
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// The built-in tasks, plus named flows from `flows_dir` (`--flows-dir`: a `POST /runs` for
+/// flow X runs `<dir>/X.yaml`) when given; the directory must exist.
+pub fn registry_with_flows_dir(
+    flows_dir: Option<&std::path::Path>,
+) -> Result<crate::Registry, FlagError> {
+    let mut registry = crate::Registry::with_builtins();
+    if let Some(dir) = flows_dir {
+        if !dir.is_dir() {
+            return Err(FlagError::NotADirectory {
+                flag: "--flows-dir",
+                path: dir.display().to_string(),
+            });
+        }
+        registry.flows_dir(dir);
+    }
+    Ok(registry)
+}
+
+/// A seconds flag as a duration: finite and above zero, or at least zero when `allow_zero`.
+pub fn seconds_flag(
+    flag: &'static str,
+    secs: f64,
+    allow_zero: bool,
+) -> Result<std::time::Duration, FlagError> {
+    let ok = secs.is_finite() && (secs > 0.0 || (allow_zero && secs == 0.0));
+    if !ok {
+        return Err(FlagError::Invalid {
+            flag,
+            expected: if allow_zero {
+                "zero or more seconds"
+            } else {
+                "a positive number of seconds"
+            },
+        });
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+/// `<hostname>-<pid>`, the default worker id (hostname reduced to `[A-Za-z0-9_-]`).
+pub fn default_worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| {
+            h.trim()
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                .collect::<String>()
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".into());
+    format!("{host}-{}", std::process::id())
+}
+
+/// Logs, once at start-up, each variable that is set but whose feature is not implemented
+/// yet, so a deployment does not silently run without what it configured.
+pub fn warn_unimplemented(config: &crate::Config) {
+    for name in config.unimplemented_in_use() {
+        tracing::warn!(
+            variable = name,
+            "{name} is set but not implemented yet; it has no effect"
+        );
+    }
+}
+
+/// Connects a worker, retrying with backoff until NATS answers (the gateway's `--with-worker`
+/// may start before NATS does), then runs it until `shutdown`. Returns without error when
+/// `shutdown` fires before the worker could connect.
+#[cfg(feature = "worker")]
+pub async fn run_worker_retrying<F>(
+    config: crate::Config,
+    registry: crate::Registry,
+    worker_id: &str,
+    tags: &[String],
+    shutdown: F,
+) -> Result<(), crate::Error>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    use futures::FutureExt;
+    let shutdown = shutdown.boxed().shared();
+    let schedule = crate::backoff::Backoff::new(
+        std::time::Duration::from_millis(250),
+        2.0,
+        std::time::Duration::from_secs(2),
+    );
+    let mut attempt = 0;
+    let worker = loop {
+        match crate::Worker::connect(config.clone(), registry.clone(), worker_id, tags).await {
+            Ok(worker) => break worker,
+            Err(e) => {
+                attempt += 1;
+                tracing::warn!(error = %e, attempt, "worker cannot connect yet; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(schedule.jittered(attempt)) => {}
+                    _ = shutdown.clone() => return Ok(()),
+                }
+            }
+        }
+    };
+    eprintln!("worker {worker_id} serving tags {:?}", worker.tags());
+    worker.run(shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_drop_blanks_and_spaces() {
+        assert_eq!(parse_tags(" a, ,b ,"), vec!["a", "b"]);
+        assert!(parse_tags("").is_empty());
+    }
+
+    #[test]
+    fn a_missing_flows_dir_names_the_flag() {
+        let err = registry_with_flows_dir(Some(std::path::Path::new("/no/such/dir"))).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--flows-dir /no/such/dir is not a directory"
+        );
+        assert!(registry_with_flows_dir(None).is_ok());
+    }
+
+    #[test]
+    fn seconds_flags_reject_nan_and_negatives() {
+        assert!(seconds_flag("--x", f64::NAN, true).is_err());
+        assert!(seconds_flag("--x", 0.0, false).is_err());
+        assert_eq!(
+            seconds_flag("--x", 0.0, true).unwrap(),
+            std::time::Duration::ZERO
+        );
+        assert_eq!(
+            seconds_flag("--x", -1.0, false).unwrap_err().to_string(),
+            "--x must be a positive number of seconds"
+        );
+    }
+
+    #[test]
+    fn default_worker_id_ends_with_the_pid() {
+        assert!(default_worker_id().ends_with(&format!("-{}", std::process::id())));
+    }
+}

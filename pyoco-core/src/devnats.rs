@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::backoff::Backoff;
+
 /// Why a local server could not be started.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -118,12 +120,16 @@ impl LocalNats {
             addr,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
+        // The server is usually ready within ~25 ms: poll fast first, then back off.
+        let poll = Backoff::new(Duration::from_millis(10), 2.0, Duration::from_millis(200));
+        let mut attempt = 0;
         while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
             if Instant::now() > deadline {
                 nats.stop();
                 return Err(DevNatsError::StartTimeout(addr));
             }
-            std::thread::sleep(Duration::from_millis(10));
+            attempt += 1;
+            std::thread::sleep(poll.jittered(attempt));
         }
         Ok(nats)
     }
@@ -132,7 +138,7 @@ impl LocalNats {
         format!("nats://{}", self.addr)
     }
 
-    /// Stops the server: SIGTERM via `kill`, then SIGKILL after 5 s.
+    /// Stops the server: SIGTERM, then SIGKILL after 5 s.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             terminate(&mut child, Duration::from_secs(5));
@@ -140,13 +146,10 @@ impl LocalNats {
     }
 }
 
-/// Stops a child process: SIGTERM (via `kill`, so it can shut down cleanly), then SIGKILL
-/// if it is still running after `grace`; reaps it either way.
+/// Stops a child process: SIGTERM (so it can shut down cleanly), then SIGKILL if it is still
+/// running after `grace`; reaps it either way.
 pub fn terminate(child: &mut Child, grace: Duration) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .stderr(Stdio::null())
-        .status();
+    crate::shutdown::terminate_process(child.id());
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
@@ -161,31 +164,5 @@ pub fn terminate(child: &mut Child, grace: Duration) {
 impl Drop for LocalNats {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-/// Resolves when the process receives SIGINT or SIGTERM (Ctrl-C elsewhere).
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) {
-            (Ok(mut int), Ok(mut term)) => {
-                tokio::select! {
-                    _ = int.recv() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            _ => {
-                tokio::signal::ctrl_c().await.ok();
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c().await.ok();
     }
 }

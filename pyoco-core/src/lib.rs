@@ -9,36 +9,45 @@
 //!
 //! ## A tour of the modules
 //!
-//! - [`config`]: [`Config::from_env`], every `PYOCO_*` variable (+ `.env`), validated.
+//! - [`config`]: [`Config::from_env`], every `PYOCO_*` variable (+ `.env`), validated; one
+//!   table declares each variable's field, default, parser and whether it is implemented yet.
+//! - [`model`]: the wire documents — [`RunSnapshot`], [`Job`], [`WorkerRecord`], DLQ
+//!   messages — and the rules on them as pure functions: run status transitions, the
+//!   worker's effective state (DISCONNECTED), one lenient decoder per document, and `ident`,
+//!   the one rule for every id that reaches a NATS subject or key.
 //! - [`error_code`]: [`ErrorCode`], the stable `code` of every HTTP error answer, shared by
 //!   the gateway, [`HttpClient`] and the CLI.
-//! - [`model`]: the wire documents — [`RunSnapshot`], [`Job`], [`WorkerRecord`], DLQ
-//!   messages — and the run status transition table.
 //! - [`flow`]: everything about running a flow, without I/O to NATS — the graph language
-//!   (`graph`, `expr`), flow.yaml validation (`yaml`) and task options (`policy`: retries,
-//!   timeouts, fail policies, cache, circuit breaker), the task [`Registry`] (`tasks`:
-//!   native Rust tasks, the built-in `pyoco:*` tasks in `builtins`, Python callables run by
-//!   `python`), the embedding API (`embed`: typed tasks, flows built in Rust), and the
-//!   executors (`engine` for DAGs, `control` for switch/repeat/foreach/until).
-//! - [`store`]: the only module that talks to NATS — names, [`ensure_resources`], run
-//!   snapshots with compare-and-set, the work queue, the worker registry, the DLQ.
-//! - [`auth`]: API keys in the original's format (PBKDF2 records) and HMAC request signing —
-//!   pure parsing, hashing and verification, without I/O.
+//!   (`graph`, `expr`), flow.yaml validation (`yaml`, loaded within node and depth budgets by
+//!   `yaml_guard`) and task options (`policy`: retries, timeouts, fail policies, cache,
+//!   circuit breaker), the task [`Registry`] (`tasks`: native Rust tasks, the built-in
+//!   `pyoco:*` tasks in `builtins`, Python callables run by `python`), the embedding API
+//!   (`embed`: typed tasks, flows built in Rust), and the executors (`engine` for DAGs, with
+//!   its pure scheduling bookkeeping in `engine::schedule`; `control` for
+//!   switch/repeat/foreach/until).
+//! - [`store`]: the only module that talks to NATS — names ([`store::Layout`]),
+//!   [`ensure_resources`], run snapshots with compare-and-set, the work queue, the worker
+//!   registry, the DLQ, wheels, API key records, nonces and idempotency keys; its errors say
+//!   whether a retry can help.
 //! - [`client`]: [`NatsClient`] (submit and read over NATS) and, with feature `client`,
 //!   [`HttpClient`] for the gateway.
+//! - [`auth`]: API keys in the original's format (PBKDF2 records) and HMAC request signing —
+//!   pure parsing, hashing and verification; [`admin`]: the `admin api-key` commands.
 //! - [`wheel`]: wheel file names, PEP 440 versions, archive inspection and the upload
 //!   preflight (pure; used by the registry routes, the worker's wheel sync and the client).
-//! - [`worker`]: [`Worker`] — consumers per tag, job processing with compare-and-set
-//!   snapshot writes, cancel via a watch of the run key, heartbeats, delivery-limit
-//!   advisories, its own metrics, graceful shutdown, wheel sync.
+//! - [`worker`]: [`Worker`] — consumers per tag, job processing (claim, progress, cancel
+//!   watch, terminal write, each in its own file), heartbeats, delivery-limit advisories, its
+//!   own metrics, graceful shutdown, wheel sync.
 //! - [`gateway`] (feature `gateway`): the HTTP API — `router(state)` and `serve(...)`; one
 //!   route table (`routes`) builds the router and the OpenAPI paths; requests are read
 //!   FastAPI's way in `extract` (query, JSON, multipart); the run list index fed by a KV
-//!   watch, SSE watch, cancel, workers, metrics, health, OpenAPI.
-//! - [`devnats`]: finding and starting a local nats-server; `logging` (feature `cli`):
-//!   the binaries' log set-up.
-//! - `testkit` (feature `testkit`): a real nats-server per test, in-process gateway and
-//!   worker handles.
+//!   watch, SSE watch, cancel, workers, metrics, health, OpenAPI; the pieces of the security
+//!   work (`auth` key checks, `limits`, `listener` connection limits, `request_id`).
+//! - [`devnats`]: finding and starting a local nats-server; [`shutdown`]: SIGINT/SIGTERM and
+//!   signalling child processes; [`backoff`]: the one jittered retry schedule; `cli` and
+//!   `logging` (feature `cli`): what the binaries share (flags, connect-retry, log set-up).
+//! - `testkit` (feature `testkit`): a real nats-server per test, the shared `Stack`
+//!   (nats-server + in-process gateway and worker), wait helpers and a child-process guard.
 //!
 //! ```no_run
 //! use pyoco::{Config, NatsClient, Registry, Worker};
@@ -52,6 +61,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod backoff;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod client;
@@ -63,6 +73,7 @@ pub mod flow;
 #[cfg(feature = "cli")]
 pub mod logging;
 pub mod model;
+pub mod shutdown;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -7,10 +7,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use pyoco::{Config, Registry, Worker};
+use pyoco::Config;
 
 #[derive(Debug, Parser)]
 #[command(name = "pyoco-gateway", version, about = "The pyoco HTTP gateway")]
@@ -86,6 +85,7 @@ fn main() -> ExitCode {
 async fn run(up: Up) -> anyhow::Result<()> {
     let mut config = Config::from_env()?;
     pyoco::logging::init(&config, "pyoco-gateway");
+    pyoco::cli::warn_unimplemented(&config);
     let _nats = if up.with_nats {
         let managed = format!("nats://{}", up.nats_listen);
         if let Some(url) = up.nats_url.as_deref().filter(|u| *u != managed) {
@@ -117,49 +117,28 @@ async fn run(up: Up) -> anyhow::Result<()> {
     );
 
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
-    let worker = if up.with_worker {
-        let mut registry = Registry::with_builtins();
-        if let Some(dir) = &up.flows_dir {
-            if !dir.is_dir() {
-                anyhow::bail!("--flows-dir {} is not a directory", dir.display());
-            }
-            registry.flows_dir(dir);
+    let stopped = |tx: &tokio::sync::broadcast::Sender<()>| {
+        let mut rx = tx.subscribe();
+        async move {
+            rx.recv().await.ok();
         }
-        let tags: Vec<String> = up
-            .worker_tags
-            .split(',')
-            .map(|t| t.trim().to_string())
-            .filter(|t| !t.is_empty())
-            .collect();
+    };
+    let worker = if up.with_worker {
+        let registry = pyoco::cli::registry_with_flows_dir(up.flows_dir.as_deref())?;
+        let tags = pyoco::cli::parse_tags(&up.worker_tags);
         let worker_config = config.clone();
-        let worker_id = up.worker_id.clone();
-        let mut rx = stop_tx.subscribe();
+        let shutdown = stopped(&stop_tx);
         Some(tokio::spawn(async move {
-            // The gateway may be up before NATS: keep trying to connect the worker.
-            let worker = loop {
-                match Worker::connect(worker_config.clone(), registry.clone(), &worker_id, &tags)
-                    .await
-                {
-                    Ok(w) => break Some(w),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "worker cannot connect yet; retrying");
-                        tokio::select! {
-                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                            _ = rx.recv() => break None,
-                        }
-                    }
-                }
-            };
-            if let Some(worker) = worker {
-                eprintln!("worker {worker_id} serving tags {:?}", worker.tags());
-                if let Err(e) = worker
-                    .run(async move {
-                        rx.recv().await.ok();
-                    })
-                    .await
-                {
-                    tracing::error!(error = %e, "worker stopped with an error");
-                }
+            let result = pyoco::cli::run_worker_retrying(
+                worker_config,
+                registry,
+                &up.worker_id,
+                &tags,
+                shutdown,
+            )
+            .await;
+            if let Err(e) = result {
+                tracing::error!(error = %e, "worker stopped with an error");
             }
         }))
     } else {
@@ -167,17 +146,17 @@ async fn run(up: Up) -> anyhow::Result<()> {
     };
 
     let stop_gateway = stop_tx.clone();
-    let mut gateway_rx = stop_tx.subscribe();
-    tokio::spawn(async move {
-        pyoco::devnats::shutdown_signal().await;
+    let signal = tokio::spawn(async move {
+        pyoco::shutdown::shutdown_signal().await;
         stop_gateway.send(()).ok();
     });
-    pyoco::gateway::serve(listener, config, async move {
-        gateway_rx.recv().await.ok();
-    })
-    .await?;
+    let served = pyoco::gateway::serve(listener, config, stopped(&stop_tx)).await;
+    // Whatever ended the gateway also stops the worker; both are awaited before exit.
+    stop_tx.send(()).ok();
+    signal.abort();
     if let Some(worker) = worker {
         worker.await.ok();
     }
+    served?;
     Ok(())
 }

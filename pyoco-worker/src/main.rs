@@ -6,11 +6,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Parser;
+use pyoco::cli::seconds_flag;
 use pyoco::worker::Processed;
-use pyoco::{Config, Registry, Worker};
+use pyoco::worker::metrics::serve_metrics;
+use pyoco::{Config, Worker};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -74,33 +75,15 @@ fn main() -> ExitCode {
     }
 }
 
-fn default_worker_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| {
-            h.trim()
-                .chars()
-                .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-                .collect::<String>()
-        })
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "worker".into());
-    format!("{host}-{}", std::process::id())
-}
-
 async fn run(args: Args) -> anyhow::Result<()> {
     let mut config = Config::from_env()?;
     if let Some(url) = args.nats_url {
         config.nats_url = url;
     }
     pyoco::logging::init(&config, "pyoco-worker");
-    if !args.poll_timeout.is_finite() || args.poll_timeout <= 0.0 {
-        anyhow::bail!("--poll-timeout must be a positive number of seconds");
-    }
-    if !args.shutdown_grace_sec.is_finite() || args.shutdown_grace_sec < 0.0 {
-        anyhow::bail!("--shutdown-grace-sec must be zero or more seconds");
-    }
+    pyoco::cli::warn_unimplemented(&config);
+    let poll_timeout = seconds_flag("--poll-timeout", args.poll_timeout, false)?;
+    let shutdown_grace = seconds_flag("--shutdown-grace-sec", args.shutdown_grace_sec, true)?;
     if args.concurrency == 0 {
         anyhow::bail!("--concurrency must be at least 1");
     }
@@ -113,94 +96,68 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(dir) = args.wheel_sync_dir {
         config.wheel_sync_dir = dir;
     }
-    for (flag, value, field) in [
-        (
-            "--wheel-sync-interval-sec",
-            args.wheel_sync_interval_sec,
-            &mut config.wheel_sync_interval,
-        ),
-        (
-            "--wheel-install-timeout-sec",
-            args.wheel_install_timeout_sec,
-            &mut config.wheel_install_timeout,
-        ),
-    ] {
-        if let Some(secs) = value {
-            if !secs.is_finite() || secs <= 0.0 {
-                anyhow::bail!("{flag} must be a positive number of seconds");
-            }
-            *field = Duration::from_secs_f64(secs);
-        }
+    if let Some(secs) = args.wheel_sync_interval_sec {
+        config.wheel_sync_interval = seconds_flag("--wheel-sync-interval-sec", secs, false)?;
     }
-    let mut registry = Registry::with_builtins();
-    if let Some(dir) = &args.flows_dir {
-        if !dir.is_dir() {
-            anyhow::bail!("--flows-dir {} is not a directory", dir.display());
-        }
-        registry.flows_dir(dir);
+    if let Some(secs) = args.wheel_install_timeout_sec {
+        config.wheel_install_timeout = seconds_flag("--wheel-install-timeout-sec", secs, false)?;
     }
-    let tags: Vec<String> = args
-        .tags
-        .split(',')
-        .map(|t| t.trim().to_string())
-        .filter(|t| !t.is_empty())
-        .collect();
-    let worker_id = args.worker_id.unwrap_or_else(default_worker_id);
+    let registry = pyoco::cli::registry_with_flows_dir(args.flows_dir.as_deref())?;
+    let tags = pyoco::cli::parse_tags(&args.tags);
+    let worker_id = args.worker_id.unwrap_or_else(pyoco::cli::default_worker_id);
     let mut worker = Worker::connect(config, registry, &worker_id, &tags).await?;
-    worker.set_shutdown_grace(Duration::from_secs_f64(args.shutdown_grace_sec));
-    worker.set_poll_timeout(Duration::from_secs_f64(args.poll_timeout));
+    worker.set_shutdown_grace(shutdown_grace);
+    worker.set_poll_timeout(poll_timeout);
     worker.set_concurrency(args.concurrency);
     eprintln!("pyoco-worker {worker_id} serving tags {:?}", worker.tags());
-    if let Some(addr) = args.metrics_addr {
-        serve_metrics(addr, worker.metrics()).await?;
-    }
-    if args.run_once {
-        let processed = worker
-            .run_once(Duration::from_secs_f64(args.poll_timeout))
-            .await?;
-        if let Processed::Job {
-            run_id,
-            disposition,
-        } = &processed
-        {
-            eprintln!("processed run {run_id}: {disposition:?}");
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics_server = match args.metrics_addr {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                anyhow::anyhow!("cannot serve metrics on {addr}: {e} (--metrics-addr)")
+            })?;
+            eprintln!("metrics on http://{addr}/metrics");
+            Some(tokio::spawn(serve_metrics(
+                listener,
+                worker.metrics(),
+                async move {
+                    metrics_stopped.await.ok();
+                },
+            )))
         }
-        worker.close().await;
-        return Ok(());
+        None => None,
+    };
+    let result = if args.run_once {
+        run_once(worker, poll_timeout).await
+    } else {
+        worker
+            .run(pyoco::shutdown::shutdown_signal())
+            .await
+            .map_err(anyhow::Error::from)
+    };
+    // The metrics server lives exactly as long as the worker.
+    stop_metrics.send(()).ok();
+    if let Some(server) = metrics_server {
+        match server.await {
+            Ok(Err(e)) => tracing::error!(error = %e, "metrics server stopped with an error"),
+            Err(e) => tracing::error!(error = %e, "metrics server task failed"),
+            Ok(Ok(())) => {}
+        }
     }
-    worker.run(pyoco::devnats::shutdown_signal()).await?;
-    Ok(())
+    result
 }
 
-/// Serves `GET /metrics` for this worker in the background.
-async fn serve_metrics(
-    addr: std::net::SocketAddr,
-    metrics: pyoco::worker::metrics::TaskMetrics,
-) -> anyhow::Result<()> {
-    use axum::routing::get;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e} (--metrics-addr)"))?;
-    let app = axum::Router::new().route(
-        "/metrics",
-        get(move || {
-            let metrics = metrics.clone();
-            async move {
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4; charset=utf-8",
-                    )],
-                    metrics.render(),
-                )
-            }
-        }),
-    );
-    eprintln!("metrics on http://{addr}/metrics");
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "metrics server stopped");
-        }
-    });
+/// `--run-once`: one poll window, then exit.
+async fn run_once(mut worker: Worker, poll_timeout: std::time::Duration) -> anyhow::Result<()> {
+    let processed = worker.run_once(poll_timeout).await;
+    if let Ok(Processed::Job {
+        run_id,
+        disposition,
+    }) = &processed
+    {
+        eprintln!("processed run {run_id}: {disposition:?}");
+    }
+    worker.close().await;
+    processed?;
     Ok(())
 }

@@ -23,8 +23,8 @@ use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde_json::{Map, Value, json};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::engine::{
     EngineState, Outcome, RunInfo, TaskRun, attempt, mark_cancelled, prepare, record_end,
@@ -66,15 +66,6 @@ enum State {
 enum StepEnd {
     Task(TaskRun),
     Control(Ended),
-}
-
-/// Aborts the spawned task when dropped (the run stopped while it was running).
-struct AbortOnDrop(JoinHandle<TaskRun>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// Runs a control-flow program to the end (see the module docs).
@@ -254,15 +245,15 @@ fn start_task(
         s.task_records.insert(name.to_string(), rec);
     });
     let name = name.to_string();
-    let handle = AbortOnDrop(tokio::spawn(attempt(
+    // Aborted when dropped: the run stopped while the task was running.
+    let handle = AbortOnDropHandle::new(tokio::spawn(attempt(
         task,
         exec.run.services.clone(),
         exec.progress.clone(),
         exec.tasks_cancel.clone(),
     )));
     Ok(async move {
-        let mut handle = handle;
-        match (&mut handle.0).await {
+        match handle.await {
             Ok(task_run) => task_run,
             Err(e) => TaskRun {
                 result: Err(TaskError::new(if e.is_panic() {

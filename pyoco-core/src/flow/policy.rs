@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_yaml::{Mapping, Value as Yaml};
 
 use super::yaml::YamlError;
+use crate::backoff::Backoff;
 
 /// What a task failure does to the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -175,16 +176,15 @@ pub fn parse(name: &str, config: &Mapping) -> Result<TaskPolicy, YamlError> {
 }
 
 impl TaskPolicy {
-    /// The wait before retry number `retry` (1 = the first retry): exponential from
-    /// `backoff_base`, capped at `backoff_max`, with "equal jitter" — half fixed, half random
-    /// (`random` in [0, 1)) — so retries of many runs do not stampede together.
+    /// The task's retry schedule: exponential from `backoff_base`, capped at `backoff_max`,
+    /// with equal jitter (see [`crate::backoff`]).
+    pub fn schedule(&self) -> Backoff {
+        Backoff::new(self.backoff_base, self.backoff_multiplier, self.backoff_max)
+    }
+
+    /// The wait before retry number `retry` (1 = the first retry), given `random` in [0, 1).
     pub fn backoff(&self, retry: u32, random: f64) -> Duration {
-        let exp = self
-            .backoff_multiplier
-            .powi(retry.saturating_sub(1).min(64) as i32);
-        let raw = (self.backoff_base.as_secs_f64() * exp).min(self.backoff_max.as_secs_f64());
-        let half = raw / 2.0;
-        Duration::from_secs_f64(half + half * random.clamp(0.0, 1.0))
+        self.schedule().delay(retry, random)
     }
 }
 

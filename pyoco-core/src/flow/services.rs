@@ -5,8 +5,8 @@
 
 use std::collections::HashMap;
 use std::fmt::Debug;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use serde_json::Value;
@@ -175,25 +175,55 @@ impl TaskServices for NoServices {
     }
 }
 
+/// The time source of [`MemoryServices`]: Unix seconds.
+pub type Clock = Arc<dyn Fn() -> f64 + Send + Sync>;
+
 /// Cache and breakers in this process only.
-#[derive(Debug, Default)]
 pub struct MemoryServices {
-    cache: Mutex<HashMap<String, (Value, Instant)>>,
+    cache: Mutex<HashMap<String, (Value, f64)>>,
     breakers: Mutex<HashMap<String, Breaker>>,
+    /// Where cache expiry and breaker cool-downs read the time; tests inject a manual clock
+    /// instead of sleeping through a cool-down.
+    clock: Clock,
+}
+
+impl Debug for MemoryServices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryServices").finish_non_exhaustive()
+    }
+}
+
+impl Default for MemoryServices {
+    fn default() -> Self {
+        MemoryServices::with_clock(Arc::new(crate::model::now))
+    }
+}
+
+impl MemoryServices {
+    /// Services that read the time from `clock` (Unix seconds).
+    pub fn with_clock(clock: Clock) -> MemoryServices {
+        MemoryServices {
+            cache: Mutex::default(),
+            breakers: Mutex::default(),
+            clock,
+        }
+    }
 }
 
 impl TaskServices for MemoryServices {
     fn cache_get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<Value>> {
+        let now = (self.clock)();
         let hit = self.cache.lock().ok().and_then(|c| {
             c.get(key)
-                .filter(|(_, exp)| *exp > Instant::now())
+                .filter(|(_, expires)| *expires > now)
                 .map(|(v, _)| v.clone())
         });
         Box::pin(async move { hit })
     }
     fn cache_put<'a>(&'a self, key: &'a str, value: &'a Value, ttl: Duration) -> BoxFuture<'a, ()> {
+        let expires = (self.clock)() + ttl.as_secs_f64();
         if let Ok(mut c) = self.cache.lock() {
-            c.insert(key.to_string(), (value.clone(), Instant::now() + ttl));
+            c.insert(key.to_string(), (value.clone(), expires));
         }
         Box::pin(async {})
     }
@@ -202,7 +232,7 @@ impl TaskServices for MemoryServices {
         callable: &'a str,
         policy: &'a BreakerPolicy,
     ) -> BoxFuture<'a, Result<(), String>> {
-        let now = crate::model::now();
+        let now = (self.clock)();
         let result = match self.breakers.lock() {
             Ok(mut b) => {
                 let breaker = b.entry(callable.to_string()).or_default();
@@ -220,10 +250,11 @@ impl TaskServices for MemoryServices {
         policy: &'a BreakerPolicy,
         ok: bool,
     ) -> BoxFuture<'a, ()> {
+        let now = (self.clock)();
         if let Ok(mut b) = self.breakers.lock() {
             b.entry(callable.to_string())
                 .or_default()
-                .record(policy, ok, crate::model::now());
+                .record(policy, ok, now);
         }
         Box::pin(async {})
     }
@@ -277,5 +308,44 @@ mod tests {
         assert!(b.allow(&policy, 21.6).is_ok());
         b.record(&policy, true, 21.7);
         assert_eq!(b, Breaker::default(), "a successful trial closes it");
+    }
+
+    /// A clock the test moves by hand.
+    fn manual_clock() -> (Arc<Mutex<f64>>, Clock) {
+        let t = Arc::new(Mutex::new(1_000.0));
+        let read = t.clone();
+        (t, Arc::new(move || *read.lock().unwrap()))
+    }
+
+    #[tokio::test]
+    async fn memory_breaker_half_opens_after_the_cool_down_on_the_injected_clock() {
+        let (t, clock) = manual_clock();
+        let services = MemoryServices::with_clock(clock);
+        let policy = BreakerPolicy {
+            failure_threshold: 1,
+            reset_after: Duration::from_secs(30),
+        };
+        services.breaker_allow("m:f", &policy).await.unwrap();
+        services.breaker_record("m:f", &policy, false).await;
+        *t.lock().unwrap() += 29.0;
+        let err = services.breaker_allow("m:f", &policy).await.unwrap_err();
+        assert!(err.ends_with("retry in 1.0s"), "{err}");
+        *t.lock().unwrap() += 1.0;
+        services.breaker_allow("m:f", &policy).await.unwrap();
+        services.breaker_record("m:f", &policy, true).await;
+        services.breaker_allow("m:f", &policy).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn memory_cache_entries_expire_on_the_injected_clock() {
+        let (t, clock) = manual_clock();
+        let services = MemoryServices::with_clock(clock);
+        services
+            .cache_put("k", &json!(1), Duration::from_secs(60))
+            .await;
+        *t.lock().unwrap() += 59.0;
+        assert_eq!(services.cache_get("k").await, Some(json!(1)));
+        *t.lock().unwrap() += 1.0;
+        assert_eq!(services.cache_get("k").await, None);
     }
 }

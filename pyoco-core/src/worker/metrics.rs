@@ -1,7 +1,7 @@
 //! The worker's own Prometheus metrics: per-callable task counts and time, and runs finished
 //! by status. Rendered by `metrics-exporter-prometheus` from a recorder owned by the worker
 //! (never installed globally, so several workers in one process stay apart). The
-//! `pyoco-worker` binary serves them on `--metrics-addr`.
+//! `pyoco-worker` binary serves them on `--metrics-addr` with [`serve_metrics`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,6 +75,39 @@ impl TaskMetrics {
     }
 }
 
+/// Serves `GET /metrics` (Prometheus text) for one worker on `listener` until `shutdown`
+/// resolves; the caller awaits it so the server is drained with the worker, not leaked.
+/// Needs axum, which feature `gateway` brings.
+#[cfg(feature = "gateway")]
+pub async fn serve_metrics<F>(
+    listener: tokio::net::TcpListener,
+    metrics: TaskMetrics,
+    shutdown: F,
+) -> std::io::Result<()>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    use axum::routing::get;
+    let app = axum::Router::new().route(
+        "/metrics",
+        get(move || {
+            let metrics = metrics.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    metrics.render(),
+                )
+            }
+        }),
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
 /// The worker's task services: shared cache and breakers, plus its own counters.
 #[derive(Debug)]
 pub(super) struct WorkerServices {
@@ -136,5 +169,36 @@ mod tests {
             text.contains("pyoco_worker_runs_total{status=\"COMPLETED\"} 1"),
             "{text}"
         );
+    }
+
+    #[cfg(feature = "gateway")]
+    #[tokio::test]
+    async fn the_metrics_server_answers_and_stops_on_shutdown() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let m = TaskMetrics::default();
+        m.run_finished("FAILED");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_metrics(listener, m, async {
+            stopped.await.ok();
+        }));
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut reply = String::new();
+        conn.read_to_string(&mut reply).await.unwrap();
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        assert!(
+            reply.contains("pyoco_worker_runs_total{status=\"FAILED\"} 1"),
+            "{reply}"
+        );
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("server stops on shutdown")
+            .unwrap()
+            .unwrap();
     }
 }

@@ -11,6 +11,8 @@ use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::shutdown::{StopSignal, signal_group};
+
 /// Between SIGTERM and SIGKILL: time for the processes to clean up.
 pub(super) const KILL_GRACE: Duration = Duration::from_secs(2);
 
@@ -72,7 +74,7 @@ impl Drop for Group {
         let Some(pgid) = self.pgid.take() else {
             return;
         };
-        signal_group("TERM", pgid);
+        signal_group(StopSignal::Term, pgid);
         let child = self.child.take();
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
@@ -85,21 +87,12 @@ impl Drop for Group {
                         tokio::time::sleep(KILL_GRACE).await;
                     }
                     // Also stops members that ignored SIGTERM or outlived the main process.
-                    signal_group("KILL", pgid);
+                    signal_group(StopSignal::Kill, pgid);
                 });
             }
-            Err(_) => signal_group("KILL", pgid),
+            Err(_) => signal_group(StopSignal::Kill, pgid),
         }
     }
-}
-
-fn signal_group(signal: &str, pgid: u32) {
-    // `kill` takes a negative pid as "the process group"; `--` keeps it from being an option.
-    let _ = std::process::Command::new("kill")
-        .args([&format!("-{signal}"), "--", &format!("-{pgid}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
 }
 
 /// Runs `command` in a new process group with `stdin` written to it, until it exits, `cancel`

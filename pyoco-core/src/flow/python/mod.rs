@@ -58,9 +58,7 @@ impl Drop for Busy {
             return;
         };
         if let Some(pid) = runner.child.id() {
-            let _ = std::process::Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status();
+            crate::shutdown::terminate_process(pid);
         }
         let grace = self.grace;
         // Give the task a chance to clean up, then make sure the process is gone.

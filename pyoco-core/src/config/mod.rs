@@ -1,0 +1,587 @@
+//! Configuration: every `PYOCO_*` variable of pyoco-server, with the same names and defaults.
+//!
+//! Precedence is defaults < `.env` file < process environment < command-line flags (the
+//! binaries apply flags on top of [`Config::from_env`]). Unlike the original, a value that does
+//! not parse is an error naming the variable instead of a silent fallback to the default.
+//!
+//! Each variable is declared once, in the `config_table!` invocation below: its field, type,
+//! default, parser, where it may come from and whether pyoco acts on it yet. The struct,
+//! [`Default`], the parsing in [`Config::from_sources`], [`VARIABLES`], [`VARS`] and
+//! [`Config::unimplemented_in_use`] are all generated from that one table.
+
+mod parse;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use parse::parse_dotenv;
+use parse::{invalid, nonempty};
+
+/// A variable had a value that could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{name}={value:?} is invalid: {reason}")]
+#[non_exhaustive]
+pub struct ConfigError {
+    /// The variable's name, e.g. `PYOCO_CONSUMER_MAX_DELIVER`.
+    pub name: String,
+    pub value: String,
+    pub reason: String,
+}
+
+/// How the gateway authenticates requests (`PYOCO_HTTP_AUTH_MODE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthMode {
+    None,
+    ApiKey,
+}
+
+/// `PYOCO_LOG_FORMAT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// Where a variable's value may come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Source {
+    /// The process environment, else the `.env` file.
+    Any,
+    /// The process environment only (the original never reads these from `.env`).
+    ProcessOnly,
+}
+
+/// Whether pyoco acts on a variable yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Status {
+    Implemented,
+    /// Accepted and validated for compatibility with the original, but no pyoco code acts on
+    /// it yet; setting it logs a warning at start-up ([`Config::unimplemented_in_use`]).
+    Reserved,
+}
+
+/// One row of the variable table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Var {
+    pub name: &'static str,
+    /// The `Config` field it sets.
+    pub field: &'static str,
+    pub source: Source,
+    pub status: Status,
+    /// What it means (the field's doc comment).
+    pub doc: &'static str,
+}
+
+/// The variables that only decide where values come from (not `Config` fields).
+pub const SOURCE_VARIABLES: &[&str] = &["PYOCO_LOAD_DOTENV", "PYOCO_ENV_FILE"];
+
+macro_rules! config_table {
+    (
+        fixed {
+            $( $(#[doc = $fdoc:literal])+ $ffield:ident: $fty:ty = $fdefault:expr; )*
+        }
+        vars {
+            $(
+                $(#[doc = $doc:literal])+
+                $env:literal => $field:ident: $ty:ty = $default:expr,
+                    $parse:path, $source:ident, $status:ident;
+            )*
+        }
+    ) => {
+        /// Every setting of gateway, worker and client. Field names follow the variables.
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct Config {
+            $( $(#[doc = $fdoc])+ pub $ffield: $fty, )*
+            $( $(#[doc = $doc])+ #[doc = concat!("\n\n`", $env, "`")] pub $field: $ty, )*
+        }
+
+        impl Default for Config {
+            fn default() -> Self {
+                Config {
+                    $( $ffield: $fdefault, )*
+                    $( $field: $default, )*
+                }
+            }
+        }
+
+        /// Every variable of the table, in declaration order.
+        pub const VARS: &[Var] = &[
+            $( Var {
+                name: $env,
+                field: stringify!($field),
+                source: Source::$source,
+                status: Status::$status,
+                doc: concat!($($doc),+),
+            }, )*
+        ];
+
+        /// Every variable [`Config::from_env`] reads (plus the process-only `.env` switches),
+        /// for documentation and the spec test.
+        pub const VARIABLES: &[&str] = &[$($env,)* "PYOCO_LOAD_DOTENV", "PYOCO_ENV_FILE"];
+
+        impl Config {
+            fn build<'a>(
+                read: &dyn Fn(Source, &str) -> Option<&'a str>,
+            ) -> Result<Config, ConfigError> {
+                let d = Config::default();
+                let config = Config {
+                    $( $ffield: d.$ffield, )*
+                    $( $field: match read(Source::$source, $env) {
+                        Some(v) => $parse($env, v)?,
+                        None => d.$field,
+                    }, )*
+                };
+                config.validate()?;
+                Ok(config)
+            }
+
+            /// The reserved variables ([`Status::Reserved`]) whose value differs from the
+            /// default: accepted, but pyoco does not act on them yet. The binaries log each
+            /// once at start-up.
+            pub fn unimplemented_in_use(&self) -> Vec<&'static str> {
+                let d = Config::default();
+                let mut out = Vec::new();
+                $(
+                    if Status::$status == Status::Reserved && self.$field != d.$field {
+                        out.push($env);
+                    }
+                )*
+                out
+            }
+        }
+    };
+}
+
+config_table! {
+    fixed {
+        /// Name of the WorkQueue stream. Not configurable in the original; kept as a field so
+        /// tests and deployments can prefix every NATS name.
+        work_stream: String = "PYOCO_WORK".into();
+        /// Durable consumer names are `<consumer_prefix>_<tag>` (not configurable either).
+        consumer_prefix: String = "pyoco_workers".into();
+    }
+    vars {
+        /// NATS server URL.
+        "PYOCO_NATS_URL" => nats_url: String = "nats://127.0.0.1:4222".into(),
+            parse::string, Any, Implemented;
+        /// Jobs go to `<prefix>.<tag>`; the work stream listens on `<prefix>.>`.
+        "PYOCO_WORK_SUBJECT_PREFIX" => work_subject_prefix: String = "pyoco.work".into(),
+            parse::string, Any, Implemented;
+        /// Routing tag of a submission without one, and of a worker started without tags.
+        "PYOCO_DEFAULT_TAG" => default_tag: String = "default".into(),
+            parse::tag, Any, Implemented;
+        /// KV bucket of run snapshots.
+        "PYOCO_RUNS_KV_BUCKET" => runs_kv_bucket: String = "pyoco_runs".into(),
+            parse::string, Any, Implemented;
+        /// KV bucket of worker records.
+        "PYOCO_WORKERS_KV_BUCKET" => workers_kv_bucket: String = "pyoco_workers".into(),
+            parse::string, Any, Implemented;
+        /// TTL of the worker bucket. A day, not the original's 15 s: records must outlive the
+        /// disconnect timeout or DISCONNECTED never shows; dead workers go after a day.
+        "PYOCO_WORKERS_KV_TTL_SEC" => workers_kv_ttl: Duration = Duration::from_secs(86_400),
+            parse::secs, Any, Implemented;
+        /// KV bucket of YAML schedules.
+        "PYOCO_YAML_SCHEDULES_KV_BUCKET" => yaml_schedules_kv_bucket: String =
+            "pyoco_yaml_schedules".into(), parse::string, Any, Implemented;
+        /// KV bucket of workflow bundles.
+        "PYOCO_WORKFLOW_BUNDLES_KV_BUCKET" => workflow_bundles_kv_bucket: String =
+            "pyoco_workflow_bundles".into(), parse::string, Any, Implemented;
+        /// KV bucket of parent/child run relations.
+        "PYOCO_RUN_RELATIONS_KV_BUCKET" => run_relations_kv_bucket: String =
+            "pyoco_run_relations".into(), parse::string, Any, Implemented;
+        /// Task results cached with `cache_ttl_sec` (our addition).
+        "PYOCO_TASK_CACHE_KV_BUCKET" => task_cache_kv_bucket: String =
+            "pyoco_task_cache".into(), parse::string, Any, Implemented;
+        /// Circuit breaker state per callable (our addition).
+        "PYOCO_CIRCUIT_BREAKERS_KV_BUCKET" => circuit_breakers_kv_bucket: String =
+            "pyoco_circuit_breakers".into(), parse::string, Any, Implemented;
+        /// How the gateway authenticates requests.
+        "PYOCO_HTTP_AUTH_MODE" => http_auth_mode: AuthMode = AuthMode::None,
+            parse::auth_mode, Any, Reserved;
+        /// Request header carrying the API key.
+        "PYOCO_HTTP_API_KEY_HEADER" => http_api_key_header: String = "X-API-Key".into(),
+            parse::string, Any, Reserved;
+        /// KV bucket of API keys.
+        "PYOCO_AUTH_KV_BUCKET" => auth_kv_bucket: String = "pyoco_auth".into(),
+            parse::string, Any, Implemented;
+        /// Secret mixed into API key hashes.
+        "PYOCO_AUTH_PEPPER" => auth_pepper: Option<String> = None,
+            parse::optional_string, Any, Reserved;
+        /// How often a running run's snapshot is rewritten (and a cancel noticed).
+        "PYOCO_RUN_HEARTBEAT_INTERVAL_SEC" => run_heartbeat_interval: Duration =
+            Duration::from_secs(1), parse::secs_at_least_100ms, Any, Implemented;
+        /// How often the worker record is rewritten.
+        "PYOCO_WORKER_HEARTBEAT_INTERVAL_SEC" => worker_heartbeat_interval: Duration =
+            Duration::from_secs(5), parse::secs_at_least_100ms, Any, Implemented;
+        /// A RUNNING/IDLE worker silent for longer is shown DISCONNECTED.
+        "PYOCO_WORKER_DISCONNECT_TIMEOUT_SEC" => worker_disconnect_timeout: Duration =
+            Duration::from_secs(20), parse::secs, Any, Implemented;
+        /// How long a cancelled task may clean up before it is killed.
+        "PYOCO_CANCEL_GRACE_PERIOD_SEC" => cancel_grace_period: Duration =
+            Duration::from_secs(30), parse::secs, Any, Implemented;
+        /// Interval of in-progress acks. Zero disables them.
+        "PYOCO_ACK_PROGRESS_INTERVAL_SEC" => ack_progress_interval: Duration =
+            Duration::from_secs(10), parse::secs, Any, Implemented;
+        /// Consumer ack wait.
+        "PYOCO_CONSUMER_ACK_WAIT_SEC" => consumer_ack_wait: Duration = Duration::from_secs(30),
+            parse::secs, Any, Implemented;
+        /// Consumer delivery limit (-1: unlimited).
+        "PYOCO_CONSUMER_MAX_DELIVER" => consumer_max_deliver: i64 = 20,
+            parse::int, Any, Implemented;
+        /// Consumer max ack pending (-1: unlimited).
+        "PYOCO_CONSUMER_MAX_ACK_PENDING" => consumer_max_ack_pending: i64 = 200,
+            parse::int, Any, Implemented;
+        /// Name of the dead-letter stream.
+        "PYOCO_DLQ_STREAM" => dlq_stream: String = "PYOCO_DLQ".into(),
+            parse::string, Any, Implemented;
+        /// DLQ messages go to `<prefix>.<tag>`.
+        "PYOCO_DLQ_SUBJECT_PREFIX" => dlq_subject_prefix: String = "pyoco.dlq".into(),
+            parse::string, Any, Implemented;
+        /// DLQ stream max age (at creation).
+        "PYOCO_DLQ_MAX_AGE_SEC" => dlq_max_age: Duration = Duration::from_secs(604_800),
+            parse::secs, Any, Implemented;
+        /// DLQ stream max messages (at creation).
+        "PYOCO_DLQ_MAX_MSGS" => dlq_max_msgs: i64 = 100_000, parse::int, Any, Implemented;
+        /// DLQ stream max bytes (at creation).
+        "PYOCO_DLQ_MAX_BYTES" => dlq_max_bytes: i64 = 536_870_912,
+            parse::int, Any, Implemented;
+        /// Dead-letter task failures (`execution_error`).
+        "PYOCO_DLQ_PUBLISH_EXECUTION_ERROR" => dlq_publish_execution_error: bool = true,
+            parse::boolean, Any, Implemented;
+        /// Snapshots larger than this are written without `task_records`. Zero disables
+        /// snapshot compaction.
+        "PYOCO_MAX_RUN_SNAPSHOT_BYTES" => max_run_snapshot_bytes: usize = 262_144,
+            parse::size, Any, Implemented;
+        /// Object store of the wheel registry.
+        "PYOCO_WHEEL_OBJECT_STORE_BUCKET" => wheel_object_store_bucket: String =
+            "pyoco_wheels".into(), parse::string, Any, Implemented;
+        /// Largest accepted wheel upload, and the max size of the wheel object store.
+        "PYOCO_WHEEL_MAX_BYTES" => wheel_max_bytes: u64 = 536_870_912,
+            parse::size_u64, Any, Implemented;
+        /// Workers install wheels from the registry.
+        "PYOCO_WHEEL_SYNC_ENABLED" => wheel_sync_enabled: bool = false,
+            parse::boolean, Any, Implemented;
+        /// Where synced wheels and their manifest are kept.
+        "PYOCO_WHEEL_SYNC_DIR" => wheel_sync_dir: PathBuf = PathBuf::from(".pyoco/wheels"),
+            parse::path, Any, Implemented;
+        /// Time between wheel syncs.
+        "PYOCO_WHEEL_SYNC_INTERVAL_SEC" => wheel_sync_interval: Duration =
+            Duration::from_secs(10), parse::secs, Any, Implemented;
+        /// Time limit of one `pip install`/`pip uninstall`.
+        "PYOCO_WHEEL_INSTALL_TIMEOUT_SEC" => wheel_install_timeout: Duration =
+            Duration::from_secs(180), parse::secs, Any, Implemented;
+        /// KV bucket of wheel upload/delete events.
+        "PYOCO_WHEEL_HISTORY_KV_BUCKET" => wheel_history_kv_bucket: String =
+            "pyoco_wheel_history".into(), parse::string, Any, Implemented;
+        /// TTL of the wheel history bucket (at creation).
+        "PYOCO_WHEEL_HISTORY_TTL_SEC" => wheel_history_ttl: Duration =
+            Duration::from_secs(7_776_000), parse::secs, Any, Implemented;
+        /// Largest accepted `flow.yaml` upload.
+        "PYOCO_WORKFLOW_YAML_MAX_BYTES" => workflow_yaml_max_bytes: usize = 262_144,
+            parse::size, Any, Implemented;
+        /// Schedule dispatch interval.
+        "PYOCO_SCHEDULE_POLL_INTERVAL_SEC" => schedule_poll_interval: Duration =
+            Duration::from_secs(1), parse::secs_at_least_200ms, Any, Reserved;
+        /// Largest accepted bundle upload.
+        "PYOCO_WORKFLOW_BUNDLE_MAX_BYTES" => workflow_bundle_max_bytes: usize = 262_144,
+            parse::size, Any, Reserved;
+        /// Bundle runs wait for approval.
+        "PYOCO_SPAWN_REQUIRES_APPROVAL" => spawn_requires_approval: bool = true,
+            parse::boolean, Any, Reserved;
+        /// Child runs per bundle run.
+        "PYOCO_SPAWN_MAX_CHILD_RUNS" => spawn_max_child_runs: i64 = 100,
+            parse::int, Any, Reserved;
+        /// Child runs running at once.
+        "PYOCO_SPAWN_MAX_PARALLEL_CHILD_RUNS" => spawn_max_parallel_child_runs: i64 = 8,
+            parse::int, Any, Reserved;
+        /// Routing tag of child runs (empty: the parent's tag).
+        "PYOCO_SPAWN_CHILD_TAG" => spawn_child_tag: String = String::new(),
+            parse::string, Any, Reserved;
+        /// How long a parent waits for a child.
+        "PYOCO_SPAWN_TIMEOUT_SEC" => spawn_timeout: Duration = Duration::from_secs(3600),
+            parse::secs, Any, Reserved;
+        /// How often a parent checks its children.
+        "PYOCO_SPAWN_POLL_INTERVAL_SEC" => spawn_poll_interval: Duration =
+            Duration::from_millis(200), parse::secs, Any, Reserved;
+        /// Dashboard language: `auto`, `ja` or `en`.
+        "PYOCO_DASHBOARD_LANG" => dashboard_lang: String = "auto".into(),
+            parse::dashboard_lang, Any, Reserved;
+        /// Interpreter of the Python task runner (our addition).
+        "PYOCO_PYTHON" => python: String = "python3".into(), parse::string, Any, Implemented;
+        /// Log level (`RUST_LOG` overrides it).
+        "PYOCO_LOG_LEVEL" => log_level: String = "INFO".into(),
+            parse::log_level, ProcessOnly, Implemented;
+        /// `json` (one JSON object per line) or `text`.
+        "PYOCO_LOG_FORMAT" => log_format: LogFormat = LogFormat::Json,
+            parse::log_format, ProcessOnly, Implemented;
+        /// Timestamps in UTC.
+        "PYOCO_LOG_UTC" => log_utc: bool = true, parse::boolean, ProcessOnly, Reserved;
+        /// Include error details in logs.
+        "PYOCO_LOG_INCLUDE_TRACEBACK" => log_include_traceback: bool = true,
+            parse::boolean, ProcessOnly, Reserved;
+    }
+}
+
+impl Config {
+    /// Reads the process environment, falling back to the `.env` file (`PYOCO_ENV_FILE`,
+    /// default `.env`, unless `PYOCO_LOAD_DOTENV` is false), then to the defaults.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        let process: HashMap<String, String> = std::env::vars().collect();
+        Config::from_sources(&process)
+    }
+
+    /// Like [`Config::from_env`] but from an explicit process environment (for tests).
+    pub fn from_sources(process: &HashMap<String, String>) -> Result<Config, ConfigError> {
+        let load_dotenv = match nonempty(process.get("PYOCO_LOAD_DOTENV")) {
+            Some(v) => parse::boolean("PYOCO_LOAD_DOTENV", v)?,
+            None => true,
+        };
+        let dotenv = if load_dotenv {
+            let file = nonempty(process.get("PYOCO_ENV_FILE")).unwrap_or(".env");
+            parse::read_dotenv(&parse::expand_home(file, process.get("HOME")))
+        } else {
+            HashMap::new()
+        };
+        Config::build(&|source, name| {
+            let from_process = nonempty(process.get(name));
+            match source {
+                Source::ProcessOnly => from_process,
+                Source::Any => from_process.or_else(|| nonempty(dotenv.get(name))),
+            }
+        })
+    }
+
+    /// Cross-field checks and name checks.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.consumer_max_deliver == 0 || self.consumer_max_deliver < -1 {
+            return Err(invalid(
+                "PYOCO_CONSUMER_MAX_DELIVER",
+                &self.consumer_max_deliver.to_string(),
+                "expected a positive number (or -1 for unlimited)",
+            ));
+        }
+        if self.consumer_max_ack_pending == 0 || self.consumer_max_ack_pending < -1 {
+            return Err(invalid(
+                "PYOCO_CONSUMER_MAX_ACK_PENDING",
+                &self.consumer_max_ack_pending.to_string(),
+                "expected a positive number (or -1 for unlimited)",
+            ));
+        }
+        if self.consumer_ack_wait < Duration::from_millis(100) {
+            return Err(invalid(
+                "PYOCO_CONSUMER_ACK_WAIT_SEC",
+                &self.consumer_ack_wait.as_secs_f64().to_string(),
+                "must be at least 0.1 seconds",
+            ));
+        }
+        for (name, value) in [
+            ("PYOCO_RUNS_KV_BUCKET", &self.runs_kv_bucket),
+            ("PYOCO_WORKERS_KV_BUCKET", &self.workers_kv_bucket),
+            (
+                "PYOCO_YAML_SCHEDULES_KV_BUCKET",
+                &self.yaml_schedules_kv_bucket,
+            ),
+            (
+                "PYOCO_WORKFLOW_BUNDLES_KV_BUCKET",
+                &self.workflow_bundles_kv_bucket,
+            ),
+            (
+                "PYOCO_RUN_RELATIONS_KV_BUCKET",
+                &self.run_relations_kv_bucket,
+            ),
+            ("PYOCO_TASK_CACHE_KV_BUCKET", &self.task_cache_kv_bucket),
+            (
+                "PYOCO_CIRCUIT_BREAKERS_KV_BUCKET",
+                &self.circuit_breakers_kv_bucket,
+            ),
+            ("PYOCO_AUTH_KV_BUCKET", &self.auth_kv_bucket),
+            (
+                "PYOCO_WHEEL_OBJECT_STORE_BUCKET",
+                &self.wheel_object_store_bucket,
+            ),
+            (
+                "PYOCO_WHEEL_HISTORY_KV_BUCKET",
+                &self.wheel_history_kv_bucket,
+            ),
+            ("PYOCO_DLQ_STREAM", &self.dlq_stream),
+        ] {
+            if value.is_empty()
+                || !value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(invalid(
+                    name,
+                    value,
+                    "only letters, digits, '_' and '-' are allowed",
+                ));
+            }
+        }
+        for (name, value) in [
+            ("PYOCO_WORK_SUBJECT_PREFIX", &self.work_subject_prefix),
+            ("PYOCO_DLQ_SUBJECT_PREFIX", &self.dlq_subject_prefix),
+        ] {
+            if value.is_empty()
+                || value.contains(['*', '>', ' '])
+                || value.starts_with('.')
+                || value.ends_with('.')
+            {
+                return Err(invalid(
+                    name,
+                    value,
+                    "expected a subject prefix such as pyoco.work",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The in-progress ack interval actually used: kept below the consumer's ack wait, as the
+    /// original does, so a long task never outlives its lease.
+    pub fn effective_ack_progress_interval(&self) -> Option<Duration> {
+        if self.ack_progress_interval.is_zero() {
+            return None;
+        }
+        if self.ack_progress_interval >= self.consumer_ack_wait {
+            return Some((self.consumer_ack_wait / 2).max(Duration::from_millis(50)));
+        }
+        Some(self.ack_progress_interval)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        let mut m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        m.insert("PYOCO_LOAD_DOTENV".into(), "0".into());
+        m
+    }
+
+    #[test]
+    fn defaults_match_the_original() {
+        let c = Config::from_sources(&env(&[])).unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.nats_url, "nats://127.0.0.1:4222");
+        assert_eq!(c.consumer_max_deliver, 20);
+        assert_eq!(c.max_run_snapshot_bytes, 262_144);
+    }
+
+    #[test]
+    fn invalid_value_names_the_variable() {
+        let err =
+            Config::from_sources(&env(&[("PYOCO_CONSUMER_MAX_DELIVER", "lots")])).unwrap_err();
+        assert_eq!(err.name, "PYOCO_CONSUMER_MAX_DELIVER");
+        assert!(err.to_string().contains("PYOCO_CONSUMER_MAX_DELIVER"));
+        let err = Config::from_sources(&env(&[("PYOCO_DEFAULT_TAG", "a.b")])).unwrap_err();
+        assert_eq!(err.name, "PYOCO_DEFAULT_TAG");
+        let err = Config::from_sources(&env(&[("PYOCO_WHEEL_SYNC_ENABLED", "maybe")])).unwrap_err();
+        assert_eq!(err.name, "PYOCO_WHEEL_SYNC_ENABLED");
+        for (name, value) in [
+            ("PYOCO_MAX_RUN_SNAPSHOT_BYTES", "-1"),
+            ("PYOCO_CONSUMER_MAX_ACK_PENDING", "0"),
+            ("PYOCO_LOG_LEVEL", "loud"),
+            ("PYOCO_RUN_HEARTBEAT_INTERVAL_SEC", "-2"),
+        ] {
+            assert_eq!(
+                Config::from_sources(&env(&[(name, value)]))
+                    .unwrap_err()
+                    .name,
+                name
+            );
+        }
+    }
+
+    #[test]
+    fn empty_values_mean_default_and_env_beats_dotenv() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("my.env");
+        std::fs::write(
+            &file,
+            "# comment\nexport PYOCO_DEFAULT_TAG=gpu\nPYOCO_NATS_URL=\"nats://x:1\"\nPYOCO_DLQ_MAX_MSGS=5 # five\n",
+        )
+        .unwrap();
+        let mut e = HashMap::new();
+        e.insert("PYOCO_ENV_FILE".to_string(), file.display().to_string());
+        e.insert("PYOCO_DLQ_MAX_MSGS".to_string(), "".to_string());
+        e.insert("PYOCO_NATS_URL".to_string(), "nats://y:2".to_string());
+        let c = Config::from_sources(&e).unwrap();
+        assert_eq!(c.default_tag, "gpu");
+        assert_eq!(c.nats_url, "nats://y:2");
+        assert_eq!(c.dlq_max_msgs, 5);
+    }
+
+    #[test]
+    fn ack_progress_stays_below_ack_wait() {
+        let c = Config::from_sources(&env(&[("PYOCO_CONSUMER_ACK_WAIT_SEC", "2")])).unwrap();
+        assert_eq!(
+            c.effective_ack_progress_interval(),
+            Some(Duration::from_secs(1))
+        );
+        let c = Config::from_sources(&env(&[("PYOCO_ACK_PROGRESS_INTERVAL_SEC", "0")])).unwrap();
+        assert_eq!(c.effective_ack_progress_interval(), None);
+    }
+
+    #[test]
+    fn reserved_variables_warn_only_when_set() {
+        assert!(Config::default().unimplemented_in_use().is_empty());
+        let c = Config::from_sources(&env(&[
+            ("PYOCO_HTTP_AUTH_MODE", "API_KEY"),
+            ("PYOCO_SPAWN_MAX_CHILD_RUNS", "3"),
+            ("PYOCO_NATS_URL", "nats://elsewhere:4222"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.unimplemented_in_use(),
+            vec!["PYOCO_HTTP_AUTH_MODE", "PYOCO_SPAWN_MAX_CHILD_RUNS"]
+        );
+    }
+
+    #[test]
+    fn process_only_variables_ignore_the_dotenv_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(".env");
+        std::fs::write(&file, "PYOCO_LOG_FORMAT=text\nPYOCO_PYTHON=py3\n").unwrap();
+        let mut e = HashMap::new();
+        e.insert("PYOCO_ENV_FILE".to_string(), file.display().to_string());
+        let c = Config::from_sources(&e).unwrap();
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.python, "py3");
+    }
+
+    #[test]
+    fn the_table_agrees_with_the_spec_on_reserved_variables() {
+        let spec = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../spec/config.md"));
+        let mut reserved_in_spec: Vec<&str> = spec
+            .lines()
+            .filter(|l| l.starts_with("| `PYOCO_"))
+            .filter(|l| {
+                l.trim_end_matches('|')
+                    .rsplit('|')
+                    .next()
+                    .is_some_and(|used_by| used_by.trim().starts_with("reserved"))
+            })
+            .filter_map(|l| l.split('`').nth(1))
+            .collect();
+        reserved_in_spec.sort_unstable();
+        let mut reserved: Vec<&str> = VARS
+            .iter()
+            .filter(|v| v.status == Status::Reserved)
+            .map(|v| v.name)
+            .collect();
+        reserved.sort_unstable();
+        assert_eq!(reserved, reserved_in_spec);
+        assert!(VARS.iter().all(|v| !v.doc.trim().is_empty()));
+        assert_eq!(VARIABLES.len(), VARS.len() + SOURCE_VARIABLES.len());
+    }
+}

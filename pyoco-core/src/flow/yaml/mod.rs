@@ -1,0 +1,318 @@
+//! `flow.yaml` parsing and strict validation.
+//!
+//! The checks, their order and their reason codes follow the original's
+//! `parse_workflow_yaml_bytes`; two checks of our own run last
+//! (`invalid_flow_graph`, `unknown_graph_task`). `spec/flow-yaml.md` is the
+//! user-facing contract.
+//!
+//! YAML is parsed with serde_yaml, i.e. YAML 1.2, while the original uses
+//! PyYAML's YAML 1.1. Known differences: `yes`/`no`/`on`/`off` stay strings
+//! (PyYAML makes them booleans), dates stay strings, `017` is a string rather
+//! than an octal number, and duplicate mapping keys are rejected
+//! (`invalid_yaml`) where PyYAML keeps the last one. Merge keys (`<<`) are
+//! applied with PyYAML's precedence and key order. Tags other than the core
+//! ones and non-finite floats (`.inf`, `.nan`) give `invalid_yaml` because the
+//! values must be representable as JSON.
+
+use serde_json::{Map, Value as Json};
+use serde_yaml::{Mapping, Value as Yaml};
+use sha2::{Digest, Sha256};
+
+use crate::flow::graph::{self, Graph};
+use values::{key_string, normalize, parse_python_int, py_repr, to_json};
+
+#[cfg(test)]
+mod tests;
+mod values;
+
+/// Allowed top-level keys.
+pub const TOP_LEVEL_KEYS: &[&str] = &["version", "flow", "tasks", "runtime"];
+/// Allowed keys of `flow`.
+pub const FLOW_KEYS: &[&str] = &["graph", "defaults"];
+/// Allowed keys of a task: the original's three, then our policy keys
+/// ([`super::policy::POLICY_KEYS`]).
+pub const TASK_KEYS: &[&str] = &[
+    "callable",
+    "inputs",
+    "outputs",
+    "retries",
+    "retry_backoff_ms",
+    "retry_backoff_multiplier",
+    "retry_backoff_max_ms",
+    "timeout_sec",
+    "fail_policy",
+    "cache_ttl_sec",
+    "circuit_breaker",
+];
+/// Allowed keys of `runtime`.
+pub const RUNTIME_KEYS: &[&str] = &["expose_env"];
+
+/// Every reason code this module can return, for the spec-vs-code test.
+pub const REASON_CODES: &[&str] = &[
+    "invalid_utf8",
+    "invalid_yaml",
+    "yaml_too_large",
+    "yaml_too_deep",
+    "invalid_yaml_tag",
+    "invalid_yaml_root",
+    "unsupported_key_flows",
+    "unsupported_key_discovery",
+    "unknown_top_level_keys",
+    "missing_flow",
+    "invalid_flow",
+    "unknown_flow_keys",
+    "missing_flow_graph",
+    "invalid_flow_defaults",
+    "invalid_tasks",
+    "invalid_task_name",
+    "invalid_task_config",
+    "unknown_task_keys",
+    "invalid_task_callable",
+    "invalid_task_inputs",
+    "invalid_task_outputs",
+    "invalid_task_retries",
+    "invalid_task_timeout",
+    "invalid_task_fail_policy",
+    "invalid_task_cache_ttl",
+    "invalid_task_circuit_breaker",
+    "invalid_runtime",
+    "unknown_runtime_keys",
+    "invalid_runtime_expose_env",
+    "invalid_version",
+    "invalid_flow_graph",
+    "unknown_graph_task",
+];
+
+/// A validated single-flow `flow.yaml`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlowSpec {
+    pub version: i64,
+    /// `flow.graph` exactly as written.
+    pub graph_source: String,
+    pub graph: Graph,
+    /// `flow.defaults`: the run's params.
+    pub defaults: Map<String, Json>,
+    /// Every task defined under `tasks`, in the order written.
+    pub tasks: Vec<TaskSpec>,
+    /// `runtime.expose_env` (parsed; the original ignores it too).
+    pub expose_env: Vec<String>,
+}
+
+/// One entry of `tasks`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskSpec {
+    pub name: String,
+    /// `module:attribute`, if given.
+    pub callable: Option<String>,
+    pub inputs: Map<String, Json>,
+    pub outputs: Vec<String>,
+    /// Retries, timeout, fail policy, cache and circuit breaker (our additions).
+    pub policy: super::policy::TaskPolicy,
+}
+
+impl FlowSpec {
+    /// The task called `name`.
+    pub fn task(&self, name: &str) -> Option<&TaskSpec> {
+        self.tasks.iter().find(|t| t.name == name)
+    }
+}
+
+/// A rejected `flow.yaml`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct YamlError {
+    /// Just the code, e.g. `unknown_task_keys`.
+    pub code: &'static str,
+    /// The full reason, e.g. `unknown_task_keys: train: ['use']`.
+    pub reason: String,
+}
+
+impl YamlError {
+    fn code(code: &'static str) -> Self {
+        YamlError {
+            code,
+            reason: code.to_string(),
+        }
+    }
+
+    pub(crate) fn detail(code: &'static str, detail: impl std::fmt::Display) -> Self {
+        YamlError {
+            code,
+            reason: format!("{code}: {detail}"),
+        }
+    }
+}
+
+/// Hex SHA-256 of the raw upload.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Parses and validates a single-flow `flow.yaml`.
+pub fn parse_flow_yaml(bytes: &[u8]) -> Result<FlowSpec, YamlError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| YamlError::code("invalid_utf8"))?;
+    // Bounded: an alias bomb or a `!!python/...` tag is refused before anything is built.
+    let raw: Yaml = super::yaml_guard::load(text, super::yaml_guard::YamlLimits::default())
+        .map_err(|e| YamlError::code(e.reason()))?;
+    let doc = normalize(raw).ok_or_else(|| YamlError::code("invalid_yaml"))?;
+    let Yaml::Mapping(root) = doc else {
+        return Err(YamlError::code("invalid_yaml_root"));
+    };
+
+    if root.contains_key("flows") {
+        return Err(YamlError::code("unsupported_key_flows"));
+    }
+    if root.contains_key("discovery") {
+        return Err(YamlError::code("unsupported_key_discovery"));
+    }
+    check_keys(&root, TOP_LEVEL_KEYS, |keys| {
+        YamlError::detail("unknown_top_level_keys", keys)
+    })?;
+
+    let flow = match root.get("flow") {
+        None | Some(Yaml::Null) => return Err(YamlError::code("missing_flow")),
+        Some(Yaml::Mapping(flow)) => flow,
+        Some(_) => return Err(YamlError::code("invalid_flow")),
+    };
+    check_keys(flow, FLOW_KEYS, |keys| {
+        YamlError::detail("unknown_flow_keys", keys)
+    })?;
+    let graph_source = match flow.get("graph") {
+        Some(Yaml::String(s)) if !s.trim().is_empty() => s.clone(),
+        _ => return Err(YamlError::code("missing_flow_graph")),
+    };
+    let defaults = optional_map(flow.get("defaults"))
+        .ok_or_else(|| YamlError::code("invalid_flow_defaults"))?;
+
+    let empty = Mapping::new();
+    let task_map = match root.get("tasks") {
+        None | Some(Yaml::Null) => &empty,
+        Some(Yaml::Mapping(tasks)) => tasks,
+        Some(_) => return Err(YamlError::code("invalid_tasks")),
+    };
+    let mut tasks = Vec::with_capacity(task_map.len());
+    for (key, value) in task_map {
+        tasks.push(parse_task(key, value)?);
+    }
+
+    let runtime = match root.get("runtime") {
+        None | Some(Yaml::Null) => &empty,
+        Some(Yaml::Mapping(runtime)) => runtime,
+        Some(_) => return Err(YamlError::code("invalid_runtime")),
+    };
+    check_keys(runtime, RUNTIME_KEYS, |keys| {
+        YamlError::detail("unknown_runtime_keys", keys)
+    })?;
+    let expose_env = string_list(runtime.get("expose_env"))
+        .ok_or_else(|| YamlError::code("invalid_runtime_expose_env"))?;
+
+    let version = match root.get("version") {
+        None => 1,
+        Some(Yaml::Number(n)) => n
+            .as_i64()
+            .ok_or_else(|| YamlError::code("invalid_version"))?,
+        Some(Yaml::String(s)) => {
+            parse_python_int(s).ok_or_else(|| YamlError::code("invalid_version"))?
+        }
+        Some(_) => return Err(YamlError::code("invalid_version")),
+    };
+
+    // Our own checks, after all of the original's.
+    let graph =
+        graph::parse(&graph_source).map_err(|e| YamlError::detail("invalid_flow_graph", e))?;
+    let defined: std::collections::HashSet<&str> = tasks.iter().map(|t| t.name.as_str()).collect();
+    if let Some(unknown) = graph
+        .nodes
+        .iter()
+        .find(|node| !defined.contains(node.as_str()))
+    {
+        return Err(YamlError::detail("unknown_graph_task", unknown));
+    }
+
+    Ok(FlowSpec {
+        version,
+        graph_source,
+        graph,
+        defaults,
+        tasks,
+        expose_env,
+    })
+}
+
+fn parse_task(key: &Yaml, value: &Yaml) -> Result<TaskSpec, YamlError> {
+    let name = match key {
+        Yaml::String(s) if !s.trim().is_empty() => s.clone(),
+        _ => return Err(YamlError::code("invalid_task_name")),
+    };
+    let Yaml::Mapping(config) = value else {
+        return Err(YamlError::detail("invalid_task_config", &name));
+    };
+    check_keys(config, TASK_KEYS, |keys| {
+        YamlError::detail("unknown_task_keys", format!("{name}: {keys}"))
+    })?;
+    let callable = match config.get("callable") {
+        None | Some(Yaml::Null) => None,
+        Some(Yaml::String(s)) if s.contains(':') => Some(s.clone()),
+        Some(_) => return Err(YamlError::detail("invalid_task_callable", &name)),
+    };
+    let inputs = optional_map(config.get("inputs"))
+        .ok_or_else(|| YamlError::detail("invalid_task_inputs", &name))?;
+    let outputs = string_list(config.get("outputs"))
+        .ok_or_else(|| YamlError::detail("invalid_task_outputs", &name))?;
+    let policy = super::policy::parse(&name, config)?;
+    Ok(TaskSpec {
+        name,
+        callable,
+        inputs,
+        outputs,
+        policy,
+    })
+}
+
+/// Rejects keys outside `allowed`, listing them like Python's `repr(sorted(...))`.
+fn check_keys(
+    map: &Mapping,
+    allowed: &[&str],
+    error: impl FnOnce(String) -> YamlError,
+) -> Result<(), YamlError> {
+    let mut unknown: Vec<&Yaml> = map
+        .keys()
+        .filter(|k| !matches!(k, Yaml::String(s) if allowed.contains(&s.as_str())))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    // Python cannot sort mixed types at all; any stable order will do for those.
+    unknown.sort_by(|a, b| match (a, b) {
+        (Yaml::String(a), Yaml::String(b)) => a.cmp(b),
+        _ => py_repr(a).cmp(&py_repr(b)),
+    });
+    let items: Vec<String> = unknown.iter().map(|k| py_repr(k)).collect();
+    Err(error(format!("[{}]", items.join(", "))))
+}
+
+/// A mapping, or null/absent as `{}`; `None` for anything else.
+fn optional_map(value: Option<&Yaml>) -> Option<Map<String, Json>> {
+    match value {
+        None | Some(Yaml::Null) => Some(Map::new()),
+        Some(Yaml::Mapping(m)) => {
+            Some(m.iter().map(|(k, v)| (key_string(k), to_json(v))).collect())
+        }
+        Some(_) => None,
+    }
+}
+
+/// A list of strings, or absent as `[]`; `None` for anything else (null included).
+fn string_list(value: Option<&Yaml>) -> Option<Vec<String>> {
+    match value {
+        None => Some(Vec::new()),
+        Some(Yaml::Sequence(items)) => items
+            .iter()
+            .map(|item| match item {
+                Yaml::String(s) => Some(s.clone()),
+                _ => None,
+            })
+            .collect(),
+        Some(_) => None,
+    }
+}
