@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::config::Config;
 use crate::error::Error;
-use crate::flow::yaml::{parse_flow_yaml, sha256_hex};
+use crate::flow::yaml::{parse_flow_yaml_within, sha256_hex};
 use crate::model::{RunSnapshot, json};
 use crate::store::{NewRun, Store, YamlPayload};
 
@@ -66,7 +66,7 @@ impl NatsClient {
                 limit,
             });
         }
-        let spec = parse_flow_yaml(yaml)?;
+        let spec = parse_flow_yaml_within(yaml, self.store.config().yaml_limits())?;
         let text = String::from_utf8_lossy(yaml).into_owned();
         let run = NewRun {
             flow_name: flow_name.to_string(),

@@ -126,6 +126,14 @@ macro_rules! config_table {
         pub const VARIABLES: &[&str] = &[$($env,)* "PYOCO_LOAD_DOTENV", "PYOCO_ENV_FILE"];
 
         impl Config {
+    /// The YAML budget of this deployment (`PYOCO_YAML_MAX_NODES`, depth 64).
+    pub fn yaml_limits(&self) -> crate::flow::yaml_guard::YamlLimits {
+        crate::flow::yaml_guard::YamlLimits {
+            max_nodes: self.yaml_max_nodes,
+            ..Default::default()
+        }
+    }
+
             fn build<'a>(
                 read: &dyn Fn(Source, &str) -> Option<&'a str>,
             ) -> Result<Config, ConfigError> {
@@ -284,6 +292,18 @@ config_table! {
             Duration::from_secs(7_776_000), parse::secs, Any, Implemented;
         /// Largest accepted `flow.yaml` upload.
         "PYOCO_WORKFLOW_YAML_MAX_BYTES" => workflow_yaml_max_bytes: usize = 262_144,
+            parse::size, Any, Implemented;
+        /// Most nodes a YAML document may have once anchors and aliases are expanded (flow
+        /// uploads, the worker's flows directory); more is refused (`yaml_too_large`).
+        "PYOCO_YAML_MAX_NODES" => yaml_max_nodes: usize = 100_000,
+            parse::size, Any, Implemented;
+        /// A client must send a request's headers within this time, and a keep-alive
+        /// connection idle this long is closed (slow and parked clients cannot pile up).
+        "PYOCO_HTTP_HEADER_TIMEOUT_SEC" => http_header_timeout: Duration =
+            Duration::from_secs(10), parse::secs_at_least_100ms, Any, Implemented;
+        /// Most HTTP connections open at once; 0 means three quarters of the file-descriptor
+        /// limit. Connections past it are closed at once.
+        "PYOCO_HTTP_MAX_CONNECTIONS" => http_max_connections: usize = 0,
             parse::size, Any, Implemented;
         /// Schedule dispatch interval.
         "PYOCO_SCHEDULE_POLL_INTERVAL_SEC" => schedule_poll_interval: Duration =

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::extract::Request;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -65,16 +65,13 @@ where
 {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // HTTP/1.1 only, like the original's uvicorn. (hyper-util's auto builder first waits,
+    // without any timeout, for the bytes that tell HTTP/1 from HTTP/2: a client that connects
+    // and sends nothing would be kept forever.)
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(limits.header_timeout))
-        .keep_alive_timeout(limits.header_timeout);
     let builder = Arc::new(builder);
     tokio::pin!(shutdown);
     let mut last_refusal_log: Option<Instant> = None;
@@ -119,9 +116,8 @@ where
             }
         });
         let builder = builder.clone();
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
+        // No protocol upgrades: the API has no WebSocket or h2c route.
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
@@ -196,6 +192,9 @@ mod tests {
         for s in &mut trickling {
             assert!(closed_within(s, Duration::from_secs(3)).await);
         }
+        // So is a connection that never sends a byte.
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        assert!(closed_within(&mut silent, Duration::from_secs(3)).await);
         // A keep-alive connection left idle is closed by the same timer.
         let mut idle = TcpStream::connect(addr).await.unwrap();
         idle.write_all(b"GET /peer HTTP/1.1\r\nhost: x\r\n\r\n")

@@ -33,7 +33,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::{Extension, Router, middleware};
-use std::net::SocketAddr;
 use tokio::net::TcpListener;
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
@@ -79,8 +78,12 @@ impl GatewayState {
         let state = GatewayState::new(Arc::new(config), OnceCell::new());
         let bg = state.clone();
         state.spawn(async move {
-            // Doubling up to 2 s; to be replaced by the shared jittered `pyoco::backoff`.
-            let mut delay = Duration::from_millis(100);
+            let backoff = crate::backoff::Backoff::new(
+                Duration::from_millis(100),
+                2.0,
+                Duration::from_secs(2),
+            );
+            let mut attempt = 0;
             loop {
                 match Store::connect(bg.config.clone(), "pyoco-http-api").await {
                     Ok(store) => {
@@ -91,8 +94,8 @@ impl GatewayState {
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "gateway cannot reach NATS yet; retrying");
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(2));
+                        attempt += 1;
+                        tokio::time::sleep(backoff.jittered(attempt)).await;
                     }
                 }
             }
@@ -183,6 +186,8 @@ pub fn router(state: GatewayState) -> Router {
             metrics::track,
         ))
         .layer(Extension(http_metrics))
+        // Outermost: every answer (a 404, a metrics error, a panic) carries X-Request-Id.
+        .layer(middleware::from_fn(request_id::layer))
         .with_state(state)
 }
 
@@ -206,24 +211,21 @@ where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
     tracing::info!(addr = ?listener.local_addr().ok(), "gateway listening");
-    // With the peer address: the wheel history records where an upload came from.
-    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    // No Nagle delay: a small SSE event written while the previous one is unacknowledged
-    // would otherwise wait ~40 ms for the client's delayed ACK (see BENCHMARKS.md).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
-        }
-    });
+    let limits = listener::ConnectionLimits {
+        header_timeout: state.config.http_header_timeout,
+        max_connections: match state.config.http_max_connections {
+            0 => listener::default_max_connections(),
+            n => n,
+        },
+    };
     // On shutdown, stop the background tasks first: the SSE pumps end their streams, so the
     // graceful shutdown does not wait for open watches to time out.
     let stopping = state.clone();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            stopping.stop.cancel();
-        })
-        .await;
+    let served = listener::serve_with_limits(listener, router(state.clone()), limits, async move {
+        shutdown.await;
+        stopping.stop.cancel();
+    })
+    .await;
     state.shutdown().await;
     tracing::info!("gateway stopped");
     served

@@ -16,7 +16,7 @@ use super::extract::multipart::{Form, part_problem};
 use super::index::{Field, Query as IndexQuery};
 use super::query::QueryParams;
 use crate::error_code::ErrorCode;
-use crate::flow::yaml::{parse_flow_yaml, sha256_hex};
+use crate::flow::yaml::{parse_flow_yaml_within, sha256_hex};
 use crate::model::{WorkerState, is_valid_tag, now};
 use crate::store::{NewRun, SubmitError, YamlPayload};
 
@@ -84,7 +84,7 @@ pub async fn submit_yaml(
     if form.workflow_size > limit {
         return Err(workflow_too_large());
     }
-    let spec = parse_flow_yaml(&form.workflow).map_err(|e| {
+    let spec = parse_flow_yaml_within(&form.workflow, state.config.yaml_limits()).map_err(|e| {
         tracing::info!(reason = %e.reason, "invalid workflow yaml");
         ApiError::new(ErrorCode::InvalidWorkflowYaml, "invalid workflow yaml").with_reason(e.reason)
     })?;

@@ -272,7 +272,10 @@ fn key_event(entry: Result<kv::Entry, kv::WatcherError>) -> Result<KeyEvent, Sto
 
 /// KV keys may not be empty, contain spaces or wildcards, or start/end with a dot.
 pub fn is_valid_key(key: &str) -> bool {
-    !key.is_empty()
+    // Longer keys are no id pyoco makes, and a key is part of a subject: a few KB would
+    // exceed the server's control-line limit and cost the whole connection.
+    key.len() <= crate::model::ident::MAX_ID_LEN
+        && !key.is_empty()
         && !key.starts_with('.')
         && !key.ends_with('.')
         && key

@@ -42,15 +42,21 @@ pub enum WheelNameError {
     Tags(String),
 }
 
-/// The registry's name rule (`^[A-Za-z0-9._+-]+\.whl$`), checked before parsing: it keeps
-/// path separators and odd characters out of object names and URLs.
+/// The longest wheel file name accepted.
+pub const MAX_WHEEL_NAME_LEN: usize = 255;
+
+/// The registry's name rule (`^[A-Za-z0-9._+-]+\.whl$`, at most 255 characters), checked
+/// before parsing: it keeps path separators and odd characters out of object names and URLs.
 pub fn is_valid_wheel_name(name: &str) -> bool {
-    name.strip_suffix(".whl").is_some_and(|stem| {
-        !stem.is_empty()
-            && stem
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'+' | b'-'))
-    })
+    // 255: a file name on every common file system; the name also becomes (base64) part of an
+    // object-store subject, which must stay far below the server's control-line limit.
+    name.len() <= MAX_WHEEL_NAME_LEN
+        && name.strip_suffix(".whl").is_some_and(|stem| {
+            !stem.is_empty()
+                && stem
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'+' | b'-'))
+        })
 }
 
 /// PEP 503: lower case, every run of `-`, `_` and `.` becomes one `-`.

@@ -8,7 +8,7 @@ use super::terminal::{FinishedWith, fail_run};
 use super::{Worker, process::dlq_context};
 use crate::flow::engine::EngineState;
 use crate::flow::tasks::FlowLookupError;
-use crate::flow::yaml::{FlowSpec, parse_flow_yaml};
+use crate::flow::yaml::{FlowSpec, parse_flow_yaml_within};
 use crate::model::{DlqReason, Job, RunSnapshot, RunStatus, WorkerWrite, now};
 use crate::store::{StoreError, Versioned};
 
@@ -131,7 +131,7 @@ impl Worker {
 
     fn resolve(&self, job: &Job) -> Result<Arc<FlowSpec>, FlowProblem> {
         if let Some(yaml) = &job.workflow_yaml {
-            return parse_flow_yaml(yaml.as_bytes())
+            return parse_flow_yaml_within(yaml.as_bytes(), self.store.config().yaml_limits())
                 .map(Arc::new)
                 .map_err(|e| FlowProblem::Invalid(e.reason));
         }
@@ -163,8 +163,10 @@ mod tests {
 
     #[test]
     fn defaults_fill_only_missing_params_of_named_flows() {
-        let mut spec =
-            parse_flow_yaml(b"flow: {graph: a}\ntasks: {a: {callable: 'pyoco:echo'}}").unwrap();
+        let mut spec = crate::flow::yaml::parse_flow_yaml(
+            b"flow: {graph: a}\ntasks: {a: {callable: 'pyoco:echo'}}",
+        )
+        .unwrap();
         spec.defaults.insert("x".into(), json!(1));
         spec.defaults.insert("y".into(), json!(2));
         let job = Job::decode(br#"{"run_id":"r","flow_name":"f","params":{"y":3}}"#).unwrap();

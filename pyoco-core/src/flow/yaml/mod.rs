@@ -14,6 +14,7 @@
 //! ones and non-finite floats (`.inf`, `.nan`) give `invalid_yaml` because the
 //! values must be representable as JSON.
 
+pub use super::yaml_guard::YamlLimits;
 use serde_json::{Map, Value as Json};
 use serde_yaml::{Mapping, Value as Yaml};
 use sha2::{Digest, Sha256};
@@ -148,12 +149,17 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// Parses and validates a single-flow `flow.yaml`.
+/// Parses and validates a single-flow `flow.yaml` within the default YAML budget.
 pub fn parse_flow_yaml(bytes: &[u8]) -> Result<FlowSpec, YamlError> {
+    parse_flow_yaml_within(bytes, YamlLimits::default())
+}
+
+/// [`parse_flow_yaml`] with an explicit budget (`PYOCO_YAML_MAX_NODES`).
+pub fn parse_flow_yaml_within(bytes: &[u8], limits: YamlLimits) -> Result<FlowSpec, YamlError> {
     let text = std::str::from_utf8(bytes).map_err(|_| YamlError::code("invalid_utf8"))?;
     // Bounded: an alias bomb or a `!!python/...` tag is refused before anything is built.
-    let raw: Yaml = super::yaml_guard::load(text, super::yaml_guard::YamlLimits::default())
-        .map_err(|e| YamlError::code(e.reason()))?;
+    let raw: Yaml =
+        super::yaml_guard::load(text, limits).map_err(|e| YamlError::code(e.reason()))?;
     let doc = normalize(raw).ok_or_else(|| YamlError::code("invalid_yaml"))?;
     let Yaml::Mapping(root) = doc else {
         return Err(YamlError::code("invalid_yaml_root"));

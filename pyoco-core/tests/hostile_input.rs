@@ -1,0 +1,219 @@
+//! What a hostile client can send, against a real gateway and nats-server: YAML bombs and
+//! Python tags, ids and tags far past any sane length, slow and parked connections. Every
+//! answer is a 4xx, nothing is stored, the gateway's NATS connection never drops, and other
+//! clients keep being served.
+#![allow(clippy::unwrap_used)] // tests may panic on broken expectations
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use pyoco::gateway::GatewayState;
+use pyoco::testkit::{NatsServer, Stack, fast_config, multipart, wait_for};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn bomb(levels: usize) -> String {
+    let mut yaml = String::from(
+        "flow: {graph: a}\ntasks:\n  a:\n    callable: 'pyoco:echo'\n    inputs:\n      l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n",
+    );
+    for i in 1..=levels {
+        let refs = vec![format!("*l{}", i - 1); 10].join(", ");
+        yaml.push_str(&format!("      l{i}: &l{i} [{refs}]\n"));
+    }
+    yaml
+}
+
+async fn post_yaml(url: &str, yaml: &[u8], tag: Option<&str>) -> (u16, Value) {
+    let mut parts: Vec<(&str, Option<&str>, &[u8])> = vec![
+        ("workflow", Some("flow.yaml"), yaml),
+        ("flow_name", None, b"hostile"),
+    ];
+    if let Some(tag) = tag {
+        parts.push(("tag", None, tag.as_bytes()));
+    }
+    let (content_type, body) = multipart(&parts);
+    let r = reqwest::Client::new()
+        .post(format!("{url}/runs/yaml"))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+fn nats_connects(state: &GatewayState) -> u64 {
+    state
+        .store()
+        .unwrap()
+        .client()
+        .statistics()
+        .connects
+        .load(Ordering::Relaxed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn yaml_bombs_deep_nesting_and_python_tags_are_422_and_store_nothing() {
+    let stack = Stack::builder().no_worker().start().await;
+    let url = stack.gateway.url();
+    let started = Instant::now();
+    // 10^9 nodes once expanded; the text is under 1 KB.
+    let (status, body) = post_yaml(&url, bomb(8).as_bytes(), None).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["reason"], "yaml_too_large");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
+    let deep = format!(
+        "flow: {{graph: a}}\ntasks: {{a: {{callable: 'pyoco:echo', inputs: {{v: {}1{}}}}}}}\n",
+        "[".repeat(80),
+        "]".repeat(80)
+    );
+    let (status, body) = post_yaml(&url, deep.as_bytes(), None).await;
+    assert_eq!(
+        (status, body["reason"].clone()),
+        (422, json!("yaml_too_deep"))
+    );
+    for tagged in [
+        "flow: {graph: a}\ntasks: {a: {callable: 'pyoco:echo', inputs: {v: !!python/object/apply:os.system [id]}}}\n",
+        "flow: {graph: a}\ntasks: {a: {callable: 'pyoco:echo', inputs: {v: !custom 1}}}\n",
+    ] {
+        let (status, body) = post_yaml(&url, tagged.as_bytes(), None).await;
+        assert_eq!(status, 422, "{body}");
+        assert_eq!(body["code"], "invalid_workflow_yaml");
+        assert_eq!(body["reason"], "invalid_yaml_tag");
+    }
+    let runs: Value = reqwest::get(format!("{url}/runs"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(runs, json!([]), "nothing was stored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_ids_and_tags_are_4xx_and_never_cost_the_nats_connection() {
+    let stack = Stack::start().await;
+    let url = stack.gateway.url();
+    let connects = nats_connects(&stack.gateway.state);
+    let http = reqwest::Client::new();
+    // 60,000: past every NATS limit, under the longest URI an HTTP client library will send.
+    for len in [4096, 60_000] {
+        let id = "a".repeat(len);
+        let requests = [
+            http.get(format!("{url}/runs/{id}")),
+            http.get(format!("{url}/runs/{id}/tasks")),
+            http.get(format!("{url}/runs/{id}/watch")),
+            http.post(format!("{url}/runs/{id}/cancel")),
+            http.patch(format!("{url}/workers/{id}"))
+                .json(&json!({"hidden": true})),
+            http.get(format!("{url}/wheels/{id}.whl")),
+            http.delete(format!("{url}/wheels/{id}.whl")),
+            http.post(format!("{url}/runs"))
+                .json(&json!({"flow_name": "hello", "tag": id})),
+        ];
+        for request in requests {
+            let r = request.send().await.unwrap();
+            let status = r.status();
+            assert!(status.is_client_error(), "{len}: {status}");
+            // A path id that cannot exist is a plain 404 (up to the server's URI limit).
+            if len == 4096 && r.url().path().len() > 4096 && status != 422 {
+                assert_eq!(status, 404, "{}", r.url().path());
+            }
+        }
+        let yaml = b"flow: {graph: a}\ntasks: {a: {callable: 'pyoco:echo'}}\n";
+        let (status, _) = post_yaml(&url, yaml, Some(&id)).await;
+        assert_eq!(status, 422, "tag of {len}");
+    }
+    // Still connected, never reconnected, and a normal run goes through.
+    assert_eq!(nats_connects(&stack.gateway.state), connects);
+    let run = stack
+        .run_to_end(
+            "flow: {graph: a}\ntasks: {a: {callable: 'pyoco:echo', inputs: {value: 1}}}\n",
+            "after",
+        )
+        .await;
+    assert_eq!(run["status"], "COMPLETED");
+}
+
+/// True when the server closed the connection within `within`.
+async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 512];
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_and_trickling_connections_do_not_stop_other_clients() {
+    let server = NatsServer::start();
+    let mut config = fast_config(&server);
+    config.http_header_timeout = Duration::from_secs(1);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = GatewayState::connect(config);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(pyoco::gateway::serve_state(
+        listener,
+        state.clone(),
+        async {
+            stopped.await.ok();
+        },
+    ));
+    assert!(state.wait_connected(Duration::from_secs(10)).await);
+    let url = format!("http://{addr}");
+
+    let mut parked = Vec::new();
+    for i in 0..300 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        if i % 3 == 0 {
+            // Trickling: a few bytes of a request line, never the end of the headers.
+            s.write_all(b"GET /health HTTP/1.1\r\nHo").await.unwrap();
+        }
+        parked.push(s);
+    }
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    let health = http.get(format!("{url}/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let submitted = http
+        .post(format!("{url}/runs"))
+        .json(&json!({"flow_name": "hello"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(submitted.status(), 200);
+    // Generous: the point is "served now", not a latency figure (see BENCHMARKS.md).
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Every parked connection is closed by the header timeout.
+    for s in &mut parked {
+        assert!(closed_within(s, Duration::from_secs(5)).await);
+    }
+    wait_for("health after the purge", Duration::from_secs(5), || {
+        let http = http.clone();
+        let url = url.clone();
+        async move {
+            let r = http.get(format!("{url}/health")).send().await.ok()?;
+            (r.status() == 200).then_some(())
+        }
+    })
+    .await;
+    stop.send(()).ok();
+    served.await.unwrap().unwrap();
+}
