@@ -217,3 +217,75 @@ async fn parked_and_trickling_connections_do_not_stop_other_clients() {
     stop.send(()).ok();
     served.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_reset_right_after_a_submit_strand_no_run() {
+    let stack = Stack::start().await;
+    let addr = stack.gateway.addr;
+    let body = br#"{"flow_name":"hello","params":{"name":"reset"}}"#;
+    let request = format!(
+        "POST /runs HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut clients = Vec::new();
+    for i in 0..200 {
+        let request = request.clone();
+        clients.push(tokio::spawn(async move {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(request.as_bytes()).await.unwrap();
+            s.write_all(body).await.unwrap();
+            // Go away at spread-out moments, so many connections drop while their submit is
+            // half done (the snapshot written, the job not yet published).
+            tokio::time::sleep(Duration::from_micros((i % 40) * 250)).await;
+            if i % 2 == 0 {
+                // Reset: SO_LINGER 0 makes the close an RST, discarding the answer.
+                s.set_linger(Some(Duration::ZERO)).unwrap();
+            } else {
+                // Half-close, then go away without reading.
+                s.shutdown().await.ok();
+            }
+            drop(s);
+        }));
+    }
+    for c in clients {
+        c.await.unwrap();
+    }
+    let http = reqwest::Client::new();
+    let url = stack.gateway.url();
+    // No worker knows flow "hello": each accepted run ends FAILED (flow_not_found) — what
+    // matters is that it ends, i.e. that its job was published.
+    let runs: Vec<Value> = wait_for("no run left pending", Duration::from_secs(60), || {
+        let http = http.clone();
+        let url = url.clone();
+        async move {
+            let runs: Vec<Value> = http
+                .get(format!("{url}/runs?limit=200"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            runs.iter()
+                .all(|r| {
+                    ["COMPLETED", "FAILED", "CANCELLED"]
+                        .contains(&r["status"].as_str().unwrap_or(""))
+                })
+                .then_some(runs)
+        }
+    })
+    .await;
+    eprintln!(
+        "{} of 200 submits were accepted before their client went away",
+        runs.len()
+    );
+    assert!(
+        !runs.is_empty(),
+        "no submit reached the gateway: the test proved nothing"
+    );
+    assert!(runs.len() <= 200, "{}", runs.len());
+    let mut ids: Vec<&str> = runs.iter().filter_map(|r| r["run_id"].as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), runs.len(), "no run twice");
+}

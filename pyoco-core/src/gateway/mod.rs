@@ -123,6 +123,18 @@ impl GatewayState {
         });
     }
 
+    /// Runs `work` to its end whatever happens to the request that asked for it: a client
+    /// that disconnects drops the handler's future, and a submit cut between its snapshot
+    /// write and its job publish would leave a run PENDING forever. Not stopped by shutdown
+    /// (which waits for it instead).
+    pub(crate) fn spawn_to_end<F>(&self, work: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.tasks.spawn(work)
+    }
+
     /// Stops every background task and waits until they have ended. Open SSE watches end too,
     /// so a graceful HTTP shutdown does not wait for their timeouts.
     pub async fn shutdown(&self) {

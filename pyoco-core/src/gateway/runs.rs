@@ -18,7 +18,7 @@ use super::query::QueryParams;
 use crate::error_code::ErrorCode;
 use crate::flow::yaml::{parse_flow_yaml_within, sha256_hex};
 use crate::model::{WorkerState, is_valid_tag, now};
-use crate::store::{NewRun, SubmitError, YamlPayload};
+use crate::store::{NewRun, Store, SubmitError, YamlPayload};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -32,7 +32,7 @@ pub async fn submit(
     let body = json_body(body)?;
     let run = parse_submit(&body)?;
     let store = state.store()?;
-    let run_id = store.submit(run).await.map_err(submit_error)?;
+    let run_id = submit_to_end(&state, store, run).await?;
     Ok(Json(SubmitResponse::pending(run_id)))
 }
 
@@ -51,6 +51,20 @@ fn parse_submit(body: &Value) -> ApiResult<NewRun> {
         tags,
         ..Default::default()
     })
+}
+
+/// Submits in a task of its own: once accepted, a run's snapshot and job are both written (or
+/// the snapshot rolled back) even if the client goes away mid-request.
+async fn submit_to_end(state: &GatewayState, store: &Store, run: NewRun) -> ApiResult<String> {
+    let store = store.clone();
+    state
+        .spawn_to_end(async move { store.submit(run).await })
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "submit task failed");
+            ApiError::new(ErrorCode::InternalError, "internal error")
+        })?
+        .map_err(submit_error)
 }
 
 fn submit_error(e: SubmitError) -> ApiError {
@@ -108,7 +122,7 @@ pub async fn submit_yaml(
         }),
         ..Default::default()
     };
-    let run_id = store.submit(run).await.map_err(submit_error)?;
+    let run_id = submit_to_end(&state, store, run).await?;
     Ok(Json(SubmitResponse::pending(run_id)))
 }
 
