@@ -454,11 +454,13 @@ async fn health_is_healthy_then_degraded_then_unhealthy_and_strict_answers_503()
         Duration::from_secs(10),
         || async {
             let (status, body) = health("").await;
-            (status == 200 && body["health"] == "unhealthy").then_some(body)
+            (status == 503 && body["health"] == "unhealthy").then_some(body)
         },
     )
     .await;
-    assert_eq!(body["status"], "ok");
+    // Not ready: the original's clients see a non-200 and wait.
+    assert_eq!(body["status"], "unavailable");
+    assert_eq!(body["code"], "nats_unavailable");
     assert_eq!(body["components"]["nats"]["status"], "down");
     assert_eq!(body["components"]["buckets"]["status"], "unknown");
     let (status, body) = health("?strict=true").await;

@@ -1,6 +1,11 @@
-//! `GET /health`: still `200 {"status":"ok", ...}` for the original's clients, plus an overall
+//! `GET /health`: `200 {"status":"ok", ...}` for the original's clients, plus an overall
 //! `health` (`healthy`, `degraded`, `unhealthy`) and the `components` it was derived from.
-//! `?strict=true` answers 503 when unhealthy, for probes that only look at the status code.
+//!
+//! 200 means ready: NATS is connected, every resource has been ensured and the run index has
+//! loaded, so a client that waits for health and then submits is served. Before that the
+//! answer is 503 with `status` `starting` (never connected yet) or `unavailable` (connection
+//! lost), which the original's clients treat as not ready. `?strict=true` also answers 503
+//! when the buckets do not answer (any `unhealthy` verdict).
 //!
 //! Every NATS check runs under one short deadline, so the route answers within a second even
 //! when NATS hangs; a disconnected client fails at once.
@@ -135,6 +140,22 @@ async fn check(state: &GatewayState) -> Findings {
     }
 }
 
+/// `Some(status)` while the gateway cannot serve requests yet: `starting` before its first
+/// connection (or while the run index loads), `unavailable` after losing it.
+fn not_ready(state: &GatewayState, findings: &Findings) -> Option<&'static str> {
+    if findings.nats.is_err() {
+        Some(if state.has_connected() {
+            "unavailable"
+        } else {
+            "starting"
+        })
+    } else if !state.index.is_ready() {
+        Some("starting")
+    } else {
+        None
+    }
+}
+
 /// `GET /health[?strict=true]`.
 #[utoipa::path(get, path = "/health", params(("strict" = Option<bool>, Query, description = "503 when unhealthy")),
     responses((status = 200, body = HealthReport), (status = 503, body = ErrorBody)))]
@@ -161,6 +182,23 @@ pub async fn health(
                 "detail": "gateway unhealthy",
                 "code": ErrorCode::Unhealthy,
                 "health": health.as_str(),
+                "components": components,
+            })),
+        )
+            .into_response());
+    }
+    if let Some(status) = not_ready(&state, &findings) {
+        let detail = match &findings.nats {
+            Err(detail) => detail.clone(),
+            Ok(()) => "nats unavailable: run index still loading".into(),
+        };
+        return Ok((
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": status,
+                "detail": detail,
+                "code": ErrorCode::NatsUnavailable,
+                "health": Health::Unhealthy.as_str(),
                 "components": components,
             })),
         )

@@ -188,6 +188,11 @@ impl Default for RunIndex {
 }
 
 impl RunIndex {
+    /// True once the initial load has caught up with the bucket.
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
     /// Waits until the initial load has caught up with the bucket.
     pub async fn wait_ready(&self, timeout: Duration) -> bool {
         let mut rx = self.ready.subscribe();

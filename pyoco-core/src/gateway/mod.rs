@@ -154,6 +154,12 @@ impl GatewayState {
         }
     }
 
+    /// True once the gateway has connected to NATS and ensured every resource (it may have
+    /// lost the connection since).
+    pub fn has_connected(&self) -> bool {
+        self.store.get().is_some()
+    }
+
     /// The store, or 503 when NATS is not connected right now.
     pub fn store(&self) -> Result<&Store, ApiError> {
         let store = self
