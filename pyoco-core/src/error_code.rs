@@ -63,13 +63,17 @@ pub enum ErrorCode {
     Unhealthy,
     /// NATS is not connected or a NATS operation failed; retry later.
     NatsUnavailable,
+    /// `PYOCO_HTTP_AUTH_MODE=api_key` and the request carries no API key.
+    ApiKeyRequired,
+    /// The API key is malformed, unknown, revoked or wrong.
+    InvalidApiKey,
     /// A stored document is corrupt or another internal failure (details only logged).
     InternalError,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the spec's table (the spec test compares the two).
-    pub const ALL: [ErrorCode; 25] = [
+    pub const ALL: [ErrorCode; 27] = [
         ErrorCode::RouteNotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::ValidationError,
@@ -95,6 +99,8 @@ impl ErrorCode {
         ErrorCode::Unhealthy,
         ErrorCode::NatsUnavailable,
         ErrorCode::InternalError,
+        ErrorCode::ApiKeyRequired,
+        ErrorCode::InvalidApiKey,
     ];
 
     /// The HTTP status the gateway answers this code with (one status per code).
@@ -105,6 +111,8 @@ impl ErrorCode {
             | ErrorCode::WorkerNotFound
             | ErrorCode::WheelNotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::ApiKeyRequired => 401,
+            ErrorCode::InvalidApiKey => 403,
             ErrorCode::WheelVersionExists | ErrorCode::WheelVersionNotNewer => 409,
             ErrorCode::WorkflowTooLarge | ErrorCode::RequestTooLarge | ErrorCode::WheelTooLarge => {
                 413
@@ -133,6 +141,8 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::ValidationError => "validation_error",
             ErrorCode::RunNotFound => "run_not_found",
+            ErrorCode::ApiKeyRequired => "api_key_required",
+            ErrorCode::InvalidApiKey => "invalid_api_key",
             ErrorCode::InvalidTag => "invalid_tag",
             ErrorCode::InvalidWorkflowYaml => "invalid_workflow_yaml",
             ErrorCode::MissingFlowName => "missing_flow_name",

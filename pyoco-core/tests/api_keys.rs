@@ -29,11 +29,11 @@ async fn new_key(keys: &ApiKeys, tenant: &str, created_at: f64) -> ApiKey {
     key
 }
 
-fn following(keys: ApiKeys) -> (Arc<Authenticator>, tokio::sync::watch::Sender<bool>) {
+fn following(keys: ApiKeys) -> (Arc<Authenticator>, tokio_util::sync::DropGuard) {
     let auth = Authenticator::new(keys, Some("pep"));
-    let (stop, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(auth.clone().follow(rx));
-    (auth, stop)
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(auth.clone().follow(stop.clone()));
+    (auth, stop.drop_guard())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -211,16 +211,19 @@ config_table! {
             "pyoco_circuit_breakers".into(), parse::string, Any, Implemented;
         /// How the gateway authenticates requests.
         "PYOCO_HTTP_AUTH_MODE" => http_auth_mode: AuthMode = AuthMode::None,
-            parse::auth_mode, Any, Reserved;
+            parse::auth_mode, Any, Implemented;
         /// Request header carrying the API key.
         "PYOCO_HTTP_API_KEY_HEADER" => http_api_key_header: String = "X-API-Key".into(),
-            parse::string, Any, Reserved;
+            parse::string, Any, Implemented;
+        /// With API keys on, `GET /metrics` alone stays open (for scrapers).
+        "PYOCO_METRICS_PUBLIC" => metrics_public: bool = false,
+            parse::boolean, Any, Implemented;
         /// KV bucket of API keys.
         "PYOCO_AUTH_KV_BUCKET" => auth_kv_bucket: String = "pyoco_auth".into(),
             parse::string, Any, Implemented;
         /// Secret mixed into API key hashes.
         "PYOCO_AUTH_PEPPER" => auth_pepper: Option<String> = None,
-            parse::optional_string, Any, Reserved;
+            parse::optional_string, Any, Implemented;
         /// How often a running run's snapshot is rewritten (and a cancel noticed).
         "PYOCO_RUN_HEARTBEAT_INTERVAL_SEC" => run_heartbeat_interval: Duration =
             Duration::from_secs(1), parse::secs_at_least_100ms, Any, Implemented;
@@ -556,14 +559,14 @@ mod tests {
     fn reserved_variables_warn_only_when_set() {
         assert!(Config::default().unimplemented_in_use().is_empty());
         let c = Config::from_sources(&env(&[
-            ("PYOCO_HTTP_AUTH_MODE", "API_KEY"),
+            ("PYOCO_DASHBOARD_LANG", "ja"),
             ("PYOCO_SPAWN_MAX_CHILD_RUNS", "3"),
             ("PYOCO_NATS_URL", "nats://elsewhere:4222"),
         ]))
         .unwrap();
         assert_eq!(
             c.unimplemented_in_use(),
-            vec!["PYOCO_HTTP_AUTH_MODE", "PYOCO_SPAWN_MAX_CHILD_RUNS"]
+            vec!["PYOCO_SPAWN_MAX_CHILD_RUNS", "PYOCO_DASHBOARD_LANG"]
         );
     }
 

@@ -17,6 +17,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::ApiKey;
 use crate::store::StoreError;
@@ -183,10 +184,10 @@ impl Authenticator {
 
     /// Follows the key bucket until `shutdown`, forgetting a key whenever its record changes;
     /// re-watches after a break (forgetting everything first).
-    pub async fn follow(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    pub async fn follow(self: Arc<Self>, stop: CancellationToken) {
         let mut attempt = 0u32;
         loop {
-            if *shutdown.borrow() {
+            if stop.is_cancelled() {
                 return;
             }
             match self.keys.changes().await {
@@ -195,7 +196,7 @@ impl Authenticator {
                     self.watching.store(true, Ordering::SeqCst);
                     loop {
                         tokio::select! {
-                            _ = shutdown.changed() => {
+                            _ = stop.cancelled() => {
                                 self.watching.store(false, Ordering::SeqCst);
                                 return;
                             }
@@ -217,7 +218,7 @@ impl Authenticator {
             attempt = attempt.saturating_add(1);
             let delay = Duration::from_millis(100u64.saturating_mul(u64::from(attempt.min(20))));
             tokio::select! {
-                _ = shutdown.changed() => return,
+                _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(delay) => {}
             }
         }
@@ -227,4 +228,106 @@ impl Authenticator {
 fn unavailable(e: StoreError) -> AuthFailure {
     tracing::warn!(error = %e, "api key lookup failed");
     AuthFailure::Unavailable("api key lookup failed".into())
+}
+
+/// Who sent a request: `Caller(None)` when API keys are off. Handlers stamp and filter by it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Caller(pub Option<Identity>);
+
+impl Caller {
+    /// The tenant a run must belong to for this caller to see it (`None`: no restriction).
+    pub fn tenant(&self) -> Option<&str> {
+        self.0.as_ref().map(|id| id.tenant_id.as_str())
+    }
+
+    /// True when this caller may see a run stamped with `tenant_id`. With keys on, runs of
+    /// another tenant — and runs made while keys were off (no tenant) — do not exist for it.
+    pub fn may_see(&self, tenant_id: Option<&str>) -> bool {
+        match self.tenant() {
+            None => true,
+            Some(mine) => tenant_id == Some(mine),
+        }
+    }
+
+    /// `api_key:<key_id>`, the original's actor format for cancels and wheel history.
+    pub fn actor(&self) -> Option<String> {
+        self.0.as_ref().map(|id| format!("api_key:{}", id.key_id))
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Caller, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .unwrap_or_default())
+    }
+}
+
+/// The presented key: the configured header, else `Authorization: Bearer <key>`.
+fn presented_key<'a>(headers: &'a axum::http::HeaderMap, header: &str) -> Option<&'a str> {
+    let direct = headers
+        .get(header)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty());
+    direct.or_else(|| {
+        headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+    })
+}
+
+/// The API key check of every non-public route (a `route_layer` of the route table), so a
+/// route added later without a guard is impossible: its table entry says who may call it.
+pub(crate) async fn require(
+    axum::extract::State((state, route)): axum::extract::State<(
+        super::GatewayState,
+        &'static super::Route,
+    )>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use super::ApiError;
+    use crate::error_code::ErrorCode;
+    use axum::response::IntoResponse;
+
+    let config = &state.config;
+    let open = config.http_auth_mode != crate::config::AuthMode::ApiKey
+        || (route.path == "/metrics" && config.metrics_public);
+    if open {
+        return next.run(req).await;
+    }
+    let Some(checker) = state.authenticator() else {
+        return ApiError::unavailable("not connected yet").into_response();
+    };
+    let presented = presented_key(req.headers(), &config.http_api_key_header);
+    match checker.check(presented).await {
+        Ok(identity) => {
+            if route.access == super::Access::Admin && !identity.admin {
+                return ApiError::new(ErrorCode::InvalidApiKey, "admin api key required")
+                    .into_response();
+            }
+            req.extensions_mut().insert(Caller(Some(identity)));
+            next.run(req).await
+        }
+        Err(AuthFailure::Missing) => {
+            ApiError::new(ErrorCode::ApiKeyRequired, "api key required").into_response()
+        }
+        Err(AuthFailure::Invalid) => {
+            ApiError::new(ErrorCode::InvalidApiKey, "invalid api key").into_response()
+        }
+        Err(AuthFailure::Unavailable(what)) => ApiError::unavailable(&what).into_response(),
+    }
 }

@@ -10,6 +10,7 @@ use axum::extract::{Path, State};
 use serde_json::Value;
 
 use super::GatewayState;
+use super::auth::Caller;
 use super::error::ApiError;
 use crate::model::{RunStatus, now};
 use crate::store::Change;
@@ -20,9 +21,16 @@ use crate::store::Change;
     responses((status = 200, body = RunSnapshot), (status = 404, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
 pub async fn cancel(
     State(state): State<GatewayState>,
+    caller: Caller,
     Path(run_id): Path<String>,
 ) -> Result<Json<RunSnapshot>, ApiError> {
     let store = state.store()?;
+    // A run's tenant never changes, so checking it before the compare-and-set is enough.
+    match store.runs().get(&run_id).await? {
+        Some(current) if caller.may_see(current.value.tenant_id.as_deref()) => {}
+        _ => return Err(ApiError::run_not_found()),
+    }
+    let requested_by = caller.actor();
     let updated = store
         .runs()
         .update(&run_id, |doc| {
@@ -43,6 +51,9 @@ pub async fn cancel(
                     doc.status = RunStatus::Cancelling;
                     doc.cancel_requested_at.get_or_insert(now);
                 }
+            }
+            if doc.cancel_requested_by.is_none() {
+                doc.cancel_requested_by = requested_by.clone();
             }
             doc.updated_at = Some(now);
             Change::Write

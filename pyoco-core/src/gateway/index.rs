@@ -48,20 +48,23 @@ pub enum Field {
     Tag,
     WorkflowYamlSha256,
     ScheduleId,
+    /// The run's `tenant_id` (lists of an API key show its tenant's runs only).
+    Tenant,
 }
 
-const FIELDS: [Field; 5] = [
+const FIELDS: [Field; 6] = [
     Field::Status,
     Field::Flow,
     Field::Tag,
     Field::WorkflowYamlSha256,
     Field::ScheduleId,
+    Field::Tenant,
 ];
 
 #[derive(Debug)]
 struct Entry {
     key: Key,
-    values: [Option<Arc<str>>; 5],
+    values: [Option<Arc<str>>; 6],
 }
 
 /// Only what the index needs from a snapshot; unknown fields are ignored.
@@ -79,6 +82,8 @@ struct Indexed {
     workflow_yaml_sha256: Option<String>,
     #[serde(default)]
     schedule_id: Option<String>,
+    #[serde(default)]
+    tenant_id: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -131,8 +136,9 @@ impl Inner {
             doc.tag,
             doc.workflow_yaml_sha256,
             doc.schedule_id,
+            doc.tenant_id,
         ];
-        let mut values: [Option<Arc<str>>; 5] = Default::default();
+        let mut values: [Option<Arc<str>>; 6] = Default::default();
         for (i, value) in raw.into_iter().enumerate() {
             if let Some(v) = value {
                 let v = self.intern(&v);

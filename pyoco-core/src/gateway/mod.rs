@@ -54,6 +54,8 @@ pub struct GatewayState {
     store: Arc<OnceCell<Store>>,
     /// Run list index, fed by a KV watch once connected.
     index: Arc<index::RunIndex>,
+    /// API key checks (`PYOCO_HTTP_AUTH_MODE=api_key` only), bound once connected.
+    auth: Arc<OnceCell<Arc<auth::Authenticator>>>,
     /// Every background task (connect loop, index follower, SSE pumps), so
     /// [`GatewayState::shutdown`] can wait for them instead of leaving them running.
     tasks: TaskTracker,
@@ -67,6 +69,7 @@ impl GatewayState {
             config,
             store: Arc::new(store),
             index: Arc::default(),
+            auth: Arc::default(),
             tasks: TaskTracker::new(),
             stop: CancellationToken::new(),
         }
@@ -88,7 +91,7 @@ impl GatewayState {
                 match Store::connect(bg.config.clone(), "pyoco-http-api").await {
                     Ok(store) => {
                         tracing::info!(nats_url = %bg.config.nats_url, "gateway connected to NATS");
-                        bg.spawn(bg.index.clone().follow(store.runs().clone()));
+                        bg.attach(&store);
                         bg.store.set(store).ok();
                         return;
                     }
@@ -105,11 +108,30 @@ impl GatewayState {
 
     /// Uses an existing connected store (tests, embedding).
     pub fn with_store(store: Store) -> GatewayState {
-        let runs = store.runs().clone();
         let config = store.config().clone();
-        let state = GatewayState::new(config, OnceCell::new_with(Some(store)));
-        state.spawn(state.index.clone().follow(runs));
+        let state = GatewayState::new(config, OnceCell::new());
+        state.attach(&store);
+        state.store.set(store).ok();
         state
+    }
+
+    /// Starts what follows the buckets once connected: the run index and, with API keys on,
+    /// the key checker that forgets a key when its record changes.
+    fn attach(&self, store: &Store) {
+        self.spawn(self.index.clone().follow(store.runs().clone()));
+        if self.config.http_auth_mode == crate::config::AuthMode::ApiKey {
+            let checker =
+                auth::Authenticator::new(store.api_keys(), self.config.auth_pepper.as_deref());
+            let stop = self.stop.clone();
+            let follower = checker.clone();
+            self.tasks.spawn(async move { follower.follow(stop).await });
+            self.auth.set(checker).ok();
+        }
+    }
+
+    /// The key checker, once connected (API key mode only).
+    pub(crate) fn authenticator(&self) -> Option<&Arc<auth::Authenticator>> {
+        self.auth.get()
     }
 
     /// Runs `task` in the background until it ends or the state is shut down.
@@ -192,7 +214,7 @@ pub fn router(state: GatewayState) -> Router {
     routes::ROUTES
         .iter()
         .fold(Router::new(), |app, route| {
-            app.route(route.path, routes::method_router(route, &state.config))
+            app.route(route.path, routes::method_router(route, &state))
         })
         .fallback(|| async { ApiError::new(ErrorCode::RouteNotFound, "Not Found") })
         .method_not_allowed_fallback(|| async {

@@ -2,8 +2,8 @@
 //! ([`super::router`]), the `paths` of the OpenAPI document ([`super::openapi::document`]) and the
 //! list the spec test compares with spec/http-api.md, so the three cannot disagree.
 //!
-//! Each entry also says who may call it ([`Access`]); today every route behaves the same, and
-//! the API-key issue generates its auth matrix from this field.
+//! Each entry also says who may call it ([`Access`]): with `PYOCO_HTTP_AUTH_MODE=api_key` the
+//! router puts the key check on every non-public route, so no route can be added unguarded.
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{MethodRouter, delete, get, patch, post};
@@ -43,15 +43,17 @@ impl Method {
     }
 }
 
-/// Who may call a route once API keys are enforced (not yet: every route is open today).
+/// Who may call a route when `PYOCO_HTTP_AUTH_MODE=api_key` (every route is open otherwise).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Access {
-    /// Always open (health, the OpenAPI document).
+    /// Always open (`GET /health`, the readiness probe).
     Public,
-    /// Needs an API key in `api_key` mode (runs, wheels).
+    /// Needs a valid API key: every other route, including `/workers`, `PATCH /workers`,
+    /// `/metrics` (unless `PYOCO_METRICS_PUBLIC`) and `/openapi.json`, which the original
+    /// leaves open (see DESIGN.md §9).
     Protected,
-    /// Operator routes (workers, metrics), unguarded in the original (see DESIGN.md §9).
+    /// Needs a key created with `admin api-key create --admin`.
     Admin,
 }
 
@@ -127,23 +129,34 @@ pub const ROUTES: &[Route] = &[
     route!(Get get "/runs/{run_id}/tasks", Protected, Default, "runs", runs::get_tasks, runs::__path_get_tasks),
     route!(Get get "/runs/{run_id}/watch", Protected, Default, "runs", watch::watch, watch::__path_watch),
     route!(Post post "/runs/{run_id}/cancel", Protected, Default, "runs", cancel::cancel, cancel::__path_cancel),
-    route!(Get get "/metrics", Admin, Default, "meta", metrics::metrics, metrics::__path_metrics),
-    route!(Get get "/workers", Admin, Default, "workers", workers::list, workers::__path_list),
-    route!(Patch patch "/workers/{worker_id}", Admin, Default, "workers", workers::patch, workers::__path_patch),
+    route!(Get get "/metrics", Protected, Default, "meta", metrics::metrics, metrics::__path_metrics),
+    route!(Get get "/workers", Protected, Default, "workers", workers::list, workers::__path_list),
+    route!(Patch patch "/workers/{worker_id}", Protected, Default, "workers", workers::patch, workers::__path_patch),
     route!(Get get "/wheels", Protected, Default, "wheels", wheels::list, wheels::__path_list),
     route!(Post post "/wheels", Protected, Wheel, "wheels", wheels::upload, wheels::__path_upload),
     route!(Get get "/wheels/history", Protected, Default, "wheels", wheels::history, wheels::__path_history),
     route!(Get get "/wheels/{wheel_name}", Protected, Default, "wheels", wheels::download, wheels::__path_download),
     route!(Delete delete "/wheels/{wheel_name}", Protected, Default, "wheels", wheels::delete, wheels::__path_delete),
-    route!(Get get "/openapi.json", Public, Default, "meta", openapi::openapi_json, openapi::__path_openapi_json),
+    route!(Get get "/openapi.json", Protected, Default, "meta", openapi::openapi_json, openapi::__path_openapi_json),
 ];
 
 /// The handler of `route`, with its body limit from `config`.
-pub(super) fn method_router(route: &Route, config: &Config) -> MethodRouter<GatewayState> {
+pub(super) fn method_router(
+    route: &'static Route,
+    state: &GatewayState,
+) -> MethodRouter<GatewayState> {
     let handler = (route.handler)();
-    match route.body_limit.bytes(config) {
+    let handler = match route.body_limit.bytes(&state.config) {
         Some(limit) => handler.layer(DefaultBodyLimit::max(limit)),
         None => handler,
+    };
+    match route.access {
+        Access::Public => handler,
+        // The key check runs before the handler reads the body (the original validates
+        // first and answers 422 to callers without a key; we tell them nothing).
+        Access::Protected | Access::Admin => handler.route_layer(
+            axum::middleware::from_fn_with_state((state.clone(), route), super::auth::require),
+        ),
     }
 }
 

@@ -10,6 +10,7 @@ use futures::StreamExt;
 use serde_json::{Map, Value, json};
 
 use super::GatewayState;
+use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::json::{Fields, json_body};
 use super::extract::multipart::{Form, part_problem};
@@ -27,10 +28,12 @@ type ApiResult<T> = Result<T, ApiError>;
     responses((status = 200, body = SubmitResponse), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
 pub async fn submit(
     State(state): State<GatewayState>,
+    caller: Caller,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<Json<SubmitResponse>> {
     let body = json_body(body)?;
-    let run = parse_submit(&body)?;
+    let mut run = parse_submit(&body)?;
+    stamp(&mut run, &caller);
     let store = state.store()?;
     let run_id = submit_to_end(&state, store, run).await?;
     Ok(Json(SubmitResponse::pending(run_id)))
@@ -51,6 +54,14 @@ fn parse_submit(body: &Value) -> ApiResult<NewRun> {
         tags,
         ..Default::default()
     })
+}
+
+/// Runs submitted with a key carry its tenant and id (bundle children will inherit them).
+fn stamp(run: &mut NewRun, caller: &Caller) {
+    if let Some(id) = &caller.0 {
+        run.tenant_id = Some(id.tenant_id.clone());
+        run.api_key_id = Some(id.key_id.clone());
+    }
 }
 
 /// Submits in a task of its own: once accepted, a run's snapshot and job are both written (or
@@ -82,6 +93,7 @@ fn submit_error(e: SubmitError) -> ApiError {
     responses((status = 200, body = SubmitResponse), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
 pub async fn submit_yaml(
     State(state): State<GatewayState>,
+    caller: Caller,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> ApiResult<Json<SubmitResponse>> {
     let limit = state.config.workflow_yaml_max_bytes;
@@ -110,7 +122,7 @@ pub async fn submit_yaml(
         ));
     }
     let store = state.store()?;
-    let run = NewRun {
+    let mut run = NewRun {
         flow_name,
         params: spec.defaults.clone(),
         tag,
@@ -122,6 +134,7 @@ pub async fn submit_yaml(
         }),
         ..Default::default()
     };
+    stamp(&mut run, &caller);
     let run_id = submit_to_end(&state, store, run).await?;
     Ok(Json(SubmitResponse::pending(run_id)))
 }
@@ -172,6 +185,7 @@ fn workflow_too_large() -> ApiError {
     responses((status = 200, body = RunSnapshot), (status = 404, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
 pub async fn get_run(
     State(state): State<GatewayState>,
+    caller: Caller,
     Path(run_id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<RunSnapshot>> {
@@ -179,6 +193,7 @@ pub async fn get_run(
     let Some(doc) = store.runs().get_json(&run_id).await? else {
         return Err(ApiError::run_not_found());
     };
+    visible_to(&caller, &doc.value)?;
     let mut doc = doc.value;
     if !QueryParams::parse(&query).wants_records()
         && let Value::Object(m) = &mut doc
@@ -188,6 +203,16 @@ pub async fn get_run(
     }
     enrich_with_worker(&state, &mut doc).await;
     Ok(Json(RunSnapshot(doc)))
+}
+
+/// Another tenant's run (or, with keys on, one made while they were off) does not exist for
+/// the caller: 404, exactly as an unknown id.
+pub(super) fn visible_to(caller: &Caller, doc: &Value) -> ApiResult<()> {
+    if caller.may_see(doc.get("tenant_id").and_then(Value::as_str)) {
+        Ok(())
+    } else {
+        Err(ApiError::run_not_found())
+    }
 }
 
 /// Adds `worker_alive`, `worker_state`, … when the snapshot names its worker.
@@ -243,12 +268,14 @@ async fn enrich_with_worker(state: &GatewayState, doc: &mut Value) {
     responses((status = 200, body = RunTasks), (status = 404, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
 pub async fn get_tasks(
     State(state): State<GatewayState>,
+    caller: Caller,
     Path(run_id): Path<String>,
 ) -> ApiResult<Json<RunTasks>> {
     let store = state.store()?;
     let Some(doc) = store.runs().get_json(&run_id).await? else {
         return Err(ApiError::run_not_found());
     };
+    visible_to(&caller, &doc.value)?;
     let doc = doc.value;
     let field = |k: &str, default: Value| {
         doc.get(k)
@@ -366,6 +393,7 @@ fn decode_cursor(cursor: &str) -> Option<(f64, String)> {
     responses((status = 200, body = RunList), (status = 422, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
 pub async fn list(
     State(state): State<GatewayState>,
+    caller: Caller,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<RunList>> {
     let q = parse_list_query(QueryParams::parse(&query))?;
@@ -382,6 +410,10 @@ pub async fn list(
         if let Some(v) = value {
             filters.push((field, v.clone()));
         }
+    }
+    // With keys on, a caller lists its tenant's runs only.
+    if let Some(tenant) = caller.tenant() {
+        filters.push((Field::Tenant, tenant.to_string()));
     }
     let page = index.page(&IndexQuery {
         filters,

@@ -20,6 +20,14 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::GatewayState;
+use super::auth::Caller;
+
+/// The one field the watch needs before streaming: whose run it is.
+#[derive(serde::Deserialize)]
+struct TenantOnly {
+    #[serde(default)]
+    tenant_id: Option<String>,
+}
 use super::error::ApiError;
 use super::query::QueryParams;
 use crate::model::{json as lenient, now};
@@ -53,6 +61,7 @@ fn parse_query(raw: &Option<String>) -> Result<WatchQuery, ApiError> {
         (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
 pub async fn watch(
     State(state): State<GatewayState>,
+    caller: Caller,
     Path(run_id): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -62,6 +71,12 @@ pub async fn watch(
     let Some(current) = store.runs().get_raw(&run_id).await? else {
         return Err(ApiError::run_not_found());
     };
+    let tenant = crate::model::json::from_slice::<TenantOnly>(&current.value)
+        .ok()
+        .and_then(|t| t.tenant_id);
+    if !caller.may_see(tenant.as_deref()) {
+        return Err(ApiError::run_not_found());
+    }
     let bucket = store.runs().bucket().clone();
     let resume_after = headers
         .get("last-event-id")
