@@ -2,7 +2,8 @@
 //!
 //! `pyoco-gateway up` serves on `--host`/`--port`. For a one-command dev setup,
 //! `--with-nats` starts a local nats-server and `--with-worker` runs a worker in the same
-//! process. Flags override `PYOCO_*` variables.
+//! process. Flags override `PYOCO_*` variables. `pyoco-gateway admin api-key ...` manages API
+//! keys like the original's `pyoco-server-admin`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,6 +26,47 @@ enum Command {
         after_help = "Examples:\n  pyoco-gateway up --port 8000 --nats-url nats://127.0.0.1:4222\n  pyoco-gateway up --with-nats --with-worker --flows-dir examples/flows"
     )]
     Up(Up),
+    /// Manage API keys (the original's pyoco-server-admin)
+    #[command(
+        after_help = "Examples:\n  pyoco-gateway admin api-key create --tenant acme\n  pyoco-gateway admin api-key list\n  pyoco-gateway admin api-key revoke --key-id 0123abcd4567ef89abcdef01"
+    )]
+    Admin(Admin),
+}
+
+#[derive(Debug, clap::Args)]
+struct Admin {
+    /// NATS server URL [env: PYOCO_NATS_URL; default nats://127.0.0.1:4222]
+    #[arg(long, global = true)]
+    nats_url: Option<String>,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// API keys: create, list, revoke
+    #[command(name = "api-key", subcommand)]
+    ApiKey(ApiKeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ApiKeyCommand {
+    /// Create a key for a tenant; the key is printed once, never stored
+    Create {
+        /// Tenant of the key: 1 to 64 characters of A-Z a-z 0-9 _ -
+        #[arg(long)]
+        tenant: String,
+        /// The key may also call admin routes (POST /shutdown)
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List keys, newest first (never their secrets)
+    List,
+    /// Revoke a key (its record is kept with revoked_at); every gateway refuses it within a second
+    Revoke {
+        #[arg(long)]
+        key_id: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -74,11 +116,67 @@ fn normalise(mut argv: Vec<String>) -> Vec<String> {
 
 fn main() -> ExitCode {
     let argv = normalise(std::env::args().collect());
-    match pyoco::cli::parse_args::<Cli>(argv, "pyoco-gateway up --help") {
+    let is_admin = argv.get(1).is_some_and(|a| a == "admin");
+    let hint = if is_admin {
+        "pyoco-gateway admin api-key --help"
+    } else {
+        "pyoco-gateway up --help"
+    };
+    match pyoco::cli::parse_args::<Cli>(argv, hint) {
         Ok(Cli {
             command: Command::Up(up),
         }) => pyoco::cli::run("pyoco-gateway", run(up)),
+        Ok(Cli {
+            command: Command::Admin(admin),
+        }) => run_admin(admin),
+        // The original's admin CLI (argparse) exits 2 on a usage error.
+        Err(code) if is_admin && code != ExitCode::SUCCESS => ExitCode::from(2),
         Err(code) => code,
+    }
+}
+
+/// Runs one admin command: its JSON line on stdout, the original's exit codes (0, 2 for an
+/// unknown key), 1 with a message when NATS cannot be reached.
+fn run_admin(admin: Admin) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("pyoco-gateway admin: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async move {
+        let mut config = Config::from_env()?;
+        if let Some(url) = admin.nats_url {
+            config.nats_url = url;
+        }
+        let pepper = config.auth_pepper.clone();
+        let store = pyoco::Store::connect(std::sync::Arc::new(config), "pyoco-admin-cli").await?;
+        let command = match admin.command {
+            AdminCommand::ApiKey(ApiKeyCommand::Create { tenant, admin }) => {
+                pyoco::admin::AdminCommand::CreateKey { tenant, admin }
+            }
+            AdminCommand::ApiKey(ApiKeyCommand::List) => pyoco::admin::AdminCommand::ListKeys,
+            AdminCommand::ApiKey(ApiKeyCommand::Revoke { key_id }) => {
+                pyoco::admin::AdminCommand::RevokeKey { key_id }
+            }
+        };
+        Ok::<_, anyhow::Error>(pyoco::admin::run(&store, pepper.as_deref(), command).await)
+    });
+    match outcome {
+        Ok(outcome) => {
+            if !outcome.stdout.is_empty() {
+                println!("{}", outcome.stdout);
+            }
+            if !outcome.stderr.is_empty() {
+                eprintln!("{}", outcome.stderr);
+            }
+            ExitCode::from(u8::try_from(outcome.exit_code).unwrap_or(1))
+        }
+        Err(e) => {
+            eprintln!("pyoco-gateway admin: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

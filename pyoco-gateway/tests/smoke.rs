@@ -89,3 +89,58 @@ fn a_bad_config_value_is_an_error_naming_the_variable() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("PYOCO_CONSUMER_MAX_DELIVER"));
 }
+
+/// Runs `pyoco-gateway admin <args>` against `url`; returns (exit code, stdout, stderr).
+fn admin(url: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_pyoco-gateway"))
+        .arg("admin")
+        .args(args)
+        .args(["--nats-url", url])
+        .env("PYOCO_LOAD_DOTENV", "0")
+        .env("PYOCO_AUTH_PEPPER", "pep")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn admin_api_key_create_list_revoke_like_the_original() {
+    let server = pyoco::testkit::NatsServer::start();
+    let url = server.url();
+    // An empty bucket lists [] (the original crashes with a traceback).
+    assert_eq!(
+        admin(&url, &["api-key", "list"]),
+        (Some(0), "[]".into(), String::new())
+    );
+    let (code, created, _) = admin(&url, &["api-key", "create", "--tenant", "acme"]);
+    assert_eq!(code, Some(0));
+    assert!(created.starts_with(r#"{"key_id": ""#), "{created}");
+    assert!(created.contains(r#""tenant_id": "acme""#), "{created}");
+    let key_id = created.split('"').nth(3).unwrap().to_string();
+    let (code, listed, _) = admin(&url, &["api-key", "list"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        listed.contains(&key_id) && !listed.contains("api_key\""),
+        "{listed}"
+    );
+    let (code, revoked, _) = admin(&url, &["api-key", "revoke", "--key-id", &key_id]);
+    assert_eq!(code, Some(0));
+    assert!(revoked.contains("revoked_at"), "{revoked}");
+    let (code, unknown, _) = admin(&url, &["api-key", "revoke", "--key-id", "nosuchkey1"]);
+    assert_eq!(
+        (code, unknown.as_str()),
+        (Some(2), r#"{"error": "not_found", "key_id": "nosuchkey1"}"#)
+    );
+    let (code, _, stderr) = admin(&url, &["api-key", "create", "--tenant", "no spaces"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("invalid tenant"), "{stderr}");
+    // Argument errors exit 2, like argparse.
+    let (code, _, stderr) = admin(&url, &["api-key", "create"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("--tenant"), "{stderr}");
+}
