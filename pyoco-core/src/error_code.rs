@@ -67,13 +67,15 @@ pub enum ErrorCode {
     ApiKeyRequired,
     /// The API key is malformed, unknown, revoked or wrong.
     InvalidApiKey,
+    /// Over a request rate limit; `Retry-After` says when to retry.
+    RateLimited,
     /// A stored document is corrupt or another internal failure (details only logged).
     InternalError,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the spec's table (the spec test compares the two).
-    pub const ALL: [ErrorCode; 27] = [
+    pub const ALL: [ErrorCode; 28] = [
         ErrorCode::RouteNotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::ValidationError,
@@ -101,6 +103,7 @@ impl ErrorCode {
         ErrorCode::InternalError,
         ErrorCode::ApiKeyRequired,
         ErrorCode::InvalidApiKey,
+        ErrorCode::RateLimited,
     ];
 
     /// The HTTP status the gateway answers this code with (one status per code).
@@ -113,6 +116,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::ApiKeyRequired => 401,
             ErrorCode::InvalidApiKey => 403,
+            ErrorCode::RateLimited => 429,
             ErrorCode::WheelVersionExists | ErrorCode::WheelVersionNotNewer => 409,
             ErrorCode::WorkflowTooLarge | ErrorCode::RequestTooLarge | ErrorCode::WheelTooLarge => {
                 413
@@ -143,6 +147,7 @@ impl ErrorCode {
             ErrorCode::RunNotFound => "run_not_found",
             ErrorCode::ApiKeyRequired => "api_key_required",
             ErrorCode::InvalidApiKey => "invalid_api_key",
+            ErrorCode::RateLimited => "rate_limited",
             ErrorCode::InvalidTag => "invalid_tag",
             ErrorCode::InvalidWorkflowYaml => "invalid_workflow_yaml",
             ErrorCode::MissingFlowName => "missing_flow_name",

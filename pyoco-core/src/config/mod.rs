@@ -215,6 +215,13 @@ config_table! {
         /// Request header carrying the API key.
         "PYOCO_HTTP_API_KEY_HEADER" => http_api_key_header: String = "X-API-Key".into(),
             parse::string, Any, Implemented;
+        /// Requests per minute the gateway accepts in all (0: no limit); more get 429.
+        "PYOCO_HTTP_RATE_LIMIT_RPM" => http_rate_limit_rpm: usize = 0,
+            parse::size, Any, Implemented;
+        /// Submits (`POST /runs`, `POST /runs/yaml`) per minute in all (0: no limit).
+        "PYOCO_HTTP_SUBMIT_RPM" => http_submit_rpm: usize = 0, parse::size, Any, Implemented;
+        /// Requests per minute of one API key (0: no limit).
+        "PYOCO_HTTP_TENANT_RPM" => http_tenant_rpm: usize = 0, parse::size, Any, Implemented;
         /// With API keys on, `GET /metrics` alone stays open (for scrapers).
         "PYOCO_METRICS_PUBLIC" => metrics_public: bool = false,
             parse::boolean, Any, Implemented;

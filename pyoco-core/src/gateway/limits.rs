@@ -138,6 +138,47 @@ impl<C: Clock + Clone> RateLimits<C> {
     }
 }
 
+/// The rate-limit middleware of every non-public route (inside the key check, so the per-key
+/// limit knows the key).
+pub(crate) async fn enforce(
+    axum::extract::State((state, route)): axum::extract::State<(
+        super::GatewayState,
+        &'static super::Route,
+    )>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let limits = state.limits();
+    if limits.is_off() {
+        return next.run(req).await;
+    }
+    let key_id = req
+        .extensions()
+        .get::<super::auth::Caller>()
+        .and_then(|c| c.0.as_ref())
+        .map(|id| id.key_id.clone());
+    match limits.check(route.is_submit(), key_id.as_deref()) {
+        Ok(()) => next.run(req).await,
+        Err(limited) => {
+            let mut response = super::ApiError::new(
+                crate::error_code::ErrorCode::RateLimited,
+                "rate limit exceeded",
+            )
+            .with_reason(limited.scope.as_str())
+            .into_response();
+            if let Ok(v) =
+                axum::http::HeaderValue::from_str(&limited.retry_after_secs().to_string())
+            {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, v);
+            }
+            response
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

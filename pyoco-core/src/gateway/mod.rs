@@ -54,6 +54,8 @@ pub struct GatewayState {
     store: Arc<OnceCell<Store>>,
     /// Run list index, fed by a KV watch once connected.
     index: Arc<index::RunIndex>,
+    /// Request rate limits (`PYOCO_HTTP_*_RPM`).
+    limits: Arc<limits::RateLimits>,
     /// API key checks (`PYOCO_HTTP_AUTH_MODE=api_key` only), bound once connected.
     auth: Arc<OnceCell<Arc<auth::Authenticator>>>,
     /// Every background task (connect loop, index follower, SSE pumps), so
@@ -65,7 +67,13 @@ pub struct GatewayState {
 
 impl GatewayState {
     fn new(config: Arc<Config>, store: OnceCell<Store>) -> GatewayState {
+        let rpm = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
         GatewayState {
+            limits: Arc::new(limits::RateLimits::new(limits::LimitConfig {
+                global_rpm: rpm(config.http_rate_limit_rpm),
+                submit_rpm: rpm(config.http_submit_rpm),
+                tenant_rpm: rpm(config.http_tenant_rpm),
+            })),
             config,
             store: Arc::new(store),
             index: Arc::default(),
@@ -127,6 +135,11 @@ impl GatewayState {
             self.tasks.spawn(async move { follower.follow(stop).await });
             self.auth.set(checker).ok();
         }
+    }
+
+    /// The request rate limits.
+    pub(crate) fn limits(&self) -> &limits::RateLimits {
+        &self.limits
     }
 
     /// The key checker, once connected (API key mode only).

@@ -101,6 +101,13 @@ pub struct Route {
 }
 
 /// The `#[utoipa::path]` description of handler `P`.
+impl Route {
+    /// `POST /runs` and `POST /runs/yaml`, which `PYOCO_HTTP_SUBMIT_RPM` limits.
+    pub fn is_submit(&self) -> bool {
+        self.method == Method::Post && matches!(self.path, "/runs" | "/runs/yaml")
+    }
+}
+
 fn op<P: utoipa::Path>() -> (String, Vec<HttpMethod>, Operation) {
     (P::path(), P::methods(), P::operation())
 }
@@ -154,9 +161,16 @@ pub(super) fn method_router(
         Access::Public => handler,
         // The key check runs before the handler reads the body (the original validates
         // first and answers 422 to callers without a key; we tell them nothing).
-        Access::Protected | Access::Admin => handler.route_layer(
-            axum::middleware::from_fn_with_state((state.clone(), route), super::auth::require),
-        ),
+        // Limits inside the key check, so the per-key limit knows the key.
+        Access::Protected | Access::Admin => handler
+            .route_layer(axum::middleware::from_fn_with_state(
+                (state.clone(), route),
+                super::limits::enforce,
+            ))
+            .route_layer(axum::middleware::from_fn_with_state(
+                (state.clone(), route),
+                super::auth::require,
+            )),
     }
 }
 
