@@ -19,7 +19,7 @@ use serde_json::Value;
 
 pub(crate) use error::error_chain;
 pub use error::{HttpError, StatusError};
-pub use runs::{ListRuns, ListRunsVnext, RunsPage, is_terminal_status};
+pub use runs::{ListRuns, ListRunsVnext, RunsPage};
 pub use sse::{WatchEvent, WatchOptions, WatchStream};
 pub use wheels::{WheelHistoryQuery, WheelUpload};
 pub use workers::{ListWorkers, WorkerScope};
