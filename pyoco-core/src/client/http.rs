@@ -122,6 +122,24 @@ impl HttpClient {
         })
     }
 
+    /// `GET path` with `query`, whose answer must be a JSON list (of `what`, for the error).
+    async fn json_list(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        what: &str,
+    ) -> Result<Vec<Value>, HttpError> {
+        match self
+            .json(reqwest::Method::GET, path, |r| r.query(query))
+            .await?
+        {
+            Value::Array(items) => Ok(items),
+            other => Err(HttpError::Decode(format!(
+                "expected a list of {what}, got {other}"
+            ))),
+        }
+    }
+
     /// `GET /health`: the gateway's liveness answer, e.g. `{"status": "ok"}`. Never touches
     /// NATS on the server side.
     pub async fn health(&self) -> Result<Value, HttpError> {
