@@ -127,20 +127,7 @@ pub(super) async fn run(call: TaskCall) -> Result<Value, TaskError> {
     record(&call, &printed, &stderr);
     let answer: Value = serde_json::from_slice(&stdout.bytes[at + needle.len()..])
         .map_err(|e| args.error(format!("bad answer from the script runner: {e}")))?;
-    if answer.get("ok").and_then(Value::as_bool) == Some(true) {
-        return Ok(answer.get("output").cloned().unwrap_or(Value::Null));
-    }
-    Err(TaskError {
-        message: answer
-            .get("error")
-            .and_then(Value::as_str)
-            .unwrap_or("the script failed")
-            .to_string(),
-        traceback: answer
-            .get("traceback")
-            .and_then(Value::as_str)
-            .map(str::to_string),
-    })
+    crate::flow::python::answer_result(&answer, "the script failed")
 }
 
 /// Printed output goes into the task record (bounded; empty streams are left out).
