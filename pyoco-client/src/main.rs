@@ -1,5 +1,8 @@
 //! `pyoco-client`: the command-line client of the pyoco gateway (submit, get, list, watch over
 //! SSE, cancel, workers, metrics…), keeping the Python original's flags, output and error format.
+//!
+//! Start-up is `pyoco::cli`'s, with this binary's reports: errors in the original's
+//! `ERR-PYOCO-…` format, exit code 130 on Ctrl-C.
 
 mod cli;
 mod commands;
@@ -9,80 +12,52 @@ mod params;
 
 use std::process::ExitCode;
 
+use clap::CommandFactory;
 use clap::error::ErrorKind;
-use clap::{CommandFactory, Parser};
+use pyoco::cli::Failure;
 
 /// Exit code of a run interrupted with Ctrl-C (128 + SIGINT), as in the original.
 const EXIT_INTERRUPTED: u8 = 130;
 
 fn main() -> ExitCode {
-    let cli = match cli::Cli::try_parse() {
+    let argv: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let args = argv.get(1..).unwrap_or_default().to_vec();
+    let cli = match pyoco::cli::parse_args_with::<cli::Cli>(argv, |e| usage_exit(e, &args)) {
         Ok(cli) => cli,
-        Err(e) => return usage_exit(&e),
+        Err(code) => return code,
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init()
-        .ok();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("ERR-PYOCO-UNEXPECTED: could not start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async {
-        tokio::select! {
-            result = commands::run(cli) => match result {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprint!("{}", e.report());
-                    ExitCode::FAILURE
+    pyoco::logging::init_quiet();
+    pyoco::cli::run_with(
+        commands::run(cli),
+        Some(ExitCode::from(EXIT_INTERRUPTED)),
+        |failure| {
+            match failure {
+                Failure::Program(e) => eprint!("{}", e.report()),
+                Failure::Runtime(e) => {
+                    eprintln!("ERR-PYOCO-UNEXPECTED: could not start the async runtime: {e}")
                 }
-            },
-            () = interrupted() => ExitCode::from(EXIT_INTERRUPTED),
-        }
-    })
+                _ => eprintln!("ERR-PYOCO-UNEXPECTED: the client could not run"),
+            }
+            ExitCode::FAILURE
+        },
+    )
 }
 
-/// Resolves on Ctrl-C; never, if the handler cannot be installed.
-async fn interrupted() {
-    if tokio::signal::ctrl_c().await.is_err() {
-        std::future::pending::<()>().await;
+/// Every argument error exits 1 (not clap's 2), like the original, in its stderr format
+/// (help and version, which exit 0, never get here).
+fn usage_exit(e: &clap::Error, args: &[String]) -> ExitCode {
+    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        eprint!("{}", e.render());
+        return ExitCode::FAILURE;
     }
-}
-
-/// `--help`/`--version` exit 0; every other argument error exits 1 (not clap's 2), like the
-/// original, in its stderr format.
-fn usage_exit(e: &clap::Error) -> ExitCode {
-    match e.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
-            e.print().ok();
-            ExitCode::SUCCESS
-        }
-        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            eprint!("{}", e.render());
-            ExitCode::FAILURE
-        }
-        _ => {
-            let args: Vec<String> = std::env::args_os()
-                .skip(1)
-                .map(|a| a.to_string_lossy().into_owned())
-                .collect();
-            let command = cli::Cli::command();
-            let names: Vec<&str> = command.get_subcommands().map(|s| s.get_name()).collect();
-            let sub = cli::subcommand_in(&args, &names);
-            eprint!(
-                "{}",
-                error::usage_report(&e.render().to_string(), sub.as_deref())
-            );
-            ExitCode::FAILURE
-        }
-    }
+    let command = cli::Cli::command();
+    let names: Vec<&str> = command.get_subcommands().map(|s| s.get_name()).collect();
+    let sub = cli::subcommand_in(args, &names);
+    eprint!(
+        "{}",
+        error::usage_report(&e.render().to_string(), sub.as_deref())
+    );
+    ExitCode::FAILURE
 }

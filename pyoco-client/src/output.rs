@@ -2,69 +2,12 @@
 //! tables, watch status lines and the terminal progress line. Pure functions; the caller
 //! writes.
 
-use std::io;
-
-use serde::Serialize;
 use serde_json::Value;
-use serde_json::ser::Formatter;
-
-/// Formats like Python's `json.dumps(obj, ensure_ascii=True)` (`", "` and `": "` separators,
-/// non-ASCII escaped), so scripts written against the original keep matching.
-#[derive(Debug, Default)]
-struct PythonFormatter;
-
-impl Formatter for PythonFormatter {
-    fn begin_array_value<W: ?Sized + io::Write>(
-        &mut self,
-        w: &mut W,
-        first: bool,
-    ) -> io::Result<()> {
-        if first { Ok(()) } else { w.write_all(b", ") }
-    }
-
-    fn begin_object_key<W: ?Sized + io::Write>(
-        &mut self,
-        w: &mut W,
-        first: bool,
-    ) -> io::Result<()> {
-        if first { Ok(()) } else { w.write_all(b", ") }
-    }
-
-    fn begin_object_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        w.write_all(b": ")
-    }
-
-    fn write_string_fragment<W: ?Sized + io::Write>(
-        &mut self,
-        w: &mut W,
-        fragment: &str,
-    ) -> io::Result<()> {
-        // serde_json already escaped quotes, backslashes and control characters; what is left
-        // outside printable ASCII is escaped as UTF-16 units, as `ensure_ascii` does.
-        for c in fragment.chars() {
-            if (' '..='~').contains(&c) {
-                w.write_all(&[c as u8])?;
-            } else {
-                let mut units = [0u16; 2];
-                for unit in c.encode_utf16(&mut units) {
-                    write!(w, "\\u{unit:04x}")?;
-                }
-            }
-        }
-        Ok(())
-    }
-}
 
 /// One JSON document on one line, without the trailing newline.
 pub fn json_line(value: &Value) -> String {
-    let mut buf = Vec::new();
-    let mut ser = serde_json::Serializer::with_formatter(&mut buf, PythonFormatter);
-    match value.serialize(&mut ser) {
-        // The formatter only writes ASCII, so the buffer is valid UTF-8.
-        Ok(()) => String::from_utf8_lossy(&buf).into_owned(),
-        // Serializing a `Value` into memory cannot fail; fall back to serde_json's own form.
-        Err(_) => value.to_string(),
-    }
+    // Python's `json.dumps` form, so scripts written against the original keep matching.
+    pyoco::model::json::dumps(value)
 }
 
 /// The text of a table cell: strings raw, numbers as sent (`updated_at` stays a raw float),

@@ -533,8 +533,7 @@ async fn cancel_prints_the_snapshot_waits_with_wait_and_reports_a_wait_timeout()
         .unwrap();
     nats.store()
         .runs()
-        .bucket()
-        .put(ghost.as_str(), serde_json::to_vec(&doc).unwrap().into())
+        .put_raw(ghost.as_str(), serde_json::to_vec(&doc).unwrap().into())
         .await
         .unwrap();
     let timed_out = stack

@@ -1,11 +1,27 @@
 //! What every pyoco binary's `main` does the same way: parse flags (help and version exit 0,
 //! a usage error exits 1 with a hint), then run the program on a tokio runtime and turn its
-//! error into `<program>: <error>` and exit code 1.
+//! error into `<program>: <error>` and exit code 1. A binary that keeps another stderr format
+//! (pyoco-client keeps the original's `ERR-PYOCO-…` lines and exits 130 on Ctrl-C) uses
+//! [`parse_args_with`] and [`run_with`], which leave the reporting to it.
 
 use std::process::ExitCode;
 
 /// Parses `argv` into `T`; `Err` carries the exit code after printing help or the error.
 pub fn parse_args<T: clap::Parser>(argv: Vec<String>, hint: &str) -> Result<T, ExitCode> {
+    parse_args_with(argv, |e| {
+        eprint!("{e}");
+        eprintln!("- hint: {hint}");
+        ExitCode::FAILURE
+    })
+}
+
+/// [`parse_args`] with the binary's own usage report: help and version are printed to
+/// stdout and exit 0; any other clap error goes to `usage`, which prints it and picks the
+/// exit code.
+pub fn parse_args_with<T: clap::Parser>(
+    argv: Vec<String>,
+    usage: impl FnOnce(&clap::Error) -> ExitCode,
+) -> Result<T, ExitCode> {
     match T::try_parse_from(argv) {
         Ok(args) => Ok(args),
         Err(e)
@@ -14,15 +30,23 @@ pub fn parse_args<T: clap::Parser>(argv: Vec<String>, hint: &str) -> Result<T, E
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
             ) =>
         {
-            print!("{e}");
+            // clap's own printing: to stdout, coloured only on a terminal. A failed write
+            // (stdout closed) leaves nothing to report to.
+            e.print().ok();
             Err(ExitCode::SUCCESS)
         }
-        Err(e) => {
-            eprint!("{e}");
-            eprintln!("- hint: {hint}");
-            Err(ExitCode::FAILURE)
-        }
+        Err(e) => Err(usage(&e)),
     }
+}
+
+/// Why a program run by [`run_with`] did not succeed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Failure<E> {
+    /// The tokio runtime could not be started; the program never ran.
+    Runtime(std::io::Error),
+    /// The program returned this error.
+    Program(E),
 }
 
 /// Runs `program` on a multi-threaded runtime; an error is printed as `<name>: <error>` with
@@ -32,19 +56,51 @@ where
     E: std::fmt::Display,
     F: std::future::Future<Output = Result<(), E>>,
 {
+    run_with(program, None, |failure| {
+        match failure {
+            Failure::Runtime(e) => eprintln!("{name}: cannot start the runtime: {e}"),
+            Failure::Program(e) => eprintln!("{name}: {e:#}"),
+        }
+        ExitCode::FAILURE
+    })
+}
+
+/// [`run`] with the binary's own error report: `report` prints a failure and picks the exit
+/// code. With `on_interrupt`, Ctrl-C stops the program at once with that exit code (a
+/// binary with a graceful shutdown of its own passes `None` and listens for signals itself).
+pub fn run_with<E, F>(
+    program: F,
+    on_interrupt: Option<ExitCode>,
+    report: impl FnOnce(Failure<E>) -> ExitCode,
+) -> ExitCode
+where
+    F: std::future::Future<Output = Result<(), E>>,
+{
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("{name}: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return report(Failure::Runtime(e)),
     };
-    match runtime.block_on(program) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("{name}: {e:#}");
-            ExitCode::FAILURE
+    // `Err(code)`: interrupted before the program ended.
+    let result = runtime.block_on(async {
+        match on_interrupt {
+            None => Ok(program.await),
+            Some(code) => tokio::select! {
+                result = program => Ok(result),
+                () = ctrl_c() => Err(code),
+            },
         }
+    });
+    match result {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => report(Failure::Program(e)),
+        Err(code) => code,
+    }
+}
+
+/// Resolves on Ctrl-C; never, if the handler cannot be installed.
+async fn ctrl_c() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
@@ -177,6 +233,48 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_with_leaves_the_report_and_exit_code_to_the_caller() {
+        let code = run_with(
+            async { Err::<(), _>("boom") },
+            None,
+            |failure| match failure {
+                Failure::Program(e) => {
+                    assert_eq!(e, "boom");
+                    ExitCode::from(7)
+                }
+                Failure::Runtime(e) => panic!("{e}"),
+            },
+        );
+        assert_eq!(code, ExitCode::from(7));
+        let ok = run_with(
+            async { Ok::<(), &str>(()) },
+            Some(ExitCode::from(130)),
+            |_| ExitCode::from(7),
+        );
+        assert_eq!(ok, ExitCode::SUCCESS);
+    }
+
+    #[derive(Debug, clap::Parser)]
+    struct Flags {
+        #[arg(long)]
+        port: u16,
+    }
+
+    #[test]
+    fn parse_args_with_hands_usage_errors_to_the_caller() {
+        let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let flags: Flags =
+            parse_args_with(argv(&["x", "--port", "1"]), |_| ExitCode::from(9)).unwrap();
+        assert_eq!(flags.port, 1);
+        let err = parse_args_with::<Flags>(argv(&["x", "--port", "no"]), |e| {
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
+            ExitCode::from(9)
+        })
+        .unwrap_err();
+        assert_eq!(err, ExitCode::from(9));
+    }
 
     #[test]
     fn tags_drop_blanks_and_spaces() {

@@ -13,8 +13,9 @@
 //!   table declares each variable's field, default, parser and whether it is implemented yet.
 //! - [`model`]: the wire documents — [`RunSnapshot`], [`Job`], [`WorkerRecord`], DLQ
 //!   messages — and the rules on them as pure functions: run status transitions, the
-//!   worker's effective state (DISCONNECTED), one lenient decoder per document, and `ident`,
-//!   the one rule for every id that reaches a NATS subject or key.
+//!   worker's effective state (DISCONNECTED), one lenient decoder per document, `json`
+//!   (reading Python's `NaN`, writing `json.dumps`' exact form), and `ident`, the one rule
+//!   for every id that reaches a NATS subject or key.
 //! - [`error_code`]: [`ErrorCode`], the stable `code` of every HTTP error answer, shared by
 //!   the gateway, [`HttpClient`] and the CLI.
 //! - [`flow`]: everything about running a flow, without I/O to NATS — the graph language

@@ -49,17 +49,20 @@ fn to_rustix(signal: StopSignal) -> rustix::process::Signal {
     }
 }
 
+/// A process (or group) id as rustix takes it; `None` for 0 or one beyond `i32`.
+#[cfg(unix)]
+fn to_pid(raw: u32) -> Option<rustix::process::Pid> {
+    i32::try_from(raw)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+}
+
 /// Sends SIGTERM to process `pid`. A process that is already gone is not an error worth
 /// reporting (the caller reaps or kills it next), so failures are only traced.
 pub fn terminate_process(pid: u32) {
     #[cfg(unix)]
     {
-        let Some(target) = i32::try_from(pid)
-            .ok()
-            .and_then(rustix::process::Pid::from_raw)
-        else {
-            return;
-        };
+        let Some(target) = to_pid(pid) else { return };
         if let Err(e) = rustix::process::kill_process(target, to_rustix(StopSignal::Term)) {
             tracing::debug!(pid, error = %e, "SIGTERM not delivered");
         }
@@ -72,12 +75,7 @@ pub fn terminate_process(pid: u32) {
 pub fn signal_group(signal: StopSignal, pgid: u32) {
     #[cfg(unix)]
     {
-        let Some(target) = i32::try_from(pgid)
-            .ok()
-            .and_then(rustix::process::Pid::from_raw)
-        else {
-            return;
-        };
+        let Some(target) = to_pid(pgid) else { return };
         if let Err(e) = rustix::process::kill_process_group(target, to_rustix(signal)) {
             tracing::debug!(pgid, ?signal, error = %e, "group signal not delivered");
         }

@@ -272,8 +272,7 @@ async fn a_permanent_error_fails_the_job_at_once_instead_of_redelivering() {
         .unwrap();
     nats.store()
         .runs()
-        .bucket()
-        .put(&run_id, "{corrupt".into())
+        .put_raw(&run_id, "{corrupt".into())
         .await
         .unwrap();
     let worker = pyoco::testkit::WorkerHandle::start(

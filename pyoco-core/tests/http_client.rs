@@ -551,8 +551,7 @@ async fn cancel_run_waits_on_the_watch_and_times_out_on_a_stuck_run() {
     doc_map.insert("start_time".into(), json!(pyoco::model::now()));
     nats.store()
         .runs()
-        .bucket()
-        .put(ghost.as_str(), serde_json::to_vec(&doc).unwrap().into())
+        .put_raw(ghost.as_str(), serde_json::to_vec(&doc).unwrap().into())
         .await
         .unwrap();
     let started = Instant::now();

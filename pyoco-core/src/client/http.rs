@@ -19,7 +19,7 @@ use serde_json::Value;
 
 pub(crate) use error::error_chain;
 pub use error::{HttpError, StatusError};
-pub use runs::{ListRuns, ListRunsVnext, RunsPage, is_terminal_status};
+pub use runs::{ListRuns, ListRunsVnext, RunsPage};
 pub use sse::{WatchEvent, WatchOptions, WatchStream};
 pub use wheels::{WheelHistoryQuery, WheelUpload};
 pub use workers::{ListWorkers, WorkerScope};
@@ -120,6 +120,24 @@ impl HttpClient {
                 String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
             ))
         })
+    }
+
+    /// `GET path` with `query`, whose answer must be a JSON list (of `what`, for the error).
+    async fn json_list(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        what: &str,
+    ) -> Result<Vec<Value>, HttpError> {
+        match self
+            .json(reqwest::Method::GET, path, |r| r.query(query))
+            .await?
+        {
+            Value::Array(items) => Ok(items),
+            other => Err(HttpError::Decode(format!(
+                "expected a list of {what}, got {other}"
+            ))),
+        }
     }
 
     /// `GET /health`: the gateway's liveness answer, e.g. `{"status": "ok"}`. Never touches

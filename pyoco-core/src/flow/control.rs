@@ -28,6 +28,7 @@ use tokio_util::task::AbortOnDropHandle;
 
 use super::engine::{
     EngineState, Outcome, RunInfo, TaskRun, attempt, mark_cancelled, prepare, record_end,
+    started_at,
 };
 use super::expr::{Expr, Vars, py_eq, py_repr, truthy};
 use super::graph::{Block, Control, ControlKind, Step};
@@ -272,17 +273,8 @@ fn start_task(
 /// Records a finished task; `Ok(ok)` is the step's state, `Err` ends the run.
 fn finish_task(exec: &Exec<'_>, name: &str, task_run: TaskRun) -> Ended {
     let progress = exec.progress;
-    let started = progress
-        .borrow()
-        .task_records
-        .get(name)
-        .and_then(|r| r.started_at)
-        .unwrap_or_else(now);
-    let policy = exec
-        .spec
-        .task(name)
-        .map(|t| t.policy.fail_policy)
-        .unwrap_or_default();
+    let started = started_at(progress, name);
+    let policy = exec.spec.fail_policy(name);
     let extra = (task_run.attempts, task_run.cache, task_run.extra);
     match task_run.result {
         Ok(value) => {

@@ -34,7 +34,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-pub use value::{py_eq, py_repr, truthy};
+pub use value::{py_eq, py_repr, py_repr_str, truthy};
 
 /// Roots of `$ctx` besides foreach aliases.
 const ROOTS: &[&str] = &["params", "results", "loop", "loops"];

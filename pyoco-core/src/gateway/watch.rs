@@ -10,7 +10,6 @@ use super::openapi::*;
 use std::convert::Infallible;
 use std::time::Duration;
 
-use async_nats::jetstream::kv;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::sse::{Event, Sse};
@@ -21,6 +20,10 @@ use tokio::sync::mpsc;
 
 use super::GatewayState;
 use super::auth::Caller;
+use super::error::ApiError;
+use super::query::QueryParams;
+use crate::model::{RunStatus, json as lenient, now};
+use crate::store::runs::KeyEvents;
 
 /// The one field the watch needs before streaming: whose run it is.
 #[derive(serde::Deserialize)]
@@ -28,9 +31,6 @@ struct TenantOnly {
     #[serde(default)]
     tenant_id: Option<String>,
 }
-use super::error::ApiError;
-use super::query::QueryParams;
-use crate::model::{json as lenient, now};
 
 /// Quiet time after which a heartbeat event is sent.
 const HEARTBEAT: Duration = Duration::from_secs(2);
@@ -77,7 +77,6 @@ pub async fn watch(
     if !caller.may_see(tenant.as_deref()) {
         return Err(ApiError::run_not_found());
     }
-    let bucket = store.runs().bucket().clone();
     let resume_after = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -88,10 +87,7 @@ pub async fn watch(
         Some(seen) => seen + 1,
         None => current.revision,
     };
-    let watch = bucket
-        .watch_from_revision(&run_id, from)
-        .await
-        .map_err(|e| ApiError::from(crate::store::StoreError::nats("watch run", e)))?;
+    let watch = store.runs().watch_from(&run_id, from).await?;
     let (tx, rx) = mpsc::channel::<Event>(16);
     state.spawn(pump(watch, tx, run_id, q));
     let stream = futures::stream::unfold(rx, |mut rx| async move {
@@ -106,9 +102,8 @@ pub async fn watch(
 
 /// Forwards KV entries as events until the run is terminal or deleted, the timeout passes, or
 /// the client goes away (the channel closes).
-async fn pump(watch: kv::Watch, tx: mpsc::Sender<Event>, run_id: String, q: WatchQuery) {
+async fn pump(mut entries: KeyEvents, tx: mpsc::Sender<Event>, run_id: String, q: WatchQuery) {
     let deadline = tokio::time::Instant::now() + q.timeout;
-    let mut entries = watch.boxed();
     loop {
         let next = tokio::select! {
             next = entries.next() => next,
@@ -123,16 +118,15 @@ async fn pump(watch: kv::Watch, tx: mpsc::Sender<Event>, run_id: String, q: Watc
             _ = tx.closed() => return,
         };
         let Some(Ok(entry)) = next else { return };
-        if entry.operation != kv::Operation::Put {
-            return;
-        }
-        let Ok(mut snapshot) = lenient::from_slice::<Value>(&entry.value) else {
+        // A delete or purge ends the stream: the run is gone.
+        let Some(value) = &entry.value else { return };
+        let Ok(mut snapshot) = lenient::from_slice::<Value>(value) else {
             continue;
         };
-        let terminal = matches!(
-            snapshot.get("status").and_then(Value::as_str),
-            Some("COMPLETED" | "FAILED" | "CANCELLED")
-        );
+        let terminal = snapshot
+            .get("status")
+            .and_then(Value::as_str)
+            .is_some_and(RunStatus::is_terminal_str);
         let updated_at = snapshot
             .get("updated_at")
             .and_then(Value::as_f64)

@@ -6,10 +6,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 /// Stored worker states. `DISCONNECTED` is never stored: readers derive it from the last
-/// heartbeat ([`effective_state`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// heartbeat ([`effective_state`]). The default is a worker that has just started: IDLE.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum WorkerState {
+    #[default]
     Idle,
     Running,
     StoppedGraceful,

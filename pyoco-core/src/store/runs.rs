@@ -55,10 +55,14 @@ impl RunStore {
         }
     }
 
-    /// The raw bucket handle. Prefer the typed methods (`watch_with_history`, `watch_from`,
-    /// `keys`); this remains for code not yet moved behind them (the SSE watch).
-    pub fn bucket(&self) -> &kv::Store {
-        &self.kv
+    /// Writes `bytes` as `run_id`'s document without compare-and-set or validation: for
+    /// tests and repair tools that must store a document no regular writer would make
+    /// (a corrupt snapshot, a run claimed by a worker that is gone).
+    pub async fn put_raw(&self, run_id: &str, bytes: Bytes) -> Result<u64, StoreError> {
+        self.kv
+            .put(run_id, bytes)
+            .await
+            .map_err(|e| StoreError::nats("put raw run snapshot", e))
     }
 
     /// Creates the snapshot; fails with [`StoreError::AlreadyExists`] if the key exists.

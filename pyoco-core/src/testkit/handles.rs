@@ -9,7 +9,7 @@ pub struct GatewayHandle {
     pub addr: std::net::SocketAddr,
     pub state: crate::gateway::GatewayState,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 #[cfg(feature = "gateway")]
@@ -23,18 +23,15 @@ impl GatewayHandle {
             .local_addr()
             .unwrap_or_else(|e| panic!("local_addr: {e}"));
         let state = crate::gateway::GatewayState::connect(config);
-        // With the peer address, as `gateway::serve` does (the wheel history records it).
-        let app = crate::gateway::router(state.clone())
-            .into_make_service_with_connect_info::<std::net::SocketAddr>();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    rx.await.ok();
-                })
-                .await
-                .ok();
-        });
+        // The library's own serving, so stopping also drains the state's background tasks.
+        let task = tokio::spawn(crate::gateway::serve_state(
+            listener,
+            state.clone(),
+            async move {
+                rx.await.ok();
+            },
+        ));
         state
             .wait_connected(std::time::Duration::from_secs(10))
             .await;
@@ -50,11 +47,16 @@ impl GatewayHandle {
         format!("http://{}", self.addr)
     }
 
+    /// Graceful stop: ends the server, then waits for the state's background tasks.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             tx.send(()).ok();
         }
-        (&mut self.task).await.ok();
+        match (&mut self.task).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "test gateway ended with an error"),
+            Err(e) => tracing::warn!(error = %e, "test gateway task failed"),
+        }
     }
 }
 

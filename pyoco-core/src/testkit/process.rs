@@ -2,7 +2,7 @@
 //! the test panics, so a failed test leaves nothing running.
 
 use std::net::TcpListener;
-use std::process::{Command, ExitStatus};
+use std::process::ExitStatus;
 use std::time::Duration;
 
 use super::wait_for;
@@ -13,13 +13,10 @@ use super::wait_for;
 pub struct Spawned(pub std::process::Child);
 
 impl Spawned {
-    /// Sends SIGTERM, what an operator's stop (or systemd, or Kubernetes) sends first.
+    /// Sends SIGTERM, what an operator's stop (or systemd, or Kubernetes) sends first; a
+    /// signal that was not delivered shows as the process not exiting in [`Self::wait_exit`].
     pub fn terminate(&self) {
-        let sent = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status()
-            .unwrap_or_else(|e| panic!("could not run kill: {e}"));
-        assert!(sent.success(), "kill -TERM {} failed", self.0.id());
+        crate::shutdown::terminate_process(self.0.id());
     }
 
     /// Waits until the process has exited (polling, at most `timeout`) and returns its status;

@@ -149,12 +149,13 @@ pub fn inspect_wheel(bytes: &[u8], name: &WheelName) -> Result<WheelContents, In
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(crate) mod tests {
     use std::io::Write;
 
     use super::*;
     use crate::wheel::parse_wheel_filename;
 
+    /// A zip holding `files` (path, text): the wheels of this module's and preflight's tests.
     pub(crate) fn zip_of(files: &[(&str, &str)]) -> Vec<u8> {
         let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
         for (path, text) in files {

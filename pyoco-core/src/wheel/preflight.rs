@@ -203,19 +203,8 @@ fn count_entry_points(text: &str) -> Result<usize, ()> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use std::io::{Cursor, Write};
-
     use super::*;
-
-    fn zip_of(files: &[(&str, &str)]) -> Vec<u8> {
-        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
-        for (path, text) in files {
-            w.start_file(*path, zip::write::SimpleFileOptions::default())
-                .unwrap();
-            w.write_all(text.as_bytes()).unwrap();
-        }
-        w.finish().unwrap().into_inner()
-    }
+    use crate::wheel::inspect::tests::zip_of;
 
     const META: &str = "Metadata-Version: 2.1\nName: demo\nVersion: 1.0\nSummary: Demo tasks\n";
 

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::flow::policy::BreakerPolicy;
 use crate::flow::services::TaskServices;
+use crate::model::RunStatus;
 
 const TASK_RUNS: &str = "pyoco_task_runs_total";
 const TASK_MS: &str = "pyoco_task_duration_ms_total";
@@ -63,9 +64,10 @@ impl TaskMetrics {
         });
     }
 
-    pub fn run_finished(&self, status: &str) {
+    /// Counts a run that reached `status` (labelled with its wire name).
+    pub fn run_finished(&self, status: RunStatus) {
         metrics::with_local_recorder(self.recorder.as_ref(), || {
-            metrics::counter!(RUNS, "status" => status.to_string()).increment(1);
+            metrics::counter!(RUNS, "status" => status.as_str()).increment(1);
         });
     }
 
@@ -151,7 +153,7 @@ mod tests {
         let m = TaskMetrics::default();
         m.task_finished("m:f", true, Duration::from_millis(20));
         m.task_finished("m:f", false, Duration::from_millis(5));
-        m.run_finished("COMPLETED");
+        m.run_finished(RunStatus::Completed);
         let text = m.render();
         assert!(
             text.contains("pyoco_task_runs_total{callable=\"m:f\",result=\"ok\"} 1"),
@@ -176,7 +178,7 @@ mod tests {
     async fn the_metrics_server_answers_and_stops_on_shutdown() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let m = TaskMetrics::default();
-        m.run_finished("FAILED");
+        m.run_finished(RunStatus::Failed);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

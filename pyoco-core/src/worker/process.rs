@@ -243,7 +243,7 @@ impl Worker {
             self.guard_terminal(job, final_state, &stored.value);
         }
         self.registry_finished(&job.run_id, final_status).await;
-        self.metrics.run_finished(final_status.as_str());
+        self.metrics.run_finished(final_status);
         Ok(Exec::Done)
     }
 

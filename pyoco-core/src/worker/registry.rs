@@ -10,8 +10,9 @@ use tokio_util::task::AbortOnDropHandle;
 use crate::model::{RunStatus, WorkerRecord, WorkerState, now};
 use crate::store::{Store, StoreError, WorkerStore};
 
-/// What this process knows about itself; every registry write is built from it.
-#[derive(Debug, Clone)]
+/// What this process knows about itself; every registry write is built from it. The
+/// default is the start-up state: IDLE, no run yet.
+#[derive(Debug, Clone, Default)]
 struct Local {
     state: WorkerState,
     current_run_id: Option<String>,
@@ -49,17 +50,7 @@ impl RegistryHeartbeat {
             worker_id: worker_id.to_string(),
             instance_id: uuid::Uuid::new_v4().simple().to_string(),
             tags: tags.to_vec(),
-            local: Arc::new(Mutex::new(Local {
-                state: WorkerState::Idle,
-                current_run_id: None,
-                last_run_id: None,
-                last_run_status: None,
-                last_run_started_at: None,
-                last_run_finished_at: None,
-                stopped_at: None,
-                stop_reason: None,
-                wheel_sync: None,
-            })),
+            local: Arc::new(Mutex::new(Local::default())),
             stop: CancellationToken::new(),
             task: None,
         };

@@ -9,14 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::sse::{self, WatchEvent, WatchOptions, WatchStream};
 use super::{HttpClient, HttpError, segment};
-
-/// Statuses after which a run never changes again.
-const TERMINAL: [&str; 3] = ["COMPLETED", "FAILED", "CANCELLED"];
-
-/// `true` for COMPLETED, FAILED and CANCELLED.
-pub fn is_terminal_status(status: &str) -> bool {
-    TERMINAL.contains(&status)
-}
+use crate::model::RunStatus;
 
 /// Options of `GET /runs` in compat mode ([`HttpClient::list_runs`]). Empty strings count as
 /// absent, as on the server.
@@ -247,7 +240,7 @@ impl HttpClient {
         let Some(wait) = wait else {
             return Ok(snapshot);
         };
-        if status_of(&snapshot).is_some_and(is_terminal_status) {
+        if status_of(&snapshot).is_some_and(RunStatus::is_terminal_str) {
             return Ok(snapshot);
         }
         let opts = WatchOptions {
@@ -308,7 +301,7 @@ impl HttpClient {
         while let Some(event) = events.next().await {
             if let WatchEvent::Snapshot { snapshot, .. } = event? {
                 on_change(&snapshot);
-                if status_of(&snapshot).is_some_and(is_terminal_status) {
+                if status_of(&snapshot).is_some_and(RunStatus::is_terminal_str) {
                     return Ok(Some(snapshot));
                 }
             }
@@ -346,11 +339,5 @@ mod tests {
                 .unwrap();
         assert_eq!(page.items.len(), 1);
         assert_eq!(page.next_cursor, None);
-    }
-
-    #[test]
-    fn terminal_statuses() {
-        assert!(is_terminal_status("CANCELLED"));
-        assert!(!is_terminal_status("CANCELLING"));
     }
 }

@@ -309,10 +309,10 @@ impl Watch {
             // snapshot is filtered out (`since`). Ask before treating it as a failure.
             es::Error::Eof => {
                 if let Ok(run) = self.client.get_run(&self.run_id, false).await
-                    && matches!(
-                        run.get("status").and_then(Value::as_str),
-                        Some("COMPLETED" | "FAILED" | "CANCELLED")
-                    )
+                    && run
+                        .get("status")
+                        .and_then(Value::as_str)
+                        .is_some_and(crate::model::RunStatus::is_terminal_str)
                 {
                     return Next::End;
                 }

@@ -45,12 +45,7 @@ impl HttpClient {
     /// `GET /wheels`: the registry's wheels by name (`name`, `size_bytes`, `digest`,
     /// `sha256_b64`, `mtime`, `nuid`, `tags`, …).
     pub async fn list_wheels(&self) -> Result<Vec<Value>, HttpError> {
-        match self.json(reqwest::Method::GET, "/wheels", |r| r).await? {
-            Value::Array(items) => Ok(items),
-            other => Err(HttpError::Decode(format!(
-                "expected a list of wheels, got {other}"
-            ))),
-        }
+        self.json_list("/wheels", &[], "wheels").await
     }
 
     /// `GET /wheels/history`: upload and delete events, newest first.
@@ -68,15 +63,7 @@ impl HttpClient {
         if let Some(action) = query.action.as_ref().filter(|a| !a.is_empty()) {
             q.push(("action", action.clone()));
         }
-        match self
-            .json(reqwest::Method::GET, "/wheels/history", |r| r.query(&q))
-            .await?
-        {
-            Value::Array(items) => Ok(items),
-            other => Err(HttpError::Decode(format!(
-                "expected a list of events, got {other}"
-            ))),
-        }
+        self.json_list("/wheels/history", &q, "events").await
     }
 
     /// `POST /wheels`: uploads `data` as `filename` (a wheel file name such as

@@ -54,15 +54,7 @@ impl HttpClient {
         if let Some(limit) = opts.limit {
             q.push(("limit", limit.to_string()));
         }
-        match self
-            .json(reqwest::Method::GET, "/workers", |r| r.query(&q))
-            .await?
-        {
-            Value::Array(items) => Ok(items),
-            other => Err(HttpError::Decode(format!(
-                "expected a list of workers, got {other}"
-            ))),
-        }
+        self.json_list("/workers", &q, "workers").await
     }
 
     /// `PATCH /workers/{worker_id}` with `{"hidden": hidden}`: hides a worker from

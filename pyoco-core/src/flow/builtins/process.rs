@@ -11,6 +11,7 @@ use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::flow::tasks::TaskError;
 use crate::shutdown::{StopSignal, signal_group};
 
 /// Between SIGTERM and SIGKILL: time for the processes to clean up.
@@ -52,6 +53,29 @@ pub(super) enum Ended {
     },
     Cancelled,
     TimedOut(Duration),
+}
+
+impl Ended {
+    /// The exit status and output of a process that exited; a cancel or timeout as the task's
+    /// error (`what` names the process in the timeout message: "script", "command").
+    pub fn exited(
+        self,
+        what: &str,
+        error: impl FnOnce(String) -> TaskError,
+    ) -> Result<(ExitStatus, Captured, Captured), TaskError> {
+        match self {
+            Ended::Cancelled => Err(TaskError::new("cancelled")),
+            Ended::TimedOut(t) => Err(error(format!(
+                "{what} timed out after {}s",
+                t.as_secs_f64()
+            ))),
+            Ended::Exited {
+                status,
+                stdout,
+                stderr,
+            } => Ok((status, stdout, stderr)),
+        }
+    }
 }
 
 /// Signals the whole group when dropped, unless the run finished cleanly: this is what

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use serde_json::{Value, json};
 use tokio::process::Command;
 
-use super::process::{self, Ended};
+use super::process;
 use super::{Args, last_line};
 use crate::flow::tasks::{TaskCall, TaskError};
 
@@ -102,17 +102,7 @@ pub(super) async fn run(call: TaskCall) -> Result<Value, TaskError> {
             "could not start the Python interpreter '{interpreter}' (PYOCO_PYTHON): {e}"
         ))
     })?;
-    let (status, stdout, stderr) = match ended {
-        Ended::Cancelled => return Err(TaskError::new("cancelled")),
-        Ended::TimedOut(t) => {
-            return Err(args.error(format!("script timed out after {}s", t.as_secs_f64())));
-        }
-        Ended::Exited {
-            status,
-            stdout,
-            stderr,
-        } => (status, stdout, stderr),
-    };
+    let (status, stdout, stderr) = ended.exited("script", |m| args.error(m))?;
     let stderr = stderr.text();
     let needle = format!("\n{marker} ");
     let Some(at) = rfind(&stdout.bytes, needle.as_bytes()) else {
@@ -137,20 +127,7 @@ pub(super) async fn run(call: TaskCall) -> Result<Value, TaskError> {
     record(&call, &printed, &stderr);
     let answer: Value = serde_json::from_slice(&stdout.bytes[at + needle.len()..])
         .map_err(|e| args.error(format!("bad answer from the script runner: {e}")))?;
-    if answer.get("ok").and_then(Value::as_bool) == Some(true) {
-        return Ok(answer.get("output").cloned().unwrap_or(Value::Null));
-    }
-    Err(TaskError {
-        message: answer
-            .get("error")
-            .and_then(Value::as_str)
-            .unwrap_or("the script failed")
-            .to_string(),
-        traceback: answer
-            .get("traceback")
-            .and_then(Value::as_str)
-            .map(str::to_string),
-    })
+    crate::flow::python::answer_result(&answer, "the script failed")
 }
 
 /// Printed output goes into the task record (bounded; empty streams are left out).

@@ -9,7 +9,7 @@
 use serde_json::{Value, json};
 use tokio::process::Command;
 
-use super::process::{self, Ended};
+use super::process;
 use super::{Args, last_line, scalar_text};
 use crate::flow::tasks::{TaskCall, TaskError};
 
@@ -92,17 +92,7 @@ pub(super) async fn run(call: TaskCall) -> Result<Value, TaskError> {
     )
     .await
     .map_err(|e| args.error(format!("could not start the command: {e}")))?;
-    let (status, stdout, stderr) = match ended {
-        Ended::Cancelled => return Err(TaskError::new("cancelled")),
-        Ended::TimedOut(t) => {
-            return Err(args.error(format!("command timed out after {}s", t.as_secs_f64())));
-        }
-        Ended::Exited {
-            status,
-            stdout,
-            stderr,
-        } => (status, stdout, stderr),
-    };
+    let (status, stdout, stderr) = ended.exited("command", |m| args.error(m))?;
     let stdout_text = stdout.text();
     let stderr_text = stderr.text();
     let (shown, cut) = cut_text(&stdout_text, OUTPUT_LIMIT);

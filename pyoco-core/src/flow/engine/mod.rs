@@ -33,7 +33,7 @@ use super::yaml::FlowSpec;
 use crate::model::{TaskRecord, TaskState, now};
 pub use attempt::resolve_input;
 pub(crate) use attempt::{attempt, prepare};
-pub(crate) use record::{mark_cancelled, record_end};
+pub(crate) use record::{mark_cancelled, record_end, started_at};
 use schedule::{AfterFailure, Ready, Schedule};
 
 /// The part of the run snapshot the engine owns.
@@ -210,16 +210,8 @@ fn finished(
     task_run: TaskRun,
 ) -> bool {
     let name = &spec.graph.nodes[i];
-    let started = progress
-        .borrow()
-        .task_records
-        .get(name)
-        .and_then(|r| r.started_at)
-        .unwrap_or_else(now);
-    let policy = spec
-        .task(name)
-        .map(|t| t.policy.fail_policy)
-        .unwrap_or_default();
+    let started = started_at(progress, name);
+    let policy = spec.fail_policy(name);
     let extra = (task_run.attempts, task_run.cache, task_run.extra);
     match task_run.result {
         Ok(value) => {

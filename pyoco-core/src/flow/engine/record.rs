@@ -27,6 +27,16 @@ pub(super) fn mark_running(
     });
 }
 
+/// When task `name` started, as its record says; now if it has no start (it never ran).
+pub(crate) fn started_at(progress: &watch::Sender<EngineState>, name: &str) -> f64 {
+    progress
+        .borrow()
+        .task_records
+        .get(name)
+        .and_then(|r| r.started_at)
+        .unwrap_or_else(now)
+}
+
 /// Task `name` ended with `result`; `extra` carries the attempt count, the cache outcome and
 /// the fields the task reported.
 pub(crate) fn record_end(

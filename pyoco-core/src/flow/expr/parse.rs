@@ -135,41 +135,27 @@ impl Parser {
     }
 
     fn arith(&mut self) -> Result<Parsed, ExprError> {
-        let mut lhs = self.term()?;
-        loop {
-            let op = if self.is_op("+") {
-                Arith::Add
-            } else if self.is_op("-") {
-                Arith::Sub
-            } else {
-                break;
-            };
-            let at = self.bump().at;
-            let rhs = self.term()?;
-            lhs = Self::combine(
-                at,
-                Node::Arith(op, Box::new(lhs.0), Box::new(rhs.0)),
-                lhs.1,
-                rhs.1,
-            )?;
-        }
-        Ok(lhs)
+        self.left_assoc(&[("+", Arith::Add), ("-", Arith::Sub)], Self::term)
     }
 
     fn term(&mut self) -> Result<Parsed, ExprError> {
-        let mut lhs = self.unary()?;
-        loop {
-            let op = if self.is_op("*") {
-                Arith::Mul
-            } else if self.is_op("/") {
-                Arith::Div
-            } else if self.is_op("%") {
-                Arith::Mod
-            } else {
-                break;
-            };
+        self.left_assoc(
+            &[("*", Arith::Mul), ("/", Arith::Div), ("%", Arith::Mod)],
+            Self::unary,
+        )
+    }
+
+    /// One precedence level of left-associative arithmetic: `operand (op operand)*` for the
+    /// operators `ops` of that level.
+    fn left_assoc(
+        &mut self,
+        ops: &[(&str, Arith)],
+        operand: fn(&mut Self) -> Result<Parsed, ExprError>,
+    ) -> Result<Parsed, ExprError> {
+        let mut lhs = operand(self)?;
+        while let Some(&(_, op)) = ops.iter().find(|(symbol, _)| self.is_op(symbol)) {
             let at = self.bump().at;
-            let rhs = self.unary()?;
+            let rhs = operand(self)?;
             lhs = Self::combine(
                 at,
                 Node::Arith(op, Box::new(lhs.0), Box::new(rhs.0)),

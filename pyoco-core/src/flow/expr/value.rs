@@ -94,6 +94,36 @@ pub fn py_eq(a: &Value, b: &Value) -> bool {
     }
 }
 
+/// Python's `repr` of a string: single quotes unless the text has one and no double quote;
+/// backslash, the quote, `\n`, `\r`, `\t` and other control characters escaped.
+pub fn py_repr_str(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() && (c as u32) < 0x100 => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
+
 /// Python's `repr`.
 pub fn py_repr(v: &Value) -> String {
     match v {
@@ -110,30 +140,7 @@ pub fn py_repr(v: &Value) -> String {
             }
         }
         Value::Number(n) => n.to_string(),
-        Value::String(s) => {
-            let quote = if s.contains('\'') && !s.contains('"') {
-                '"'
-            } else {
-                '\''
-            };
-            let mut r = String::with_capacity(s.len() + 2);
-            r.push(quote);
-            for c in s.chars() {
-                match c {
-                    '\\' => r.push_str("\\\\"),
-                    '\n' => r.push_str("\\n"),
-                    '\r' => r.push_str("\\r"),
-                    '\t' => r.push_str("\\t"),
-                    c if c == quote => {
-                        r.push('\\');
-                        r.push(c);
-                    }
-                    c => r.push(c),
-                }
-            }
-            r.push(quote);
-            r
-        }
+        Value::String(s) => py_repr_str(s),
         Value::Array(items) => format!(
             "[{}]",
             items.iter().map(py_repr).collect::<Vec<_>>().join(", ")

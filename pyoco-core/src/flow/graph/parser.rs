@@ -210,30 +210,32 @@ impl<'a> Parser<'a> {
     }
 
     fn parse_or(&mut self, first: Option<Ast>) -> Result<Ast, GraphError> {
-        let mut items = vec![self.parse_and(first)?];
-        while self.peek()?.tok == Tok::Pipe {
-            self.advance()?;
-            self.skip_newlines()?;
-            items.push(self.parse_and(None)?);
-        }
-        Ok(if items.len() == 1 {
-            items.remove(0)
-        } else {
-            Ast::Or(items)
-        })
+        self.parse_joined(first, Tok::Pipe, Self::parse_and, Ast::Or)
     }
 
     fn parse_and(&mut self, first: Option<Ast>) -> Result<Ast, GraphError> {
-        let mut items = vec![self.parse_seq(first)?];
-        while self.peek()?.tok == Tok::Amp {
+        self.parse_joined(first, Tok::Amp, Self::parse_seq, Ast::And)
+    }
+
+    /// One join level: `operand (sep operand)*`, a single operand as itself, several wrapped
+    /// by `join` (`|` → [`Ast::Or`], `&` → [`Ast::And`]). `first` is an operand already read.
+    fn parse_joined(
+        &mut self,
+        first: Option<Ast>,
+        sep: Tok,
+        operand: fn(&mut Self, Option<Ast>) -> Result<Ast, GraphError>,
+        join: fn(Vec<Ast>) -> Ast,
+    ) -> Result<Ast, GraphError> {
+        let mut items = vec![operand(self, first)?];
+        while self.peek()?.tok == sep {
             self.advance()?;
             self.skip_newlines()?;
-            items.push(self.parse_seq(None)?);
+            items.push(operand(self, None)?);
         }
         Ok(if items.len() == 1 {
             items.remove(0)
         } else {
-            Ast::And(items)
+            join(items)
         })
     }
 

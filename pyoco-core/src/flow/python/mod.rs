@@ -274,22 +274,28 @@ impl PythonPool {
                 }
             }
         }
-        if answer.get("ok").and_then(Value::as_bool) == Some(true) {
-            Ok(answer.get("output").cloned().unwrap_or(Value::Null))
-        } else {
-            Err(TaskError {
-                message: answer
-                    .get("error")
-                    .and_then(Value::as_str)
-                    .unwrap_or("Python task failed")
-                    .to_string(),
-                traceback: answer
-                    .get("traceback")
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
-            })
-        }
+        answer_result(&answer, "Python task failed")
     }
+}
+
+/// The task's result from a runner's answer (`{"ok", "output"}` or `{"ok": false, "error",
+/// "traceback"}`, as `runner.py` and the script runner write it); `failed` is the message
+/// when the answer has none.
+pub(crate) fn answer_result(answer: &Value, failed: &str) -> Result<Value, TaskError> {
+    if answer.get("ok").and_then(Value::as_bool) == Some(true) {
+        return Ok(answer.get("output").cloned().unwrap_or(Value::Null));
+    }
+    Err(TaskError {
+        message: answer
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or(failed)
+            .to_string(),
+        traceback: answer
+            .get("traceback")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    })
 }
 
 fn died(detail: String) -> TaskError {

@@ -30,21 +30,9 @@ mod values;
 pub const TOP_LEVEL_KEYS: &[&str] = &["version", "flow", "tasks", "runtime"];
 /// Allowed keys of `flow`.
 pub const FLOW_KEYS: &[&str] = &["graph", "defaults"];
-/// Allowed keys of a task: the original's three, then our policy keys
+/// The original's keys of a task; a task may also have our policy keys
 /// ([`super::policy::POLICY_KEYS`]).
-pub const TASK_KEYS: &[&str] = &[
-    "callable",
-    "inputs",
-    "outputs",
-    "retries",
-    "retry_backoff_ms",
-    "retry_backoff_multiplier",
-    "retry_backoff_max_ms",
-    "timeout_sec",
-    "fail_policy",
-    "cache_ttl_sec",
-    "circuit_breaker",
-];
+pub const TASK_KEYS: &[&str] = &["callable", "inputs", "outputs"];
 /// Allowed keys of `runtime`.
 pub const RUNTIME_KEYS: &[&str] = &["expose_env"];
 
@@ -116,6 +104,13 @@ impl FlowSpec {
     pub fn task(&self, name: &str) -> Option<&TaskSpec> {
         self.tasks.iter().find(|t| t.name == name)
     }
+
+    /// What a failure of task `name` does to the run (the default for a task not declared).
+    pub fn fail_policy(&self, name: &str) -> super::policy::FailPolicy {
+        self.task(name)
+            .map(|t| t.policy.fail_policy)
+            .unwrap_or_default()
+    }
 }
 
 /// A rejected `flow.yaml`.
@@ -171,7 +166,7 @@ pub fn parse_flow_yaml_within(bytes: &[u8], limits: YamlLimits) -> Result<FlowSp
     if root.contains_key("discovery") {
         return Err(YamlError::code("unsupported_key_discovery"));
     }
-    check_keys(&root, TOP_LEVEL_KEYS, |keys| {
+    check_keys(&root, &[TOP_LEVEL_KEYS], |keys| {
         YamlError::detail("unknown_top_level_keys", keys)
     })?;
 
@@ -180,7 +175,7 @@ pub fn parse_flow_yaml_within(bytes: &[u8], limits: YamlLimits) -> Result<FlowSp
         Some(Yaml::Mapping(flow)) => flow,
         Some(_) => return Err(YamlError::code("invalid_flow")),
     };
-    check_keys(flow, FLOW_KEYS, |keys| {
+    check_keys(flow, &[FLOW_KEYS], |keys| {
         YamlError::detail("unknown_flow_keys", keys)
     })?;
     let graph_source = match flow.get("graph") {
@@ -206,7 +201,7 @@ pub fn parse_flow_yaml_within(bytes: &[u8], limits: YamlLimits) -> Result<FlowSp
         Some(Yaml::Mapping(runtime)) => runtime,
         Some(_) => return Err(YamlError::code("invalid_runtime")),
     };
-    check_keys(runtime, RUNTIME_KEYS, |keys| {
+    check_keys(runtime, &[RUNTIME_KEYS], |keys| {
         YamlError::detail("unknown_runtime_keys", keys)
     })?;
     let expose_env = string_list(runtime.get("expose_env"))
@@ -253,7 +248,7 @@ fn parse_task(key: &Yaml, value: &Yaml) -> Result<TaskSpec, YamlError> {
     let Yaml::Mapping(config) = value else {
         return Err(YamlError::detail("invalid_task_config", &name));
     };
-    check_keys(config, TASK_KEYS, |keys| {
+    check_keys(config, &[TASK_KEYS, super::policy::POLICY_KEYS], |keys| {
         YamlError::detail("unknown_task_keys", format!("{name}: {keys}"))
     })?;
     let callable = match config.get("callable") {
@@ -278,12 +273,13 @@ fn parse_task(key: &Yaml, value: &Yaml) -> Result<TaskSpec, YamlError> {
 /// Rejects keys outside `allowed`, listing them like Python's `repr(sorted(...))`.
 fn check_keys(
     map: &Mapping,
-    allowed: &[&str],
+    allowed: &[&[&str]],
     error: impl FnOnce(String) -> YamlError,
 ) -> Result<(), YamlError> {
+    let known = |s: &str| allowed.iter().any(|set| set.contains(&s));
     let mut unknown: Vec<&Yaml> = map
         .keys()
-        .filter(|k| !matches!(k, Yaml::String(s) if allowed.contains(&s.as_str())))
+        .filter(|k| !matches!(k, Yaml::String(s) if known(s)))
         .collect();
     if unknown.is_empty() {
         return Ok(());

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::client::http::is_terminal_status;
+use crate::model::RunStatus;
 
 /// One event of a run watch.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,7 +61,7 @@ impl WatchEvent {
 
     /// `true` for a snapshot whose status is COMPLETED, FAILED or CANCELLED.
     pub fn is_terminal(&self) -> bool {
-        self.status().is_some_and(is_terminal_status)
+        self.status().is_some_and(RunStatus::is_terminal_str)
     }
 
     /// The event as the original's client yields it: `{"event": <name>, "data": {"run_id",
