@@ -77,6 +77,10 @@ impl std::fmt::Debug for Authenticator {
     }
 }
 
+/// Re-watching the key bucket after a break: 100 ms doubling to 2 s, jittered.
+const RETRY: crate::backoff::Backoff =
+    crate::backoff::Backoff::new(Duration::from_millis(100), 2.0, Duration::from_secs(2));
+
 /// Remembered keys beyond this are not added (a bound on memory, never on correctness).
 const MAX_REMEMBERED: usize = 100_000;
 
@@ -216,7 +220,7 @@ impl Authenticator {
             self.watching.store(false, Ordering::SeqCst);
             self.forget(None);
             attempt = attempt.saturating_add(1);
-            let delay = Duration::from_millis(100u64.saturating_mul(u64::from(attempt.min(20))));
+            let delay = RETRY.jittered(attempt);
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(delay) => {}

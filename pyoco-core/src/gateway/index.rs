@@ -317,11 +317,17 @@ impl RunIndex {
     /// latest value of every key, marks itself ready when caught up, then follows every
     /// change. Restarts the watch (from scratch) if it ends.
     pub async fn follow(self: Arc<Self>, runs: RunStore) {
+        // 250 ms doubling to 2 s, jittered, so many gateways do not re-watch in step.
+        let retry =
+            crate::backoff::Backoff::new(Duration::from_millis(250), 2.0, Duration::from_secs(2));
+        let mut attempt = 0;
         loop {
-            if let Err(e) = self.follow_once(&runs).await {
-                tracing::warn!(error = %e, "run index watch ended; restarting");
+            match self.follow_once(&runs).await {
+                Ok(()) => attempt = 0,
+                Err(e) => tracing::warn!(error = %e, "run index watch ended; restarting"),
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            attempt += 1;
+            tokio::time::sleep(retry.jittered(attempt)).await;
         }
     }
 
