@@ -101,8 +101,15 @@ def wait_until(what: str, timeout: float, probe: Callable[[], Optional[Any]]) ->
 
 
 class Suite:
-    def __init__(self, base_url: str, worker_id: str, tag: str, original_gateway: bool = False) -> None:
-        self.client = PyocoHttpClient(base_url)
+    def __init__(
+        self,
+        base_url: str,
+        worker_id: str,
+        tag: str,
+        original_gateway: bool = False,
+        api_key: Optional[str] = None,
+    ) -> None:
+        self.client = PyocoHttpClient(base_url, api_key=api_key)
         self.original_gateway = original_gateway
         self.worker_id = worker_id
         self.tag = tag
@@ -436,13 +443,14 @@ def main(argv: List[str]) -> int:
         action="store_true",
         help="the gateway is the Python original: avoid its known cancel race (see check_cancel_run)",
     )
+    parser.add_argument("--api-key", default=None, help="send this API key (auth mode api_key)")
     parser.add_argument("--only", default="", help="comma-separated subset of: " + ",".join(CHECKS))
     args = parser.parse_args(argv)
     only = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = set(only) - set(CHECKS)
     if unknown:
         parser.error(f"unknown checks: {sorted(unknown)}")
-    suite = Suite(args.base_url, args.worker_id, args.tag, args.original_gateway)
+    suite = Suite(args.base_url, args.worker_id, args.tag, args.original_gateway, args.api_key)
     for name in CHECKS:
         if not only or name in only:
             suite.run(name, getattr(suite, f"check_{name}"))

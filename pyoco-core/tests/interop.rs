@@ -215,11 +215,25 @@ impl Drop for PyProcess {
 /// lines unless every check passed. `original_gateway`: the gateway is the Python one (the
 /// script then steps around that gateway's known cancel race).
 async fn run_client_script(base_url: &str, worker_id: &str, tag: &str, original_gateway: bool) {
+    run_client_script_with_key(base_url, worker_id, tag, original_gateway, None).await
+}
+
+/// [`run_client_script`] with the client's `api_key=` set.
+async fn run_client_script_with_key(
+    base_url: &str,
+    worker_id: &str,
+    tag: &str,
+    original_gateway: bool,
+    api_key: Option<&str>,
+) {
     let script = interop_dir().join("client_against_gateway.py");
     let script = script.to_str().unwrap();
     let mut args = vec![script, base_url, "--worker-id", worker_id, "--tag", tag];
     if original_gateway {
         args.push("--original-gateway");
+    }
+    if let Some(key) = api_key {
+        args.extend(["--api-key", key]);
     }
     let mut proc = PyProcess::spawn("client_against_gateway.py", "python", &args, &[]);
     let status = proc.wait(Duration::from_secs(50)).await;
@@ -274,6 +288,49 @@ async fn python_http_client_works_against_our_gateway() {
     let worker = WorkerHandle::start(config, registry(), "interop-w1", &["default"]).await;
 
     run_client_script(&gateway.url(), "interop-w1", "default", false).await;
+
+    worker.stop().await;
+    gateway.stop().await;
+}
+
+/// With API keys on, the original's client with `api_key=` works unchanged against our
+/// gateway, using a key made by the original's own `pyoco-server-admin`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_http_client_with_an_original_api_key_works_against_our_gateway() {
+    let venv = venv();
+    let server = NatsServer::start();
+    let mut config = config(&server);
+    config.http_auth_mode = pyoco::config::AuthMode::ApiKey;
+    config.auth_pepper = Some("interop-pepper".into());
+    let gateway = GatewayHandle::start(config.clone()).await;
+    let worker = WorkerHandle::start(config, registry(), "interop-w1", &["default"]).await;
+    let out = std::process::Command::new(venv.join("bin/pyoco-server-admin"))
+        .args([
+            "--nats-url",
+            &server.url(),
+            "api-key",
+            "create",
+            "--tenant",
+            "interop",
+        ])
+        .env("PYOCO_AUTH_PEPPER", "interop-pepper")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let key = created["api_key"].as_str().unwrap();
+    // Without the key the same gateway refuses.
+    let refused = reqwest::get(format!("{}/runs", gateway.url()))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+
+    run_client_script_with_key(&gateway.url(), "interop-w1", "default", false, Some(key)).await;
 
     worker.stop().await;
     gateway.stop().await;
