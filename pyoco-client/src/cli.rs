@@ -30,6 +30,9 @@ pub struct Cli {
     /// Header carrying the API key.
     #[arg(long, default_value = "X-API-Key")]
     pub api_key_header: String,
+    /// Sign every request with this secret (the gateway's PYOCO_HTTP_HMAC_SECRET).
+    #[arg(long, env = "PYOCO_HMAC_SECRET", hide_env_values = true)]
+    pub hmac_secret: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -29,6 +29,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     if let Some(key) = cli.api_key.as_deref().filter(|k| !k.is_empty()) {
         client = client.with_api_key(&cli.api_key_header, key);
     }
+    if let Some(secret) = cli.hmac_secret.as_deref().filter(|s| !s.is_empty()) {
+        client = client.with_hmac_secret(secret);
+    }
     match cli.command {
         Command::Submit(args) => submit(&client, args).await,
         Command::SubmitYaml(args) => submit_yaml(&client, args).await,

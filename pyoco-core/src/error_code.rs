@@ -69,13 +69,16 @@ pub enum ErrorCode {
     InvalidApiKey,
     /// Over a request rate limit; `Retry-After` says when to retry.
     RateLimited,
+    /// `PYOCO_HTTP_HMAC_SECRET` is set and the request's signature is missing, wrong, stale
+    /// or replayed.
+    InvalidSignature,
     /// A stored document is corrupt or another internal failure (details only logged).
     InternalError,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the spec's table (the spec test compares the two).
-    pub const ALL: [ErrorCode; 28] = [
+    pub const ALL: [ErrorCode; 29] = [
         ErrorCode::RouteNotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::ValidationError,
@@ -104,6 +107,7 @@ impl ErrorCode {
         ErrorCode::ApiKeyRequired,
         ErrorCode::InvalidApiKey,
         ErrorCode::RateLimited,
+        ErrorCode::InvalidSignature,
     ];
 
     /// The HTTP status the gateway answers this code with (one status per code).
@@ -114,7 +118,7 @@ impl ErrorCode {
             | ErrorCode::WorkerNotFound
             | ErrorCode::WheelNotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::ApiKeyRequired => 401,
+            ErrorCode::ApiKeyRequired | ErrorCode::InvalidSignature => 401,
             ErrorCode::InvalidApiKey => 403,
             ErrorCode::RateLimited => 429,
             ErrorCode::WheelVersionExists | ErrorCode::WheelVersionNotNewer => 409,
@@ -148,6 +152,7 @@ impl ErrorCode {
             ErrorCode::ApiKeyRequired => "api_key_required",
             ErrorCode::InvalidApiKey => "invalid_api_key",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::InvalidSignature => "invalid_signature",
             ErrorCode::InvalidTag => "invalid_tag",
             ErrorCode::InvalidWorkflowYaml => "invalid_workflow_yaml",
             ErrorCode::MissingFlowName => "missing_flow_name",

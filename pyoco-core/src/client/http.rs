@@ -8,6 +8,7 @@
 //! since a watch legitimately stays open for minutes.
 
 mod error;
+mod multipart;
 mod runs;
 mod sse;
 mod wheels;
@@ -34,6 +35,8 @@ pub struct HttpClient {
     /// per-read timeouts, so a dead connection is noticed and re-established.
     sse_http: reqwest::Client,
     api_key: Option<(String, String)>,
+    /// `PYOCO_HTTP_HMAC_SECRET` of the gateway: every request is signed (spec/auth.md).
+    hmac_secret: Option<std::sync::Arc<str>>,
 }
 
 /// Longest silence on a watch connection before it counts as dead; well above the heartbeat
@@ -59,6 +62,7 @@ impl HttpClient {
             http,
             sse_http,
             api_key: None,
+            hmac_secret: None,
         })
     }
 
@@ -66,6 +70,13 @@ impl HttpClient {
     /// header name is `X-API-Key`).
     pub fn with_api_key(mut self, header: &str, key: &str) -> HttpClient {
         self.api_key = Some((header.to_string(), key.to_string()));
+        self
+    }
+
+    /// Signs every request with `secret` (the gateway's `PYOCO_HTTP_HMAC_SECRET`): a fresh
+    /// timestamp and nonce each time, the watch's reconnects included.
+    pub fn with_hmac_secret(mut self, secret: &str) -> HttpClient {
+        self.hmac_secret = Some(std::sync::Arc::from(secret));
         self
     }
 
@@ -86,8 +97,23 @@ impl HttpClient {
         if let Some((h, k)) = &self.api_key {
             req = req.header(h.as_str(), k.as_str());
         }
-        let resp = build(req)
-            .send()
+        let mut request = build(req)
+            .build()
+            .map_err(|e| HttpError::Transport(error_chain(&e)))?;
+        if let Some(secret) = &self.hmac_secret {
+            let body = match request.body() {
+                None => &[][..],
+                Some(b) => b.as_bytes().ok_or_else(|| {
+                    HttpError::Transport("a signed request needs a body in memory".into())
+                })?,
+            };
+            for (name, value) in signature_headers(secret, &method, request.url(), body) {
+                request.headers_mut().insert(name, value);
+            }
+        }
+        let resp = self
+            .http
+            .execute(request)
             .await
             .map_err(|e| HttpError::Transport(error_chain(&e)))?;
         if resp.status().is_success() {
@@ -154,6 +180,41 @@ impl HttpClient {
             .await
             .map_err(|e| HttpError::Transport(error_chain(&e)))
     }
+}
+
+/// The three signature headers of one request (spec/auth.md): unix seconds, a fresh random
+/// nonce, and `v1=<hex>` over method, path with query, and body.
+pub(crate) fn signature_headers(
+    secret: &str,
+    method: &reqwest::Method,
+    url: &reqwest::Url,
+    body: &[u8],
+) -> Vec<(reqwest::header::HeaderName, reqwest::header::HeaderValue)> {
+    use crate::auth::sign;
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+        .to_string();
+    let nonce = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+    let path = match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_string(),
+    };
+    let signature = sign::sign(secret.as_bytes(), &ts, &nonce, method.as_str(), &path, body);
+    [
+        (sign::TS_HEADER, ts),
+        (sign::NONCE_HEADER, nonce),
+        (sign::SIGNATURE_HEADER, signature),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| {
+        Some((
+            reqwest::header::HeaderName::from_static(name),
+            reqwest::header::HeaderValue::from_str(&value).ok()?,
+        ))
+    })
+    .collect()
 }
 
 /// Percent-encodes one path segment, so an id with `/`, `?` or spaces cannot change the

@@ -173,6 +173,8 @@ config_table! {
         work_stream: String = "PYOCO_WORK".into();
         /// Durable consumer names are `<consumer_prefix>_<tag>` (not configurable either).
         consumer_prefix: String = "pyoco_workers".into();
+        /// KV bucket of used HMAC request nonces (pyoco only), shared by every gateway.
+        http_nonces_kv_bucket: String = "pyoco_http_nonces".into();
     }
     vars {
         /// NATS server URL.
@@ -222,6 +224,13 @@ config_table! {
         "PYOCO_HTTP_SUBMIT_RPM" => http_submit_rpm: usize = 0, parse::size, Any, Implemented;
         /// Requests per minute of one API key (0: no limit).
         "PYOCO_HTTP_TENANT_RPM" => http_tenant_rpm: usize = 0, parse::size, Any, Implemented;
+        /// Turns on HMAC-SHA256 request signing (spec/auth.md): every non-public route then
+        /// needs `X-Pyoco-Ts`, `X-Pyoco-Nonce` and `X-Pyoco-Signature`.
+        "PYOCO_HTTP_HMAC_SECRET" => http_hmac_secret: Option<String> = None,
+            parse::optional_string, Any, Implemented;
+        /// How far a signed request's timestamp may be from the gateway's clock.
+        "PYOCO_HTTP_HMAC_TTL_SEC" => http_hmac_ttl: Duration = Duration::from_secs(60),
+            parse::secs_at_least_100ms, Any, Implemented;
         /// With API keys on, `GET /metrics` alone stays open (for scrapers).
         "PYOCO_METRICS_PUBLIC" => metrics_public: bool = false,
             parse::boolean, Any, Implemented;

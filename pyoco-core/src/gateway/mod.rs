@@ -25,6 +25,7 @@ pub mod openapi;
 pub mod request_id;
 pub mod routes;
 mod runs;
+mod signing;
 mod watch;
 mod wheels;
 mod workers;

@@ -102,6 +102,11 @@ pub struct Route {
 
 /// The `#[utoipa::path]` description of handler `P`.
 impl Route {
+    /// The body limit of this route, when it has its own (else axum's default, 2 MiB).
+    pub fn body_limit_bytes(&self, config: &Config) -> Option<usize> {
+        self.body_limit.bytes(config)
+    }
+
     /// `POST /runs` and `POST /runs/yaml`, which `PYOCO_HTTP_SUBMIT_RPM` limits.
     pub fn is_submit(&self) -> bool {
         self.method == Method::Post && matches!(self.path, "/runs" | "/runs/yaml")
@@ -161,7 +166,8 @@ pub(super) fn method_router(
         Access::Public => handler,
         // The key check runs before the handler reads the body (the original validates
         // first and answers 422 to callers without a key; we tell them nothing).
-        // Limits inside the key check, so the per-key limit knows the key.
+        // Signature, then key, then limits (inside the key check, so the per-key limit knows
+        // the key).
         Access::Protected | Access::Admin => handler
             .route_layer(axum::middleware::from_fn_with_state(
                 (state.clone(), route),
@@ -170,6 +176,11 @@ pub(super) fn method_router(
             .route_layer(axum::middleware::from_fn_with_state(
                 (state.clone(), route),
                 super::auth::require,
+            ))
+            // Outermost: a forged or replayed request costs no key verification.
+            .route_layer(axum::middleware::from_fn_with_state(
+                (state.clone(), route),
+                super::signing::verify,
             )),
     }
 }

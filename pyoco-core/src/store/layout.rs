@@ -23,6 +23,8 @@ pub struct Layout {
     pub circuit_breakers_bucket: String,
     /// The wheel registry's object store.
     pub wheels_bucket: String,
+    /// Used HMAC nonces (pyoco only).
+    pub nonces_bucket: String,
 }
 
 impl Layout {
@@ -43,6 +45,7 @@ impl Layout {
             task_cache_bucket: config.task_cache_kv_bucket.clone(),
             circuit_breakers_bucket: config.circuit_breakers_kv_bucket.clone(),
             wheels_bucket: config.wheel_object_store_bucket.clone(),
+            nonces_bucket: config.http_nonces_kv_bucket.clone(),
         }
     }
 

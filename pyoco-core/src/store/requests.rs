@@ -128,3 +128,10 @@ impl Idempotency {
         })
     }
 }
+
+impl super::Store {
+    /// The used-nonce memory of HMAC request signing.
+    pub fn nonces(&self) -> Nonces {
+        Nonces::new(self.resources.nonces.clone())
+    }
+}

@@ -20,6 +20,8 @@ pub struct Resources {
     pub wheel_history: kv::Store,
     pub task_cache: kv::Store,
     pub circuit_breakers: kv::Store,
+    /// Used HMAC nonces; entries expire after twice the signature window.
+    pub nonces: kv::Store,
     pub wheels: object_store::ObjectStore,
 }
 
@@ -65,7 +67,7 @@ pub async fn ensure_resources(
         ensure_stream(js, stream).await?;
     }
     // (name, history, max age), in the order of the `Resources` fields.
-    let buckets: [(&str, i64, Duration); 9] = [
+    let buckets: [(&str, i64, Duration); 10] = [
         (&names.runs_bucket, 1, Duration::ZERO),
         (&names.workers_bucket, 1, config.workers_kv_ttl),
         (&names.auth_bucket, 1, Duration::ZERO),
@@ -80,6 +82,12 @@ pub async fn ensure_resources(
             Duration::from_secs(30 * 86_400),
         ),
         (&names.circuit_breakers_bucket, 1, Duration::ZERO),
+        // A nonce must outlive every timestamp that could still carry it (±TTL).
+        (
+            &names.nonces_bucket,
+            1,
+            (config.http_hmac_ttl * 2).max(Duration::from_secs(60)),
+        ),
     ];
     let mut bound = Vec::with_capacity(buckets.len());
     for (name, history, max_age) in buckets {
@@ -130,6 +138,7 @@ pub async fn ensure_resources(
         wheel_history: next()?,
         task_cache: next()?,
         circuit_breakers: next()?,
+        nonces: next()?,
         wheels,
     })
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use reqwest::multipart::{Form, Part};
+use super::multipart::Multipart;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -88,18 +88,18 @@ impl HttpClient {
         flow_name: &str,
         tag: Option<&str>,
     ) -> Result<Value, HttpError> {
-        let part = Part::bytes(workflow_yaml.to_vec())
-            .file_name("flow.yaml")
-            .mime_str("application/x-yaml")
-            .map_err(|e| HttpError::Decode(e.to_string()))?;
-        let mut form = Form::new()
-            .part("workflow", part)
-            .text("flow_name", flow_name.to_string());
+        let mut form = Multipart::new()
+            .file("workflow", "flow.yaml", "application/x-yaml", workflow_yaml)
+            .text("flow_name", flow_name);
         if let Some(tag) = tag {
-            form = form.text("tag", tag.to_string());
+            form = form.text("tag", tag);
         }
-        self.json(reqwest::Method::POST, "/runs/yaml", |r| r.multipart(form))
-            .await
+        let (content_type, body) = form.finish();
+        self.json(reqwest::Method::POST, "/runs/yaml", |r| {
+            r.header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(body)
+        })
+        .await
     }
 
     /// `GET /runs/{run_id}`: the run snapshot plus worker information; with `records` also

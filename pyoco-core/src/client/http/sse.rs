@@ -377,6 +377,7 @@ impl Watch {
         }
         let transport = ReqwestTransport {
             http: self.client.sse_http.clone(),
+            hmac_secret: self.client.hmac_secret.clone(),
         };
         Ok(builder.build_with_transport(transport).stream())
     }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use reqwest::multipart::{Form, Part};
+use super::multipart::Multipart;
 use serde_json::Value;
 
 use super::{HttpClient, HttpError, error_chain, segment};
@@ -75,12 +75,8 @@ impl HttpClient {
         data: Vec<u8>,
         options: &WheelUpload,
     ) -> Result<Value, HttpError> {
-        let part = Part::bytes(data)
-            .file_name(filename.to_string())
-            .mime_str("application/octet-stream")
-            .map_err(|e| HttpError::Decode(e.to_string()))?;
-        let mut form = Form::new()
-            .part("wheel", part)
+        let mut form = Multipart::new()
+            .file("wheel", filename, "application/octet-stream", &data)
             .text("replace", if options.replace { "true" } else { "false" });
         let tags: Vec<&str> = options
             .tags
@@ -89,10 +85,13 @@ impl HttpClient {
             .filter(|t| !t.is_empty())
             .collect();
         if !tags.is_empty() {
-            form = form.text("tags", tags.join(","));
+            form = form.text("tags", &tags.join(","));
         }
+        let (content_type, body) = form.finish();
         self.json(reqwest::Method::POST, "/wheels", |r| {
-            r.multipart(form).timeout(TRANSFER_TIMEOUT)
+            r.header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(body)
+                .timeout(TRANSFER_TIMEOUT)
         })
         .await
     }

@@ -16,15 +16,25 @@ use launchdarkly_sdk_transport::{
 #[derive(Clone)]
 pub(super) struct ReqwestTransport {
     pub(super) http: reqwest::Client,
+    /// Signs each (re)connect with a fresh nonce when the gateway wants signed requests.
+    pub(super) hmac_secret: Option<std::sync::Arc<str>>,
 }
 
 impl HttpTransport for ReqwestTransport {
     fn request(&self, request: Request<Option<Bytes>>) -> ResponseFuture {
         let http = self.http.clone();
+        let secret = self.hmac_secret.clone();
         let future = async move {
             let (parts, body) = request.into_parts();
             let url = reqwest::Url::parse(&parts.uri.to_string()).map_err(TransportError::new)?;
+            let signature = secret.as_deref().map(|secret| {
+                let bytes = body.as_deref().unwrap_or_default();
+                crate::client::http::signature_headers(secret, &parts.method, &url, bytes)
+            });
             let mut req = http.request(parts.method, url).headers(parts.headers);
+            for (name, value) in signature.into_iter().flatten() {
+                req = req.header(name, value);
+            }
             if let Some(body) = body {
                 req = req.body(body);
             }
