@@ -211,6 +211,9 @@ pub struct SubmitArgs {
     /// Comma-separated informational tags.
     #[arg(long, value_name = "A,B")]
     pub tags: Option<String>,
+    /// Resubmitting with the same key returns the first run instead of a second one.
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -222,6 +225,9 @@ pub struct SubmitYamlArgs {
     /// Work queue tag (the server's default tag when omitted).
     #[arg(long)]
     pub tag: Option<String>,
+    /// Resubmitting with the same key returns the first run instead of a second one.
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
 }
 
 /// Filters shared by `list` and `list-vnext`.

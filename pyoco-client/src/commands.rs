@@ -146,6 +146,10 @@ async fn submit(client: &HttpClient, args: SubmitArgs) -> Result<(), CliError> {
         .map_err(CliError::Input)?;
     let merged = params::merge_params(file, inline, &args.param).map_err(CliError::Input)?;
     let tags = params::parse_tags(args.tags.as_deref());
+    let client = match &args.idempotency_key {
+        Some(key) => client.clone().with_idempotency_key(key),
+        None => client.clone(),
+    };
     let resp = client
         .submit_run(&args.flow_name, merged, args.tag.as_deref(), tags)
         .await?;
@@ -154,6 +158,10 @@ async fn submit(client: &HttpClient, args: SubmitArgs) -> Result<(), CliError> {
 
 async fn submit_yaml(client: &HttpClient, args: SubmitYamlArgs) -> Result<(), CliError> {
     let yaml = read_file(&args.workflow_file)?;
+    let client = match &args.idempotency_key {
+        Some(key) => client.clone().with_idempotency_key(key),
+        None => client.clone(),
+    };
     let resp = client
         .submit_yaml(&yaml, &args.flow_name, args.tag.as_deref())
         .await?;

@@ -69,6 +69,10 @@ pub enum ErrorCode {
     InvalidApiKey,
     /// Over a request rate limit; `Retry-After` says when to retry.
     RateLimited,
+    /// An `Idempotency-Key` already used for a different request.
+    IdempotencyConflict,
+    /// An `Idempotency-Key` that is empty, too long or not visible ASCII.
+    InvalidIdempotencyKey,
     /// `PYOCO_HTTP_HMAC_SECRET` is set and the request's signature is missing, wrong, stale
     /// or replayed.
     InvalidSignature,
@@ -78,7 +82,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order of the spec's table (the spec test compares the two).
-    pub const ALL: [ErrorCode; 29] = [
+    pub const ALL: [ErrorCode; 31] = [
         ErrorCode::RouteNotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::ValidationError,
@@ -108,6 +112,8 @@ impl ErrorCode {
         ErrorCode::InvalidApiKey,
         ErrorCode::RateLimited,
         ErrorCode::InvalidSignature,
+        ErrorCode::IdempotencyConflict,
+        ErrorCode::InvalidIdempotencyKey,
     ];
 
     /// The HTTP status the gateway answers this code with (one status per code).
@@ -118,6 +124,8 @@ impl ErrorCode {
             | ErrorCode::WorkerNotFound
             | ErrorCode::WheelNotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::IdempotencyConflict => 409,
+            ErrorCode::InvalidIdempotencyKey => 422,
             ErrorCode::ApiKeyRequired | ErrorCode::InvalidSignature => 401,
             ErrorCode::InvalidApiKey => 403,
             ErrorCode::RateLimited => 429,
@@ -153,6 +161,8 @@ impl ErrorCode {
             ErrorCode::InvalidApiKey => "invalid_api_key",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::InvalidSignature => "invalid_signature",
+            ErrorCode::IdempotencyConflict => "idempotency_conflict",
+            ErrorCode::InvalidIdempotencyKey => "invalid_idempotency_key",
             ErrorCode::InvalidTag => "invalid_tag",
             ErrorCode::InvalidWorkflowYaml => "invalid_workflow_yaml",
             ErrorCode::MissingFlowName => "missing_flow_name",

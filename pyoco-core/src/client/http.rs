@@ -37,6 +37,8 @@ pub struct HttpClient {
     api_key: Option<(String, String)>,
     /// `PYOCO_HTTP_HMAC_SECRET` of the gateway: every request is signed (spec/auth.md).
     hmac_secret: Option<std::sync::Arc<str>>,
+    /// Sent as `Idempotency-Key` with the submits (`POST /runs`, `POST /runs/yaml`).
+    idempotency_key: Option<String>,
 }
 
 /// Longest silence on a watch connection before it counts as dead; well above the heartbeat
@@ -63,6 +65,7 @@ impl HttpClient {
             sse_http,
             api_key: None,
             hmac_secret: None,
+            idempotency_key: None,
         })
     }
 
@@ -78,6 +81,22 @@ impl HttpClient {
     pub fn with_hmac_secret(mut self, secret: &str) -> HttpClient {
         self.hmac_secret = Some(std::sync::Arc::from(secret));
         self
+    }
+
+    /// Sends `key` as `Idempotency-Key` with submits: resubmitting the same request with the
+    /// same key (after a timeout, from another process) returns the first run instead of
+    /// creating a second. Use a fresh clone of the client per logical request.
+    pub fn with_idempotency_key(mut self, key: &str) -> HttpClient {
+        self.idempotency_key = Some(key.to_string());
+        self
+    }
+
+    /// `Idempotency-Key` on a submit request, when set.
+    fn idempotent(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.idempotency_key {
+            Some(key) => req.header("Idempotency-Key", key.as_str()),
+            None => req,
+        }
     }
 
     /// The base URL, without a trailing `/`.

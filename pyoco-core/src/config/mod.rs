@@ -175,6 +175,8 @@ config_table! {
         consumer_prefix: String = "pyoco_workers".into();
         /// KV bucket of used HMAC request nonces (pyoco only), shared by every gateway.
         http_nonces_kv_bucket: String = "pyoco_http_nonces".into();
+        /// KV bucket of `Idempotency-Key` reservations (pyoco only), shared by every gateway.
+        idempotency_kv_bucket: String = "pyoco_idempotency".into();
     }
     vars {
         /// NATS server URL.
@@ -230,6 +232,9 @@ config_table! {
             parse::optional_string, Any, Implemented;
         /// How far a signed request's timestamp may be from the gateway's clock.
         "PYOCO_HTTP_HMAC_TTL_SEC" => http_hmac_ttl: Duration = Duration::from_secs(60),
+            parse::secs_at_least_100ms, Any, Implemented;
+        /// How long an `Idempotency-Key` maps to the run it created (at bucket creation).
+        "PYOCO_IDEMPOTENCY_TTL_SEC" => idempotency_ttl: Duration = Duration::from_secs(86_400),
             parse::secs_at_least_100ms, Any, Implemented;
         /// With API keys on, `GET /metrics` alone stays open (for scrapers).
         "PYOCO_METRICS_PUBLIC" => metrics_public: bool = false,

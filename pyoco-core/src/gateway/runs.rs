@@ -19,22 +19,26 @@ use super::query::QueryParams;
 use crate::error_code::ErrorCode;
 use crate::flow::yaml::{parse_flow_yaml_within, sha256_hex};
 use crate::model::{WorkerState, is_valid_tag, now};
+use crate::store::requests::Reservation;
 use crate::store::{NewRun, Store, SubmitError, YamlPayload};
 
 type ApiResult<T> = Result<T, ApiError>;
 
 /// `POST /runs`: submit a run by flow name (the worker resolves it).
 #[utoipa::path(post, path = "/runs", request_body = SubmitRunRequest,
-    responses((status = 200, body = SubmitResponse), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
+    params(("Idempotency-Key" = Option<String>, Header, description = "the same key and request within PYOCO_IDEMPOTENCY_TTL_SEC return the first run")),
+    responses((status = 200, body = SubmitResponse), (status = 409, description = "the idempotency key was used for another request", body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
 pub async fn submit(
     State(state): State<GatewayState>,
     caller: Caller,
+    headers: axum::http::HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<Json<SubmitResponse>> {
     let body = json_body(body)?;
     let mut run = parse_submit(&body)?;
     stamp(&mut run, &caller);
     let store = state.store()?;
+    reserve_idempotency_key(store, &headers, &caller, &mut run).await?;
     let run_id = submit_to_end(&state, store, run).await?;
     Ok(Json(SubmitResponse::pending(run_id)))
 }
@@ -64,6 +68,59 @@ fn stamp(run: &mut NewRun, caller: &Caller) {
     }
 }
 
+/// `Idempotency-Key`: the first request with a key (per tenant) reserves a run id for it, and
+/// every later one with the same key and the same request gets that run — across gateways and
+/// restarts, since the reservation is a KV create. The same key with another request is 409.
+async fn reserve_idempotency_key(
+    store: &Store,
+    headers: &axum::http::HeaderMap,
+    caller: &Caller,
+    run: &mut NewRun,
+) -> ApiResult<()> {
+    let Some(raw) = headers.get("idempotency-key") else {
+        return Ok(());
+    };
+    let key = raw
+        .to_str()
+        .ok()
+        .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::InvalidIdempotencyKey,
+                "invalid idempotency key: use 1 to 255 visible ASCII characters",
+            )
+        })?;
+    // What makes two submits the same request (not the bytes: a multipart boundary differs).
+    let fingerprint = json!({
+        "flow_name": run.flow_name,
+        "params": run.params,
+        "tag": run.tag,
+        "tags": run.tags,
+        "workflow_yaml_sha256": run.yaml.as_ref().map(|y| &y.sha256),
+    });
+    let fingerprint = sha256_hex(fingerprint.to_string().as_bytes());
+    let reservation = store
+        .idempotency()
+        .reserve(
+            caller.tenant(),
+            key,
+            &fingerprint,
+            &crate::model::new_run_id(),
+            now(),
+        )
+        .await?;
+    match reservation {
+        Reservation::New(rec) | Reservation::Existing(rec) => {
+            run.run_id = Some(rec.run_id);
+            Ok(())
+        }
+        Reservation::Conflict(_) => Err(ApiError::new(
+            ErrorCode::IdempotencyConflict,
+            "idempotency key already used for a different request",
+        )),
+    }
+}
+
 /// Submits in a task of its own: once accepted, a run's snapshot and job are both written (or
 /// the snapshot rolled back) even if the client goes away mid-request.
 async fn submit_to_end(state: &GatewayState, store: &Store, run: NewRun) -> ApiResult<String> {
@@ -90,10 +147,12 @@ fn submit_error(e: SubmitError) -> ApiError {
 
 /// `POST /runs/yaml` (multipart: file `workflow`, text `flow_name`, optional text `tag`).
 #[utoipa::path(post, path = "/runs/yaml", request_body(content = SubmitYamlForm, content_type = "multipart/form-data"),
-    responses((status = 200, body = SubmitResponse), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
+    params(("Idempotency-Key" = Option<String>, Header, description = "the same key and request within PYOCO_IDEMPOTENCY_TTL_SEC return the first run")),
+    responses((status = 200, body = SubmitResponse), (status = 409, description = "the idempotency key was used for another request", body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
 pub async fn submit_yaml(
     State(state): State<GatewayState>,
     caller: Caller,
+    headers: axum::http::HeaderMap,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> ApiResult<Json<SubmitResponse>> {
     let limit = state.config.workflow_yaml_max_bytes;
@@ -135,6 +194,7 @@ pub async fn submit_yaml(
         ..Default::default()
     };
     stamp(&mut run, &caller);
+    reserve_idempotency_key(store, &headers, &caller, &mut run).await?;
     let run_id = submit_to_end(&state, store, run).await?;
     Ok(Json(SubmitResponse::pending(run_id)))
 }

@@ -25,6 +25,8 @@ pub struct Layout {
     pub wheels_bucket: String,
     /// Used HMAC nonces (pyoco only).
     pub nonces_bucket: String,
+    /// `Idempotency-Key` reservations (pyoco only).
+    pub idempotency_bucket: String,
 }
 
 impl Layout {
@@ -46,6 +48,7 @@ impl Layout {
             circuit_breakers_bucket: config.circuit_breakers_kv_bucket.clone(),
             wheels_bucket: config.wheel_object_store_bucket.clone(),
             nonces_bucket: config.http_nonces_kv_bucket.clone(),
+            idempotency_bucket: config.idempotency_kv_bucket.clone(),
         }
     }
 

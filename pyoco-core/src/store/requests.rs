@@ -134,4 +134,9 @@ impl super::Store {
     pub fn nonces(&self) -> Nonces {
         Nonces::new(self.resources.nonces.clone())
     }
+
+    /// The `Idempotency-Key` reservations of submits.
+    pub fn idempotency(&self) -> Idempotency {
+        Idempotency::new(self.resources.idempotency.clone())
+    }
 }

@@ -22,6 +22,8 @@ pub struct Resources {
     pub circuit_breakers: kv::Store,
     /// Used HMAC nonces; entries expire after twice the signature window.
     pub nonces: kv::Store,
+    /// `Idempotency-Key` → run, for `PYOCO_IDEMPOTENCY_TTL_SEC`.
+    pub idempotency: kv::Store,
     pub wheels: object_store::ObjectStore,
 }
 
@@ -67,7 +69,7 @@ pub async fn ensure_resources(
         ensure_stream(js, stream).await?;
     }
     // (name, history, max age), in the order of the `Resources` fields.
-    let buckets: [(&str, i64, Duration); 10] = [
+    let buckets: [(&str, i64, Duration); 11] = [
         (&names.runs_bucket, 1, Duration::ZERO),
         (&names.workers_bucket, 1, config.workers_kv_ttl),
         (&names.auth_bucket, 1, Duration::ZERO),
@@ -88,6 +90,7 @@ pub async fn ensure_resources(
             1,
             (config.http_hmac_ttl * 2).max(Duration::from_secs(60)),
         ),
+        (&names.idempotency_bucket, 1, config.idempotency_ttl),
     ];
     let mut bound = Vec::with_capacity(buckets.len());
     for (name, history, max_age) in buckets {
@@ -139,6 +142,7 @@ pub async fn ensure_resources(
         task_cache: next()?,
         circuit_breakers: next()?,
         nonces: next()?,
+        idempotency: next()?,
         wheels,
     })
 }

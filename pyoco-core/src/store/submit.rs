@@ -27,6 +27,10 @@ pub struct NewRun {
     pub tenant_id: Option<String>,
     pub api_key_id: Option<String>,
     pub yaml: Option<YamlPayload>,
+    /// The run id to use (an `Idempotency-Key` reservation) instead of a new one. A submit
+    /// with an id whose snapshot already exists finishes that run's submit instead of making
+    /// another: a retry after a crash between the snapshot and the job loses nothing.
+    pub run_id: Option<String>,
 }
 
 /// Why a submit failed.
@@ -59,7 +63,7 @@ impl Store {
         } else {
             new.tags.clone()
         };
-        let run_id = new_run_id();
+        let run_id = new.run_id.clone().unwrap_or_else(new_run_id);
 
         let mut snapshot = RunSnapshot::pending(
             &run_id,
@@ -74,7 +78,22 @@ impl Store {
             snapshot.workflow_yaml_sha256 = Some(yaml.sha256.clone());
             snapshot.workflow_yaml_bytes = Some(yaml.bytes);
         }
-        let revision = self.runs.create(&mut snapshot).await?;
+        let revision = match self.runs.create(&mut snapshot).await {
+            Ok(revision) => revision,
+            // Only a given id can exist already: an earlier attempt of the same request.
+            Err(StoreError::AlreadyExists { .. }) if new.run_id.is_some() => {
+                match self.runs.get(&run_id).await? {
+                    // Still PENDING: its job may never have been published; publishing again
+                    // under the same Nats-Msg-Id is deduplicated if it was.
+                    Some(current) if current.value.status == crate::model::RunStatus::Pending => {
+                        current.revision
+                    }
+                    // Claimed or finished: the job was published.
+                    _ => return Ok(run_id),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        };
 
         let job = Job {
             run_id: run_id.clone(),

@@ -75,8 +75,10 @@ impl HttpClient {
         if let Some(tags) = tags {
             body["tags"] = json!(tags);
         }
-        self.json(reqwest::Method::POST, "/runs", |r| r.json(&body))
-            .await
+        self.json(reqwest::Method::POST, "/runs", |r| {
+            self.idempotent(r).json(&body)
+        })
+        .await
     }
 
     /// `POST /runs/yaml` (multipart): submits a run of an uploaded single-flow `flow.yaml`
@@ -96,7 +98,8 @@ impl HttpClient {
         }
         let (content_type, body) = form.finish();
         self.json(reqwest::Method::POST, "/runs/yaml", |r| {
-            r.header(reqwest::header::CONTENT_TYPE, content_type)
+            self.idempotent(r)
+                .header(reqwest::header::CONTENT_TYPE, content_type)
                 .body(body)
         })
         .await
