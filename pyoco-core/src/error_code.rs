@@ -73,6 +73,8 @@ pub enum ErrorCode {
     IdempotencyConflict,
     /// An `Idempotency-Key` that is empty, too long or not visible ASCII.
     InvalidIdempotencyKey,
+    /// `POST /shutdown` without an admin key (or, without keys, `PYOCO_HTTP_ALLOW_SHUTDOWN`).
+    ShutdownNotAllowed,
     /// `PYOCO_HTTP_HMAC_SECRET` is set and the request's signature is missing, wrong, stale
     /// or replayed.
     InvalidSignature,
@@ -82,7 +84,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order of the spec's table (the spec test compares the two).
-    pub const ALL: [ErrorCode; 31] = [
+    pub const ALL: [ErrorCode; 32] = [
         ErrorCode::RouteNotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::ValidationError,
@@ -114,6 +116,7 @@ impl ErrorCode {
         ErrorCode::InvalidSignature,
         ErrorCode::IdempotencyConflict,
         ErrorCode::InvalidIdempotencyKey,
+        ErrorCode::ShutdownNotAllowed,
     ];
 
     /// The HTTP status the gateway answers this code with (one status per code).
@@ -127,7 +130,7 @@ impl ErrorCode {
             ErrorCode::IdempotencyConflict => 409,
             ErrorCode::InvalidIdempotencyKey => 422,
             ErrorCode::ApiKeyRequired | ErrorCode::InvalidSignature => 401,
-            ErrorCode::InvalidApiKey => 403,
+            ErrorCode::InvalidApiKey | ErrorCode::ShutdownNotAllowed => 403,
             ErrorCode::RateLimited => 429,
             ErrorCode::WheelVersionExists | ErrorCode::WheelVersionNotNewer => 409,
             ErrorCode::WorkflowTooLarge | ErrorCode::RequestTooLarge | ErrorCode::WheelTooLarge => {
@@ -163,6 +166,7 @@ impl ErrorCode {
             ErrorCode::InvalidSignature => "invalid_signature",
             ErrorCode::IdempotencyConflict => "idempotency_conflict",
             ErrorCode::InvalidIdempotencyKey => "invalid_idempotency_key",
+            ErrorCode::ShutdownNotAllowed => "shutdown_not_allowed",
             ErrorCode::InvalidTag => "invalid_tag",
             ErrorCode::InvalidWorkflowYaml => "invalid_workflow_yaml",
             ErrorCode::MissingFlowName => "missing_flow_name",

@@ -144,6 +144,19 @@ async fn every_route_but_health_needs_a_valid_key_and_hides_other_tenants_runs()
                     "{what} with a {case} key: {body}"
                 );
             }
+            if template == "/shutdown" {
+                // Admin only: a valid tenant key is not enough (and the gateway stays up).
+                for key in [&keys.good, &keys.other_tenant] {
+                    let (status, body) = send(&http, &base, method, &path, Some(key)).await;
+                    assert_eq!(
+                        (status, &body["code"]),
+                        (403, &json!("shutdown_not_allowed")),
+                        "{what}: {body}"
+                    );
+                }
+                checked += 1;
+                continue;
+            }
             let (good, body) = send(&http, &base, method, &path, Some(&keys.good)).await;
             assert!(
                 good != 401 && good != 403,
@@ -265,4 +278,40 @@ async fn without_api_key_mode_every_route_is_open_as_before() {
     for path in ["/runs", "/workers", "/metrics", "/openapi.json", "/wheels"] {
         assert_eq!(send(&http, &base, "get", path, None).await.0, 200, "{path}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_key_shuts_the_gateway_down_gracefully() {
+    let server = pyoco::testkit::NatsServer::start();
+    let mut config = pyoco::testkit::fast_config(&server);
+    api_key_mode(&mut config);
+    let store = Store::connect(Arc::new(config.clone()), "shutdown-test")
+        .await
+        .unwrap();
+    let admin = ApiKey::generate().unwrap();
+    let record = ApiKeyRecord::new(&admin, "ops", PEPPER, true, 1.0).unwrap();
+    store.api_keys().create(&record).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let state = pyoco::gateway::GatewayState::connect(config);
+    assert!(state.wait_connected(Duration::from_secs(10)).await);
+    // The serve future ends only when something asks it to: here, the HTTP request.
+    let served = tokio::spawn(pyoco::gateway::serve_state(
+        listener,
+        state,
+        std::future::pending::<()>(),
+    ));
+    let http = reqwest::Client::new();
+    let key = admin.to_header_value();
+    let (status, body) = send(&http, &base, "post", "/shutdown", Some(&key)).await;
+    assert_eq!((status, body), (202, json!({"status": "shutting down"})));
+    tokio::time::timeout(Duration::from_secs(10), served)
+        .await
+        .expect("serve_state returned after POST /shutdown")
+        .unwrap()
+        .unwrap();
+    assert!(
+        reqwest::get(format!("{base}/health")).await.is_err(),
+        "the port is closed"
+    );
 }

@@ -144,3 +144,64 @@ fn admin_api_key_create_list_revoke_like_the_original() {
     assert_eq!(code, Some(2));
     assert!(stderr.contains("--tenant"), "{stderr}");
 }
+
+/// The status code of a bare `POST /shutdown` (no client library in this crate's tests).
+fn post_shutdown(port: u16) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(
+        b"POST /shutdown HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok();
+    out.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_shutdown_is_refused_by_default_and_stops_the_process_when_allowed() {
+    let server = pyoco::testkit::NatsServer::start();
+    for allowed in [false, true] {
+        let http = free_port();
+        let mut child = Spawned(
+            Command::new(env!("CARGO_BIN_EXE_pyoco-gateway"))
+                .args([
+                    "up",
+                    "--port",
+                    &http.to_string(),
+                    "--nats-url",
+                    &server.url(),
+                ])
+                .env("PYOCO_LOAD_DOTENV", "0")
+                .env("PYOCO_HTTP_ALLOW_SHUTDOWN", allowed.to_string())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let client = HttpClient::new(&format!("http://127.0.0.1:{http}")).unwrap();
+        wait_for("the gateway to serve", Duration::from_secs(20), || async {
+            client.list_runs(&Default::default()).await.ok().map(|_| ())
+        })
+        .await;
+        let status = tokio::task::spawn_blocking(move || post_shutdown(http))
+            .await
+            .unwrap();
+        if allowed {
+            assert_eq!(status, 202);
+            let exit = child
+                .wait_exit("the gateway", Duration::from_secs(20))
+                .await;
+            assert!(exit.success(), "{exit:?}");
+        } else {
+            assert_eq!(status, 403);
+            child.terminate();
+            child
+                .wait_exit("the gateway", Duration::from_secs(20))
+                .await;
+        }
+    }
+}

@@ -236,6 +236,10 @@ config_table! {
         /// How long an `Idempotency-Key` maps to the run it created (at bucket creation).
         "PYOCO_IDEMPOTENCY_TTL_SEC" => idempotency_ttl: Duration = Duration::from_secs(86_400),
             parse::secs_at_least_100ms, Any, Implemented;
+        /// Without API keys, `POST /shutdown` is refused unless this is true (with keys it needs
+        /// an admin key).
+        "PYOCO_HTTP_ALLOW_SHUTDOWN" => http_allow_shutdown: bool = false,
+            parse::boolean, Any, Implemented;
         /// With API keys on, `GET /metrics` alone stays open (for scrapers).
         "PYOCO_METRICS_PUBLIC" => metrics_public: bool = false,
             parse::boolean, Any, Implemented;

@@ -320,8 +320,11 @@ pub(crate) async fn require(
     match checker.check(presented).await {
         Ok(identity) => {
             if route.access == super::Access::Admin && !identity.admin {
-                return ApiError::new(ErrorCode::InvalidApiKey, "admin api key required")
-                    .into_response();
+                return ApiError::new(
+                    ErrorCode::ShutdownNotAllowed,
+                    "shutdown needs an admin api key",
+                )
+                .into_response();
             }
             req.extensions_mut().insert(Caller(Some(identity)));
             next.run(req).await

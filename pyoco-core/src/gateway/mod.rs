@@ -25,6 +25,7 @@ pub mod openapi;
 pub mod request_id;
 pub mod routes;
 mod runs;
+mod shutdown;
 mod signing;
 mod watch;
 mod wheels;
@@ -64,6 +65,8 @@ pub struct GatewayState {
     tasks: TaskTracker,
     /// Cancelled by [`GatewayState::shutdown`]; every background task stops at it.
     stop: CancellationToken,
+    /// Cancelled by `POST /shutdown`: [`serve_state`] then shuts down as on its own signal.
+    shutdown_requested: CancellationToken,
 }
 
 impl GatewayState {
@@ -81,6 +84,7 @@ impl GatewayState {
             auth: Arc::default(),
             tasks: TaskTracker::new(),
             stop: CancellationToken::new(),
+            shutdown_requested: CancellationToken::new(),
         }
     }
 
@@ -136,6 +140,11 @@ impl GatewayState {
             self.tasks.spawn(async move { follower.follow(stop).await });
             self.auth.set(checker).ok();
         }
+    }
+
+    /// Asks [`serve_state`] to shut down gracefully (`POST /shutdown`).
+    pub(crate) fn request_shutdown(&self) {
+        self.shutdown_requested.cancel();
     }
 
     /// The request rate limits.
@@ -275,8 +284,12 @@ where
     // On shutdown, stop the background tasks first: the SSE pumps end their streams, so the
     // graceful shutdown does not wait for open watches to time out.
     let stopping = state.clone();
+    let requested = state.shutdown_requested.clone();
     let served = listener::serve_with_limits(listener, router(state.clone()), limits, async move {
-        shutdown.await;
+        tokio::select! {
+            _ = shutdown => {}
+            _ = requested.cancelled() => tracing::info!("shutdown requested over HTTP"),
+        }
         stopping.stop.cancel();
     })
     .await;

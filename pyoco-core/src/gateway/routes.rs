@@ -9,7 +9,9 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{MethodRouter, delete, get, patch, post};
 use utoipa::openapi::path::{HttpMethod, Operation, Paths, PathsBuilder};
 
-use super::{GatewayState, cancel, health, metrics, openapi, runs, watch, wheels, workers};
+use super::{
+    GatewayState, cancel, health, metrics, openapi, runs, shutdown, watch, wheels, workers,
+};
 use crate::config::Config;
 
 /// An HTTP method the gateway serves.
@@ -149,6 +151,7 @@ pub const ROUTES: &[Route] = &[
     route!(Get get "/wheels/history", Protected, Default, "wheels", wheels::history, wheels::__path_history),
     route!(Get get "/wheels/{wheel_name}", Protected, Default, "wheels", wheels::download, wheels::__path_download),
     route!(Delete delete "/wheels/{wheel_name}", Protected, Default, "wheels", wheels::delete, wheels::__path_delete),
+    route!(Post post "/shutdown", Admin, Default, "meta", shutdown::shutdown, shutdown::__path_shutdown),
     route!(Get get "/openapi.json", Protected, Default, "meta", openapi::openapi_json, openapi::__path_openapi_json),
 ];
 
