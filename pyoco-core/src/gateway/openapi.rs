@@ -70,7 +70,7 @@ pub struct RunSnapshot(pub Value);
 /// `{"items", "next_cursor"}` of `GET /runs` in diff mode, or an array in compat mode.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(transparent)]
-#[schema(value_type = Object)]
+#[schema(value_type = Value)]
 pub struct RunList(pub Value);
 
 // The values are copied from the stored snapshot as they are (another writer may have
@@ -128,7 +128,8 @@ pub struct HealthReport {
 /// errors) and a stable `code` (spec/http-api.md).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
-    #[schema(value_type = Object)]
+    /// A sentence, or FastAPI's list of problems: any JSON value.
+    #[schema(value_type = Value)]
     pub detail: Value,
     #[schema(value_type = String)]
     pub code: crate::error_code::ErrorCode,
