@@ -436,3 +436,28 @@ async fn server_side_preflight_is_optional() {
         "{body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_api_keys_the_history_records_the_uploading_key() {
+    let env = env_with(|c| c.http_auth_mode = pyoco::config::AuthMode::ApiKey).await;
+    let store = pyoco::Store::connect(std::sync::Arc::new(env.stack.config.clone()), "actor")
+        .await
+        .unwrap();
+    let key = pyoco::auth::ApiKey::generate().unwrap();
+    let record = pyoco::auth::ApiKeyRecord::new(&key, "acme", "", false, 1.0).unwrap();
+    store.api_keys().create(&record).await.unwrap();
+    let c = HttpClient::new(&env.stack.gateway.url())
+        .unwrap()
+        .with_api_key("X-API-Key", &key.to_header_value());
+    let (name, _, _) = upload_v1(&c).await;
+    c.delete_wheel(&name).await.unwrap();
+    let history = c
+        .list_wheel_history(&WheelHistoryQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 2, "{history:?}");
+    for event in &history {
+        assert_eq!(event["actor"]["tenant_id"], "acme", "{event}");
+        assert_eq!(event["actor"]["api_key_id"], key.key_id.as_str(), "{event}");
+    }
+}

@@ -300,8 +300,8 @@ pub async fn delete(
     }))
 }
 
-/// A history event: who (`actor`; no API keys yet, so both null) and from where (`source`,
-/// the raw request headers, no trust logic, like the original).
+/// A history event: who (`actor`: the API key's tenant and id, both null without keys) and
+/// from where (`source`, the raw request headers, no trust logic, like the original).
 #[allow(clippy::too_many_arguments)]
 fn history_event(
     action: &str,
@@ -322,6 +322,9 @@ fn history_event(
     let remote = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip().to_string());
+    let caller = extensions
+        .get::<super::auth::Caller>()
+        .and_then(|c| c.0.as_ref());
     json!({
         "event_id": uuid::Uuid::new_v4().simple().to_string(),
         "occurred_at": now(),
@@ -331,7 +334,10 @@ fn history_event(
         "size_bytes": size_bytes,
         "sha256_hex": sha256_hex,
         "replace": replace,
-        "actor": {"tenant_id": null, "api_key_id": null},
+        "actor": {
+            "tenant_id": caller.map(|id| id.tenant_id.as_str()),
+            "api_key_id": caller.map(|id| id.key_id.as_str()),
+        },
         "source": {
             "remote_addr": remote,
             "x_forwarded_for": h("x-forwarded-for"),
