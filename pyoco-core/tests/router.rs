@@ -346,3 +346,33 @@ async fn patch_worker_bodies_are_validated_before_the_worker_is_looked_up() {
         );
     }
 }
+
+#[tokio::test]
+async fn every_route_that_reads_a_body_answers_413_over_its_limit() {
+    // 3 MiB: over the 2 MiB of every route without a limit of its own.
+    let huge = vec![b'{'; 3 << 20];
+    for (method, uri) in [("POST", "/runs"), ("PATCH", "/workers/w1")] {
+        let (status, body) =
+            send(app(), method, uri, Some(("application/json", huge.clone()))).await;
+        assert_eq!(
+            (status, &body["code"]),
+            (413, &json!("request_too_large")),
+            "{method} {uri}: {body}"
+        );
+    }
+    // The wheel route's limit is PYOCO_WHEEL_MAX_BYTES + 1 MiB: set it small to see it.
+    let small = app_with(|c| c.wheel_max_bytes = 1024);
+    let (content_type, form) = pyoco::testkit::multipart(&[(
+        "wheel",
+        Some("mypkg-1.0-py3-none-any.whl"),
+        &vec![0u8; 2 << 20],
+    )]);
+    let (status, body) = send(
+        small,
+        "POST",
+        "/wheels",
+        Some((content_type.as_str(), form)),
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+}
