@@ -501,6 +501,70 @@ async fn start_python_gateway(server: &NatsServer) -> (PyProcess, String) {
     (proc, url)
 }
 
+/// A key made by our admin command authenticates against the original gateway in api_key mode
+/// (same bucket, same record format, same pepper).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_api_key_authenticates_against_the_python_gateway() {
+    venv();
+    let server = NatsServer::start();
+    let port = free_port().to_string();
+    let mut proc = PyProcess::spawn(
+        "pyoco-server",
+        "pyoco-server",
+        &[
+            "up",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--nats-url",
+            &server.url(),
+        ],
+        &[
+            ("PYOCO_NATS_URL", server.url()),
+            ("PYOCO_HTTP_AUTH_MODE", "api_key".into()),
+            ("PYOCO_AUTH_PEPPER", "interop-pepper".into()),
+        ],
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    wait_healthy(&mut proc, &url, Duration::from_secs(30)).await;
+    let mut our_config = config(&server);
+    our_config.auth_pepper = Some("interop-pepper".into());
+    let store = pyoco::Store::connect(std::sync::Arc::new(our_config), "interop-admin")
+        .await
+        .unwrap();
+    let created = pyoco::admin::run(
+        &store,
+        Some("interop-pepper"),
+        pyoco::admin::AdminCommand::CreateKey {
+            tenant: "ours".into(),
+            admin: false,
+        },
+    )
+    .await;
+    let created: Value = serde_json::from_str(&created.stdout).unwrap();
+    let key = created["api_key"].as_str().unwrap();
+    // GET /wheels: protected in the original and, unlike GET /runs, 200 on an empty install.
+    let http = reqwest::Client::new();
+    let without = http.get(format!("{url}/wheels")).send().await.unwrap();
+    assert_eq!(without.status(), 401, "the original gateway enforces keys");
+    let with = http
+        .get(format!("{url}/wheels"))
+        .header("X-API-Key", key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with.status(), 200, "{:?}", with.text().await);
+    let wrong = http
+        .get(format!("{url}/wheels"))
+        .header("X-API-Key", format!("{key}x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 403);
+    drop(proc);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_worker_runs_flows_submitted_through_the_python_gateway() {
     venv();
