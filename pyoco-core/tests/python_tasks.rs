@@ -26,6 +26,14 @@ def chatty(ctx, word="hi"):
     print("said", word)
     return {"task": ctx.task, "run": ctx.run_id is not None, "odd": {1, 2}}
 
+def spawner(pid_file):
+    import subprocess
+    child = subprocess.Popen(["sleep", "300"])
+    with open(pid_file, "w") as f:
+        f.write(str(child.pid))
+    time.sleep(60)
+    return "done"
+
 def slow(pid_file, seconds=60):
     with open(pid_file, "w") as f:
         f.write(str(os.getpid()))
@@ -193,6 +201,27 @@ async fn a_timeout_kills_a_python_task_and_retries_are_counted() {
         "the timed-out process to be gone",
         Duration::from_secs(10),
         || async { (!alive(pid)).then_some(()) },
+    )
+    .await;
+    env.stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_also_stops_the_processes_the_task_started() {
+    let env = env().await;
+    let pid_file = env.dir.path().join("child.pid");
+    let yaml = format!(
+        "flow: {{graph: s}}\ntasks: {{s: {{callable: 'quick_tasks:spawner', inputs: {{pid_file: '{}'}}, timeout_sec: 1}}}}\n",
+        pid_file.display()
+    );
+    let run = run_flow(&env, &yaml).await;
+    assert_eq!(run["status"], "FAILED");
+    let child = pid_from(&pid_file).await;
+    // The task's `sleep 300` is in the runner's process group, so the timeout stops it too.
+    wait_for(
+        "the task's child process to be gone",
+        Duration::from_secs(10),
+        || async { (!alive(child)).then_some(()) },
     )
     .await;
     env.stack.stop().await;

@@ -131,7 +131,10 @@ fn an_unknown_auth_mode_is_an_error_never_silently_off() {
     for bad in ["apikey", "api-key", "true", "basic"] {
         let err = Config::from_sources(&env(&[("PYOCO_HTTP_AUTH_MODE", bad)])).unwrap_err();
         assert_eq!(err.name, "PYOCO_HTTP_AUTH_MODE", "{bad}");
-        assert!(err.to_string().contains("expected none or api_key"), "{err}");
+        assert!(
+            err.to_string().contains("expected none or api_key"),
+            "{err}"
+        );
     }
     let c = Config::from_sources(&env(&[("PYOCO_HTTP_AUTH_MODE", " API_KEY ")])).unwrap();
     assert_eq!(c.http_auth_mode, AuthMode::ApiKey);

@@ -16,6 +16,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use super::tasks::{TaskCall, TaskError};
+use crate::shutdown::{StopSignal, signal_group};
 
 const RUNNER: &str = include_str!("runner.py");
 
@@ -57,21 +58,29 @@ impl Drop for Busy {
         let Some(mut runner) = self.runner.take() else {
             return;
         };
-        if let Some(pid) = runner.child.id() {
-            crate::shutdown::terminate_process(pid);
+        // The runner leads its own process group: the signals reach whatever the task started
+        // too (a `subprocess.Popen("sleep 300")` must not outlive its timeout).
+        let group = runner.child.id();
+        if let Some(pgid) = group {
+            signal_group(StopSignal::Term, pgid);
         }
         let grace = self.grace;
-        // Give the task a chance to clean up, then make sure the process is gone.
+        // Give the task a chance to clean up, then make sure the processes are gone.
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
-                if tokio::time::timeout(grace, runner.child.wait())
-                    .await
-                    .is_err()
-                {
+                let ended = tokio::time::timeout(grace, runner.child.wait()).await;
+                if let Some(pgid) = group {
+                    // Children that ignored SIGTERM, even when the runner itself exited.
+                    signal_group(StopSignal::Kill, pgid);
+                }
+                if ended.is_err() {
                     runner.child.kill().await.ok();
                 }
             });
         } else {
+            if let Some(pgid) = group {
+                signal_group(StopSignal::Kill, pgid);
+            }
             runner.child.start_kill().ok();
         }
     }
@@ -133,6 +142,8 @@ impl PythonPool {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
+            // Its own process group, so a timeout or cancel can stop the task's children too.
+            .process_group(0)
             .spawn()
             .map_err(|e| {
                 TaskError::new(format!(
