@@ -230,6 +230,28 @@ where
     worker.run(shutdown).await
 }
 
+/// The original's CLI error block: `ERR-PYOCO-<code>: <header>`, then `- reason:` and
+/// `- hint:` lines (scripts grep for them; the codes are listed in spec/cli.md).
+pub fn error_report(code: &str, header: &str, reason: &str, hint: &str) -> String {
+    let mut out = format!("ERR-PYOCO-{code}: {header}\n");
+    let reason = reason.trim();
+    if !reason.is_empty() {
+        out.push_str(&format!("- reason: {reason}\n"));
+    }
+    out.push_str(&format!("- hint: {hint}\n"));
+    out
+}
+
+/// The first line of a clap error without its `error: ` prefix (the reason of a usage error).
+pub fn usage_reason(e: &clap::Error) -> String {
+    let rendered = e.render().to_string();
+    rendered
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| l.trim().trim_start_matches("error:").trim().to_string())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -319,3 +319,48 @@ fn every_route_is_in_the_openapi_document_and_back() {
     served.sort();
     assert_eq!(documented, served);
 }
+
+/// Every `ERR-PYOCO-<code>` the client and worker print is in spec/cli.md's table.
+#[test]
+fn every_cli_error_code_is_in_the_spec() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let spec = std::fs::read_to_string(root.join("spec/cli.md")).unwrap();
+    let mut found = std::collections::BTreeSet::new();
+    for file in [
+        "pyoco-client/src/error.rs",
+        "pyoco-client/src/main.rs",
+        "pyoco-worker/src/main.rs",
+    ] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        for (i, _) in text.match_indices("ERR-PYOCO-") {
+            let code: String = text[i + 10..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .collect();
+            if !code.is_empty() {
+                found.insert(code);
+            }
+        }
+        for (i, _) in text.match_indices("error_report(\n") {
+            let rest = &text[i..];
+            if let Some(q) = rest.find('"') {
+                let code: String = rest[q + 1..].chars().take_while(|c| *c != '"').collect();
+                found.insert(code);
+            }
+        }
+        for (i, _) in text.match_indices("error_report(\"") {
+            let code: String = text[i + 14..].chars().take_while(|c| *c != '"').collect();
+            found.insert(code);
+        }
+    }
+    assert!(
+        found.contains("0018") && found.contains("HTTP"),
+        "{found:?}"
+    );
+    for code in &found {
+        assert!(
+            spec.contains(&format!("| `{code}` |")),
+            "spec/cli.md lacks {code}"
+        );
+    }
+}

@@ -68,11 +68,39 @@ struct Args {
     metrics_addr: Option<std::net::SocketAddr>,
 }
 
+/// Every error of the worker CLI uses the original's ERR-PYOCO-0018 block and exits 1.
+const HINT: &str = "pyoco-worker --help";
+
 fn main() -> ExitCode {
-    match pyoco::cli::parse_args::<Args>(std::env::args().collect(), "pyoco-worker --help") {
-        Ok(args) => pyoco::cli::run("pyoco-worker", run(args)),
-        Err(code) => code,
-    }
+    let usage = |e: &clap::Error| {
+        eprint!(
+            "{}",
+            pyoco::cli::error_report(
+                "0018",
+                "invalid CLI arguments (check the input format)",
+                &pyoco::cli::usage_reason(e),
+                HINT,
+            )
+        );
+        ExitCode::FAILURE
+    };
+    let args = match pyoco::cli::parse_args_with::<Args>(std::env::args().collect(), usage) {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
+    // SIGINT/SIGTERM are the worker's own graceful stop (exit 0), not an interruption.
+    pyoco::cli::run_with(run(args), None, |failure| {
+        let reason = match failure {
+            pyoco::cli::Failure::Program(e) => format!("{e:#}"),
+            pyoco::cli::Failure::Runtime(e) => format!("could not start the async runtime: {e}"),
+            _ => "the worker could not run".to_string(),
+        };
+        eprint!(
+            "{}",
+            pyoco::cli::error_report("0018", "worker start-up failed", &reason, HINT)
+        );
+        ExitCode::FAILURE
+    })
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {

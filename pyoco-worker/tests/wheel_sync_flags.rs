@@ -82,3 +82,30 @@ async fn wheel_sync_flag_turns_the_sync_on_and_bad_values_are_refused() {
             .contains("--wheel-sync-interval-sec must be a positive number")
     );
 }
+
+#[test]
+fn start_up_and_argument_errors_use_the_original_err_pyoco_0018_block() {
+    let server = NatsServer::start();
+    // A flag that does not parse: a usage error.
+    let out = worker(&server, &["--poll-timeout", "soon"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with(
+            "ERR-PYOCO-0018: invalid CLI arguments (check the input format)\n- reason: "
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("--poll-timeout") && stderr.ends_with("- hint: pyoco-worker --help\n"),
+        "{stderr}"
+    );
+    // A value the worker refuses at start-up.
+    let out = worker(&server, &["--concurrency", "0"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr,
+        "ERR-PYOCO-0018: worker start-up failed\n- reason: --concurrency must be at least 1\n- hint: pyoco-worker --help\n"
+    );
+}
