@@ -42,8 +42,10 @@
 //! - [`gateway`] (feature `gateway`): the HTTP API — `router(state)` and `serve(...)`; one
 //!   route table (`routes`) builds the router and the OpenAPI paths; requests are read
 //!   FastAPI's way in `extract` (query, JSON, multipart); the run list index fed by a KV
-//!   watch, SSE watch, cancel, workers, metrics, health, OpenAPI; the pieces of the security
-//!   work (`auth` key checks, `limits`, `listener` connection limits, `request_id`).
+//!   watch, SSE watch, cancel, workers, metrics, health (a readiness probe), OpenAPI,
+//!   `/shutdown`; and the guards every non-public route passes (`signing` for HMAC, `auth`
+//!   for API keys and tenants, `limits` for rates), `listener` (header timeout, connection
+//!   cap) and `request_id` (ids, JSON 500s for panics).
 //! - [`devnats`]: finding and starting a local nats-server; [`shutdown`]: SIGINT/SIGTERM and
 //!   signalling child processes; [`backoff`]: the one jittered retry schedule; `cli` and
 //!   `logging` (feature `cli`): what the binaries share (flags, connect-retry, log set-up).
