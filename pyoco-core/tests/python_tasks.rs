@@ -34,6 +34,10 @@ def spawner(pid_file):
     time.sleep(60)
     return "done"
 
+def hog(mb=1024):
+    block = bytearray(mb * 1024 * 1024)
+    return len(block)
+
 def slow(pid_file, seconds=60):
     with open(pid_file, "w") as f:
         f.write(str(os.getpid()))
@@ -225,4 +229,45 @@ async fn a_timeout_also_stops_the_processes_the_task_started() {
     )
     .await;
     env.stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_past_the_memory_limit_fails_with_memory_error_and_the_next_one_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("quick_tasks.py"), TASKS).unwrap();
+    let mut registry = Registry::with_builtins();
+    // PYOCO_PYTHON_MEMORY_MB=300 for the worker's own pool does the same.
+    registry.use_python(
+        PythonPool::with_path(
+            "python3",
+            Duration::from_millis(500),
+            vec![dir.path().to_path_buf()],
+        )
+        .with_memory_limit(Some(300)),
+    );
+    let stack = Stack::builder()
+        .registry(registry)
+        .worker_id("py-mem")
+        .start()
+        .await;
+    let run = stack
+        .run_to_end(
+            "flow: {graph: h}\ntasks: {h: {callable: 'quick_tasks:hog', inputs: {mb: 1024}}}\n",
+            "mem",
+        )
+        .await;
+    assert_eq!(run["status"], "FAILED", "{run}");
+    let traceback = run["task_records"]["h"]["traceback"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(traceback.contains("MemoryError"), "{run}");
+    let small = stack
+        .run_to_end(
+            "flow: {graph: h}\ntasks: {h: {callable: 'quick_tasks:hog', inputs: {mb: 10}}}\n",
+            "mem",
+        )
+        .await;
+    assert_eq!(small["status"], "COMPLETED", "{small}");
+    assert_eq!(small["task_records"]["h"]["output"], 10 * 1024 * 1024);
+    stack.stop().await;
 }

@@ -362,6 +362,9 @@ config_table! {
             parse::dashboard_lang, Any, Reserved;
         /// Interpreter of the Python task runner (our addition).
         "PYOCO_PYTHON" => python: String = "python3".into(), parse::string, Any, Implemented;
+        /// Address-space limit of each Python runner in MiB (0: unlimited): a
+        /// `module:function` task that allocates past it fails with a MemoryError.
+        "PYOCO_PYTHON_MEMORY_MB" => python_memory_mb: u64 = 0, parse::size_u64, Any, Implemented;
         /// Log level (`RUST_LOG` overrides it).
         "PYOCO_LOG_LEVEL" => log_level: String = "INFO".into(),
             parse::log_level, ProcessOnly, Implemented;

@@ -133,7 +133,8 @@ impl Worker {
         if registry.python_is_default() {
             // SIGTERM, then SIGKILL this long after, for a cancelled or timed-out Python task.
             let kill_grace = config.cancel_grace_period.min(Duration::from_secs(5));
-            let pool = crate::flow::python::PythonPool::new(config.python.clone(), kill_grace);
+            let pool = crate::flow::python::PythonPool::new(config.python.clone(), kill_grace)
+                .with_memory_limit(Some(config.python_memory_mb));
             registry.use_python(pool.clone());
             python_pool = Some(pool);
         }

@@ -33,6 +33,9 @@ pub struct PythonPool {
     kill_grace: Duration,
     /// Directories put in front of `PYTHONPATH` for the runners.
     pythonpath: Vec<std::path::PathBuf>,
+    /// Address-space limit of every runner (`PYOCO_PYTHON_MEMORY_MB`), set by the runner on
+    /// itself at start (`RLIMIT_AS`): a task that allocates past it gets a `MemoryError`.
+    memory_mb: Option<u64>,
     idle: Mutex<Vec<Runner>>,
     /// Bumped by [`PythonPool::restart`]: a runner started before is never reused.
     generation: AtomicU64,
@@ -102,9 +105,20 @@ impl PythonPool {
             interpreter: interpreter.into(),
             kill_grace,
             pythonpath: dirs,
+            memory_mb: None,
             idle: Mutex::new(Vec::new()),
             generation: AtomicU64::new(0),
         })
+    }
+
+    /// Limits the address space of every runner to `mb` MiB (`None`: unlimited). A pool
+    /// that is not shared yet; the worker applies `PYOCO_PYTHON_MEMORY_MB` this way.
+    pub fn with_memory_limit(mut self: Arc<Self>, mb: Option<u64>) -> Arc<PythonPool> {
+        match Arc::get_mut(&mut self) {
+            Some(pool) => pool.memory_mb = mb.filter(|m| *m > 0),
+            None => tracing::warn!("the Python pool is already shared; memory limit not set"),
+        }
+        self
     }
 
     pub fn interpreter(&self) -> &str {
@@ -135,6 +149,9 @@ impl PythonPool {
             if let Ok(joined) = std::env::join_paths(dirs) {
                 command.env("PYTHONPATH", joined);
             }
+        }
+        if let Some(mb) = self.memory_mb {
+            command.env("PYOCO_RUNNER_MEMORY_MB", mb.to_string());
         }
         let mut child = command
             .args(["-u", "-c", RUNNER])

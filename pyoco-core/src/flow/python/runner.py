@@ -139,7 +139,20 @@ def handle(request):
     return answer
 
 
+def _limit_memory():
+    """PYOCO_RUNNER_MEMORY_MB (the worker's PYOCO_PYTHON_MEMORY_MB): cap this process's
+    address space, so a task that allocates past it fails with MemoryError instead of
+    taking the machine's memory."""
+    mb = os.environ.get("PYOCO_RUNNER_MEMORY_MB")
+    if not mb:
+        return
+    import resource
+    limit = int(mb) * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
 def main():
+    _limit_memory()
     proto = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
