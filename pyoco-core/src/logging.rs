@@ -15,6 +15,7 @@ pub fn init(config: &Config, service: &'static str) {
         other => other,
     };
     let filter = EnvFilter::try_from_default_env()
+        // Tracing targets (not a use of the crates): their per-message debug lines drown ours.
         .or_else(|_| EnvFilter::try_new(format!("{level},async_nats=warn,hyper=warn")))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()

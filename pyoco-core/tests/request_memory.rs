@@ -3,29 +3,24 @@
 //! conflicts, tenants do not share keys.
 #![allow(clippy::unwrap_used)] // tests may panic on broken expectations
 
-use std::time::Duration;
+use std::sync::Arc;
 
-use pyoco::async_nats::jetstream::{self, kv};
-use pyoco::store::requests::{Idempotency, Nonces, Reservation};
+use pyoco::Store;
+use pyoco::store::requests::Reservation;
 use pyoco::testkit::NatsServer;
 
-async fn bucket(server: &NatsServer, name: &str) -> kv::Store {
-    let js = jetstream::new(pyoco::async_nats::connect(server.url()).await.unwrap());
-    js.create_key_value(kv::Config {
-        bucket: name.into(),
-        max_age: Duration::from_secs(120),
-        ..Default::default()
-    })
-    .await
-    .unwrap()
+/// A store with its own connection: two of them stand for two gateways.
+async fn store(server: &NatsServer) -> Store {
+    Store::connect(Arc::new(server.config()), "request-memory")
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nonce_is_accepted_once_across_gateways() {
     let server = NatsServer::start();
-    let one = Nonces::new(bucket(&server, "nonces").await);
-    let js = jetstream::new(pyoco::async_nats::connect(server.url()).await.unwrap());
-    let two = Nonces::new(js.get_key_value("nonces").await.unwrap());
+    let one = store(&server).await.nonces();
+    let two = store(&server).await.nonces();
     assert!(one.first_use("nonce-0001").await.unwrap());
     assert!(
         !two.first_use("nonce-0001").await.unwrap(),
@@ -38,7 +33,7 @@ async fn a_nonce_is_accepted_once_across_gateways() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idempotency_key_returns_the_first_run_and_conflicts_on_another_body() {
     let server = NatsServer::start();
-    let idem = Idempotency::new(bucket(&server, "idem").await);
+    let idem = store(&server).await.idempotency();
     let first = idem
         .reserve(Some("acme"), "req-1", "sha-a", "run-1", 1.0)
         .await
@@ -76,7 +71,7 @@ async fn an_idempotency_key_returns_the_first_run_and_conflicts_on_another_body(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_reservations_of_one_key_make_one_run() {
     let server = NatsServer::start();
-    let idem = Idempotency::new(bucket(&server, "idem").await);
+    let idem = store(&server).await.idempotency();
     let mut tasks = Vec::new();
     for i in 0..16 {
         let idem = idem.clone();

@@ -30,7 +30,7 @@ pub struct ApiKeys {
 }
 
 impl ApiKeys {
-    pub fn new(kv: kv::Store) -> ApiKeys {
+    pub(crate) fn new(kv: kv::Store) -> ApiKeys {
         ApiKeys { kv }
     }
 

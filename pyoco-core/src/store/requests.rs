@@ -21,7 +21,7 @@ pub struct Nonces {
 }
 
 impl Nonces {
-    pub fn new(kv: kv::Store) -> Nonces {
+    pub(crate) fn new(kv: kv::Store) -> Nonces {
         Nonces { kv }
     }
 
@@ -70,7 +70,7 @@ pub struct Idempotency {
 }
 
 impl Idempotency {
-    pub fn new(kv: kv::Store) -> Idempotency {
+    pub(crate) fn new(kv: kv::Store) -> Idempotency {
         Idempotency { kv }
     }
 
