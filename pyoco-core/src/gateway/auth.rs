@@ -309,7 +309,7 @@ pub(crate) async fn require(
 
     let config = &state.config;
     let open = config.http_auth_mode != crate::config::AuthMode::ApiKey
-        || (route.path == "/metrics" && config.metrics_public);
+        || (route.access == super::Access::Scrape && config.metrics_public);
     if open {
         return next.run(req).await;
     }

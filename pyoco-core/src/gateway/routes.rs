@@ -57,6 +57,8 @@ pub enum Access {
     Protected,
     /// Needs a key created with `admin api-key create --admin`.
     Admin,
+    /// Like `Protected`, but open when `PYOCO_METRICS_PUBLIC=true` (for scrapers).
+    Scrape,
 }
 
 /// The request body limit of a route.
@@ -71,17 +73,19 @@ pub enum BodyLimit {
     Wheel,
 }
 
+/// The body limit of routes without one of their own (axum's default, set explicitly so the
+/// signature check reads bodies within the same limit the handlers do).
+const DEFAULT_BODY_LIMIT: usize = 2 << 20;
+
 impl BodyLimit {
-    /// The limit in bytes, `None` for axum's default.
-    fn bytes(self, config: &Config) -> Option<usize> {
+    /// The limit in bytes.
+    fn bytes(self, config: &Config) -> usize {
         match self {
-            BodyLimit::Default => None,
-            BodyLimit::WorkflowYaml => Some(config.workflow_yaml_max_bytes.saturating_add(1 << 20)),
-            BodyLimit::Wheel => Some(
-                usize::try_from(config.wheel_max_bytes)
-                    .unwrap_or(usize::MAX)
-                    .saturating_add(1 << 20),
-            ),
+            BodyLimit::Default => DEFAULT_BODY_LIMIT,
+            BodyLimit::WorkflowYaml => config.workflow_yaml_max_bytes.saturating_add(1 << 20),
+            BodyLimit::Wheel => usize::try_from(config.wheel_max_bytes)
+                .unwrap_or(usize::MAX)
+                .saturating_add(1 << 20),
         }
     }
 }
@@ -104,8 +108,8 @@ pub struct Route {
 
 /// The `#[utoipa::path]` description of handler `P`.
 impl Route {
-    /// The body limit of this route, when it has its own (else axum's default, 2 MiB).
-    pub fn body_limit_bytes(&self, config: &Config) -> Option<usize> {
+    /// The largest request body this route reads.
+    pub fn body_limit_bytes(&self, config: &Config) -> usize {
         self.body_limit.bytes(config)
     }
 
@@ -143,7 +147,7 @@ pub const ROUTES: &[Route] = &[
     route!(Get get "/runs/{run_id}/tasks", Protected, Default, "runs", runs::get_tasks, runs::__path_get_tasks),
     route!(Get get "/runs/{run_id}/watch", Protected, Default, "runs", watch::watch, watch::__path_watch),
     route!(Post post "/runs/{run_id}/cancel", Protected, Default, "runs", cancel::cancel, cancel::__path_cancel),
-    route!(Get get "/metrics", Protected, Default, "meta", metrics::metrics, metrics::__path_metrics),
+    route!(Get get "/metrics", Scrape, Default, "meta", metrics::metrics, metrics::__path_metrics),
     route!(Get get "/workers", Protected, Default, "workers", workers::list, workers::__path_list),
     route!(Patch patch "/workers/{worker_id}", Protected, Default, "workers", workers::patch, workers::__path_patch),
     route!(Get get "/wheels", Protected, Default, "wheels", wheels::list, wheels::__path_list),
@@ -161,17 +165,14 @@ pub(super) fn method_router(
     state: &GatewayState,
 ) -> MethodRouter<GatewayState> {
     let handler = (route.handler)();
-    let handler = match route.body_limit.bytes(&state.config) {
-        Some(limit) => handler.layer(DefaultBodyLimit::max(limit)),
-        None => handler,
-    };
+    let handler = handler.layer(DefaultBodyLimit::max(route.body_limit.bytes(&state.config)));
     match route.access {
         Access::Public => handler,
         // The key check runs before the handler reads the body (the original validates
         // first and answers 422 to callers without a key; we tell them nothing).
         // Signature, then key, then limits (inside the key check, so the per-key limit knows
         // the key).
-        Access::Protected | Access::Admin => handler
+        Access::Protected | Access::Admin | Access::Scrape => handler
             .route_layer(axum::middleware::from_fn_with_state(
                 (state.clone(), route),
                 super::limits::enforce,

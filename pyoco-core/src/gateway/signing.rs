@@ -12,9 +12,6 @@ use super::{ApiError, GatewayState, Route};
 use crate::auth::sign::{self, NONCE_HEADER, SIGNATURE_HEADER, Signed, TS_HEADER};
 use crate::error_code::ErrorCode;
 
-/// The body limit of routes without their own (axum's default).
-const DEFAULT_BODY_LIMIT: usize = 2 << 20;
-
 fn refused(why: impl std::fmt::Display) -> Response {
     ApiError::new(
         ErrorCode::InvalidSignature,
@@ -40,9 +37,7 @@ pub(crate) async fn verify(
     ) else {
         return refused(sign::SignatureError::Missing);
     };
-    let limit = route
-        .body_limit_bytes(&state.config)
-        .unwrap_or(DEFAULT_BODY_LIMIT);
+    let limit = route.body_limit_bytes(&state.config);
     let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
         return ApiError::new(ErrorCode::RequestTooLarge, "request body too large").into_response();
     };
