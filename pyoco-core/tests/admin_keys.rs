@@ -28,20 +28,7 @@ fn repo_root() -> PathBuf {
 
 /// The original's virtualenv (installed by scripts/install-interop.sh when missing).
 fn venv() -> PathBuf {
-    let out = Command::new("bash")
-        .arg(repo_root().join("scripts/install-interop.sh"))
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "install-interop.sh failed");
-    PathBuf::from(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .unwrap()
-            .trim(),
-    )
+    pyoco::testkit::python_tool("install-interop.sh")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

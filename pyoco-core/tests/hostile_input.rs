@@ -160,18 +160,9 @@ async fn parked_and_trickling_connections_do_not_stop_other_clients() {
     let server = NatsServer::start();
     let mut config = fast_config(&server);
     config.http_header_timeout = Duration::from_secs(1);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let state = GatewayState::connect(config);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let served = tokio::spawn(pyoco::gateway::serve_state(
-        listener,
-        state.clone(),
-        async {
-            stopped.await.ok();
-        },
-    ));
-    assert!(state.wait_connected(Duration::from_secs(10)).await);
+    // Served through the gateway's own accept loop, as `pyoco-gateway up` serves.
+    let gateway = pyoco::testkit::GatewayHandle::start(config).await;
+    let addr = gateway.addr;
     let url = format!("http://{addr}");
 
     let mut parked = Vec::new();
@@ -214,8 +205,7 @@ async fn parked_and_trickling_connections_do_not_stop_other_clients() {
         }
     })
     .await;
-    stop.send(()).ok();
-    served.await.unwrap().unwrap();
+    gateway.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -43,33 +43,9 @@ fn interop_dir() -> PathBuf {
 
 /// The virtualenv with pyoco-server, installed once per test process.
 fn venv() -> PathBuf {
-    static VENV: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    VENV.get_or_init(|| {
-        let script = repo_root().join("scripts/install-interop.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output()
-            .map_err(|e| format!("could not run {}: {e}", script.display()))?;
-        let path = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .unwrap_or_default()
-            .trim()
-            .to_string();
-        if out.status.success() && Path::new(&path).join("bin/python").exists() {
-            Ok(PathBuf::from(path))
-        } else {
-            Err(format!(
-                "{} failed ({}): the interop tests need the Python pyoco-server from PyPI",
-                script.display(),
-                out.status
-            ))
-        }
-    })
-    .clone()
-    .unwrap_or_else(|e| panic!("{e}"))
+    static VENV: OnceLock<PathBuf> = OnceLock::new();
+    VENV.get_or_init(|| pyoco::testkit::python_tool("install-interop.sh"))
+        .clone()
 }
 
 /// A free TCP port on 127.0.0.1 (bound, read, released).

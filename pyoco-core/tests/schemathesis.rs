@@ -4,7 +4,6 @@
 //! time: `detail` typed as an object, the run list as an object, SSE events as strings.)
 #![allow(clippy::unwrap_used)] // tests may panic on broken expectations
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
@@ -14,21 +13,7 @@ use pyoco::config::AuthMode;
 use pyoco::testkit::Stack;
 
 fn schemathesis() -> std::path::PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/install-schemathesis.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "install-schemathesis.sh failed");
-    let venv = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .last()
-        .unwrap()
-        .trim()
-        .to_string();
-    Path::new(&venv).join("bin/schemathesis")
+    pyoco::testkit::python_tool("install-schemathesis.sh").join("bin/schemathesis")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,20 +30,7 @@ fn repo_root() -> PathBuf {
 
 /// The pyoco-server virtualenv (installed by the script when missing).
 fn interop_venv() -> PathBuf {
-    let out = Command::new("bash")
-        .arg(repo_root().join("scripts/install-interop.sh"))
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "scripts/install-interop.sh failed");
-    PathBuf::from(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .unwrap()
-            .trim(),
-    )
+    pyoco::testkit::python_tool("install-interop.sh")
 }
 
 fn site_packages(venv: &Path) -> PathBuf {

@@ -17,7 +17,7 @@ pub use form::multipart;
 pub use handles::GatewayHandle;
 pub use handles::WorkerHandle;
 pub use nats::{NatsServer, nats_server_binary};
-pub use process::{Spawned, free_port};
+pub use process::{Spawned, free_port, python_tool};
 #[cfg(all(feature = "gateway", feature = "client"))]
 pub use stack::{Stack, StackBuilder, fast_config};
 pub use wait::wait_for;

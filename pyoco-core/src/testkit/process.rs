@@ -63,3 +63,31 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .unwrap_or_else(|e| panic!("no free port: {e}"))
 }
+
+/// Runs the repository's `scripts/<script>` — an `install-*.sh` that installs a Python tool
+/// into a git-ignored virtualenv when missing and prints its path last — and returns that
+/// path. Panics when it fails: a test that needs the tool must fail, not pass vacuously.
+pub fn python_tool(script: &str) -> std::path::PathBuf {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scripts")
+        .join(script);
+    let out = std::process::Command::new("bash")
+        .arg(&path)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("could not run {}: {e}", path.display()));
+    let venv = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    assert!(
+        out.status.success() && !venv.is_empty(),
+        "{} failed ({}): the test needs it from PyPI",
+        path.display(),
+        out.status
+    );
+    std::path::PathBuf::from(venv)
+}
