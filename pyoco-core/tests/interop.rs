@@ -457,6 +457,14 @@ tasks:
 /// `pyoco-server up` on a free port against `server`; returns the process and its base URL
 /// once `/health` answers (the Python gateway has created its NATS resources by then).
 async fn start_python_gateway(server: &NatsServer) -> (PyProcess, String) {
+    start_python_gateway_with(server, &[]).await
+}
+
+/// [`start_python_gateway`] with more environment variables (e.g. its auth mode).
+async fn start_python_gateway_with(
+    server: &NatsServer,
+    extra_env: &[(&str, String)],
+) -> (PyProcess, String) {
     let port = free_port().to_string();
     let mut proc = PyProcess::spawn(
         "pyoco-server",
@@ -470,7 +478,7 @@ async fn start_python_gateway(server: &NatsServer) -> (PyProcess, String) {
             "--nats-url",
             &server.url(),
         ],
-        &[("PYOCO_NATS_URL", server.url())],
+        &[&[("PYOCO_NATS_URL", server.url())], extra_env].concat(),
     );
     let url = format!("http://127.0.0.1:{port}");
     wait_healthy(&mut proc, &url, Duration::from_secs(30)).await;
@@ -483,27 +491,14 @@ async fn start_python_gateway(server: &NatsServer) -> (PyProcess, String) {
 async fn our_api_key_authenticates_against_the_python_gateway() {
     venv();
     let server = NatsServer::start();
-    let port = free_port().to_string();
-    let mut proc = PyProcess::spawn(
-        "pyoco-server",
-        "pyoco-server",
+    let (proc, url) = start_python_gateway_with(
+        &server,
         &[
-            "up",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port,
-            "--nats-url",
-            &server.url(),
-        ],
-        &[
-            ("PYOCO_NATS_URL", server.url()),
             ("PYOCO_HTTP_AUTH_MODE", "api_key".into()),
             ("PYOCO_AUTH_PEPPER", "interop-pepper".into()),
         ],
-    );
-    let url = format!("http://127.0.0.1:{port}");
-    wait_healthy(&mut proc, &url, Duration::from_secs(30)).await;
+    )
+    .await;
     let mut our_config = config(&server);
     our_config.auth_pepper = Some("interop-pepper".into());
     let store = pyoco::Store::connect(std::sync::Arc::new(our_config), "interop-admin")
