@@ -25,13 +25,6 @@ use super::query::QueryParams;
 use crate::model::{RunStatus, json as lenient, now};
 use crate::store::runs::KeyEvents;
 
-/// The one field the watch needs before streaming: whose run it is.
-#[derive(serde::Deserialize)]
-struct TenantOnly {
-    #[serde(default)]
-    tenant_id: Option<String>,
-}
-
 /// Quiet time after which a heartbeat event is sent.
 const HEARTBEAT: Duration = Duration::from_secs(2);
 
@@ -71,12 +64,9 @@ pub async fn watch(
     let Some(current) = store.runs().get_raw(&run_id).await? else {
         return Err(ApiError::run_not_found());
     };
-    let tenant = crate::model::json::from_slice::<TenantOnly>(&current.value)
-        .ok()
-        .and_then(|t| t.tenant_id);
-    if !caller.may_see(tenant.as_deref()) {
-        return Err(ApiError::run_not_found());
-    }
+    // The same tenant rule as GET /runs/{run_id}.
+    let doc = lenient::from_slice::<Value>(&current.value).unwrap_or(Value::Null);
+    super::runs::visible_to(&caller, &doc)?;
     let resume_after = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
