@@ -333,6 +333,10 @@ config_table! {
         /// limit. Connections past it are closed at once.
         "PYOCO_HTTP_MAX_CONNECTIONS" => http_max_connections: usize = 0,
             parse::size, Any, Implemented;
+        /// Most SSE watches (`GET /runs/{id}/watch`) open at once on one gateway; past it the
+        /// answer is 429 with `Retry-After`. All of them share one KV watch.
+        "PYOCO_SSE_MAX_WATCHERS" => sse_max_watchers: usize = 10_000,
+            parse::size, Any, Implemented;
         /// Schedule dispatch interval.
         "PYOCO_SCHEDULE_POLL_INTERVAL_SEC" => schedule_poll_interval: Duration =
             Duration::from_secs(1), parse::secs_at_least_200ms, Any, Reserved;

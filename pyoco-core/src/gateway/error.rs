@@ -18,6 +18,8 @@ pub struct ApiError {
     pub detail: Value,
     /// Extra machine-readable context (e.g. the YAML reason code).
     pub reason: Option<String>,
+    /// Sent as `Retry-After` (whole seconds, at least 1) with a 429 or 503.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl ApiError {
@@ -26,6 +28,7 @@ impl ApiError {
             code,
             detail: detail.into(),
             reason: None,
+            retry_after: None,
         }
     }
 
@@ -36,6 +39,12 @@ impl ApiError {
 
     pub fn with_reason(mut self, reason: impl Into<String>) -> ApiError {
         self.reason = Some(reason.into());
+        self
+    }
+
+    /// Tells the client when to try again (`Retry-After`).
+    pub fn with_retry_after(mut self, after: std::time::Duration) -> ApiError {
+        self.retry_after = Some(after);
         self
     }
 
@@ -102,11 +111,19 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let retry_after = self.retry_after;
         let body = ErrorBody {
             detail: self.detail,
             code: self.code,
             reason: self.reason,
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Some(after) = retry_after {
+            let secs = after.as_secs_f64().ceil().max(1.0) as u64;
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }

@@ -7,6 +7,7 @@ use std::ops::Bound;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use super::fanout::Hub;
 use crate::store::{RunStore, StoreError};
 use futures::StreamExt;
 use serde::Deserialize;
@@ -315,14 +316,15 @@ impl RunIndex {
 
     /// Keeps the index current from the runs bucket until the task is dropped: replays the
     /// latest value of every key, marks itself ready when caught up, then follows every
-    /// change. Restarts the watch (from scratch) if it ends.
-    pub async fn follow(self: Arc<Self>, runs: RunStore) {
+    /// change, handing each write to the SSE watchers' `hub` too. Restarts the watch (from
+    /// scratch) if it ends.
+    pub async fn follow(self: Arc<Self>, runs: RunStore, hub: Arc<Hub>) {
         // 250 ms doubling to 2 s, jittered, so many gateways do not re-watch in step.
         let retry =
             crate::backoff::Backoff::new(Duration::from_millis(250), 2.0, Duration::from_secs(2));
         let mut attempt = 0;
         loop {
-            match self.follow_once(&runs).await {
+            match self.follow_once(&runs, &hub).await {
                 Ok(()) => attempt = 0,
                 Err(e) => tracing::warn!(error = %e, "run index watch ended; restarting"),
             }
@@ -331,7 +333,7 @@ impl RunIndex {
         }
     }
 
-    async fn follow_once(&self, runs: &RunStore) -> Result<(), StoreError> {
+    async fn follow_once(&self, runs: &RunStore, hub: &Hub) -> Result<(), StoreError> {
         let mut watch = runs.watch_with_history(">").await?;
         let empty = runs.is_empty().await;
         // A restarted watch replays everything: start from a clean index.
@@ -344,6 +346,7 @@ impl RunIndex {
         while let Some(event) = watch.next().await {
             let event = event?;
             self.apply(&event.key, event.value.as_deref());
+            hub.publish(&event.key, event.revision, event.value.as_ref());
             if event.pending == 0 {
                 self.ready.send_replace(true);
             }

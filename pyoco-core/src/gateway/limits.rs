@@ -160,22 +160,13 @@ pub(crate) async fn enforce(
         .map(|id| id.key_id.clone());
     match limits.check(route.is_submit(), key_id.as_deref()) {
         Ok(()) => next.run(req).await,
-        Err(limited) => {
-            let mut response = super::ApiError::new(
-                crate::error_code::ErrorCode::RateLimited,
-                "rate limit exceeded",
-            )
-            .with_reason(limited.scope.as_str())
-            .into_response();
-            if let Ok(v) =
-                axum::http::HeaderValue::from_str(&limited.retry_after_secs().to_string())
-            {
-                response
-                    .headers_mut()
-                    .insert(axum::http::header::RETRY_AFTER, v);
-            }
-            response
-        }
+        Err(limited) => super::ApiError::new(
+            crate::error_code::ErrorCode::RateLimited,
+            "rate limit exceeded",
+        )
+        .with_reason(limited.scope.as_str())
+        .with_retry_after(Duration::from_secs(limited.retry_after_secs()))
+        .into_response(),
     }
 }
 

@@ -16,6 +16,7 @@ pub mod auth;
 mod cancel;
 mod error;
 mod extract;
+pub mod fanout;
 mod health;
 pub mod index;
 pub mod limits;
@@ -56,6 +57,8 @@ pub struct GatewayState {
     store: Arc<OnceCell<Store>>,
     /// Run list index, fed by a KV watch once connected.
     index: Arc<index::RunIndex>,
+    /// SSE watchers, fed by the index's KV watch (one consumer for all of them).
+    hub: Arc<fanout::Hub>,
     /// Request rate limits (`PYOCO_HTTP_*_RPM`).
     limits: Arc<limits::RateLimits>,
     /// API key checks (`PYOCO_HTTP_AUTH_MODE=api_key` only), bound once connected.
@@ -78,6 +81,7 @@ impl GatewayState {
                 submit_rpm: rpm(config.http_submit_rpm),
                 tenant_rpm: rpm(config.http_tenant_rpm),
             })),
+            hub: Arc::new(fanout::Hub::new(config.sse_max_watchers)),
             config,
             store: Arc::new(store),
             index: Arc::default(),
@@ -131,7 +135,11 @@ impl GatewayState {
     /// Starts what follows the buckets once connected: the run index and, with API keys on,
     /// the key checker that forgets a key when its record changes.
     fn attach(&self, store: &Store) {
-        self.spawn(self.index.clone().follow(store.runs().clone()));
+        self.spawn(
+            self.index
+                .clone()
+                .follow(store.runs().clone(), self.hub.clone()),
+        );
         if self.config.http_auth_mode == crate::config::AuthMode::ApiKey {
             let checker =
                 auth::Authenticator::new(store.api_keys(), self.config.auth_pepper.as_deref());
@@ -145,6 +153,11 @@ impl GatewayState {
     /// Asks [`serve_state`] to shut down gracefully (`POST /shutdown`).
     pub(crate) fn request_shutdown(&self) {
         self.shutdown_requested.cancel();
+    }
+
+    /// The SSE watchers' hub.
+    pub(crate) fn hub(&self) -> &Arc<fanout::Hub> {
+        &self.hub
     }
 
     /// The request rate limits.

@@ -1,5 +1,5 @@
-//! `GET /runs/{run_id}/watch`: Server-Sent Events pushed from a KV watch of the run key (no
-//! polling). Each `snapshot` event carries `id: <KV revision>`, so a client reconnecting with
+//! `GET /runs/{run_id}/watch`: Server-Sent Events pushed from the gateway's one KV watch of the
+//! runs bucket through the [`super::fanout`] hub (no polling, no NATS consumer per watcher). Each `snapshot` event carries `id: <KV revision>`, so a client reconnecting with
 //! `Last-Event-ID` resumes after the last revision it saw, without gaps or repeats. Quiet
 //! periods get `heartbeat` events every 2 s (the original client gives up after 5 s of
 //! silence). The stream ends after the terminal snapshot, when the run is deleted, or after
@@ -8,25 +8,30 @@
 #[allow(unused_imports)]
 use super::openapi::*;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::GatewayState;
 use super::auth::Caller;
 use super::error::ApiError;
+use super::fanout::{Received, Subscription, Update};
 use super::query::QueryParams;
-use crate::model::{RunStatus, json as lenient, now};
-use crate::store::runs::KeyEvents;
+use crate::error_code::ErrorCode;
+use crate::model::{json as lenient, now};
+use crate::store::RunStore;
 
 /// Quiet time after which a heartbeat event is sent.
 const HEARTBEAT: Duration = Duration::from_secs(2);
+
+/// `Retry-After` when every watcher place is taken.
+const RETRY_WHEN_FULL: Duration = Duration::from_secs(2);
 
 struct WatchQuery {
     records: bool,
@@ -51,7 +56,8 @@ fn parse_query(raw: &Option<String>) -> Result<WatchQuery, ApiError> {
     params(("run_id" = String, Path), ("include" = Option<Vec<String>>, Query), ("since" = Option<f64>, Query),
         ("timeout_sec" = Option<i64>, Query, minimum = 1, maximum = 600), ("Last-Event-ID" = Option<String>, Header, description = "resume after this revision")),
     responses((status = 200, description = "Server-Sent Events: snapshot and heartbeat", content_type = "text/event-stream", body = Object),
-        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, description = "PYOCO_SSE_MAX_WATCHERS watches are open; see Retry-After", body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
 pub async fn watch(
     State(state): State<GatewayState>,
     caller: Caller,
@@ -61,25 +67,34 @@ pub async fn watch(
 ) -> Result<Response, ApiError> {
     let q = parse_query(&query)?;
     let store = state.store()?;
+    // Subscribe before reading, so no write falls between the read and the feed.
+    let feed = state.hub().subscribe(&run_id).map_err(|full| {
+        ApiError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "too many SSE watchers on this gateway (PYOCO_SSE_MAX_WATCHERS={}); retry later",
+                full.max
+            ),
+        )
+        .with_reason("sse_watchers")
+        .with_retry_after(RETRY_WHEN_FULL)
+    })?;
     let Some(current) = store.runs().get_raw(&run_id).await? else {
         return Err(ApiError::run_not_found());
     };
     // The same tenant rule as GET /runs/{run_id}.
     let doc = lenient::from_slice::<Value>(&current.value).unwrap_or(Value::Null);
     super::runs::visible_to(&caller, &doc)?;
-    let resume_after = headers
+    // A client reconnecting with `Last-Event-ID` resumes after the last revision it saw (the
+    // bucket keeps one revision per run: what it missed is in the current snapshot).
+    let seen = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    // Start at the current revision (so the first event is the current snapshot), or just
-    // after the last one the client saw.
-    let from = match resume_after {
-        Some(seen) => seen + 1,
-        None => current.revision,
-    };
-    let watch = store.runs().watch_from(&run_id, from).await?;
+    let first = Arc::new(Update::new(current.revision, Some(current.value)));
     let (tx, rx) = mpsc::channel::<Event>(16);
-    state.spawn(pump(watch, tx, run_id, q));
+    let runs = store.runs().clone();
+    state.spawn(pump(feed, runs, first, seen, tx, run_id, q));
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx))
     });
@@ -90,13 +105,80 @@ pub async fn watch(
     Ok(response)
 }
 
-/// Forwards KV entries as events until the run is terminal or deleted, the timeout passes, or
-/// the client goes away (the channel closes).
-async fn pump(mut entries: KeyEvents, tx: mpsc::Sender<Event>, run_id: String, q: WatchQuery) {
+/// What a watcher does with one write.
+enum Step {
+    Continue,
+    End,
+}
+
+/// Sends `update` unless the client has seen it; ends at the terminal snapshot or deletion.
+async fn forward(
+    update: &Update,
+    last: &mut Option<u64>,
+    tx: &mpsc::Sender<Event>,
+    run_id: &str,
+    q: &WatchQuery,
+) -> Step {
+    if last.is_some_and(|seen| update.revision <= seen) {
+        return Step::Continue;
+    }
+    *last = Some(update.revision);
+    // A delete or purge ends the stream: the run is gone.
+    if update.value.is_none() {
+        return Step::End;
+    }
+    let Some(rendered) = update.rendered(run_id) else {
+        return Step::Continue;
+    };
+    if q.since.is_none_or(|since| rendered.updated_at >= since) {
+        let data = if q.records {
+            &rendered.with_records
+        } else {
+            &rendered.without_records
+        };
+        let event = Event::default()
+            .event("snapshot")
+            .id(update.revision.to_string())
+            .data(data.as_str());
+        if tx.send(event).await.is_err() {
+            return Step::End;
+        }
+    }
+    if rendered.terminal {
+        Step::End
+    } else {
+        Step::Continue
+    }
+}
+
+/// Forwards the run's writes as events until the run is terminal or deleted, the timeout
+/// passes, or the client goes away (the channel closes).
+async fn pump(
+    mut feed: Subscription,
+    runs: RunStore,
+    first: Arc<Update>,
+    seen: Option<u64>,
+    tx: mpsc::Sender<Event>,
+    run_id: String,
+    q: WatchQuery,
+) {
     let deadline = tokio::time::Instant::now() + q.timeout;
+    let mut last = seen;
+    if let Step::End = forward(&first, &mut last, &tx, &run_id, &q).await {
+        return;
+    }
     loop {
-        let next = tokio::select! {
-            next = entries.next() => next,
+        let update = tokio::select! {
+            received = feed.recv() => match received {
+                Received::Update(update) => update,
+                // Fell behind: the current snapshot has everything the skipped writes had.
+                Received::Lagged => match runs.get_raw(&run_id).await {
+                    Ok(Some(current)) => Arc::new(Update::new(current.revision, Some(current.value))),
+                    Ok(None) => return,
+                    Err(_) => continue,
+                },
+                Received::Closed => return,
+            },
             _ = tokio::time::sleep(HEARTBEAT) => {
                 let data = json!({"run_id": run_id, "ts": now()}).to_string();
                 if tx.send(Event::default().event("heartbeat").data(data)).await.is_err() {
@@ -107,37 +189,7 @@ async fn pump(mut entries: KeyEvents, tx: mpsc::Sender<Event>, run_id: String, q
             _ = tokio::time::sleep_until(deadline) => return,
             _ = tx.closed() => return,
         };
-        let Some(Ok(entry)) = next else { return };
-        // A delete or purge ends the stream: the run is gone.
-        let Some(value) = &entry.value else { return };
-        let Ok(mut snapshot) = lenient::from_slice::<Value>(value) else {
-            continue;
-        };
-        let terminal = snapshot
-            .get("status")
-            .and_then(Value::as_str)
-            .is_some_and(RunStatus::is_terminal_str);
-        let updated_at = snapshot
-            .get("updated_at")
-            .and_then(Value::as_f64)
-            .unwrap_or(0.0);
-        if q.since.is_none_or(|since| updated_at >= since) {
-            if !q.records
-                && let Value::Object(m) = &mut snapshot
-            {
-                m.shift_remove("task_records");
-                m.shift_remove("task_records_truncated");
-            }
-            let data = json!({"run_id": run_id, "snapshot": snapshot, "ts": now()}).to_string();
-            let event = Event::default()
-                .event("snapshot")
-                .id(entry.revision.to_string())
-                .data(data);
-            if tx.send(event).await.is_err() {
-                return;
-            }
-        }
-        if terminal {
+        if let Step::End = forward(&update, &mut last, &tx, &run_id, &q).await {
             return;
         }
     }
