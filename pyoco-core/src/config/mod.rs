@@ -337,6 +337,10 @@ config_table! {
         /// answer is 429 with `Retry-After`. All of them share one KV watch.
         "PYOCO_SSE_MAX_WATCHERS" => sse_max_watchers: usize = 10_000,
             parse::size, Any, Implemented;
+        /// A run still PENDING this long after its last write, whose job is not in the work
+        /// stream, is queued again by the gateway's orphan sweep (0 turns the sweep off).
+        "PYOCO_ORPHAN_AFTER_SEC" => orphan_after: Duration = Duration::from_secs(30),
+            parse::secs, Any, Implemented;
         /// Schedule dispatch interval.
         "PYOCO_SCHEDULE_POLL_INTERVAL_SEC" => schedule_poll_interval: Duration =
             Duration::from_secs(1), parse::secs_at_least_200ms, Any, Reserved;

@@ -178,6 +178,14 @@ pub struct Page {
     pub more: bool,
 }
 
+/// A run as [`RunIndex::oldest`] lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Aged {
+    pub run_id: String,
+    pub tag: Option<String>,
+    pub updated_at: f64,
+}
+
 /// The index and its readiness.
 #[derive(Debug)]
 pub struct RunIndex {
@@ -285,6 +293,30 @@ impl RunIndex {
             items.push((key.updated_at.0, key.run_id.to_string()));
         }
         Page { items, more }
+    }
+
+    /// Up to `limit` runs whose `field` is `value` and whose `updated_at` is before
+    /// `before`, oldest first, with their tag (the orphan sweep's candidates: O(limit)).
+    pub fn oldest(&self, field: Field, value: &str, before: f64, limit: usize) -> Vec<Aged> {
+        let Ok(inner) = self.inner.read() else {
+            return Vec::new();
+        };
+        let Some(set) = inner.by_value.get(&(field, Arc::from(value))) else {
+            return Vec::new();
+        };
+        let tag = FIELDS.iter().position(|f| *f == Field::Tag).unwrap_or(0);
+        set.iter()
+            .take_while(|key| key.updated_at.0 < before)
+            .take(limit)
+            .map(|key| Aged {
+                run_id: key.run_id.to_string(),
+                tag: inner
+                    .entries
+                    .get(&key.run_id)
+                    .and_then(|e| e.values[tag].as_deref().map(str::to_string)),
+                updated_at: key.updated_at.0,
+            })
+            .collect()
     }
 
     /// Runs per status (for metrics); `since` counts only runs updated at or after it.

@@ -23,6 +23,7 @@ pub mod limits;
 pub mod listener;
 mod metrics;
 pub mod openapi;
+pub mod orphans;
 pub mod request_id;
 pub mod routes;
 mod runs;
@@ -140,6 +141,7 @@ impl GatewayState {
                 .clone()
                 .follow(store.runs().clone(), self.hub.clone()),
         );
+        self.spawn(orphans::run(self.clone()));
         if self.config.http_auth_mode == crate::config::AuthMode::ApiKey {
             let checker =
                 auth::Authenticator::new(store.api_keys(), self.config.auth_pepper.as_deref());

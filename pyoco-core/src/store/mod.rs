@@ -10,6 +10,7 @@ pub mod dlq;
 mod error;
 pub mod keys;
 pub mod layout;
+pub mod orphans;
 pub mod queue;
 pub mod requests;
 pub mod resources;
@@ -46,6 +47,8 @@ pub struct Store {
     resources: Resources,
     runs: RunStore,
     workers: WorkerStore,
+    /// Workflow YAML hashes this process has stashed (see [`Store::stash_workflow`]).
+    stashed: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 impl Store {
@@ -88,6 +91,7 @@ impl Store {
             resources,
             runs,
             workers,
+            stashed: Arc::default(),
         })
     }
 
@@ -138,6 +142,20 @@ impl Store {
     pub async fn flush(&self) {
         if let Err(e) = self.client.flush().await {
             tracing::debug!(error = %e, "flush on close failed");
+        }
+    }
+
+    fn stashed_known(&self, sha256: &str) -> bool {
+        self.stashed.lock().is_ok_and(|s| s.contains(sha256))
+    }
+
+    fn remember_stashed(&self, sha256: &str) {
+        if let Ok(mut s) = self.stashed.lock() {
+            // Bounded: forgetting only costs one more write of a YAML already stored.
+            if s.len() >= 4096 {
+                s.clear();
+            }
+            s.insert(sha256.to_string());
         }
     }
 

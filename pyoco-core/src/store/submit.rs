@@ -1,5 +1,7 @@
 //! Submitting a run: PENDING snapshot with KV create, then the job with `Nats-Msg-Id =
 //! run_id`; if the publish definitely failed the snapshot is deleted so no orphan remains.
+//! A YAML run's YAML is stashed under its sha256 first; if the submitter dies between the
+//! snapshot and the job, the gateway's orphan sweep (`orphans`) publishes the job later.
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
@@ -75,6 +77,8 @@ impl Store {
         snapshot.tenant_id = new.tenant_id.clone();
         snapshot.api_key_id = new.api_key_id.clone();
         if let Some(yaml) = &new.yaml {
+            // Kept first, so an orphan sweep can rebuild this run's job if we die mid-submit.
+            self.stash_workflow(&yaml.sha256, &yaml.text).await?;
             snapshot.workflow_yaml_sha256 = Some(yaml.sha256.clone());
             snapshot.workflow_yaml_bytes = Some(yaml.bytes);
         }
