@@ -158,6 +158,13 @@ async fn yaml_over_the_workflow_limit_is_a_413() {
             &json!("workflow_too_large")
         )
     );
+    assert!(
+        body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("PYOCO_WORKFLOW_YAML_MAX_BYTES ("),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -359,6 +366,10 @@ async fn every_route_that_reads_a_body_answers_413_over_its_limit() {
             (413, &json!("request_too_large")),
             "{method} {uri}: {body}"
         );
+        assert_eq!(
+            body["detail"], "request body too large (limit 2097152 bytes)",
+            "the detail names the limit"
+        );
     }
     // The wheel route's limit is PYOCO_WHEEL_MAX_BYTES + 1 MiB: set it small to see it.
     let small = app_with(|c| c.wheel_max_bytes = 1024);
@@ -375,4 +386,10 @@ async fn every_route_that_reads_a_body_answers_413_over_its_limit() {
     )
     .await;
     assert_eq!(status, 413, "{body}");
+    // The original's detail, with the limit in `reason`.
+    assert_eq!(body["detail"], "wheel too large");
+    assert_eq!(
+        body["reason"],
+        "the wheel is over PYOCO_WHEEL_MAX_BYTES (1024 bytes)"
+    );
 }

@@ -48,6 +48,14 @@ impl ApiError {
         self
     }
 
+    /// 413 for a body over `limit` bytes (routes whose limit is not the original's).
+    pub fn request_too_large(limit: usize) -> ApiError {
+        ApiError::new(
+            ErrorCode::RequestTooLarge,
+            format!("request body too large (limit {limit} bytes)"),
+        )
+    }
+
     pub fn run_not_found() -> ApiError {
         ApiError::new(ErrorCode::RunNotFound, "run not found")
     }

@@ -75,7 +75,7 @@ pub enum BodyLimit {
 
 /// The body limit of routes without one of their own (axum's default, set explicitly so the
 /// signature check reads bodies within the same limit the handlers do).
-const DEFAULT_BODY_LIMIT: usize = 2 << 20;
+pub(crate) const DEFAULT_BODY_LIMIT: usize = 2 << 20;
 
 impl BodyLimit {
     /// The limit in bytes.

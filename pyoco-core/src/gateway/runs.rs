@@ -167,7 +167,7 @@ pub async fn submit_yaml(
         return Err(ApiError::new(ErrorCode::InvalidTag, "invalid tag"));
     }
     if form.workflow_size > limit {
-        return Err(workflow_too_large());
+        return Err(workflow_too_large(state.config.workflow_yaml_max_bytes));
     }
     let spec = parse_flow_yaml_within(&form.workflow, state.config.yaml_limits()).map_err(|e| {
         tracing::info!(reason = %e.reason, "invalid workflow yaml");
@@ -212,7 +212,7 @@ async fn read_yaml_form(
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
     limit: usize,
 ) -> ApiResult<YamlForm> {
-    let mut form = Form::read(multipart, "workflow", limit, workflow_too_large).await?;
+    let mut form = Form::read(multipart, "workflow", limit, workflow_too_large(limit)).await?;
     let mut problems: Vec<Value> = form.file_problem().into_iter().collect();
     let flow_name = form.text("flow_name");
     if flow_name.is_none() {
@@ -235,8 +235,11 @@ async fn read_yaml_form(
     })
 }
 
-fn workflow_too_large() -> ApiError {
-    ApiError::new(ErrorCode::WorkflowTooLarge, "workflow too large")
+/// The original's 413; the limit is in `reason` (the `detail` stays the original's string).
+fn workflow_too_large(limit: usize) -> ApiError {
+    ApiError::new(ErrorCode::WorkflowTooLarge, "workflow too large").with_reason(format!(
+        "the workflow is over PYOCO_WORKFLOW_YAML_MAX_BYTES ({limit} bytes)"
+    ))
 }
 
 /// `GET /runs/{run_id}` (`include=records|task_records|full|all` keeps `task_records`).

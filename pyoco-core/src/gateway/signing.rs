@@ -39,7 +39,7 @@ pub(crate) async fn verify(
     };
     let limit = route.body_limit_bytes(&state.config);
     let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
-        return ApiError::new(ErrorCode::RequestTooLarge, "request body too large").into_response();
+        return ApiError::request_too_large(limit).into_response();
     };
     let path = parts
         .uri

@@ -26,7 +26,7 @@ use super::error::ApiError;
 use crate::error_code::ErrorCode;
 use crate::model::now;
 use crate::store::wheels::{TAGS_HEADER, WheelObject, WheelStore, parse_tags_csv};
-use crate::wheel::{PreflightMode, inspect_wheel, is_valid_wheel_name, parse_wheel_filename};
+use crate::wheel::{PreflightMode, is_valid_wheel_name, parse_wheel_filename};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -94,17 +94,36 @@ pub async fn upload(
         .map_err(|_| ApiError::new(ErrorCode::InvalidWheelFilename, "invalid wheel filename"))?;
     let tags = parse_tags_csv(f.tags.as_deref().unwrap_or(""))
         .map_err(|_| ApiError::new(ErrorCode::InvalidWheelTags, "invalid wheel tags"))?;
-    if f.size > limit {
-        return Err(form::too_large());
-    }
-    let contents = inspect_wheel(&f.data, &name).map_err(|e| {
+    let spooled = match f.spooled {
+        Some(spooled) if f.size <= limit => spooled,
+        _ => return Err(form::too_large(limit)),
+    };
+    // Opened from its temporary file (blocking zip reads, off the async threads).
+    let (mode, allow_no_entry_points, allow_missing_usage_doc) = (
+        f.preflight,
+        f.allow_no_entry_points,
+        f.allow_missing_usage_doc,
+    );
+    let wheel_name = name.clone();
+    let (mut spooled, contents, report) = tokio::task::spawn_blocking(move || {
+        let contents = crate::wheel::inspect_wheel_from(&spooled.file, &wheel_name);
+        let report = (mode != PreflightMode::Off).then(|| {
+            crate::wheel::preflight_from(
+                &spooled.file,
+                allow_no_entry_points,
+                allow_missing_usage_doc,
+            )
+            .under(mode)
+        });
+        (spooled, contents, report)
+    })
+    .await
+    .map_err(|_| ApiError::internal())?;
+    let contents = contents.map_err(|e| {
         ApiError::new(ErrorCode::InvalidWheelFile, "invalid wheel file").with_reason(e.to_string())
     })?;
     let mut warnings = Vec::new();
-    if f.preflight != PreflightMode::Off {
-        let report =
-            crate::wheel::preflight(&f.data, f.allow_no_entry_points, f.allow_missing_usage_doc)
-                .under(f.preflight);
+    if let Some(report) = report {
         if let Some(failure) = report.failure() {
             return Err(
                 ApiError::new(ErrorCode::WheelPreflightFailed, "wheel preflight failed")
@@ -140,7 +159,7 @@ pub async fn upload(
             "wheel version must be greater than existing latest version",
         ));
     }
-    let sha256_hex = crate::flow::yaml::sha256_hex(&f.data);
+    let sha256_hex = hex::encode(spooled.sha256);
     let compat = if contents.wheel_tags.is_empty() {
         name.tags.clone()
     } else {
@@ -154,7 +173,19 @@ pub async fn upload(
         object_headers.push((TAGS_HEADER.to_string(), tags.join(",")));
     }
     object_headers.push(("x-pyoco-wheel-compat-tags".to_string(), compat.join(",")));
-    let stored = wheels.put(&f.file_name, &f.data, &object_headers).await?;
+    std::io::Seek::rewind(&mut spooled.file).map_err(|e| {
+        tracing::error!(error = %e, "cannot rewind a spooled wheel");
+        ApiError::internal()
+    })?;
+    let stored = wheels
+        .put_from(
+            &f.file_name,
+            tokio::fs::File::from_std(spooled.file),
+            f.size as u64,
+            spooled.sha256,
+            &object_headers,
+        )
+        .await?;
     drop(_guard);
     let event = history_event(
         "upload",

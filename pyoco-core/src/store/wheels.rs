@@ -176,19 +176,50 @@ impl WheelStore {
         data: &[u8],
         headers: &[(String, String)],
     ) -> Result<WheelObject, StoreError> {
+        let digest: [u8; 32] = Sha256::digest(data).into();
+        self.put_from(name, data, data.len() as u64, digest, headers)
+            .await
+    }
+
+    /// [`WheelStore::put`] of `size` bytes read from `source` (an upload spooled to a file)
+    /// chunk by chunk: memory use is a window of chunks, whatever the size. `sha256` is the
+    /// digest of those bytes, computed while they were received.
+    pub async fn put_from<R>(
+        &self,
+        name: &str,
+        mut source: R,
+        size: u64,
+        sha256: [u8; 32],
+        headers: &[(String, String)],
+    ) -> Result<WheelObject, StoreError>
+    where
+        R: tokio::io::AsyncRead + Unpin,
+    {
+        use tokio::io::AsyncReadExt;
         let previous = self.meta(name).await?;
         let nuid = uuid::Uuid::new_v4().simple().to_string();
         let chunk_subject = self.chunk_subject(&nuid);
         let stream = self.stream().await?;
-        let chunks = data.chunks(CHUNK_SIZE).count();
+        let chunks = size.div_ceil(CHUNK_SIZE as u64);
         let result = async {
+            let mut sent = 0u64;
+            let mut chunk = vec![0u8; CHUNK_SIZE];
             // Publish a window of chunks, then wait for their acks.
-            for window in data.chunks(CHUNK_SIZE * 16) {
+            while sent < size {
                 let mut acks = Vec::new();
-                for chunk in window.chunks(CHUNK_SIZE) {
+                for _ in 0..16 {
+                    if sent >= size {
+                        break;
+                    }
+                    let want = (size - sent).min(CHUNK_SIZE as u64) as usize;
+                    source
+                        .read_exact(&mut chunk[..want])
+                        .await
+                        .map_err(|e| StoreError::failed("read wheel upload", e))?;
+                    sent += want as u64;
                     let ack = self
                         .js
-                        .publish(chunk_subject.clone(), Bytes::copy_from_slice(chunk))
+                        .publish(chunk_subject.clone(), Bytes::copy_from_slice(&chunk[..want]))
                         .await
                         .map_err(|e| StoreError::nats("store wheel chunk", e))?;
                     acks.push(ack);
@@ -205,10 +236,10 @@ impl WheelStore {
                 "options": {"max_chunk_size": CHUNK_SIZE},
                 "bucket": self.layout.wheels_bucket,
                 "nuid": nuid,
-                "size": data.len(),
+                "size": size,
                 "mtime": iso_utc_now(),
                 "chunks": chunks,
-                "digest": format!("SHA-256={}", URL_SAFE.encode(Sha256::digest(data))),
+                "digest": format!("SHA-256={}", URL_SAFE.encode(sha256)),
             });
             self.publish_meta(name, &meta).await?;
             Ok::<Value, StoreError>(meta)

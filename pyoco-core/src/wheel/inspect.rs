@@ -2,7 +2,7 @@
 //! a wheel of the project and version its name claims, so a corrupt or mislabelled upload
 //! never reaches a worker's `pip install`.
 
-use std::io::{Cursor, Read};
+use std::io::{Cursor, Read, Seek};
 
 use super::filename::{WheelName, canonicalize_name};
 use super::metadata::Metadata;
@@ -47,9 +47,9 @@ pub(crate) struct DistInfo {
 
 /// Opens the archive and reads the `.dist-info` directory at its top level (there must be
 /// exactly one, as pip requires).
-pub(crate) fn read_dist_info(bytes: &[u8]) -> Result<DistInfo, InspectError> {
-    let mut archive = zip::ZipArchive::new(Cursor::new(bytes))
-        .map_err(|e| InspectError::NotAZip(e.to_string()))?;
+pub(crate) fn read_dist_info<R: Read + Seek>(archive: R) -> Result<DistInfo, InspectError> {
+    let mut archive =
+        zip::ZipArchive::new(archive).map_err(|e| InspectError::NotAZip(e.to_string()))?;
     let mut dirs: Vec<String> = archive
         .file_names()
         .filter_map(Result::ok)
@@ -104,7 +104,15 @@ pub(crate) fn read_dist_info(bytes: &[u8]) -> Result<DistInfo, InspectError> {
 /// `.dist-info` holding `METADATA` (whose `Name` and `Version` match the file name) and
 /// `WHEEL`. Returns what it read.
 pub fn inspect_wheel(bytes: &[u8], name: &WheelName) -> Result<WheelContents, InspectError> {
-    let dist = read_dist_info(bytes)?;
+    inspect_wheel_from(Cursor::new(bytes), name)
+}
+
+/// [`inspect_wheel`] of an archive read from `archive` (an upload spooled to a file).
+pub fn inspect_wheel_from<R: Read + Seek>(
+    archive: R,
+    name: &WheelName,
+) -> Result<WheelContents, InspectError> {
+    let dist = read_dist_info(archive)?;
     let metadata = dist.metadata.ok_or_else(|| {
         InspectError::DistInfo("no <name>-<version>.dist-info/METADATA in the archive".into())
     })?;

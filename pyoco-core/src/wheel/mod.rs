@@ -20,5 +20,5 @@ pub mod preflight;
 pub use filename::{
     WheelName, WheelNameError, canonicalize_name, is_valid_wheel_name, parse_wheel_filename,
 };
-pub use inspect::{InspectError, WheelContents, inspect_wheel};
-pub use preflight::{PreflightMode, PreflightReport, preflight};
+pub use inspect::{InspectError, WheelContents, inspect_wheel, inspect_wheel_from};
+pub use preflight::{PreflightMode, PreflightReport, preflight, preflight_from};

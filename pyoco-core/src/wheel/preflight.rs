@@ -82,8 +82,21 @@ pub fn preflight(
     allow_no_entry_points: bool,
     allow_missing_usage_doc: bool,
 ) -> PreflightReport {
+    preflight_from(
+        std::io::Cursor::new(bytes),
+        allow_no_entry_points,
+        allow_missing_usage_doc,
+    )
+}
+
+/// [`preflight`] of an archive read from `archive` (an upload spooled to a file).
+pub fn preflight_from<R: std::io::Read + std::io::Seek>(
+    archive: R,
+    allow_no_entry_points: bool,
+    allow_missing_usage_doc: bool,
+) -> PreflightReport {
     let mut report = PreflightReport::default();
-    let dist = match read_dist_info(bytes) {
+    let dist = match read_dist_info(archive) {
         Ok(d) => d,
         Err(super::InspectError::NotAZip(_)) => {
             report

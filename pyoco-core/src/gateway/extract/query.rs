@@ -7,7 +7,6 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::error_code::ErrorCode;
 use crate::gateway::error::{ApiError, problem};
 
 /// A parsed query string plus the problems found while reading it.
@@ -142,7 +141,7 @@ pub(in crate::gateway) fn body_bytes(
 ) -> Result<Bytes, ApiError> {
     body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(ErrorCode::RequestTooLarge, "request body too large")
+            ApiError::request_too_large(crate::gateway::routes::DEFAULT_BODY_LIMIT)
         } else {
             ApiError::validation(vec![problem(
                 "value_error",

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::error_code::ErrorCode;
 use crate::gateway::error::{ApiError, problem};
-use crate::gateway::extract::multipart::{Form, part_problem};
+use crate::gateway::extract::multipart::{Form, Spooled, part_problem};
 use crate::gateway::extract::query::QueryParams;
 use crate::gateway::workers::lax_bool;
 use crate::wheel::PreflightMode;
@@ -16,8 +16,8 @@ use crate::wheel::PreflightMode;
 pub(super) struct UploadForm {
     pub file_name: String,
     pub content_type: String,
-    /// At most `limit + 1` bytes: enough to tell that the upload is too large.
-    pub data: Vec<u8>,
+    /// The wheel in a temporary file (`None` when it was over the limit).
+    pub spooled: Option<Spooled>,
     pub size: usize,
     pub tags: Option<String>,
     pub replace: bool,
@@ -26,8 +26,11 @@ pub(super) struct UploadForm {
     pub allow_missing_usage_doc: bool,
 }
 
-pub(super) fn too_large() -> ApiError {
-    ApiError::new(ErrorCode::WheelTooLarge, "wheel too large")
+/// The original's 413; the limit is in `reason` (the `detail` stays the original's string).
+pub(super) fn too_large(limit: usize) -> ApiError {
+    ApiError::new(ErrorCode::WheelTooLarge, "wheel too large").with_reason(format!(
+        "the wheel is over PYOCO_WHEEL_MAX_BYTES ({limit} bytes)"
+    ))
 }
 
 /// Reads every part: `wheel` (a file), `tags`, `replace` (lax bool, default true) and our
@@ -37,7 +40,7 @@ pub(super) async fn read_upload_form(
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
     limit: usize,
 ) -> Result<UploadForm, ApiError> {
-    let mut form = Form::read(multipart, "wheel", limit, too_large).await?;
+    let mut form = Form::read_spooled(multipart, "wheel", limit, too_large(limit)).await?;
     let mut problems: Vec<Value> = form.file_problem().into_iter().collect();
     let mut flag = |part: &str, default: bool| match form.text(part) {
         None => default,
@@ -74,7 +77,7 @@ pub(super) async fn read_upload_form(
     Ok(UploadForm {
         file_name: wheel.file_name,
         content_type: wheel.content_type,
-        data: wheel.data,
+        spooled: wheel.spooled,
         size: wheel.size,
         tags: form.text("tags"),
         replace,
