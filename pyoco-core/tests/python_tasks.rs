@@ -271,3 +271,34 @@ async fn a_task_past_the_memory_limit_fails_with_memory_error_and_the_next_one_r
     assert_eq!(small["task_records"]["h"]["output"], 10 * 1024 * 1024);
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tasks_own_memory_mb_limits_only_that_task() {
+    let env = env().await;
+    // The worker's pool has no limit: 200 MiB is fine for a task without memory_mb...
+    let free = run_flow(
+        &env,
+        "flow: {graph: h}\ntasks: {h: {callable: 'quick_tasks:hog', inputs: {mb: 200}}}\n",
+    )
+    .await;
+    assert_eq!(free["status"], "COMPLETED", "{free}");
+    // ...and a MemoryError for one limited to 128 MiB, in a process of its own.
+    let limited = run_flow(
+        &env,
+        "flow: {graph: h}\ntasks: {h: {callable: 'quick_tasks:hog', inputs: {mb: 200}, memory_mb: 128}}\n",
+    )
+    .await;
+    assert_eq!(limited["status"], "FAILED", "{limited}");
+    let traceback = limited["task_records"]["h"]["traceback"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(traceback.contains("MemoryError"), "{limited}");
+    // The pooled runners were not touched by the limit.
+    let after = run_flow(
+        &env,
+        "flow: {graph: h}\ntasks: {h: {callable: 'quick_tasks:hog', inputs: {mb: 200}}}\n",
+    )
+    .await;
+    assert_eq!(after["status"], "COMPLETED", "{after}");
+    env.stack.stop().await;
+}

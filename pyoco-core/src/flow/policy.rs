@@ -42,6 +42,8 @@ pub struct TaskPolicy {
     pub fail_policy: FailPolicy,
     pub cache_ttl: Option<Duration>,
     pub breaker: Option<BreakerPolicy>,
+    /// Address-space limit of a `module:function` task's Python process, in MiB.
+    pub memory_mb: Option<u64>,
 }
 
 impl Default for TaskPolicy {
@@ -55,6 +57,7 @@ impl Default for TaskPolicy {
             fail_policy: FailPolicy::Stop,
             cache_ttl: None,
             breaker: None,
+            memory_mb: None,
         }
     }
 }
@@ -69,6 +72,7 @@ pub const POLICY_KEYS: &[&str] = &[
     "fail_policy",
     "cache_ttl_sec",
     "circuit_breaker",
+    "memory_mb",
 ];
 
 /// Reason codes of this module (part of flow.yaml validation).
@@ -78,7 +82,11 @@ pub const REASON_CODES: &[&str] = &[
     "invalid_task_fail_policy",
     "invalid_task_cache_ttl",
     "invalid_task_circuit_breaker",
+    "invalid_task_memory",
 ];
+
+/// The range of `memory_mb` (the same as `pyoco:python`'s).
+pub const MEMORY_MB_RANGE: std::ops::RangeInclusive<u64> = 32..=1_048_576;
 
 const MAX_RETRIES: u64 = 100;
 const MAX_TIMEOUT_SEC: f64 = 7.0 * 86_400.0;
@@ -172,6 +180,14 @@ pub fn parse(name: &str, config: &Mapping) -> Result<TaskPolicy, YamlError> {
         }
         Some(_) => return Err(bad("invalid_task_circuit_breaker")),
     };
+    p.memory_mb = match config.get("memory_mb") {
+        None | Some(Yaml::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .filter(|mb| MEMORY_MB_RANGE.contains(mb))
+                .ok_or_else(|| bad("invalid_task_memory"))?,
+        ),
+    };
     Ok(p)
 }
 
@@ -200,7 +216,8 @@ mod tests {
     #[test]
     fn defaults_and_values() {
         assert_eq!(parse_yaml("{}").unwrap(), TaskPolicy::default());
-        let p = parse_yaml("{retries: 3, retry_backoff_ms: 50, retry_backoff_multiplier: 3, retry_backoff_max_ms: 1000, timeout_sec: 1.5, fail_policy: isolate, cache_ttl_sec: 60, circuit_breaker: {failure_threshold: 2, reset_after_sec: 0.5}}").unwrap();
+        let p = parse_yaml("{retries: 3, retry_backoff_ms: 50, retry_backoff_multiplier: 3, retry_backoff_max_ms: 1000, timeout_sec: 1.5, fail_policy: isolate, cache_ttl_sec: 60, circuit_breaker: {failure_threshold: 2, reset_after_sec: 0.5}, memory_mb: 256}").unwrap();
+        assert_eq!(p.memory_mb, Some(256));
         assert_eq!(p.retries, 3);
         assert_eq!(p.timeout, Some(Duration::from_millis(1500)));
         assert_eq!(p.fail_policy, FailPolicy::Isolate);
@@ -230,6 +247,9 @@ mod tests {
             ("{retries: two}", "invalid_task_retries"),
             ("{retry_backoff_multiplier: 0.5}", "invalid_task_retries"),
             ("{timeout_sec: 0}", "invalid_task_timeout"),
+            ("{memory_mb: 8}", "invalid_task_memory"),
+            ("{memory_mb: 2.5}", "invalid_task_memory"),
+            ("{memory_mb: lots}", "invalid_task_memory"),
             ("{timeout_sec: soon}", "invalid_task_timeout"),
             ("{fail_policy: ignore}", "invalid_task_fail_policy"),
             ("{cache_ttl_sec: -5}", "invalid_task_cache_ttl"),

@@ -37,6 +37,9 @@ pub struct TaskCall {
     /// `{type, index, iteration, count, item, alias}` plus `loops`, every frame outermost
     /// first. `None` outside loops.
     pub loop_ctx: Option<Value>,
+    /// The task's `memory_mb` option: a `module:function` task runs in a Python process of
+    /// its own with that address-space limit.
+    pub memory_mb: Option<u64>,
 }
 
 impl TaskCall {

@@ -65,6 +65,7 @@ pub(crate) fn prepare(
         ),
         record: Arc::default(),
         loop_ctx: None,
+        memory_mb: task.policy.memory_mb,
     };
     Ok(Prepared {
         name: task.name.clone(),

@@ -140,6 +140,15 @@ impl PythonPool {
     }
 
     async fn spawn(&self) -> Result<Runner, TaskError> {
+        self.spawn_limited(self.memory_mb).await
+    }
+
+    /// The limit of a task asking for `memory_mb`: its own, never above the pool's.
+    fn task_limit(&self, memory_mb: u64) -> u64 {
+        self.memory_mb.map_or(memory_mb, |pool| pool.min(memory_mb))
+    }
+
+    async fn spawn_limited(&self, memory_mb: Option<u64>) -> Result<Runner, TaskError> {
         let mut command = Command::new(&self.interpreter);
         if !self.pythonpath.is_empty() {
             let mut dirs = self.pythonpath.clone();
@@ -150,7 +159,7 @@ impl PythonPool {
                 command.env("PYTHONPATH", joined);
             }
         }
-        if let Some(mb) = self.memory_mb {
+        if let Some(mb) = memory_mb {
             command.env("PYOCO_RUNNER_MEMORY_MB", mb.to_string());
         }
         let mut child = command
@@ -228,7 +237,13 @@ impl PythonPool {
         call: &TaskCall,
         results: &Map<String, Value>,
     ) -> Result<Value, TaskError> {
-        let runner = self.acquire().await?;
+        // A task with its own memory limit gets a fresh runner started with it (a limit set
+        // at start cannot be raised by the task), used once.
+        let dedicated = call.memory_mb.is_some();
+        let runner = match call.memory_mb {
+            Some(mb) => self.spawn_limited(Some(self.task_limit(mb))).await?,
+            None => self.acquire().await?,
+        };
         let mut busy = Busy {
             runner: Some(runner),
             grace: self.kill_grace,
@@ -288,8 +303,9 @@ impl PythonPool {
             a = exchange => a?,
             _ = call.cancel.cancelled() => return Err(TaskError::new("cancelled")),
         };
-        // The call completed: the process is healthy and goes back to the pool.
-        if let Some(runner) = busy.runner.take() {
+        // The call completed: the process is healthy and goes back to the pool (a dedicated
+        // one is stopped when `busy` drops).
+        if !dedicated && let Some(runner) = busy.runner.take() {
             self.release(runner);
         }
         if let Ok(mut extra) = call.record.lock() {

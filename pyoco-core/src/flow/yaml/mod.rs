@@ -64,6 +64,7 @@ pub const REASON_CODES: &[&str] = &[
     "invalid_task_fail_policy",
     "invalid_task_cache_ttl",
     "invalid_task_circuit_breaker",
+    "invalid_task_memory",
     "invalid_runtime",
     "unknown_runtime_keys",
     "invalid_runtime_expose_env",
