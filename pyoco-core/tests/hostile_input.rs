@@ -58,6 +58,8 @@ fn nats_connects(state: &GatewayState) -> u64 {
 async fn yaml_bombs_deep_nesting_and_python_tags_are_422_and_store_nothing() {
     let stack = Stack::builder().no_worker().start().await;
     let url = stack.gateway.url();
+    // The peak RSS of this process (gateway in-process), reset just before the bombs.
+    std::fs::write("/proc/self/clear_refs", "5").unwrap();
     let started = Instant::now();
     // 10^9 nodes once expanded; the text is under 1 KB.
     let (status, body) = post_yaml(&url, bomb(8).as_bytes(), None).await;
@@ -68,6 +70,17 @@ async fn yaml_bombs_deep_nesting_and_python_tags_are_422_and_store_nothing() {
         "took {:?}",
         started.elapsed()
     );
+    // The 9 KB probe of the issue: 80 MB of task inputs once expanded.
+    let (status, body) = post_yaml(&url, bomb(5).as_bytes(), None).await;
+    assert_eq!((status, &body["reason"]), (422, &json!("yaml_too_large")));
+    let peak_mib = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap()
+        / 1024;
+    assert!(peak_mib < 200, "peak RSS {peak_mib} MiB");
     let deep = format!(
         "flow: {{graph: a}}\ntasks: {{a: {{callable: 'pyoco:echo', inputs: {{v: {}1{}}}}}}}\n",
         "[".repeat(80),
@@ -165,10 +178,11 @@ async fn parked_and_trickling_connections_do_not_stop_other_clients() {
     let addr = gateway.addr;
     let url = format!("http://{addr}");
 
+    // 1,000 idle connections and 200 trickling ones.
     let mut parked = Vec::new();
-    for i in 0..300 {
+    for i in 0..1200 {
         let mut s = TcpStream::connect(addr).await.unwrap();
-        if i % 3 == 0 {
+        if i % 6 == 0 {
             // Trickling: a few bytes of a request line, never the end of the headers.
             s.write_all(b"GET /health HTTP/1.1\r\nHo").await.unwrap();
         }
