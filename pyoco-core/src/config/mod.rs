@@ -341,6 +341,11 @@ config_table! {
         /// stream, is queued again by the gateway's orphan sweep (0 turns the sweep off).
         "PYOCO_ORPHAN_AFTER_SEC" => orphan_after: Duration = Duration::from_secs(30),
             parse::secs, Any, Implemented;
+        /// Finished runs (COMPLETED, FAILED, CANCELLED) last written longer ago than this are
+        /// removed from the runs bucket by the gateways' retention sweep (unset or 0: kept
+        /// for ever, as the original). Runs that are not finished are never removed.
+        "PYOCO_RUNS_RETENTION_SEC" => runs_retention: Duration = Duration::ZERO,
+            parse::secs, Any, Implemented;
         /// Schedule dispatch interval.
         "PYOCO_SCHEDULE_POLL_INTERVAL_SEC" => schedule_poll_interval: Duration =
             Duration::from_secs(1), parse::secs_at_least_200ms, Any, Reserved;

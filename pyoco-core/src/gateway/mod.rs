@@ -25,6 +25,7 @@ mod metrics;
 pub mod openapi;
 pub mod orphans;
 pub mod request_id;
+pub mod retention;
 pub mod routes;
 mod runs;
 mod shutdown;
@@ -142,6 +143,7 @@ impl GatewayState {
                 .follow(store.runs().clone(), self.hub.clone()),
         );
         self.spawn(orphans::run(self.clone()));
+        self.spawn(retention::run(self.clone()));
         if self.config.http_auth_mode == crate::config::AuthMode::ApiKey {
             let checker =
                 auth::Authenticator::new(store.api_keys(), self.config.auth_pepper.as_deref());

@@ -14,6 +14,7 @@ pub mod orphans;
 pub mod queue;
 pub mod requests;
 pub mod resources;
+pub mod retention;
 pub mod runs;
 pub mod services;
 pub mod signals;
