@@ -179,9 +179,11 @@ config_table! {
         idempotency_kv_bucket: String = "pyoco_idempotency".into();
     }
     vars {
-        /// NATS server URL.
+        /// NATS server URL, or a comma-separated list of a cluster's URLs (tried in order).
         "PYOCO_NATS_URL" => nats_url: String = "nats://127.0.0.1:4222".into(),
-            parse::string, Any, Implemented;
+            parse::nats_urls, Any, Implemented;
+        /// Replicas of every stream and bucket pyoco creates (1 to 5; a NATS cluster).
+        "PYOCO_JS_REPLICAS" => js_replicas: usize = 1, parse::replicas, Any, Implemented;
         /// Jobs go to `<prefix>.<tag>`; the work stream listens on `<prefix>.>`.
         "PYOCO_WORK_SUBJECT_PREFIX" => work_subject_prefix: String = "pyoco.work".into(),
             parse::string, Any, Implemented;

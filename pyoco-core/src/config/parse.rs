@@ -75,6 +75,28 @@ pub(super) fn size(name: &str, v: &str) -> Result<usize, ConfigError> {
     })
 }
 
+/// JetStream replicas: 1 to 5 (the server's limit).
+pub(super) fn replicas(name: &str, v: &str) -> Result<usize, ConfigError> {
+    let n = int(name, v)?;
+    if (1..=5).contains(&n) {
+        Ok(n as usize)
+    } else {
+        Err(invalid(name, v, "expected 1 to 5 replicas"))
+    }
+}
+
+/// One NATS URL or a comma-separated list of them (a cluster), none empty.
+pub(super) fn nats_urls(name: &str, v: &str) -> Result<String, ConfigError> {
+    if v.split(',').any(|u| u.trim().is_empty()) {
+        return Err(invalid(
+            name,
+            v,
+            "expected a URL or a comma-separated list of URLs",
+        ));
+    }
+    Ok(v.trim().to_string())
+}
+
 pub(super) fn size_u64(name: &str, v: &str) -> Result<u64, ConfigError> {
     Ok(size(name, v)? as u64)
 }

@@ -58,6 +58,8 @@ struct Findings {
     buckets: Option<bool>,
     /// Queue and live workers per tag; `None` when they could not be read.
     tags: Option<BTreeMap<String, TagLoad>>,
+    /// Resources whose replicas differ from `PYOCO_JS_REPLICAS` (found at start-up).
+    replicas: Vec<String>,
 }
 
 impl Findings {
@@ -66,10 +68,11 @@ impl Findings {
     fn health(&self) -> Health {
         if self.nats.is_err() || self.buckets != Some(true) {
             Health::Unhealthy
-        } else if self
-            .tags
-            .as_ref()
-            .is_none_or(|tags| tags.values().any(TagLoad::unserved))
+        } else if !self.replicas.is_empty()
+            || self
+                .tags
+                .as_ref()
+                .is_none_or(|tags| tags.values().any(TagLoad::unserved))
         {
             Health::Degraded
         } else {
@@ -97,7 +100,12 @@ impl Findings {
                 })
                 .collect::<serde_json::Map<_, _>>()
         });
-        json!({"nats": nats, "buckets": {"status": buckets}, "tags": tags})
+        let replicas = if self.replicas.is_empty() {
+            json!({"status": "ok"})
+        } else {
+            json!({"status": "mismatch", "detail": self.replicas})
+        };
+        json!({"nats": nats, "buckets": {"status": buckets}, "tags": tags, "replicas": replicas})
     }
 }
 
@@ -115,6 +123,7 @@ async fn check(state: &GatewayState) -> Findings {
                 nats: Err(detail),
                 buckets: None,
                 tags: None,
+                replicas: Vec::new(),
             };
         }
     };
@@ -137,6 +146,7 @@ async fn check(state: &GatewayState) -> Findings {
         nats: Ok(()),
         buckets: Some(buckets.unwrap_or(false)),
         tags,
+        replicas: store.resources().replica_mismatches.clone(),
     }
 }
 
@@ -237,6 +247,7 @@ mod tests {
                     })
                     .collect()
             }),
+            replicas: Vec::new(),
         }
     }
 
@@ -255,6 +266,9 @@ mod tests {
         assert_eq!(h(findings(true, Some(true), None)), Health::Degraded);
         assert_eq!(h(findings(true, Some(false), Some(&[]))), Health::Unhealthy);
         assert_eq!(h(findings(false, None, None)), Health::Unhealthy);
+        let mut mismatch = findings(true, Some(true), Some(&[]));
+        mismatch.replicas = vec!["KV_pyoco_runs has 1 replicas".into()];
+        assert_eq!(h(mismatch), Health::Degraded);
     }
 
     #[test]
@@ -263,7 +277,7 @@ mod tests {
         assert_eq!(
             c,
             json!({"nats": {"status": "up"}, "buckets": {"status": "up"},
-                   "tags": {"gpu": {"queued": 2, "live_workers": 0}}})
+                   "tags": {"gpu": {"queued": 2, "live_workers": 0}}, "replicas": {"status": "ok"}})
         );
         let c = findings(false, None, None).components();
         assert_eq!(c["nats"]["status"], "down");

@@ -161,7 +161,11 @@ fn kind_verdict(e: &(dyn StdError + 'static)) -> Option<bool> {
         context::PublishError,
         [
             context::PublishErrorKind::TimedOut,
-            context::PublishErrorKind::BrokenPipe
+            context::PublishErrorKind::BrokenPipe,
+            // No responders on the stream's subject: in a cluster, its leader is being
+            // elected (a node was lost). A stream that truly does not exist runs out of
+            // retries all the same.
+            context::PublishErrorKind::StreamNotFound
         ],
         [context::PublishErrorKind::Other]
     );
@@ -263,6 +267,12 @@ mod tests {
         assert!(StoreError::nats("publish", broken).is_transient());
         let no_responders = context::RequestError::new(context::RequestErrorKind::NoResponders);
         assert!(StoreError::nats("request", no_responders).is_transient());
+        // A cluster electing the stream's leader: the write has no responders for a while.
+        let electing = kv::UpdateError::with_source(
+            kv::UpdateErrorKind::Other,
+            context::PublishError::new(context::PublishErrorKind::StreamNotFound),
+        );
+        assert!(StoreError::nats("update", electing).is_transient());
     }
 
     #[test]

@@ -63,8 +63,11 @@ impl Store {
             .reconnect_delay_callback(|attempt| {
                 Duration::from_millis((attempt as u64).saturating_mul(50).min(1000))
             });
+        // A cluster's URLs, tried in the order given (so each process can prefer a node).
+        let urls: Vec<&str> = config.nats_url.split(',').map(str::trim).collect();
         let client = options
-            .connect(config.nats_url.as_str())
+            .retain_servers_order()
+            .connect(urls.as_slice())
             .await
             .map_err(|e| StoreError::Unavailable {
                 op: "connect",

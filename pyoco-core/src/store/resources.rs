@@ -25,6 +25,9 @@ pub struct Resources {
     /// `Idempotency-Key` → run, for `PYOCO_IDEMPOTENCY_TTL_SEC`.
     pub idempotency: kv::Store,
     pub wheels: object_store::ObjectStore,
+    /// Resources whose replicas differ from `PYOCO_JS_REPLICAS` (they existed before with
+    /// another config, which is kept): `"<stream> has N replicas"`.
+    pub replica_mismatches: Vec<String>,
 }
 
 impl std::fmt::Debug for Resources {
@@ -50,6 +53,7 @@ pub async fn ensure_resources(
             retention: stream::RetentionPolicy::WorkQueue,
             storage: stream::StorageType::File,
             duplicate_window: Duration::from_secs(120),
+            num_replicas: config.js_replicas,
             ..Default::default()
         },
         stream::Config {
@@ -60,13 +64,21 @@ pub async fn ensure_resources(
             max_age: config.dlq_max_age,
             max_messages: config.dlq_max_msgs,
             max_bytes: config.dlq_max_bytes,
+            num_replicas: config.js_replicas,
             ..Default::default()
         },
     ];
     // One call site per kind of resource, in a loop: debug builds give every inlined NATS
     // future its own stack slot, and nine of them overflowed a test thread's stack.
+    let mut replica_mismatches = Vec::new();
+    let mut check = |stream: &str, replicas: usize| {
+        if replicas != config.js_replicas {
+            replica_mismatches.push(format!("{stream} has {replicas} replicas"));
+        }
+    };
     for stream in streams {
-        ensure_stream(js, stream).await?;
+        let name = stream.name.clone();
+        check(&name, ensure_stream(js, stream).await?);
     }
     // (name, history, max age), in the order of the `Resources` fields.
     let buckets: [(&str, i64, Duration); 11] = [
@@ -92,6 +104,7 @@ pub async fn ensure_resources(
         ),
         (&names.idempotency_bucket, 1, config.idempotency_ttl),
     ];
+    let config_replicas = config.js_replicas;
     let mut bound = Vec::with_capacity(buckets.len());
     for (name, history, max_age) in buckets {
         let config = kv::Config {
@@ -99,9 +112,13 @@ pub async fn ensure_resources(
             history,
             max_age,
             storage: stream::StorageType::File,
+            num_replicas: config_replicas,
             ..Default::default()
         };
-        bound.push(ensure_kv(js, config).await?);
+        let store = ensure_kv(js, config).await?;
+        let info = &store.stream.cached_info().config;
+        check(&info.name, info.num_replicas);
+        bound.push(store);
     }
     let wheels = match js.get_object_store(&names.wheels_bucket).await {
         Ok(store) => store,
@@ -111,6 +128,7 @@ pub async fn ensure_resources(
                     bucket: names.wheels_bucket.clone(),
                     max_bytes: i64::try_from(config.wheel_max_bytes).unwrap_or(i64::MAX),
                     storage: stream::StorageType::File,
+                    num_replicas: config.js_replicas,
                     ..Default::default()
                 })
                 .await;
@@ -123,6 +141,11 @@ pub async fn ensure_resources(
             }
         }
     };
+    // The object store's stream is not reachable through its handle: ask for it.
+    let wheel_stream = format!("OBJ_{}", names.wheels_bucket);
+    if let Ok(stream) = js.get_stream(&wheel_stream).await {
+        check(&wheel_stream, stream.cached_info().config.num_replicas);
+    }
     let mut bound = bound.into_iter();
     let mut next = || {
         bound.next().ok_or_else(|| StoreError::Failed {
@@ -144,12 +167,17 @@ pub async fn ensure_resources(
         nonces: next()?,
         idempotency: next()?,
         wheels,
+        replica_mismatches,
     })
 }
 
-async fn ensure_stream(js: &jetstream::Context, config: stream::Config) -> Result<(), StoreError> {
+/// Creates the stream unless it exists; returns its replicas (the existing config's).
+async fn ensure_stream(
+    js: &jetstream::Context,
+    config: stream::Config,
+) -> Result<usize, StoreError> {
     match js.get_stream(&config.name).await {
-        Ok(_) => Ok(()),
+        Ok(s) => Ok(s.cached_info().config.num_replicas),
         Err(e)
             if matches!(
                 e.kind(),
@@ -158,12 +186,12 @@ async fn ensure_stream(js: &jetstream::Context, config: stream::Config) -> Resul
         {
             let name = config.name.clone();
             match js.create_stream(config).await {
-                Ok(_) => Ok(()),
+                Ok(s) => Ok(s.cached_info().config.num_replicas),
                 // Lost a race with another process: the stream exists now.
                 Err(create) => js
                     .get_stream(&name)
                     .await
-                    .map(|_| ())
+                    .map(|s| s.cached_info().config.num_replicas)
                     .map_err(|_| StoreError::nats("create stream", create)),
             }
         }

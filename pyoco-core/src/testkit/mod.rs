@@ -1,9 +1,10 @@
 //! Test support, shared by the integration tests of every crate: a real nats-server per test
-//! ([`NatsServer`]), the gateway and a worker in-process ([`GatewayHandle`], [`WorkerHandle`],
+//! ([`NatsServer`]) or a cluster of them ([`NatsCluster`]), the gateway and a worker in-process ([`GatewayHandle`], [`WorkerHandle`],
 //! or all three at once as a [`Stack`]), waiting on conditions instead of sleeping
 //! ([`wait_for`], [`wait_terminal`], [`run_to_end`]), child processes that cannot outlive
 //! their test ([`Spawned`]), and hand-built request bodies ([`multipart`]).
 
+mod cluster;
 mod form;
 mod handles;
 mod nats;
@@ -12,6 +13,7 @@ mod process;
 mod stack;
 mod wait;
 
+pub use cluster::NatsCluster;
 pub use form::multipart;
 #[cfg(feature = "gateway")]
 pub use handles::GatewayHandle;

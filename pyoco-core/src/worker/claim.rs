@@ -18,6 +18,15 @@ pub(super) enum Claim {
     Settled,
     /// The run is ours and RUNNING.
     Claimed(Box<Claimed>),
+    /// A redelivered job of a run that a live worker is still running (a consumer leader
+    /// change in a NATS cluster redelivers what was in flight): not run a second time.
+    RunningElsewhere,
+}
+
+/// How long after its owner's last write a RUNNING run counts as abandoned: a few run
+/// heartbeats, at least 5 s (a NATS failover takes seconds).
+pub(super) fn abandoned_after(run_heartbeat: std::time::Duration) -> std::time::Duration {
+    (run_heartbeat * 5).max(std::time::Duration::from_secs(5))
 }
 
 /// A claimed run, ready to execute.
@@ -47,6 +56,16 @@ impl Worker {
         if status.is_terminal() {
             tracing::info!(run_id = %job.run_id, %status, "run already terminal; skipping redelivered job");
             return Ok(Claim::Settled);
+        }
+        if matches!(status, RunStatus::Running | RunStatus::Cancelling)
+            && self.owned_by_live_worker(&current.value).await
+        {
+            tracing::warn!(
+                run_id = %job.run_id,
+                owner = current.value.worker_id.as_deref().unwrap_or(""),
+                "redelivered job of a run that is still running; not running it twice"
+            );
+            return Ok(Claim::RunningElsewhere);
         }
         if status == RunStatus::PendingApproval {
             tracing::warn!(run_id = %job.run_id, "run awaits approval; dropping its job");
@@ -96,7 +115,7 @@ impl Worker {
         };
         let job = with_defaults(job, &spec);
 
-        // Claim: PENDING (or RUNNING, when redelivered after a worker died) -> RUNNING,
+        // Claim: PENDING (or RUNNING, when redelivered after its worker died: see above) -> RUNNING,
         // compare-and-set against the snapshot just read (no second read).
         let start_time = now();
         let initial = EngineState::for_flow(&spec);
@@ -129,6 +148,18 @@ impl Worker {
         }
     }
 
+    /// True when `run` (RUNNING or CANCELLING) is being run right now: by this worker, or
+    /// by another one that wrote it within [`abandoned_after`].
+    pub(super) async fn owned_by_live_worker(&self, run: &RunSnapshot) -> bool {
+        live_owner(
+            run,
+            &self.worker_id,
+            &self.running,
+            self.store.config().run_heartbeat_interval,
+        )
+        .await
+    }
+
     fn resolve(&self, job: &Job) -> Result<Arc<FlowSpec>, FlowProblem> {
         if let Some(yaml) = &job.workflow_yaml {
             return parse_flow_yaml_within(yaml.as_bytes(), self.store.config().yaml_limits())
@@ -140,6 +171,21 @@ impl Worker {
             other => FlowProblem::Invalid(other.to_string()),
         })
     }
+}
+
+/// [`Worker::owned_by_live_worker`] for a task that has no `Worker`: `me` and the runs this
+/// worker is running (`running`).
+pub(super) async fn live_owner(
+    run: &RunSnapshot,
+    me: &str,
+    running: &tokio::sync::Mutex<std::collections::HashSet<String>>,
+    run_heartbeat: std::time::Duration,
+) -> bool {
+    if run.worker_id.as_deref() == Some(me) {
+        return running.lock().await.contains(&run.run_id);
+    }
+    let silent = now() - run.heartbeat_at.unwrap_or(0.0);
+    silent < abandoned_after(run_heartbeat).as_secs_f64()
 }
 
 /// A named flow's `defaults` fill in params the submitter did not give (YAML jobs already

@@ -63,6 +63,9 @@ pub enum Disposition {
     HandedBack,
     /// Terminated after the last allowed delivery.
     GaveUp,
+    /// Another delivery of a run a live worker is running: held (its lease kept) until that
+    /// run ends (then acked) or its worker goes silent (then handed back to be taken over).
+    Held,
 }
 
 /// A worker process's connection to the queue.
@@ -78,7 +81,7 @@ pub struct Worker {
     /// Jobs processed at once (`set_concurrency`, default 1).
     concurrency: usize,
     /// Runs started and not yet finished, for the registry record (see `registry_started`).
-    running: tokio::sync::Mutex<HashSet<String>>,
+    running: Arc<tokio::sync::Mutex<HashSet<String>>>,
     heartbeat: RegistryHeartbeat,
     /// Set when shutdown starts; a running flow gets `shutdown_grace` to finish.
     shutdown: CancellationToken,
@@ -187,7 +190,7 @@ impl Worker {
             consumers,
             next_tag: AtomicUsize::new(0),
             concurrency: 1,
-            running: tokio::sync::Mutex::new(HashSet::new()),
+            running: Arc::default(),
             heartbeat,
             shutdown: CancellationToken::new(),
             shutdown_grace: Duration::from_secs(10),

@@ -25,6 +25,8 @@ enum Exec {
     Done,
     /// Shutdown: give the message back for another worker.
     HandBack,
+    /// Another delivery of a run a live worker is running: hold it (see [`Worker::hold`]).
+    Elsewhere,
 }
 
 /// Sends `kind` for the message of `run_id`; a failure is logged, never dropped (the server
@@ -73,12 +75,68 @@ impl Worker {
                 reply(&msg, Reply::Nak(None), Some(&job.run_id)).await;
                 Disposition::HandedBack
             }
+            Ok(Exec::Elsewhere) => {
+                self.hold(msg.clone(), job.run_id.clone());
+                Disposition::Held
+            }
             Err(e) => self.retry_or_give_up(&msg, &job, delivered, e).await,
         };
         Processed::Job {
             run_id: job.run_id,
             disposition,
         }
+    }
+
+    /// Holds a second delivery of a run another live worker is running, in the background
+    /// (this worker goes on with other jobs): keeps its lease with in-progress acks and looks
+    /// at the run every heartbeat; acks it once the run is terminal (or gone), hands it back
+    /// at once when the run's worker has gone silent (the redelivery is then taken over), and
+    /// hands it back when this worker shuts down. No delivery is spent while waiting, so a
+    /// long run cannot exhaust the delivery limit this way.
+    fn hold(&self, msg: Arc<Delivery>, run_id: String) {
+        let store = self.store.clone();
+        let interval = self.store.config().run_heartbeat_interval;
+        let lease = self.store.config().effective_ack_progress_interval();
+        let shutdown = self.shutdown.clone();
+        let (me, running) = (self.worker_id.clone(), self.running.clone());
+        self.tasks.spawn(async move {
+            let mut last_progress = tokio::time::Instant::now();
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(interval) => {}
+                    _ = shutdown.cancelled() => {
+                        reply(&msg, Reply::Nak(None), Some(&run_id)).await;
+                        return;
+                    }
+                }
+                if lease.is_some_and(|every| last_progress.elapsed() >= every) {
+                    reply(&msg, Reply::Progress, Some(&run_id)).await;
+                    last_progress = tokio::time::Instant::now();
+                }
+                let current = match store.runs().get(&run_id).await {
+                    Ok(current) => current,
+                    // NATS trouble: keep holding; the lease is kept meanwhile.
+                    Err(_) => continue,
+                };
+                match current {
+                    None => {
+                        reply(&msg, Reply::Ack, Some(&run_id)).await;
+                        return;
+                    }
+                    Some(run) if run.value.status.is_terminal() => {
+                        reply(&msg, Reply::Ack, Some(&run_id)).await;
+                        return;
+                    }
+                    Some(run) => {
+                        if !super::claim::live_owner(&run.value, &me, &running, interval).await {
+                            tracing::warn!(run_id = %run_id, "the worker running this run went silent; handing its job back");
+                            reply(&msg, Reply::Nak(None), Some(&run_id)).await;
+                            return;
+                        }
+                    }
+                }
+            }
+        });
     }
 
     /// A transient failure: NAK with a delay, unless this was the last allowed delivery.
@@ -128,8 +186,10 @@ impl Worker {
 
     async fn execute(&self, job: &Job) -> Result<Exec, StoreError> {
         // Boxed: see `claim`.
-        let Claim::Claimed(claimed) = Box::pin(self.claim(job)).await? else {
-            return Ok(Exec::Done);
+        let claimed = match Box::pin(self.claim(job)).await? {
+            Claim::Claimed(claimed) => claimed,
+            Claim::Settled => return Ok(Exec::Done),
+            Claim::RunningElsewhere => return Ok(Exec::Elsewhere),
         };
         let Claimed {
             job,
