@@ -1,8 +1,8 @@
 //! pyoco on a real 3-node NATS cluster (loopback, JetStream on every node): resources get
 //! `PYOCO_JS_REPLICAS` replicas, a mismatch is reported by `/health`, and under a submit load
 //! through two gateways and two workers attached to different nodes, losing a node — then the
-//! node leading the work stream — loses no accepted run and runs none twice. An SSE watch
-//! resumes on the other gateway with `Last-Event-ID`.
+//! node leading the work stream, then the one leading the runs bucket — loses no accepted run
+//! and runs none twice. An SSE watch resumes on the other gateway with `Last-Event-ID`.
 #![allow(clippy::unwrap_used)] // tests may panic on broken expectations
 
 use std::collections::HashMap;
@@ -119,7 +119,7 @@ async fn leader_of(cluster: &NatsCluster, via: usize, stream: &str) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn losing_a_node_and_then_the_work_stream_leader_loses_no_run_and_runs_none_twice() {
+async fn losing_a_node_then_the_work_and_runs_leaders_loses_no_run_and_runs_none_twice() {
     let mut cluster = NatsCluster::start(3);
     // Gateways on nodes 0 and 1, workers on nodes 1 and 2.
     let a = GatewayHandle::start(config(&cluster, 0)).await;
@@ -168,11 +168,18 @@ async fn losing_a_node_and_then_the_work_stream_leader_loses_no_run_and_runs_non
     cluster.restart(other);
 
     // 2. The node leading the work stream.
-    progress(RUNS * 3 / 4).await;
+    progress(RUNS * 5 / 8).await;
     let work_leader = leader_of(&cluster, other, "PYOCO_WORK").await;
     cluster.kill(work_leader);
-    progress(RUNS * 7 / 8).await;
+    progress(RUNS * 6 / 8).await;
     cluster.restart(work_leader);
+
+    // 3. The node leading the runs bucket.
+    progress(RUNS * 7 / 8).await;
+    let runs_leader = leader_of(&cluster, work_leader, "KV_pyoco_runs").await;
+    cluster.kill(runs_leader);
+    progress(RUNS * 15 / 16).await;
+    cluster.restart(runs_leader);
     load.await.unwrap();
     stop.store(true, Ordering::Relaxed);
 
@@ -207,7 +214,7 @@ async fn losing_a_node_and_then_the_work_stream_leader_loses_no_run_and_runs_non
         );
     }
     eprintln!(
-        "{} accepted, {} stored, all COMPLETED once, across two node losses",
+        "{} accepted, {} stored, all COMPLETED once, across three node losses",
         accepted.len(),
         stored.len()
     );
