@@ -40,6 +40,17 @@ async fn stream_info(url: &str, stream: &str) -> pyoco::async_nats::jetstream::s
     .await
 }
 
+/// The gateway's store once connected (creating R3 resources on a fresh cluster can take a
+/// while on a loaded machine).
+async fn connected(gateway: &GatewayHandle) -> pyoco::Store {
+    wait_for(
+        "the gateway to connect",
+        Duration::from_secs(60),
+        || async { gateway.state.store().ok().cloned() },
+    )
+    .await
+}
+
 async fn health(url: &str) -> Value {
     reqwest::get(format!("{url}/health"))
         .await
@@ -53,6 +64,7 @@ async fn health(url: &str) -> Value {
 async fn resources_get_the_configured_replicas_and_a_mismatch_is_degraded() {
     let cluster = NatsCluster::start(3);
     let a = GatewayHandle::start(config(&cluster, 0)).await;
+    connected(&a).await;
     for stream in [
         "PYOCO_WORK",
         "PYOCO_DLQ",
@@ -73,6 +85,7 @@ async fn resources_get_the_configured_replicas_and_a_mismatch_is_degraded() {
     let mut one = config(&cluster, 1);
     one.js_replicas = 1;
     let b = GatewayHandle::start(one).await;
+    connected(&b).await;
     let h = health(&b.url()).await;
     assert_eq!(h["health"], "degraded", "{h}");
     assert_eq!(h["components"]["replicas"]["status"], "mismatch", "{h}");
@@ -124,6 +137,8 @@ async fn losing_a_node_then_the_work_and_runs_leaders_loses_no_run_and_runs_none
     // Gateways on nodes 0 and 1, workers on nodes 1 and 2.
     let a = GatewayHandle::start(config(&cluster, 0)).await;
     let b = GatewayHandle::start(config(&cluster, 1)).await;
+    connected(&a).await;
+    connected(&b).await;
     let hits: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
     let registry = || {
         let mut registry = Registry::with_builtins();
@@ -185,7 +200,7 @@ async fn losing_a_node_then_the_work_and_runs_leaders_loses_no_run_and_runs_none
 
     let accepted = accepted.lock().unwrap().clone();
     assert!(accepted.len() >= RUNS, "{}", accepted.len());
-    let store = a.state.store().unwrap().clone();
+    let store = connected(&a).await;
     wait_for(
         "every accepted run COMPLETED",
         Duration::from_secs(180),
@@ -262,4 +277,81 @@ async fn losing_a_node_then_the_work_and_runs_leaders_loses_no_run_and_runs_none
     w2.stop().await;
     a.stop().await;
     b.stop().await;
+}
+
+/// Workers with a short lease, so a partition outlasts it quickly.
+fn short_lease(mut c: Config) -> Config {
+    c.consumer_ack_wait = Duration::from_secs(2);
+    c.ack_progress_interval = Duration::from_millis(500);
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_cut_off_past_its_lease_loses_the_run_and_its_late_write_changes_nothing() {
+    let cluster = NatsCluster::start(3);
+    let gateway = GatewayHandle::start(config(&cluster, 1)).await;
+    let store = connected(&gateway).await;
+    // Worker 1 reaches node 0 only through a proxy: cutting it partitions that worker alone
+    // (its connection stays open, its bytes are held — no reset, no failover).
+    let target = format!("127.0.0.1:{}", cluster.url(0).rsplit(':').next().unwrap())
+        .parse()
+        .unwrap();
+    let proxy = pyoco::testkit::TcpProxy::start(target).await;
+    let mut cut_off = short_lease(config(&cluster, 0));
+    cut_off.nats_url = proxy.nats_url();
+    let w1 = WorkerHandle::start(cut_off, Registry::with_builtins(), "w1", &["default"]).await;
+    let run_id = pyoco::testkit::submit_yaml(
+        &HttpClient::new(&gateway.url()).unwrap(),
+        "flow: {graph: a}\ntasks: {a: {callable: 'pyoco:sleep', inputs: {seconds: 4}}}\n",
+        "partition",
+        None,
+    )
+    .await;
+    wait_for("w1 runs it", Duration::from_secs(20), || async {
+        let run = store.runs().get_json(&run_id).await.ok()??.value;
+        (run["worker_id"] == "w1" && run["tasks"]["a"] == "RUNNING").then_some(())
+    })
+    .await;
+    let w2 = WorkerHandle::start(
+        short_lease(config(&cluster, 2)),
+        Registry::with_builtins(),
+        "w2",
+        &["default"],
+    )
+    .await;
+
+    proxy.cut();
+    // Past the lease the job is redelivered; w2 holds it while w1 could still be alive, then
+    // takes the run over once w1 has been silent for 5 s, and finishes it.
+    let done = wait_for("w2 finishes the run", Duration::from_secs(60), || async {
+        let run = store.runs().get_json(&run_id).await.ok()??.value;
+        (run["status"] == "COMPLETED").then_some(run)
+    })
+    .await;
+    assert_eq!(done["worker_id"], "w2", "{done}");
+
+    proxy.heal();
+    // w1 comes back: its held writes and its own terminal write meet a newer revision and a
+    // terminal run, and change nothing. Wait until w1 has settled its attempt.
+    let workers = HttpClient::new(&gateway.url()).unwrap();
+    wait_for(
+        "w1 to report its run handled",
+        Duration::from_secs(60),
+        || async {
+            let list = workers.get_workers(&Default::default()).await.ok()?;
+            let w1 = list.iter().find(|w| w["worker_id"] == "w1")?.clone();
+            (w1["last_run_id"] == run_id.as_str()).then_some(())
+        },
+    )
+    .await;
+    let after = store.runs().get_json(&run_id).await.unwrap().unwrap().value;
+    assert_eq!(after["status"], "COMPLETED");
+    assert_eq!(
+        after["worker_id"], "w2",
+        "the late write did not take the run back: {after}"
+    );
+    assert_eq!(after["updated_at"], done["updated_at"], "{after}");
+    w1.stop().await;
+    w2.stop().await;
+    gateway.stop().await;
 }

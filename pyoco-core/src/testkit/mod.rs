@@ -9,6 +9,7 @@ mod form;
 mod handles;
 mod nats;
 mod process;
+mod proxy;
 #[cfg(all(feature = "gateway", feature = "client"))]
 mod stack;
 mod wait;
@@ -20,6 +21,7 @@ pub use handles::GatewayHandle;
 pub use handles::WorkerHandle;
 pub use nats::{NatsServer, nats_server_binary};
 pub use process::{Spawned, free_port, python_tool};
+pub use proxy::TcpProxy;
 #[cfg(all(feature = "gateway", feature = "client"))]
 pub use stack::{Stack, StackBuilder, fast_config};
 pub use wait::wait_for;
