@@ -854,3 +854,16 @@ fn cycles_and_nesting_in_control_flow() {
     assert!(top.steps[0].label().ends_with("..."));
     assert_eq!(top.steps[0].label().chars().count(), 60);
 }
+
+#[test]
+fn the_drawing_has_an_edge_per_dependency_and_no_edges_for_control_flow() {
+    assert_eq!(
+        g("a >> (b & c) >> d").drawing(),
+        serde_json::json!({"nodes": ["a", "b", "c", "d"],
+            "edges": [["a", "b"], ["a", "c"], ["b", "d"], ["c", "d"]]})
+    );
+    assert_eq!(
+        g("(a >> b)[2]").drawing(),
+        serde_json::json!({"nodes": ["a", "b"], "edges": []})
+    );
+}
