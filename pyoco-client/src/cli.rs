@@ -114,8 +114,13 @@ Examples:
     #[command(after_help = "Example:\n  pyoco-client --server http://127.0.0.1:8000 health")]
     Health,
     /// List the wheel registry (GET /wheels).
-    #[command(after_help = "Example:\n  pyoco-client wheels")]
-    Wheels,
+    #[command(
+        after_help = "Examples:\n  pyoco-client wheels\n  pyoco-client wheels --output table"
+    )]
+    Wheels {
+        #[arg(long, value_enum, default_value_t = WheelsOutput::Json)]
+        output: WheelsOutput,
+    },
     /// Wheel uploads and deletes, newest first (GET /wheels/history).
     #[command(after_help = "\
 Examples:
@@ -348,6 +353,14 @@ pub enum WatchOutput {
     /// Every task with its state and duration (spinners on a terminal, one line per change
     /// when piped), then a one-line summary.
     Live,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WheelsOutput {
+    /// The registry as JSON (the original's output).
+    Json,
+    /// name, version, size, tags, modified.
+    Table,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

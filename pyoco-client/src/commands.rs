@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::cli::{
     CancelArgs, Cli, Command, ListArgs, ListOutput, ListVnextArgs, SubmitArgs, SubmitYamlArgs,
-    WatchArgs, WatchOutput, WorkersArgs, WorkersOutput, WorkersScope,
+    WatchArgs, WatchOutput, WheelsOutput, WorkersArgs, WorkersOutput, WorkersScope,
 };
 use crate::error::CliError;
 use crate::live::LiveView;
@@ -62,7 +62,16 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Health => print_json(&client.health().await?),
-        Command::Wheels => print_json(&Value::Array(client.list_wheels().await?)),
+        Command::Wheels { output: format } => {
+            let wheels = client.list_wheels().await?;
+            match format {
+                WheelsOutput::Json => print_json(&Value::Array(wheels)),
+                WheelsOutput::Table => {
+                    emit(&output::wheels_table(&wheels, output::Style::of_stdout()));
+                    Ok(())
+                }
+            }
+        }
         Command::WheelHistory(args) => {
             let query = pyoco::client::http::WheelHistoryQuery {
                 limit: Some(args.limit),
@@ -189,7 +198,7 @@ async fn list(client: &HttpClient, args: ListArgs) -> Result<(), CliError> {
     match args.output {
         ListOutput::Json => print_json(&Value::Array(runs)),
         ListOutput::Table => {
-            emit(&output::runs_table(&runs));
+            emit(&output::runs_table(&runs, output::Style::of_stdout()));
             Ok(())
         }
     }
@@ -218,7 +227,7 @@ async fn list_vnext(client: &HttpClient, args: ListVnextArgs) -> Result<(), CliE
             print_json(&json!({"items": page.items, "next_cursor": page.next_cursor}))
         }
         ListOutput::Table => {
-            let mut text = output::runs_table(&page.items);
+            let mut text = output::runs_table(&page.items, output::Style::of_stdout());
             if let Some(cursor) = page.next_cursor.filter(|c| !c.is_empty()) {
                 text.push_str(&format!("next_cursor: {cursor}\n"));
             }
@@ -388,11 +397,11 @@ async fn workers(client: &HttpClient, args: WorkersArgs) -> Result<(), CliError>
     match args.output {
         WorkersOutput::Json => print_json(&Value::Array(list)),
         WorkersOutput::Table => {
-            emit(&output::workers_table(&list));
+            emit(&output::workers_table(&list, output::Style::of_stdout()));
             Ok(())
         }
         WorkersOutput::Plugins => {
-            emit(&output::plugins_table(&list));
+            emit(&output::plugins_table(&list, output::Style::of_stdout()));
             Ok(())
         }
     }
