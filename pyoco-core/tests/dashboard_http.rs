@@ -71,3 +71,25 @@ async fn a_yaml_run_keeps_its_flow_graph_for_the_dashboard_to_its_end() {
     );
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_flow_run_gets_its_graph_from_the_worker_that_resolves_it() {
+    let mut registry = pyoco::Registry::with_builtins();
+    registry.flows_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/flows"));
+    let stack = Stack::builder().registry(registry).start().await;
+    let submitted = stack
+        .client
+        .submit_run("hello", serde_json::Map::new(), None, None)
+        .await
+        .unwrap();
+    let run = stack
+        .wait_terminal(submitted["run_id"].as_str().unwrap())
+        .await;
+    assert_eq!(run["status"], "COMPLETED");
+    assert_eq!(
+        run["flow_graph"],
+        json!({"nodes": ["greet", "left", "right", "done"],
+            "edges": [["greet", "left"], ["greet", "right"], ["left", "done"], ["right", "done"]]})
+    );
+    stack.stop().await;
+}

@@ -28,8 +28,8 @@ pub struct NewRun {
     pub api_key_id: Option<String>,
     pub yaml: Option<YamlPayload>,
     /// The parsed graph as the dashboard draws it ([`crate::flow::graph::Graph::drawing`]),
-    /// stored in the snapshot as `flow_graph` (YAML runs; named flows are resolved later by
-    /// the worker).
+    /// stored in the snapshot as `flow_graph` (YAML runs; for named flows the worker that
+    /// resolves the flow adds it at the claim).
     pub flow_graph: Option<Value>,
     /// The run id to use (an `Idempotency-Key` reservation) instead of a new one. A submit
     /// with an id whose snapshot already exists finishes that run's submit instead of making
