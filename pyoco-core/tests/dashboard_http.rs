@@ -27,6 +27,10 @@ async fn page_and_assets_are_public_typed_and_in_the_configured_language() {
     assert!(!html.contains("__PYOCO_DASHBOARD_LANG_VALUE__"));
     for (path, kind) in [
         ("app.js", "text/javascript; charset=utf-8"),
+        ("graph.js", "text/javascript; charset=utf-8"),
+        ("ops.js", "text/javascript; charset=utf-8"),
+        ("util.js", "text/javascript; charset=utf-8"),
+        ("i18n.js", "text/javascript; charset=utf-8"),
         ("styles.css", "text/css; charset=utf-8"),
     ] {
         let asset = http

@@ -17,13 +17,16 @@ use crate::error_code::ErrorCode;
 const INDEX_HTML: &str = include_str!("dashboard/index.html");
 const LANG_TOKEN: &str = "__PYOCO_DASHBOARD_LANG_VALUE__";
 
-/// The files under `/static/`: name, content type, bytes.
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// The files under `/static/`: name, content type, bytes. The script is plain ES modules
+/// (`app.js` imports the others), so the browser needs no bundler and pyoco no build step.
 const ASSETS: &[(&str, &str, &str)] = &[
-    (
-        "app.js",
-        "text/javascript; charset=utf-8",
-        include_str!("dashboard/app.js"),
-    ),
+    ("app.js", JS, include_str!("dashboard/app.js")),
+    ("graph.js", JS, include_str!("dashboard/graph.js")),
+    ("ops.js", JS, include_str!("dashboard/ops.js")),
+    ("util.js", JS, include_str!("dashboard/util.js")),
+    ("i18n.js", JS, include_str!("dashboard/i18n.js")),
     (
         "styles.css",
         "text/css; charset=utf-8",
@@ -69,8 +72,8 @@ pub async fn index(State(state): State<GatewayState>) -> Response {
         .into_response()
 }
 
-/// `GET /static/{path}`: a file of the dashboard (`app.js`, `styles.css`).
-#[utoipa::path(get, path = "/static/{path}", params(("path" = String, Path, description = "app.js or styles.css")),
+/// `GET /static/{path}`: a file of the dashboard (`app.js` and its modules, `styles.css`).
+#[utoipa::path(get, path = "/static/{path}", params(("path" = String, Path, description = "app.js, its modules or styles.css")),
     responses((status = 200, description = "the file", content_type = "text/plain", body = String),
         (status = 404, body = ErrorBody)))]
 pub async fn asset(Path(path): Path<String>) -> Result<Response, ApiError> {
@@ -92,6 +95,7 @@ fn shipped_bytes() -> usize {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing test may panic
 mod tests {
     use super::*;
 
@@ -127,9 +131,16 @@ mod tests {
         assert!(INDEX_HTML.contains("/static/app.js"));
         assert!(INDEX_HTML.contains("name=\"viewport\""));
         assert!(INDEX_HTML.contains(LANG_TOKEN));
-        let js = ASSETS[0].2;
-        assert!(js.contains("refreshRunsDelta"));
-        let css = ASSETS[1].2;
+        let file = |name: &str| ASSETS.iter().find(|(n, _, _)| *n == name).unwrap().2;
+        assert!(file("app.js").contains("refreshRunsDelta"));
+        // Every module app.js imports is served.
+        for module in ["graph.js", "ops.js", "util.js", "i18n.js"] {
+            assert!(
+                file("app.js").contains(&format!("\"./{module}\"")),
+                "{module}"
+            );
+        }
+        let css = file("styles.css");
         assert!(css.contains("--accent") && css.contains("@media (max-width: 1100px)"));
         assert!(shipped_bytes() < 300 * 1024, "{} bytes", shipped_bytes());
     }
