@@ -146,6 +146,8 @@ def english(p, args):
     name = os.path.basename(args.wheel)
     expect(page.locator("#wheelsList")).to_contain_text(name)
     expect(page.locator("#wheelHistory")).to_contain_text(f"upload {name}")
+    expect(page.locator("#wheelStatus")).to_contain_text(name)
+    expect(page.locator("#errorLine")).to_have_text("")
 
     step("the schedules view shows exactly when the gateway serves /schedules")
     paths = api_get(request, args.url, "/openapi.json")["paths"]
@@ -153,7 +155,7 @@ def english(p, args):
     expect(panel).to_be_visible() if "/schedules" in paths else expect(panel).to_be_hidden()
 
     page.screenshot(path=os.path.join(args.shots, "desktop-en.png"), full_page=True)
-    page.screenshot(path=os.path.join(args.shots, "desktop-en.jpg"), type="jpeg", quality=70)
+    page.screenshot(path=os.path.join(args.shots, "desktop-en.jpg"), type="jpeg", quality=60)
 
     step("a running run is cancelled from the page")
     slow = submit(request, args.url, SLOW, "dash_slow")

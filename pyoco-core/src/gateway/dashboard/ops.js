@@ -129,7 +129,7 @@ export async function uploadWheel(e) {
   if ($("wheelTags").value.trim()) form.append("tags", $("wheelTags").value.trim());
   try {
     await api("/wheels", { method: "POST", body: form });
-    $("errorLine").textContent = `${t("uploaded")}: ${file.name}`;
+    $("wheelStatus").textContent = `${t("uploaded")}: ${file.name}`;
     $("wheelFile").value = "";
     await loadWheels();
   } catch (err) {
