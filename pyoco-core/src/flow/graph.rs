@@ -28,6 +28,7 @@
 //! ([`Graph::control`] is `None`); see `spec/flow-yaml.md` for the user-facing contract.
 
 mod compile;
+mod drawing;
 mod lexer;
 mod parser;
 #[cfg(test)]
@@ -218,20 +219,6 @@ impl Graph {
     /// True when the graph uses a control construct.
     pub fn is_control_flow(&self) -> bool {
         self.control.is_some()
-    }
-
-    /// The graph as the dashboard draws it: `{"nodes": [task, ...], "edges": [[from, to], ...]}`,
-    /// an edge from every task a node's start condition names. A control-flow graph lists its
-    /// tasks without edges (its order lives in the blocks, not in start conditions).
-    pub fn drawing(&self) -> serde_json::Value {
-        let edges: Vec<[&str; 2]> = (0..self.nodes.len())
-            .flat_map(|to| {
-                self.dependencies(to).into_iter().filter_map(move |from| {
-                    Some([self.nodes.get(from)?.as_str(), self.nodes.get(to)?.as_str()])
-                })
-            })
-            .collect();
-        serde_json::json!({"nodes": self.nodes, "edges": edges})
     }
 
     /// The nodes that `node`'s condition refers to (empty for a root).
