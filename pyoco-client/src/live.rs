@@ -161,10 +161,16 @@ impl LiveView {
             "RUNNING" => "cyan",
             _ => "dim",
         };
+        // A running task shows how long it has run; a finished one its recorded duration.
+        let elapsed = match (state, self.colour) {
+            ("RUNNING", true) => " {elapsed:.dim}",
+            ("RUNNING", false) => " {elapsed}",
+            _ => "",
+        };
         let template = if self.colour {
-            format!("{{spinner:.{colour}}} {{msg:.{colour}}} {{elapsed:.dim}}")
+            format!("{{spinner:.{colour}}} {{msg:.{colour}}}{elapsed}")
         } else {
-            "{spinner} {msg} {elapsed}".to_string()
+            format!("{{spinner}} {{msg}}{elapsed}")
         };
         ProgressStyle::with_template(&template)
             .unwrap_or_else(|_| ProgressStyle::default_spinner())

@@ -70,8 +70,15 @@ pub fn table(headers: &[&str], rows: &[Vec<String>], style: Style) -> String {
     }
     let mut t = Table::new();
     if style.terminal {
-        t.load_preset(presets::UTF8_FULL_CONDENSED)
-            .set_content_arrangement(ContentArrangement::Dynamic);
+        t.load_preset(presets::UTF8_FULL_CONDENSED);
+        // Wrapped to the terminal's width, unless it reports none that makes sense (a bare
+        // pseudo-terminal says 0 columns).
+        let fits = t.width().is_some_and(|w| w >= 40);
+        t.set_content_arrangement(if fits {
+            ContentArrangement::Dynamic
+        } else {
+            ContentArrangement::Disabled
+        });
         if style.colour {
             // Style::of_stdout already checked the terminal and NO_COLOR.
             t.enforce_styling();

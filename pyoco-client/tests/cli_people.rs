@@ -71,10 +71,17 @@ async fn watch_live_piped_prints_a_plain_line_per_task_change_and_a_summary() {
 
 /// Runs the client in a pseudo-terminal (util-linux `script`), as a person would.
 async fn in_terminal(url: &str, run_id: &str, no_color: bool) -> String {
-    let command = format!(
-        "{} --server {url} watch {run_id}",
-        env!("CARGO_BIN_EXE_pyoco-client")
-    );
+    in_terminal_run(&format!("watch {run_id}"), url, no_color).await
+}
+
+/// Runs `pyoco-client --server <url> <args>` in a pseudo-terminal; `args` may start with
+/// shell commands run first (e.g. `stty cols 60;`).
+async fn in_terminal_run(args: &str, url: &str, no_color: bool) -> String {
+    let bin = env!("CARGO_BIN_EXE_pyoco-client");
+    let command = match args.split_once(';') {
+        Some((setup, rest)) => format!("{setup}; {bin} --server {url} {}", rest.trim()),
+        None => format!("{bin} --server {url} {args}"),
+    };
     let mut cmd = tokio::process::Command::new("script");
     cmd.args(["-qefc", &command, "/dev/null"])
         .env("TERM", "xterm-256color")
@@ -121,6 +128,57 @@ async fn watch_in_a_terminal_shows_live_tasks_in_colour_unless_no_color() {
         "{plain}"
     );
     assert!(!has_colour(&plain), "colour despite NO_COLOR: {plain:?}");
+    stack.stop().await;
+}
+
+/// `text` without ANSI escape sequences.
+fn plain(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // ESC [ parameters final-byte
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_in_a_terminal_are_bordered_and_fit_its_width() {
+    let stack = CliStack::start().await;
+    let url = stack.stack.gateway.url();
+    let run_id = submit_yaml(&stack.stack.client, FLOW, "table", None).await;
+    stack.stack.wait_terminal(&run_id).await;
+    let screen = plain(&in_terminal_run("stty cols 60; list --output table", &url, false).await);
+    let lines: Vec<&str> = screen.lines().map(|l| l.trim_end_matches('\r')).collect();
+    assert!(lines.len() >= 5, "{screen}");
+    for line in &lines {
+        assert!(
+            line.chars().count() <= 60,
+            "wider than the terminal: {line:?}\n{screen}"
+        );
+    }
+    assert!(
+        lines[0].starts_with('┌') && screen.contains("COMPLETED"),
+        "{screen}"
+    );
+    // The run id is wrapped inside its column, not cut.
+    let ids: String = lines
+        .iter()
+        .filter_map(|l| l.split('│').nth(1))
+        .map(|c| c.split('┆').next().unwrap_or("").trim())
+        .collect();
+    assert!(ids.contains(&run_id), "{screen}");
     stack.stop().await;
 }
 
