@@ -79,7 +79,9 @@ The table ends with a `next_cursor: <c>` line when more runs follow.")]
     /// Follow a run over Server-Sent Events until it is terminal (GET /runs/{run_id}/watch).
     #[command(after_help = "\
 Examples:
-  pyoco-client watch <RUN_ID>                       # one JSON event per line
+  pyoco-client watch <RUN_ID>                       # a terminal: live tasks; piped: JSON lines
+  pyoco-client watch <RUN_ID> --output json         # one JSON event per line, always
+  pyoco-client watch <RUN_ID> --output live | cat   # one plain line per task change + summary
   pyoco-client watch <RUN_ID> --output status       # <ts>\\t<event>\\t<status>\\t<run_id>
   pyoco-client watch <RUN_ID> --timeout-sec 300 --records
 The watch reconnects by itself when the connection drops and ends at the terminal snapshot.
@@ -112,8 +114,13 @@ Examples:
     #[command(after_help = "Example:\n  pyoco-client --server http://127.0.0.1:8000 health")]
     Health,
     /// List the wheel registry (GET /wheels).
-    #[command(after_help = "Example:\n  pyoco-client wheels")]
-    Wheels,
+    #[command(
+        after_help = "Examples:\n  pyoco-client wheels\n  pyoco-client wheels --output table"
+    )]
+    Wheels {
+        #[arg(long, value_enum, default_value_t = WheelsOutput::Json)]
+        output: WheelsOutput,
+    },
     /// Wheel uploads and deletes, newest first (GET /wheels/history).
     #[command(after_help = "\
 Examples:
@@ -138,6 +145,16 @@ description of 80+ characters or a Project-URL labelled Documentation) and entry
         /// The wheel file name, as listed by `pyoco-client wheels`.
         #[arg(long)]
         name: String,
+    },
+    /// Print a shell completion script for bash, zsh, fish, elvish or powershell.
+    #[command(after_help = "\
+Examples:
+  pyoco-client completions bash > ~/.local/share/bash-completion/completions/pyoco-client
+  pyoco-client completions zsh > \"${fpath[1]}/_pyoco-client\"
+  pyoco-client completions fish > ~/.config/fish/completions/pyoco-client.fish")]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
 }
 
@@ -285,8 +302,9 @@ pub struct WatchArgs {
     /// Stop at the terminal snapshot (always the case; accepted for compatibility).
     #[arg(long)]
     pub until_terminal: bool,
-    #[arg(long, value_enum, default_value_t = WatchOutput::Json)]
-    pub output: WatchOutput,
+    /// Default: live on a terminal, json when piped (the original's output).
+    #[arg(long, value_enum)]
+    pub output: Option<WatchOutput>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -332,6 +350,17 @@ pub enum WatchOutput {
     Json,
     /// One `<ts>\t<event>\t<status>\t<run_id>` line per event.
     Status,
+    /// Every task with its state and duration (spinners on a terminal, one line per change
+    /// when piped), then a one-line summary.
+    Live,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WheelsOutput {
+    /// The registry as JSON (the original's output).
+    Json,
+    /// name, version, size, tags, modified.
+    Table,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -463,7 +492,7 @@ mod tests {
             cli.command,
             Command::Watch(WatchArgs {
                 max_events: 0,
-                output: WatchOutput::Json,
+                output: None,
                 ..
             })
         ));

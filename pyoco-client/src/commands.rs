@@ -13,9 +13,10 @@ use serde_json::{Value, json};
 
 use crate::cli::{
     CancelArgs, Cli, Command, ListArgs, ListOutput, ListVnextArgs, SubmitArgs, SubmitYamlArgs,
-    WatchArgs, WatchOutput, WorkersArgs, WorkersOutput, WorkersScope,
+    WatchArgs, WatchOutput, WheelsOutput, WorkersArgs, WorkersOutput, WorkersScope,
 };
 use crate::error::CliError;
+use crate::live::LiveView;
 use crate::output;
 use crate::params;
 
@@ -24,6 +25,13 @@ use crate::params;
 const MAX_WATCH_CONNECTION_SEC: u64 = 600;
 
 pub async fn run(cli: Cli) -> Result<(), CliError> {
+    if let Command::Completions { shell } = cli.command {
+        let mut command = <Cli as clap::CommandFactory>::command();
+        let mut out = Vec::new();
+        clap_complete::generate(shell, &mut command, "pyoco-client", &mut out);
+        emit(&String::from_utf8_lossy(&out));
+        return Ok(());
+    }
     let mut client = HttpClient::new(&cli.server)?;
     // Like the original, an empty key means no key header at all.
     if let Some(key) = cli.api_key.as_deref().filter(|k| !k.is_empty()) {
@@ -54,7 +62,16 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Health => print_json(&client.health().await?),
-        Command::Wheels => print_json(&Value::Array(client.list_wheels().await?)),
+        Command::Wheels { output: format } => {
+            let wheels = client.list_wheels().await?;
+            match format {
+                WheelsOutput::Json => print_json(&Value::Array(wheels)),
+                WheelsOutput::Table => {
+                    emit(&output::wheels_table(&wheels, output::Style::of_stdout()));
+                    Ok(())
+                }
+            }
+        }
         Command::WheelHistory(args) => {
             let query = pyoco::client::http::WheelHistoryQuery {
                 limit: Some(args.limit),
@@ -71,6 +88,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::WheelUpload(args) => wheel_upload(&client, args).await,
         Command::WheelDelete { name } => print_json(&client.delete_wheel(&name).await?),
+        Command::Completions { .. } => Ok(()),
     }
 }
 
@@ -180,7 +198,7 @@ async fn list(client: &HttpClient, args: ListArgs) -> Result<(), CliError> {
     match args.output {
         ListOutput::Json => print_json(&Value::Array(runs)),
         ListOutput::Table => {
-            emit(&output::runs_table(&runs));
+            emit(&output::runs_table(&runs, output::Style::of_stdout()));
             Ok(())
         }
     }
@@ -209,7 +227,7 @@ async fn list_vnext(client: &HttpClient, args: ListVnextArgs) -> Result<(), CliE
             print_json(&json!({"items": page.items, "next_cursor": page.next_cursor}))
         }
         ListOutput::Table => {
-            let mut text = output::runs_table(&page.items);
+            let mut text = output::runs_table(&page.items, output::Style::of_stdout());
             if let Some(cursor) = page.next_cursor.filter(|c| !c.is_empty()) {
                 text.push_str(&format!("next_cursor: {cursor}\n"));
             }
@@ -262,17 +280,25 @@ impl Progress {
 
 async fn watch(client: &HttpClient, args: WatchArgs) -> Result<(), CliError> {
     let run_id = args.run_id.as_str();
+    let terminal = std::io::stdout().is_terminal();
+    let output = args.output.unwrap_or(if terminal {
+        WatchOutput::Live
+    } else {
+        WatchOutput::Json
+    });
     let opts = WatchOptions {
-        include_records: args.records,
+        // The live view shows each task's duration from its record.
+        include_records: args.records || output == WatchOutput::Live,
         since: args.since,
         timeout_sec: args.timeout_sec.map(|s| s.min(MAX_WATCH_CONNECTION_SEC)),
         deadline: args.timeout_sec.map(Duration::from_secs),
         ..WatchOptions::default()
     };
     let mut events = client.watch_run(run_id, opts);
+    let mut live = (output == WatchOutput::Live).then(|| LiveView::new(terminal));
     // The progress line is redrawn in place, so only on a terminal and next to status lines.
     let mut progress = Progress {
-        enabled: args.output == WatchOutput::Status && std::io::stdout().is_terminal(),
+        enabled: output == WatchOutput::Status && terminal,
         ..Progress::default()
     };
     let mut last: Option<Value> = None;
@@ -290,11 +316,17 @@ async fn watch(client: &HttpClient, args: WatchArgs) -> Result<(), CliError> {
         let mut text = String::new();
         progress.clear(&mut text);
         let shown = event.to_json();
-        match args.output {
+        match output {
             WatchOutput::Json => text.push_str(&output::json_line(&shown)),
             WatchOutput::Status => text.push_str(&output::status_line(&shown)),
+            WatchOutput::Live => {}
         }
-        text.push('\n');
+        if output != WatchOutput::Live {
+            text.push('\n');
+        }
+        if let (Some(view), Some(snapshot)) = (live.as_mut(), event.snapshot()) {
+            text.push_str(&view.update(snapshot));
+        }
         progress.draw(&mut text, event.snapshot());
         emit(&text);
         if let WatchEvent::Snapshot { snapshot, .. } = event {
@@ -310,6 +342,9 @@ async fn watch(client: &HttpClient, args: WatchArgs) -> Result<(), CliError> {
     drop(events);
     if progress.shown {
         emit("\n");
+    }
+    if let Some(view) = live.as_mut() {
+        emit(&view.finish(last.as_ref()));
     }
     if let Some(e) = failure {
         return Err(e.into());
@@ -362,11 +397,11 @@ async fn workers(client: &HttpClient, args: WorkersArgs) -> Result<(), CliError>
     match args.output {
         WorkersOutput::Json => print_json(&Value::Array(list)),
         WorkersOutput::Table => {
-            emit(&output::workers_table(&list));
+            emit(&output::workers_table(&list, output::Style::of_stdout()));
             Ok(())
         }
         WorkersOutput::Plugins => {
-            emit(&output::plugins_table(&list));
+            emit(&output::plugins_table(&list, output::Style::of_stdout()));
             Ok(())
         }
     }

@@ -7,6 +7,7 @@
 mod cli;
 mod commands;
 mod error;
+mod live;
 mod output;
 mod params;
 

@@ -2,6 +2,9 @@
 //! tables, watch status lines and the terminal progress line. Pure functions; the caller
 //! writes.
 
+use std::io::IsTerminal;
+
+use comfy_table::{Attribute, Cell, Color, ContentArrangement, Table, presets};
 use serde_json::Value;
 
 /// One JSON document on one line, without the trailing newline.
@@ -20,28 +23,99 @@ pub fn cell(value: Option<&Value>) -> String {
     }
 }
 
-/// A header row then the rows, each column left-justified to its widest cell and separated by
-/// two spaces (the last column padded too, like the original); `(no items)` when empty.
-pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+/// How a view is shown: to a terminal (bordered tables fitted to its width, colour unless
+/// `NO_COLOR`) or to a pipe (plain aligned columns, no colour, nothing wrapped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Style {
+    pub terminal: bool,
+    pub colour: bool,
+}
+
+impl Style {
+    /// Plain columns for pipes and files.
+    pub const PLAIN: Style = Style {
+        terminal: false,
+        colour: false,
+    };
+
+    /// The style of stdout.
+    pub fn of_stdout() -> Style {
+        if !std::io::stdout().is_terminal() {
+            return Style::PLAIN;
+        }
+        Style {
+            terminal: true,
+            colour: crate::live::colour_allowed(true),
+        }
+    }
+}
+
+/// The colour of a run, task or worker state.
+fn state_colour(text: &str) -> Option<Color> {
+    match text {
+        "COMPLETED" | "SUCCEEDED" | "IDLE" => Some(Color::Green),
+        "FAILED" | "DISCONNECTED" => Some(Color::Red),
+        "CANCELLED" | "CANCELLING" | "STOPPED_GRACEFUL" => Some(Color::Yellow),
+        "RUNNING" => Some(Color::Cyan),
+        _ => None,
+    }
+}
+
+/// A header row then the rows (comfy-table): plain, the columns are left-justified and two
+/// spaces apart; on a terminal they are bordered, wrapped to fit its width and states are
+/// coloured. `(no items)` when empty.
+pub fn table(headers: &[&str], rows: &[Vec<String>], style: Style) -> String {
     if rows.is_empty() {
         return "(no items)\n".into();
     }
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    let mut t = Table::new();
+    if style.terminal {
+        t.load_preset(presets::UTF8_FULL_CONDENSED);
+        // Wrapped to the terminal's width, unless it reports none that makes sense (a bare
+        // pseudo-terminal says 0 columns).
+        let fits = t.width().is_some_and(|w| w >= 40);
+        t.set_content_arrangement(if fits {
+            ContentArrangement::Dynamic
+        } else {
+            ContentArrangement::Disabled
+        });
+        if style.colour {
+            // Style::of_stdout already checked the terminal and NO_COLOR.
+            t.enforce_styling();
+        }
+    } else {
+        // No borders or separators; two spaces of padding on the right of every column.
+        t.force_no_tty()
+            .load_preset(presets::NOTHING)
+            .set_content_arrangement(ContentArrangement::Disabled);
+    }
+    let header = headers.iter().map(|h| {
+        let cell = Cell::new(h);
+        if style.colour {
+            cell.add_attribute(Attribute::Bold)
+        } else {
+            cell
+        }
+    });
+    t.set_header(header);
     for row in rows {
-        for (w, c) in widths.iter_mut().zip(row) {
-            *w = (*w).max(c.chars().count());
+        t.add_row(row.iter().map(|text| {
+            let cell = Cell::new(text);
+            match state_colour(text).filter(|_| style.colour) {
+                Some(colour) => cell.fg(colour),
+                None => cell,
+            }
+        }));
+    }
+    if !style.terminal {
+        for column in t.column_iter_mut() {
+            column.set_padding((0, 2));
         }
     }
-    let line = |cells: &mut dyn Iterator<Item = &str>| {
-        let padded: Vec<String> = cells
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        padded.join("  ") + "\n"
-    };
-    let mut out = line(&mut headers.iter().copied());
-    for row in rows {
-        out.push_str(&line(&mut row.iter().map(String::as_str)));
+    let mut out = String::new();
+    for line in t.lines() {
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
     out
 }
@@ -49,17 +123,69 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 /// Columns of `list --output table` and `list-vnext --output table`.
 pub const RUN_COLUMNS: [&str; 5] = ["run_id", "status", "flow_name", "tag", "updated_at"];
 
-/// The runs table of `list --output table`.
-pub fn runs_table(runs: &[Value]) -> String {
-    let rows: Vec<Vec<String>> = runs
-        .iter()
-        .map(|run| RUN_COLUMNS.iter().map(|c| cell(run.get(*c))).collect())
-        .collect();
-    table(&RUN_COLUMNS, &rows)
+/// A Unix time field as a wall-clock time (`12:03:04`), `-` when missing.
+fn time_cell(value: Option<&Value>) -> String {
+    match value.and_then(Value::as_f64) {
+        Some(ts) => crate::live::clock(ts),
+        None => cell(value),
+    }
 }
 
-/// A watch status line `<ts>\t<event>\t<status>\t<run_id>` (no newline) for an event shaped
-/// `{"event", "data"}`: `ts` is the event's send time, else the snapshot's `updated_at`;
+/// The runs table of `list --output table`, `updated_at` as a wall-clock time.
+pub fn runs_table(runs: &[Value], style: Style) -> String {
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|run| {
+            RUN_COLUMNS
+                .iter()
+                .map(|c| match *c {
+                    "updated_at" => time_cell(run.get(*c)),
+                    _ => cell(run.get(*c)),
+                })
+                .collect()
+        })
+        .collect();
+    table(&RUN_COLUMNS, &rows, style)
+}
+
+/// Columns of `wheels --output table`.
+pub const WHEEL_COLUMNS: [&str; 5] = ["name", "version", "size", "tags", "modified"];
+
+/// A size in bytes for people: `906 B`, `2.0 KiB`, `1.5 MiB`.
+pub fn size(bytes: u64) -> String {
+    match bytes {
+        0..1024 => format!("{bytes} B"),
+        1024..1_048_576 => format!("{:.1} KiB", bytes as f64 / 1024.0),
+        _ => format!("{:.1} MiB", bytes as f64 / 1_048_576.0),
+    }
+}
+
+/// The table of `wheels --output table`: size in KiB/MiB, `modified` as the stored time.
+pub fn wheels_table(wheels: &[Value], style: Style) -> String {
+    let rows: Vec<Vec<String>> = wheels
+        .iter()
+        .map(|w| {
+            let tags = worker_tags(w);
+            vec![
+                text_or_dash(w, "name"),
+                text_or_dash(w, "package_version"),
+                w.get("size_bytes")
+                    .and_then(Value::as_u64)
+                    .map_or_else(|| "-".into(), size),
+                if tags == "-" { "*".into() } else { tags },
+                w.get("mtime")
+                    .and_then(Value::as_str)
+                    .map(|m| m.get(..19).unwrap_or(m).replace('T', " "))
+                    .unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    table(&WHEEL_COLUMNS, &rows, style)
+}
+
+/// A watch status line `<time>\t<event>\t<status>\t<run_id>` (no newline) for an event shaped
+/// `{"event", "data"}`: `time` is the event's send time, else the snapshot's `updated_at`, as
+/// a wall-clock time (`12:03:04`);
 /// `status` is `-` for heartbeats.
 pub fn status_line(event: &Value) -> String {
     let data = event.get("data");
@@ -71,10 +197,14 @@ pub fn status_line(event: &Value) -> String {
             .find(|v| !v.is_null())
             .map_or_else(|| "-".to_string(), |v| cell(Some(v)))
     };
-    let ts = pick([
+    let ts = [
         data.and_then(|d| d.get("ts")),
         snapshot.and_then(|s| s.get("updated_at")),
-    ]);
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(Value::as_f64)
+    .map_or_else(|| "-".to_string(), crate::live::clock);
     let name = pick([event.get("event"), None]);
     let status = pick([snapshot.and_then(|s| s.get("status")), None]);
     let run_id = pick([
@@ -155,7 +285,7 @@ fn installed_wheels(worker: &Value) -> Vec<[String; 3]> {
 
 /// The table of `workers --output table`: the plugin count and a preview of up to three
 /// installed wheels (`pkg@version`, or the wheel name) plus `+N` for the rest.
-pub fn workers_table(workers: &[Value]) -> String {
+pub fn workers_table(workers: &[Value], style: Style) -> String {
     let rows: Vec<Vec<String>> = workers
         .iter()
         .map(|w| {
@@ -189,12 +319,12 @@ pub fn workers_table(workers: &[Value]) -> String {
             ]
         })
         .collect();
-    table(&WORKER_COLUMNS, &rows)
+    table(&WORKER_COLUMNS, &rows, style)
 }
 
 /// The table of `workers --output plugins`: one row per installed wheel, one row of `-` for a
 /// worker without any.
-pub fn plugins_table(workers: &[Value]) -> String {
+pub fn plugins_table(workers: &[Value], style: Style) -> String {
     let dash = |s: &String| {
         if s.is_empty() {
             "-".to_string()
@@ -217,7 +347,7 @@ pub fn plugins_table(workers: &[Value]) -> String {
             rows.push([head.to_vec(), wheel.iter().map(dash).collect()].concat());
         }
     }
-    table(&PLUGIN_COLUMNS, &rows)
+    table(&PLUGIN_COLUMNS, &rows, style)
 }
 
 /// A compact per-task progress line such as `a ✓  b …  c ·` from the run's `tasks` map;
@@ -260,60 +390,110 @@ mod tests {
     }
 
     #[test]
-    fn table_pads_every_column_and_separates_with_two_spaces() {
+    fn plain_tables_align_columns_two_spaces_apart_without_trailing_blanks() {
         let out = table(
             &["id", "status"],
             &[
                 vec!["abc".into(), "OK".into()],
                 vec!["x".into(), "COMPLETED".into()],
             ],
+            Style::PLAIN,
         );
-        assert_eq!(out, "id   status   \nabc  OK       \nx    COMPLETED\n");
+        assert_eq!(out, "id   status\nabc  OK\nx    COMPLETED\n");
+    }
+
+    #[test]
+    fn terminal_tables_have_borders_and_colour_only_when_allowed() {
+        let rows = [vec!["r1".to_string(), "FAILED".to_string()]];
+        let grey = table(
+            &["id", "status"],
+            &rows,
+            Style {
+                terminal: true,
+                colour: false,
+            },
+        );
+        assert!(grey.contains('│') && !grey.contains('\x1b'), "{grey}");
+        let coloured = table(
+            &["id", "status"],
+            &rows,
+            Style {
+                terminal: true,
+                colour: true,
+            },
+        );
+        assert!(coloured.contains("\x1b["), "{coloured:?}");
+        assert!(!table(&["id"], &[vec!["FAILED".into()]], Style::PLAIN).contains('\x1b'));
     }
 
     #[test]
     fn empty_table_says_no_items() {
-        assert_eq!(table(&["a"], &[]), "(no items)\n");
-        assert_eq!(runs_table(&[]), "(no items)\n");
+        assert_eq!(table(&["a"], &[], Style::PLAIN), "(no items)\n");
+        assert_eq!(runs_table(&[], Style::PLAIN), "(no items)\n");
     }
 
     #[test]
-    fn runs_table_shows_raw_floats_and_dashes_for_missing() {
+    fn runs_table_shows_wall_clock_times_and_dashes_for_missing() {
+        let now = jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
         let runs = [
             json!({"run_id": "r1", "status": "PENDING", "flow_name": "main",
-                           "tag": "default", "updated_at": 1795313186.0284507}),
+                           "tag": "default", "updated_at": now}),
         ];
-        let out = runs_table(&runs);
+        let out = runs_table(&runs, Style::PLAIN);
         let lines: Vec<&str> = out.lines().collect();
-        assert_eq!(
-            lines[0],
-            "run_id  status   flow_name  tag      updated_at        "
-        );
+        assert_eq!(lines[0], "run_id  status   flow_name  tag      updated_at");
         assert_eq!(
             lines[1],
-            "r1      PENDING  main       default  1795313186.0284507"
+            format!(
+                "r1      PENDING  main       default  {}",
+                crate::live::clock(now)
+            )
         );
-        let missing = runs_table(&[json!({"run_id": "r2", "tag": null})]);
+        assert!(!lines[1].contains('.'), "no raw epoch float: {out}");
+        let missing = runs_table(&[json!({"run_id": "r2", "tag": null})], Style::PLAIN);
         assert!(
             missing
                 .lines()
                 .nth(1)
-                .is_some_and(|l| l.starts_with("r2      -       "))
+                .is_some_and(|l| l.starts_with("r2      -       ")),
+            "{missing}"
         );
     }
 
     #[test]
-    fn status_line_follows_the_original_fallbacks() {
+    fn wheels_table_shows_sizes_and_times_for_people() {
+        let wheels = [
+            json!({"name": "mypkg-1.0.0-py3-none-any.whl", "package_version": "1.0.0",
+            "size_bytes": 2048, "tags": [], "mtime": "2026-11-22T02:05:17.039151+00:00"}),
+        ];
+        let out = wheels_table(&wheels, Style::PLAIN);
+        let row = out.lines().nth(1).unwrap();
+        assert_eq!(
+            row,
+            "mypkg-1.0.0-py3-none-any.whl  1.0.0    2.0 KiB  *     2026-11-22 02:05:17"
+        );
+        assert_eq!(size(906), "906 B");
+        assert_eq!(size(3 << 20), "3.0 MiB");
+    }
+
+    #[test]
+    fn status_line_follows_the_original_fallbacks_with_wall_clock_times() {
         let ev = json!({"event": "snapshot", "data": {"run_id": "id1", "ts": 1795313186.0284507,
                          "snapshot": {"status": "COMPLETED", "updated_at": 1.5}}});
         assert_eq!(
             status_line(&ev),
-            "1795313186.0284507\tsnapshot\tCOMPLETED\tid1"
+            format!(
+                "{}\tsnapshot\tCOMPLETED\tid1",
+                crate::live::clock(1795313186.0284507)
+            )
         );
         let no_ts = json!({"event": "snapshot", "data": {"snapshot": {"run_id": "r", "status": "RUNNING", "updated_at": 1.5}}});
-        assert_eq!(status_line(&no_ts), "1.5\tsnapshot\tRUNNING\tr");
+        assert_eq!(
+            status_line(&no_ts),
+            format!("{}\tsnapshot\tRUNNING\tr", crate::live::clock(1.5))
+        );
         let hb = json!({"event": "heartbeat", "data": {"run_id": "id1", "ts": 2.0}});
-        assert_eq!(status_line(&hb), "2.0\theartbeat\t-\tid1");
+        assert!(status_line(&hb).ends_with("\theartbeat\t-\tid1"));
         assert_eq!(status_line(&json!({})), "-\t-\t-\t-");
     }
 
@@ -325,7 +505,7 @@ mod tests {
                 wheel("p1", "1.0", "p1.whl"), wheel("", "", "bare.whl"), wheel("p3", "3", "x"), wheel("p4", "4", "y")]}}),
             json!({"worker_id": "w2", "state": null, "tags": []}),
         ];
-        let out = workers_table(&workers);
+        let out = workers_table(&workers, Style::PLAIN);
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(
             lines[0].split_whitespace().collect::<Vec<_>>(),
@@ -339,7 +519,7 @@ mod tests {
             lines[2].split_whitespace().collect::<Vec<_>>(),
             ["w2", "-", "-", "0", "-"]
         );
-        assert_eq!(workers_table(&[]), "(no items)\n");
+        assert_eq!(workers_table(&[], Style::PLAIN), "(no items)\n");
     }
 
     #[test]
@@ -350,7 +530,7 @@ mod tests {
                 {"wheel_name": "bare.whl"}]}}),
             json!({"worker_id": "w2", "state": "IDLE"}),
         ];
-        let out = plugins_table(&workers);
+        let out = plugins_table(&workers, Style::PLAIN);
         let rows: Vec<Vec<&str>> = out
             .lines()
             .map(|l| l.split_whitespace().collect())

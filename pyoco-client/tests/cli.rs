@@ -77,7 +77,11 @@ async fn yaml_flow_is_watched_to_completion_and_shown_by_get_tasks_list() {
         ["snapshot", "COMPLETED", run_id.as_str()],
         "{watched:?}"
     );
-    assert!(fields[0].parse::<f64>().is_ok(), "updated_at: {last}");
+    assert_eq!(
+        fields[0].matches(':').count(),
+        2,
+        "a wall-clock time: {last}"
+    );
     for line in &lines {
         assert_eq!(line.split('\t').count(), 4, "{watched:?}");
     }
@@ -423,7 +427,9 @@ async fn watch_streams_sse_events_as_json_or_status_lines() {
     let line = status.stdout.trim_end();
     let fields: Vec<&str> = line.split('\t').collect();
     assert_eq!(fields[1..], ["snapshot", "COMPLETED", run_id.as_str()]);
-    assert!(fields[0].parse::<f64>().is_ok(), "{line}");
+    // A wall-clock time (12:03:04), not a raw epoch float.
+    assert_eq!(fields[0].matches(':').count(), 2, "{line}");
+    assert!(fields[0].parse::<f64>().is_err(), "{line}");
 
     // An idle run: --max-events stops after that many events (heartbeats count) with exit 0.
     let idle = stack.submit_yaml("idle", SLOW, "nobody").await;

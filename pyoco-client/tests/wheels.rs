@@ -203,6 +203,19 @@ async fn wheels_history_and_delete_print_json_and_a_second_delete_exits_1() {
     json(&run_cli_at(&url, &["wheel-upload", "--wheel-file", &complete]).await);
     let listed = json(&run_cli_at(&url, &["wheels"]).await);
     assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+    // The table for people: a header, one row per wheel, sizes in B/KiB, no colour piped.
+    let table = run_cli_at(&url, &["wheels", "--output", "table"]).await;
+    assert_eq!(table.code, Some(0), "{table:?}");
+    let rows: Vec<Vec<&str>> = table
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0], ["name", "version", "size", "tags", "modified"]);
+    assert_eq!(rows.len(), 3, "{table:?}");
+    assert_eq!(rows[1][..2], ["mypkg-1.0-py3-none-any.whl", "1.0"]);
+    assert!(matches!(rows[1][3], "B" | "KiB"), "{table:?}");
+    assert!(!table.stdout.contains('\x1b'), "{table:?}");
     let history = json(
         &run_cli_at(
             &url,

@@ -99,6 +99,9 @@ struct Up {
     /// Named flows of --with-worker: a `POST /runs` for flow X runs <dir>/X.yaml
     #[arg(long)]
     flows_dir: Option<PathBuf>,
+    /// Language of the dashboard at / (ja, en or auto) [env: PYOCO_DASHBOARD_LANG]
+    #[arg(long)]
+    dashboard_lang: Option<String>,
 }
 
 /// `pyoco-gateway` alone, or with flags first, means `up` (as in the original).
@@ -182,6 +185,9 @@ fn run_admin(admin: Admin) -> ExitCode {
 
 async fn run(up: Up) -> anyhow::Result<()> {
     let mut config = Config::from_env()?;
+    if let Some(lang) = up.dashboard_lang {
+        config.dashboard_lang = lang;
+    }
     pyoco::logging::init(&config, "pyoco-gateway");
     pyoco::cli::warn_unimplemented(&config);
     let _nats = if up.with_nats {

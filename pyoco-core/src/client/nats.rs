@@ -78,6 +78,7 @@ impl NatsClient {
                 sha256: sha256_hex(yaml),
                 bytes: yaml.len() as u64,
             }),
+            flow_graph: Some(spec.graph.drawing()),
             ..Default::default()
         };
         Ok(self.store.submit(run).await?)

@@ -372,9 +372,10 @@ config_table! {
         /// How often a parent checks its children.
         "PYOCO_SPAWN_POLL_INTERVAL_SEC" => spawn_poll_interval: Duration =
             Duration::from_millis(200), parse::secs, Any, Reserved;
-        /// Dashboard language: `auto`, `ja` or `en`.
+        /// Dashboard language: a value starting with `ja` or `en`; anything else (`auto`)
+        /// follows the locale variables.
         "PYOCO_DASHBOARD_LANG" => dashboard_lang: String = "auto".into(),
-            parse::dashboard_lang, Any, Reserved;
+            parse::dashboard_lang, Any, Implemented;
         /// Interpreter of the Python task runner (our addition).
         "PYOCO_PYTHON" => python: String = "python3".into(), parse::string, Any, Implemented;
         /// Address-space limit of each Python runner in MiB (0: unlimited): a

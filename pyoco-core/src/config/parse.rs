@@ -133,12 +133,10 @@ pub(super) fn auth_mode(name: &str, v: &str) -> Result<AuthMode, ConfigError> {
     }
 }
 
-pub(super) fn dashboard_lang(name: &str, v: &str) -> Result<String, ConfigError> {
-    let lang = v.trim().to_ascii_lowercase();
-    if !matches!(lang.as_str(), "auto" | "ja" | "en") {
-        return Err(invalid(name, &lang, "expected auto, ja or en"));
-    }
-    Ok(lang)
+/// The original accepts anything: `ja…` and `en…` pick a language, every other value
+/// (`auto`, `system`, empty, …) means "follow the locale", so no value is an error.
+pub(super) fn dashboard_lang(_name: &str, v: &str) -> Result<String, ConfigError> {
+    Ok(v.trim().to_string())
 }
 
 pub(super) fn log_level(name: &str, v: &str) -> Result<String, ConfigError> {

@@ -82,10 +82,7 @@ fn reserved_variables_warn_only_when_set() {
         ("PYOCO_NATS_URL", "nats://elsewhere:4222"),
     ]))
     .unwrap();
-    assert_eq!(
-        c.unimplemented_in_use(),
-        vec!["PYOCO_SPAWN_MAX_CHILD_RUNS", "PYOCO_DASHBOARD_LANG"]
-    );
+    assert_eq!(c.unimplemented_in_use(), vec!["PYOCO_SPAWN_MAX_CHILD_RUNS"]);
 }
 
 #[test]

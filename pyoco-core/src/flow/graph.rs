@@ -28,6 +28,7 @@
 //! ([`Graph::control`] is `None`); see `spec/flow-yaml.md` for the user-facing contract.
 
 mod compile;
+mod drawing;
 mod lexer;
 mod parser;
 #[cfg(test)]

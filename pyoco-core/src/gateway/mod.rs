@@ -10,10 +10,12 @@
 //! spec test read it); request reading with FastAPI's 422s in `extract`; one error type,
 //! [`ApiError`], whose `code` is an [`crate::ErrorCode`]; response types in
 //! [`openapi`]; one file per group of handlers (`runs`, `cancel`, `watch`, `workers`,
-//! `wheels`, `health`, `metrics`).
+//! `wheels`, `health`, `metrics`), and the dashboard page with its embedded assets
+//! (`dashboard`).
 
 pub mod auth;
 mod cancel;
+mod dashboard;
 mod error;
 mod extract;
 pub mod fanout;
@@ -72,12 +74,17 @@ pub struct GatewayState {
     stop: CancellationToken,
     /// Cancelled by `POST /shutdown`: [`serve_state`] then shuts down as on its own signal.
     shutdown_requested: CancellationToken,
+    /// The dashboard's language (`en` or `ja`), resolved once at start-up like the original.
+    dashboard_lang: &'static str,
 }
 
 impl GatewayState {
     fn new(config: Arc<Config>, store: OnceCell<Store>) -> GatewayState {
         let rpm = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        let dashboard_lang =
+            dashboard::resolve_lang(&config.dashboard_lang, |name| std::env::var(name).ok());
         GatewayState {
+            dashboard_lang,
             limits: Arc::new(limits::RateLimits::new(limits::LimitConfig {
                 global_rpm: rpm(config.http_rate_limit_rpm),
                 submit_rpm: rpm(config.http_submit_rpm),

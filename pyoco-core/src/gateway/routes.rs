@@ -10,7 +10,8 @@ use axum::routing::{MethodRouter, delete, get, patch, post};
 use utoipa::openapi::path::{HttpMethod, Operation, Paths, PathsBuilder};
 
 use super::{
-    GatewayState, cancel, health, metrics, openapi, runs, shutdown, watch, wheels, workers,
+    GatewayState, cancel, dashboard, health, metrics, openapi, runs, shutdown, watch, wheels,
+    workers,
 };
 use crate::config::Config;
 
@@ -49,7 +50,8 @@ impl Method {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Access {
-    /// Always open (`GET /health`, the readiness probe).
+    /// Always open (`GET /health`, the readiness probe, and the dashboard page and assets,
+    /// which hold no data: the page asks for a key before it reads anything).
     Public,
     /// Needs a valid API key: every other route, including `/workers`, `PATCH /workers`,
     /// `/metrics` (unless `PYOCO_METRICS_PUBLIC`) and `/openapi.json`, which the original
@@ -156,6 +158,8 @@ pub const ROUTES: &[Route] = &[
     route!(Get get "/wheels/{wheel_name}", Protected, Default, "wheels", wheels::download, wheels::__path_download),
     route!(Delete delete "/wheels/{wheel_name}", Protected, Default, "wheels", wheels::delete, wheels::__path_delete),
     route!(Post post "/shutdown", Admin, Default, "meta", shutdown::shutdown, shutdown::__path_shutdown),
+    route!(Get get "/", Public, Default, "dashboard", dashboard::index, dashboard::__path_index),
+    route!(Get get "/static/{path}", Public, Default, "dashboard", dashboard::asset, dashboard::__path_asset),
     route!(Get get "/openapi.json", Protected, Default, "meta", openapi::openapi_json, openapi::__path_openapi_json),
 ];
 

@@ -191,6 +191,7 @@ pub async fn submit_yaml(
             sha256: sha256_hex(&form.workflow),
             bytes: form.workflow.len() as u64,
         }),
+        flow_graph: Some(spec.graph.drawing()),
         ..Default::default()
     };
     stamp(&mut run, &caller);

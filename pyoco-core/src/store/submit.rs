@@ -29,6 +29,10 @@ pub struct NewRun {
     pub tenant_id: Option<String>,
     pub api_key_id: Option<String>,
     pub yaml: Option<YamlPayload>,
+    /// The parsed graph as the dashboard draws it ([`crate::flow::graph::Graph::drawing`]),
+    /// stored in the snapshot as `flow_graph` (YAML runs; for named flows the worker that
+    /// resolves the flow adds it at the claim).
+    pub flow_graph: Option<Value>,
     /// The run id to use (an `Idempotency-Key` reservation) instead of a new one. A submit
     /// with an id whose snapshot already exists finishes that run's submit instead of making
     /// another: a retry after a crash between the snapshot and the job loses nothing.
@@ -81,6 +85,9 @@ impl Store {
             self.stash_workflow(&yaml.sha256, &yaml.text).await?;
             snapshot.workflow_yaml_sha256 = Some(yaml.sha256.clone());
             snapshot.workflow_yaml_bytes = Some(yaml.bytes);
+        }
+        if let Some(graph) = &new.flow_graph {
+            snapshot.extra.insert("flow_graph".into(), graph.clone());
         }
         let revision = match self.runs.create(&mut snapshot).await {
             Ok(revision) => revision,

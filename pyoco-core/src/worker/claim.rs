@@ -9,7 +9,7 @@ use super::{Worker, process::dlq_context};
 use crate::flow::engine::EngineState;
 use crate::flow::tasks::FlowLookupError;
 use crate::flow::yaml::{FlowSpec, parse_flow_yaml_within};
-use crate::model::{DlqReason, Job, RunSnapshot, RunStatus, WorkerWrite, now};
+use crate::model::{Change, DlqReason, Job, RunSnapshot, RunStatus, WorkerWrite, now};
 use crate::store::{StoreError, Versioned};
 
 /// What the claim decided.
@@ -132,7 +132,15 @@ impl Worker {
         let claimed = self
             .store
             .runs()
-            .update_from(&job.run_id, Some(current), |doc| write.apply(doc, now()))
+            .update_from(&job.run_id, Some(current), |doc| {
+                let change = write.apply(doc, now());
+                // A named flow is only resolved here: record its graph for the dashboard, as
+                // the submitter does for YAML runs (documents.md, flow_graph).
+                if change == Change::Write && !doc.extra.contains_key("flow_graph") {
+                    doc.extra.insert("flow_graph".into(), spec.graph.drawing());
+                }
+                change
+            })
             .await?;
         match claimed {
             Some(snapshot) if !snapshot.value.status.is_terminal() => {

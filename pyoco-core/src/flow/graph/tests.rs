@@ -854,3 +854,31 @@ fn cycles_and_nesting_in_control_flow() {
     assert!(top.steps[0].label().ends_with("..."));
     assert_eq!(top.steps[0].label().chars().count(), 60);
 }
+
+#[test]
+fn the_drawing_has_an_edge_per_dependency_also_through_control_constructs() {
+    assert_eq!(
+        g("a >> (b & c) >> d").drawing(),
+        serde_json::json!({"nodes": ["a", "b", "c", "d"],
+            "edges": [["a", "b"], ["a", "c"], ["b", "d"], ["c", "d"]]})
+    );
+    // Into and out of a repeated body (no back edge).
+    assert_eq!(
+        g("start >> (a >> b)[2] >> end").drawing()["edges"],
+        serde_json::json!([["start", "a"], ["b", "end"], ["a", "b"]])
+    );
+    // The cases of a switch side by side between what comes before and after.
+    let switch = g("a >> switch(\"$ctx.params.mode\")[\"x\" >> b, 1 >> c >> d, \"*\" >> e] >> f");
+    assert_eq!(
+        switch.drawing()["edges"],
+        serde_json::json!([
+            ["a", "b"],
+            ["a", "c"],
+            ["a", "e"],
+            ["b", "f"],
+            ["d", "f"],
+            ["e", "f"],
+            ["c", "d"]
+        ])
+    );
+}
