@@ -10,7 +10,7 @@
 //! spec test read it); request reading with FastAPI's 422s in `extract`; one error type,
 //! [`ApiError`], whose `code` is an [`crate::ErrorCode`]; response types in
 //! [`openapi`]; one file per group of handlers (`runs`, `cancel`, `watch`, `workers`,
-//! `wheels`, `health`, `metrics`).
+//! `wheels`, `schedules`, `health`, `metrics`); the schedule dispatcher in `scheduler`.
 
 pub mod auth;
 mod cancel;
@@ -25,6 +25,8 @@ pub mod openapi;
 pub mod request_id;
 pub mod routes;
 mod runs;
+mod scheduler;
+mod schedules;
 mod shutdown;
 mod signing;
 mod watch;
@@ -128,10 +130,12 @@ impl GatewayState {
         state
     }
 
-    /// Starts what follows the buckets once connected: the run index and, with API keys on,
-    /// the key checker that forgets a key when its record changes.
+    /// Starts what follows the buckets once connected: the run index, the schedule dispatcher
+    /// and, with API keys on, the key checker that forgets a key when its record changes.
     fn attach(&self, store: &Store) {
         self.spawn(self.index.clone().follow(store.runs().clone()));
+        // Every gateway dispatches schedules; slot claims keep each slot to one run.
+        self.spawn(scheduler::run(self.clone(), store.clone()));
         if self.config.http_auth_mode == crate::config::AuthMode::ApiKey {
             let checker =
                 auth::Authenticator::new(store.api_keys(), self.config.auth_pepper.as_deref());

@@ -61,7 +61,7 @@ fn parse_submit(body: &Value) -> ApiResult<NewRun> {
 }
 
 /// Runs submitted with a key carry its tenant and id (bundle children will inherit them).
-fn stamp(run: &mut NewRun, caller: &Caller) {
+pub(super) fn stamp(run: &mut NewRun, caller: &Caller) {
     if let Some(id) = &caller.0 {
         run.tenant_id = Some(id.tenant_id.clone());
         run.api_key_id = Some(id.key_id.clone());
@@ -235,7 +235,7 @@ async fn read_yaml_form(
     })
 }
 
-fn workflow_too_large() -> ApiError {
+pub(super) fn workflow_too_large() -> ApiError {
     ApiError::new(ErrorCode::WorkflowTooLarge, "workflow too large")
 }
 
@@ -513,7 +513,7 @@ pub async fn list(
     }
 }
 
-fn project(doc: Value, full: bool, records: bool) -> Value {
+pub(super) fn project(doc: Value, full: bool, records: bool) -> Value {
     let Value::Object(mut m) = doc else {
         return doc;
     };

@@ -24,6 +24,8 @@ pub struct Resources {
     pub nonces: kv::Store,
     /// `Idempotency-Key` → run, for `PYOCO_IDEMPOTENCY_TTL_SEC`.
     pub idempotency: kv::Store,
+    /// Schedule slot claims (pyoco only); a day is far longer than any claim matters.
+    pub schedule_claims: kv::Store,
     pub wheels: object_store::ObjectStore,
 }
 
@@ -69,7 +71,7 @@ pub async fn ensure_resources(
         ensure_stream(js, stream).await?;
     }
     // (name, history, max age), in the order of the `Resources` fields.
-    let buckets: [(&str, i64, Duration); 11] = [
+    let buckets: [(&str, i64, Duration); 12] = [
         (&names.runs_bucket, 1, Duration::ZERO),
         (&names.workers_bucket, 1, config.workers_kv_ttl),
         (&names.auth_bucket, 1, Duration::ZERO),
@@ -91,6 +93,11 @@ pub async fn ensure_resources(
             (config.http_hmac_ttl * 2).max(Duration::from_secs(60)),
         ),
         (&names.idempotency_bucket, 1, config.idempotency_ttl),
+        (
+            &names.schedule_claims_bucket,
+            1,
+            Duration::from_secs(86_400),
+        ),
     ];
     let mut bound = Vec::with_capacity(buckets.len());
     for (name, history, max_age) in buckets {
@@ -143,6 +150,7 @@ pub async fn ensure_resources(
         circuit_breakers: next()?,
         nonces: next()?,
         idempotency: next()?,
+        schedule_claims: next()?,
         wheels,
     })
 }

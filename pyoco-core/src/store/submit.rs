@@ -31,6 +31,8 @@ pub struct NewRun {
     /// with an id whose snapshot already exists finishes that run's submit instead of making
     /// another: a retry after a crash between the snapshot and the job loses nothing.
     pub run_id: Option<String>,
+    /// The schedule that fired this run (YAML runs only; stamped on snapshot and job).
+    pub schedule_id: Option<String>,
 }
 
 /// Why a submit failed.
@@ -77,6 +79,7 @@ impl Store {
         if let Some(yaml) = &new.yaml {
             snapshot.workflow_yaml_sha256 = Some(yaml.sha256.clone());
             snapshot.workflow_yaml_bytes = Some(yaml.bytes);
+            snapshot.schedule_id = new.schedule_id.clone();
         }
         let revision = match self.runs.create(&mut snapshot).await {
             Ok(revision) => revision,
@@ -107,7 +110,7 @@ impl Store {
             workflow_yaml: new.yaml.as_ref().map(|y| y.text.clone()),
             workflow_yaml_sha256: new.yaml.as_ref().map(|y| y.sha256.clone()),
             workflow_yaml_bytes: new.yaml.as_ref().map(|y| y.bytes),
-            schedule_id: new.yaml.as_ref().map(|_| None),
+            schedule_id: new.yaml.as_ref().map(|_| new.schedule_id.clone()),
             extra: Map::new(),
         };
         let payload = serde_json::to_vec(&job).map_err(|e| StoreError::failed("encode job", e))?;
