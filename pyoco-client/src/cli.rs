@@ -139,6 +139,31 @@ description of 80+ characters or a Project-URL labelled Documentation) and entry
         #[arg(long)]
         name: String,
     },
+    /// Schedule runs of a flow.yaml (POST /schedules/yaml): once, every N seconds, or on cron.
+    #[command(after_help = "\
+Examples:
+  pyoco-client schedule-yaml --workflow-file flow.yaml --flow-name nightly --tag default --interval-seconds 3600
+  pyoco-client schedule-yaml --workflow-file flow.yaml --flow-name once --tag default --run-at 2026-12-24T18:00:00+09:00
+  pyoco-client schedule-yaml --workflow-file flow.yaml --flow-name report --tag default --cron '0 9 * * 1-5' --timezone Asia/Tokyo --misfire skip
+Every gateway dispatches schedules; each slot runs exactly once.")]
+    ScheduleYaml(crate::schedules::ScheduleYamlArgs),
+    /// List schedules, ACTIVE first (GET /schedules).
+    #[command(after_help = "Example:\n  pyoco-client schedules")]
+    Schedules,
+    /// The runs a schedule made, newest first (GET /schedules/{schedule_id}/runs).
+    #[command(
+        after_help = "Example:\n  pyoco-client schedule-runs --schedule-id <SCHEDULE_ID> --limit 10"
+    )]
+    ScheduleRuns(crate::schedules::ScheduleRunsArgs),
+    /// Delete a schedule; its runs are kept (DELETE /schedules/{schedule_id}).
+    #[command(after_help = "Example:\n  pyoco-client schedule-delete --schedule-id <SCHEDULE_ID>")]
+    ScheduleDelete(crate::schedules::ScheduleIdArgs),
+    /// Pause a schedule (PATCH /schedules/{schedule_id} {"paused": true}).
+    #[command(after_help = "Example:\n  pyoco-client schedule-pause --schedule-id <SCHEDULE_ID>")]
+    SchedulePause(crate::schedules::ScheduleIdArgs),
+    /// Resume a paused schedule at its next slot (PATCH ... {"paused": false}).
+    #[command(after_help = "Example:\n  pyoco-client schedule-resume --schedule-id <SCHEDULE_ID>")]
+    ScheduleResume(crate::schedules::ScheduleIdArgs),
 }
 
 #[derive(Debug, clap::Args)]

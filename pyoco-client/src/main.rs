@@ -9,6 +9,7 @@ mod commands;
 mod error;
 mod output;
 mod params;
+mod schedules;
 
 use std::process::ExitCode;
 
