@@ -208,6 +208,7 @@ async fn cron_schedule_pauses_and_resumes() {
 
     let paused = client.set_schedule_paused(&id, true).await.unwrap();
     assert_eq!(paused["status"], "PAUSED");
+    assert_eq!(paused["next_run_at"], Value::Null);
     // Nothing fires while paused: wait past several slots (an absence has no event to wait on).
     let before = count(client.clone(), id.clone()).await;
     tokio::time::sleep(Duration::from_millis(2500)).await;

@@ -81,7 +81,7 @@ async fn dispatch(store: &Store, mut current: Versioned<Schedule>, holder: &str,
     for _ in 0..MAX_SLOTS_PER_TICK {
         let at = now();
         // A Python gateway holds the original's lease: it is dispatching this schedule.
-        if current.value.lease_until.is_some_and(|l| l > at) {
+        if current.value.leased_by_original(at) {
             return;
         }
         let due = match plan(&current.value, at, timing.grace) {
@@ -170,7 +170,7 @@ async fn advance(
         let at = now();
         next.next_run_at = due.next;
         next.updated_at = at;
-        next.lease_until = None;
+        next.lease_until = next.own_lease();
         next.last_error = None;
         next.missed_slots += due.missed;
         if due.fire {

@@ -221,10 +221,11 @@ pub async fn delete(
 }
 
 /// `PATCH /schedules/{schedule_id}` with `{"paused": bool}` (pyoco only). Pausing sets
-/// `status: PAUSED` (the original's dispatcher fires ACTIVE schedules only, so a Python
-/// gateway respects it too); resuming sets `ACTIVE` and, for interval and cron schedules,
-/// moves `next_run_at` to the first slot after now: slots passed while paused are not
-/// misfires. A completed schedule is 409.
+/// `status: PAUSED` and `next_run_at: null` (the original's dispatcher reads an unknown status
+/// as ACTIVE, but never fires a schedule without a next run); resuming sets `ACTIVE` and
+/// `next_run_at` to the first slot after now for interval and cron schedules (slots passed
+/// while paused are not misfires) and back to `run_at` for a once-schedule. A completed
+/// schedule is 409.
 #[utoipa::path(patch, path = "/schedules/{schedule_id}", params(("schedule_id" = String, Path)), request_body = PatchSchedule,
     responses((status = 200, body = ScheduleView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
 pub async fn patch(
@@ -250,16 +251,20 @@ pub async fn patch(
         }
         let at = now();
         if paused {
-            next.status = PAUSED.into();
-        } else {
-            if next.status != ACTIVE
-                && next.schedule_type != "once"
-                && next.next_run_at.is_some_and(|t| t <= at)
-            {
-                next.next_run_at = slot_after(&next, at)
-                    .map_err(|e| ApiError::new(ErrorCode::InvalidSchedule, e.0))?;
+            // No next slot while paused: the original's dispatcher (which knows no PAUSED and
+            // reads it as ACTIVE) then finds nothing due either.
+            if next.status != PAUSED {
+                next.status = PAUSED.into();
+                next.next_run_at = None;
             }
+        } else if next.status != ACTIVE {
             next.status = ACTIVE.into();
+            next.next_run_at = match next.schedule_type.as_str() {
+                // A once-schedule whose time passed while paused fires per its misfire policy.
+                "once" => next.run_at,
+                _ => slot_after(&next, at)
+                    .map_err(|e| ApiError::new(ErrorCode::InvalidSchedule, e.0))?,
+            };
         }
         next.updated_at = at;
         if store

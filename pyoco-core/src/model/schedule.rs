@@ -15,6 +15,11 @@ pub const PAUSED: &str = "PAUSED";
 /// `status` of a once-schedule that has fired (or whose slot was skipped).
 pub const COMPLETED: &str = "COMPLETED";
 
+/// The `lease_until` of every cron record: 2100-01-01. The original's dispatcher knows only
+/// once and interval schedules (it would fire a cron record as a once-schedule); a lease it
+/// believes held keeps it off. pyoco ignores this lease on cron records.
+pub const PYOCO_ONLY_LEASE: f64 = 4_102_444_800.0;
+
 /// A schedule record, as the original writes it (field order kept) plus pyoco's fields at the
 /// end. Unknown fields of another writer survive in `extra`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -149,6 +154,18 @@ impl Schedule {
         }
         out.insert("misfire".into(), json!(self.misfire_policy().as_str()));
         Value::Object(out)
+    }
+
+    /// True while a Python gateway holds the original's dispatch lease (pyoco never takes
+    /// one; the lease of a cron record is [`PYOCO_ONLY_LEASE`], there only to keep the
+    /// original's dispatcher away).
+    pub fn leased_by_original(&self, now: f64) -> bool {
+        self.schedule_type != "cron" && self.lease_until.is_some_and(|l| l > now)
+    }
+
+    /// `lease_until` after pyoco writes the record: none, except on cron records.
+    pub fn own_lease(&self) -> Option<f64> {
+        (self.schedule_type == "cron").then_some(PYOCO_ONLY_LEASE)
     }
 
     /// The misfire policy; records without one (the original's) behave as `run_once`.
@@ -455,6 +472,7 @@ pub fn apply_timing(s: &mut Schedule, form: &TimingForm) -> Result<(), TimingErr
             .unwrap_or("UTC");
         let rule = CronRule::parse(expr.trim(), Some(timezone))?;
         s.schedule_type = "cron".into();
+        s.lease_until = s.own_lease();
         s.cron = Some(expr.trim().to_string());
         s.timezone = Some(timezone.to_string());
         s.next_run_at = Some(rule.next_after(now)?);

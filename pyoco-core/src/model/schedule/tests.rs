@@ -172,6 +172,12 @@ fn cron_is_read_in_its_timezone() {
     .unwrap();
     assert_eq!(s.schedule_type, "cron");
     assert_eq!(s.next_run_at, Some(1_767_226_500.0));
+    // The original's dispatcher must never see a cron record as due; ours ignores that lease.
+    assert_eq!(s.lease_until, Some(PYOCO_ONLY_LEASE));
+    assert!(!s.leased_by_original(1_767_226_500.0));
+    let mut legacy = s.clone();
+    legacy.schedule_type = "interval".into();
+    assert!(legacy.leased_by_original(1_767_226_500.0));
     assert_eq!(
         slot_after(&s, 1_767_226_500.0).unwrap(),
         Some(1_767_227_400.0)
