@@ -86,11 +86,17 @@ pub enum ErrorCode {
     InvalidSchedule,
     /// `PATCH /schedules/{id}` on a schedule that has completed.
     ScheduleCompleted,
+    /// `POST /runs/cancel` without any filter.
+    EmptyCancelFilter,
+    /// `POST /runs/cancel` with a `status` that is not a run status.
+    InvalidCancelFilter,
+    /// `POST /runs/{id}/replay` of a run whose flow can no longer be found (or a bundle run).
+    ReplayUnavailable,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the spec's table (the spec test compares the two).
-    pub const ALL: [ErrorCode; 35] = [
+    pub const ALL: [ErrorCode; 38] = [
         ErrorCode::RouteNotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::ValidationError,
@@ -126,6 +132,9 @@ impl ErrorCode {
         ErrorCode::ScheduleNotFound,
         ErrorCode::InvalidSchedule,
         ErrorCode::ScheduleCompleted,
+        ErrorCode::EmptyCancelFilter,
+        ErrorCode::InvalidCancelFilter,
+        ErrorCode::ReplayUnavailable,
     ];
 
     /// The HTTP status the gateway answers this code with (one status per code).
@@ -137,7 +146,9 @@ impl ErrorCode {
             | ErrorCode::WheelNotFound
             | ErrorCode::ScheduleNotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::IdempotencyConflict | ErrorCode::ScheduleCompleted => 409,
+            ErrorCode::IdempotencyConflict
+            | ErrorCode::ScheduleCompleted
+            | ErrorCode::ReplayUnavailable => 409,
             ErrorCode::InvalidIdempotencyKey => 422,
             ErrorCode::ApiKeyRequired | ErrorCode::InvalidSignature => 401,
             ErrorCode::InvalidApiKey | ErrorCode::ShutdownNotAllowed => 403,
@@ -158,7 +169,9 @@ impl ErrorCode {
             | ErrorCode::InvalidWheelFile
             | ErrorCode::WheelPreflightFailed
             | ErrorCode::InvalidAction
-            | ErrorCode::InvalidSchedule => 422,
+            | ErrorCode::InvalidSchedule
+            | ErrorCode::EmptyCancelFilter
+            | ErrorCode::InvalidCancelFilter => 422,
             ErrorCode::InternalError => 500,
             ErrorCode::Unhealthy | ErrorCode::NatsUnavailable => 503,
         }
@@ -202,6 +215,9 @@ impl ErrorCode {
             ErrorCode::ScheduleNotFound => "schedule_not_found",
             ErrorCode::InvalidSchedule => "invalid_schedule",
             ErrorCode::ScheduleCompleted => "schedule_completed",
+            ErrorCode::EmptyCancelFilter => "empty_cancel_filter",
+            ErrorCode::InvalidCancelFilter => "invalid_cancel_filter",
+            ErrorCode::ReplayUnavailable => "replay_unavailable",
         }
     }
 }

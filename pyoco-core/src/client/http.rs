@@ -7,6 +7,7 @@
 //! ([`HttpClient::watch_run`], in `http/sse.rs`) uses a second client without a total timeout,
 //! since a watch legitimately stays open for minutes.
 
+mod bulk;
 mod error;
 mod multipart;
 mod runs;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+pub use bulk::CancelFilter;
 pub(crate) use error::error_chain;
 pub use error::{HttpError, StatusError};
 pub use runs::{ListRuns, ListRunsVnext, RunsPage};

@@ -10,9 +10,10 @@
 //! spec test read it); request reading with FastAPI's 422s in `extract`; one error type,
 //! [`ApiError`], whose `code` is an [`crate::ErrorCode`]; response types in
 //! [`openapi`]; one file per group of handlers (`runs`, `cancel`, `watch`, `workers`,
-//! `wheels`, `schedules`, `health`, `metrics`); the schedule dispatcher in `scheduler`.
+//! `wheels`, `schedules`, `bulk`, `health`, `metrics`); the schedule dispatcher in `scheduler`.
 
 pub mod auth;
+mod bulk;
 mod cancel;
 mod error;
 mod extract;

@@ -245,6 +245,42 @@ pub struct PatchSchedule {
     paused: bool,
 }
 
+/// `POST /runs/cancel` body: every given criterion must match; at least one is required.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct BulkCancelRequest {
+    /// A run status (e.g. `RUNNING`); without it every non-terminal status.
+    status: Option<String>,
+    flow: Option<String>,
+    tag: Option<String>,
+    schedule_id: Option<String>,
+    /// Only these runs.
+    run_ids: Option<Vec<String>>,
+    /// Only runs whose `updated_at` is earlier.
+    updated_before: Option<f64>,
+}
+
+/// `POST /runs/cancel` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BulkCancelResponse {
+    /// How many runs are now CANCELLING or CANCELLED.
+    pub count: usize,
+    pub run_ids: Vec<String>,
+    /// More than 10,000 runs matched; repeat the request for the rest.
+    pub truncated: bool,
+}
+
+/// `POST /runs/{run_id}/replay` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReplayResponse {
+    /// The new run.
+    pub run_id: String,
+    /// Always `PENDING`.
+    pub status: String,
+    /// The replayed run.
+    pub replay_of: String,
+}
+
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(
@@ -271,6 +307,9 @@ pub struct PatchSchedule {
         ScheduleView,
         ScheduleDeleted,
         PatchSchedule,
+        BulkCancelRequest,
+        BulkCancelResponse,
+        ReplayResponse,
         ErrorBody
     ))
 )]

@@ -135,7 +135,7 @@ async fn submit_to_end(state: &GatewayState, store: &Store, run: NewRun) -> ApiR
         .map_err(submit_error)
 }
 
-fn submit_error(e: SubmitError) -> ApiError {
+pub(super) fn submit_error(e: SubmitError) -> ApiError {
     match e {
         SubmitError::InvalidTag(_) => ApiError::new(ErrorCode::InvalidTag, "invalid tag"),
         SubmitError::EmptyFlowName => {

@@ -20,6 +20,7 @@ pub mod signals;
 pub mod submit;
 pub mod wheels;
 pub mod workers;
+pub mod workflows;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -33,6 +33,8 @@ pub struct NewRun {
     pub run_id: Option<String>,
     /// The schedule that fired this run (YAML runs only; stamped on snapshot and job).
     pub schedule_id: Option<String>,
+    /// The run this one replays (`POST /runs/{run_id}/replay`; snapshot key `replay_of`).
+    pub replay_of: Option<String>,
 }
 
 /// Why a submit failed.
@@ -76,6 +78,11 @@ impl Store {
         );
         snapshot.tenant_id = new.tenant_id.clone();
         snapshot.api_key_id = new.api_key_id.clone();
+        if let Some(original) = &new.replay_of {
+            snapshot
+                .extra
+                .insert("replay_of".into(), Value::String(original.clone()));
+        }
         if let Some(yaml) = &new.yaml {
             snapshot.workflow_yaml_sha256 = Some(yaml.sha256.clone());
             snapshot.workflow_yaml_bytes = Some(yaml.bytes);
