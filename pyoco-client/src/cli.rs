@@ -139,6 +139,22 @@ description of 80+ characters or a Project-URL labelled Documentation) and entry
         #[arg(long)]
         name: String,
     },
+    /// Cancel every run matching a filter (POST /runs/cancel); safe to repeat.
+    #[command(after_help = "\
+Examples:
+  pyoco-client cancel-runs --flow nightly --status PENDING
+  pyoco-client cancel-runs --tag gpu --updated-before 1795313038
+  pyoco-client cancel-runs --run-id <RUN_ID> --run-id <RUN_ID>
+At least one filter is required; prints {count, run_ids, truncated}.")]
+    CancelRuns(crate::bulk::CancelRunsArgs),
+    /// Start a run again with the same flow, params and tag (POST /runs/{run_id}/replay).
+    #[command(after_help = "\
+Examples:
+  pyoco-client replay <RUN_ID>
+  pyoco-client replay --replay-failed --flow nightly --limit 20
+With --replay-failed every FAILED run of the filter is replayed (a JSON array of results;
+exit 1 if any could not be).")]
+    Replay(crate::bulk::ReplayArgs),
     /// Schedule runs of a flow.yaml (POST /schedules/yaml): once, every N seconds, or on cron.
     #[command(after_help = "\
 Examples:

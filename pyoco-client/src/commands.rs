@@ -71,6 +71,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::WheelUpload(args) => wheel_upload(&client, args).await,
         Command::WheelDelete { name } => print_json(&client.delete_wheel(&name).await?),
+        Command::CancelRuns(args) => crate::bulk::cancel_runs(&client, args).await,
+        Command::Replay(args) => crate::bulk::replay(&client, args).await,
         Command::ScheduleYaml(args) => crate::schedules::create(&client, args).await,
         Command::Schedules => crate::schedules::list(&client).await,
         Command::ScheduleRuns(args) => crate::schedules::runs(&client, args).await,

@@ -4,6 +4,7 @@
 //! Start-up is `pyoco::cli`'s, with this binary's reports: errors in the original's
 //! `ERR-PYOCO-…` format, exit code 130 on Ctrl-C.
 
+mod bulk;
 mod cli;
 mod commands;
 mod error;
