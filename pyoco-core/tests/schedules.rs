@@ -245,8 +245,11 @@ async fn cron_schedule_pauses_and_resumes() {
     stack.stop().await;
 }
 
+/// One multipart part: name, file name (a file part when given), data.
+type Part<'a> = (&'a str, Option<&'a str>, &'a [u8]);
+
 /// `POST /schedules/yaml` of `parts`.
-async fn post(stack: &Stack, parts: &[(&str, Option<&str>, &[u8])]) -> (u16, Value) {
+async fn post(stack: &Stack, parts: &[Part<'_>]) -> (u16, Value) {
     let (content_type, body) = multipart(parts);
     let resp = reqwest::Client::new()
         .post(format!("{}/schedules/yaml", stack.gateway.url()))
@@ -266,9 +269,9 @@ async fn create_checks_and_messages_follow_the_original() {
         .config(|c| c.workflow_yaml_max_bytes = 1024)
         .start()
         .await;
-    let wf: (&str, Option<&str>, &[u8]) = ("workflow", Some("flow.yaml"), YAML);
-    let name: (&str, Option<&str>, &[u8]) = ("flow_name", None, b"main");
-    let every: (&str, Option<&str>, &[u8]) = ("interval_seconds", None, b"5");
+    let wf: Part = ("workflow", Some("flow.yaml"), YAML);
+    let name: Part = ("flow_name", None, b"main");
+    let every: Part = ("interval_seconds", None, b"5");
 
     let (status, body) = post(&stack, &[("interval_seconds", None, b"soon")]).await;
     assert_eq!(status, 422);
@@ -288,7 +291,7 @@ async fn create_checks_and_messages_follow_the_original() {
     );
 
     let big = vec![b'#'; 2000];
-    let cases: Vec<(Vec<(&str, Option<&str>, &[u8])>, u16, &str, &str)> = vec![
+    let cases: Vec<(Vec<Part>, u16, &str, &str)> = vec![
         (
             vec![wf, name, every, ("tag", None, b"a.b")],
             422,

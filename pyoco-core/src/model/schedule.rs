@@ -449,7 +449,8 @@ pub fn apply_timing(s: &mut Schedule, form: &TimingForm) -> Result<(), TimingErr
         s.run_at = Some(at);
         s.next_run_at = Some(at);
     } else if let Some(interval) = form.interval_seconds {
-        if !(interval > 0.0) {
+        // NaN is not positive either (the form reader already refuses it).
+        if interval.is_nan() || interval <= 0.0 {
             return err("interval_seconds must be positive");
         }
         let anchor = match &form.start_at {
