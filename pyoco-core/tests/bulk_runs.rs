@@ -177,6 +177,16 @@ async fn replay_starts_the_same_flow_params_and_tag_linked_to_the_original() {
         .unwrap()
         .to_string();
     assert_eq!(stack.wait_terminal(&run_id).await["status"], "COMPLETED");
+    let store = Box::pin(Store::connect(
+        Arc::new(stack.config.clone()),
+        "replay-test",
+    ))
+    .await
+    .unwrap();
+    let sha = pyoco::flow::yaml::sha256_hex(yaml);
+    let texts = &store.resources().bundles;
+    // Without its text under its hash the run cannot be replayed...
+    texts.purge(&sha).await.unwrap();
     let (code, detail, name) = status_of(client.replay_run(&run_id).await.unwrap_err());
     assert_eq!(
         (code, detail, name.as_deref()),
@@ -186,19 +196,8 @@ async fn replay_starts_the_same_flow_params_and_tag_linked_to_the_original() {
             Some("replay_unavailable")
         )
     );
-    let store = Box::pin(Store::connect(
-        Arc::new(stack.config.clone()),
-        "replay-test",
-    ))
-    .await
-    .unwrap();
-    let sha = pyoco::flow::yaml::sha256_hex(yaml);
-    store
-        .resources()
-        .bundles
-        .put(&sha, yaml.to_vec().into())
-        .await
-        .unwrap();
+    // ...with it, it can.
+    texts.put(&sha, yaml.to_vec().into()).await.unwrap();
     let replayed = client.replay_run(&run_id).await.unwrap();
     let copy = stack
         .wait_terminal(replayed["run_id"].as_str().unwrap())
