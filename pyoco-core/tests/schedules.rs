@@ -574,3 +574,106 @@ async fn schedules_are_tenant_scoped_with_api_keys() {
     assert_eq!(acme.delete_schedule(id).await.unwrap()["deleted"], true);
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slot_claims_are_won_once_held_while_fresh_and_taken_over_when_stale() {
+    use pyoco::store::{Claim, SlotClaim};
+    let stack = Stack::builder().no_worker().start().await;
+    let store = store_of(&stack).await;
+    let claims = store.schedules();
+    let claim = |holder: &str, claimed_at: f64| SlotClaim {
+        schedule_id: "s1".into(),
+        slot: 1000.0,
+        run_id: slot_run_id("s1", 1000.0),
+        holder: holder.into(),
+        claimed_at,
+    };
+    let t = 5000.0;
+    assert_eq!(
+        claims.claim_slot(&claim("a", t), 1.0, t).await.unwrap(),
+        Claim::Won
+    );
+    // Within the lease another gateway is kept off; the holder itself is not.
+    match claims
+        .claim_slot(&claim("b", t + 0.5), 1.0, t + 0.5)
+        .await
+        .unwrap()
+    {
+        Claim::Held(held) => assert_eq!(held.holder, "a"),
+        other => panic!("expected held, got {other:?}"),
+    }
+    assert_eq!(
+        claims
+            .claim_slot(&claim("a", t + 0.5), 1.0, t + 0.5)
+            .await
+            .unwrap(),
+        Claim::Won
+    );
+    // Past the lease (the holder stalled or died) it is taken over, by one gateway only.
+    assert_eq!(
+        claims
+            .claim_slot(&claim("b", t + 5.0), 1.0, t + 5.0)
+            .await
+            .unwrap(),
+        Claim::Won
+    );
+    assert!(matches!(
+        claims
+            .claim_slot(&claim("c", t + 5.1), 1.0, t + 5.1)
+            .await
+            .unwrap(),
+        Claim::Held(_)
+    ));
+    stack.stop().await;
+}
+
+/// A gateway died after claiming a slot and creating its run, before publishing the job: the
+/// claim goes stale, another gateway takes it over, publishes the job under the same run id,
+/// and the slot still gets exactly its one run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_whose_gateway_died_between_claim_and_publish_is_finished_by_another() {
+    use pyoco::RunSnapshot;
+    use pyoco::store::SlotClaim;
+    let stack = Stack::start_with(fast_schedules).await;
+    let store = store_of(&stack).await;
+    let mut record = original_record("orphaned-1", 1.0, None);
+    record["interval_seconds"] = json!(3600.0);
+    let slot = record["next_run_at"].as_f64().unwrap();
+    let run_id = slot_run_id("orphaned-1", slot);
+    let dead = SlotClaim {
+        schedule_id: "orphaned-1".into(),
+        slot,
+        run_id: run_id.clone(),
+        holder: "gateway-dead".into(),
+        claimed_at: now() - 30.0,
+    };
+    store
+        .schedules()
+        .claim_slot(&dead, 1.0, dead.claimed_at)
+        .await
+        .unwrap();
+    let mut snapshot = RunSnapshot::pending(
+        &run_id,
+        "legacy",
+        "default",
+        vec!["default".into()],
+        serde_json::from_value(json!({"value": 7})).unwrap(),
+    );
+    snapshot.schedule_id = Some("orphaned-1".into());
+    store.runs().create(&mut snapshot).await.unwrap();
+    put_record(&store, &record).await;
+
+    let advanced = record_after_dispatch(&store, "orphaned-1").await;
+    assert_eq!(advanced.dispatch_count, 1);
+    assert_eq!(advanced.last_run_id.as_deref(), Some(run_id.as_str()));
+    let run = stack.wait_terminal(&run_id).await;
+    assert_eq!(run["status"], "COMPLETED", "{run}");
+    assert_eq!(run["task_records"]["a"]["output"], 7);
+    let runs = stack
+        .client
+        .list_schedule_runs("orphaned-1", false, None)
+        .await
+        .unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    stack.stop().await;
+}
