@@ -156,6 +156,47 @@ Examples:
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Cancel every run matching a filter (POST /runs/cancel); safe to repeat.
+    #[command(after_help = "\
+Examples:
+  pyoco-client cancel-runs --flow nightly --status PENDING
+  pyoco-client cancel-runs --tag gpu --updated-before 1795313038
+  pyoco-client cancel-runs --run-id <RUN_ID> --run-id <RUN_ID>
+At least one filter is required; prints {count, run_ids, truncated}.")]
+    CancelRuns(crate::bulk::CancelRunsArgs),
+    /// Start a run again with the same flow, params and tag (POST /runs/{run_id}/replay).
+    #[command(after_help = "\
+Examples:
+  pyoco-client replay <RUN_ID>
+  pyoco-client replay --replay-failed --flow nightly --limit 20
+With --replay-failed every FAILED run of the filter is replayed (a JSON array of results;
+exit 1 if any could not be).")]
+    Replay(crate::bulk::ReplayArgs),
+    /// Schedule runs of a flow.yaml (POST /schedules/yaml): once, every N seconds, or on cron.
+    #[command(after_help = "\
+Examples:
+  pyoco-client schedule-yaml --workflow-file flow.yaml --flow-name nightly --tag default --interval-seconds 3600
+  pyoco-client schedule-yaml --workflow-file flow.yaml --flow-name once --tag default --run-at 2026-12-24T18:00:00+09:00
+  pyoco-client schedule-yaml --workflow-file flow.yaml --flow-name report --tag default --cron '0 9 * * 1-5' --timezone Asia/Tokyo --misfire skip
+Every gateway dispatches schedules; each slot runs exactly once.")]
+    ScheduleYaml(crate::schedules::ScheduleYamlArgs),
+    /// List schedules, ACTIVE first (GET /schedules).
+    #[command(after_help = "Example:\n  pyoco-client schedules")]
+    Schedules,
+    /// The runs a schedule made, newest first (GET /schedules/{schedule_id}/runs).
+    #[command(
+        after_help = "Example:\n  pyoco-client schedule-runs --schedule-id <SCHEDULE_ID> --limit 10"
+    )]
+    ScheduleRuns(crate::schedules::ScheduleRunsArgs),
+    /// Delete a schedule; its runs are kept (DELETE /schedules/{schedule_id}).
+    #[command(after_help = "Example:\n  pyoco-client schedule-delete --schedule-id <SCHEDULE_ID>")]
+    ScheduleDelete(crate::schedules::ScheduleIdArgs),
+    /// Pause a schedule (PATCH /schedules/{schedule_id} {"paused": true}).
+    #[command(after_help = "Example:\n  pyoco-client schedule-pause --schedule-id <SCHEDULE_ID>")]
+    SchedulePause(crate::schedules::ScheduleIdArgs),
+    /// Resume a paused schedule at its next slot (PATCH ... {"paused": false}).
+    #[command(after_help = "Example:\n  pyoco-client schedule-resume --schedule-id <SCHEDULE_ID>")]
+    ScheduleResume(crate::schedules::ScheduleIdArgs),
 }
 
 #[derive(Debug, clap::Args)]

@@ -89,6 +89,14 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::WheelUpload(args) => wheel_upload(&client, args).await,
         Command::WheelDelete { name } => print_json(&client.delete_wheel(&name).await?),
         Command::Completions { .. } => Ok(()),
+        Command::CancelRuns(args) => crate::bulk::cancel_runs(&client, args).await,
+        Command::Replay(args) => crate::bulk::replay(&client, args).await,
+        Command::ScheduleYaml(args) => crate::schedules::create(&client, args).await,
+        Command::Schedules => crate::schedules::list(&client).await,
+        Command::ScheduleRuns(args) => crate::schedules::runs(&client, args).await,
+        Command::ScheduleDelete(args) => crate::schedules::delete(&client, args).await,
+        Command::SchedulePause(args) => crate::schedules::set_paused(&client, args, true).await,
+        Command::ScheduleResume(args) => crate::schedules::set_paused(&client, args, false).await,
     }
 }
 
@@ -136,12 +144,12 @@ fn emit(text: &str) {
     out.flush().ok();
 }
 
-fn print_json(value: &Value) -> Result<(), CliError> {
+pub(crate) fn print_json(value: &Value) -> Result<(), CliError> {
     emit(&(output::json_line(value) + "\n"));
     Ok(())
 }
 
-fn read_file(path: &Path) -> Result<Vec<u8>, CliError> {
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, CliError> {
     std::fs::read(path).map_err(|e| CliError::File(format!("{}: {e}", path.display())))
 }
 

@@ -4,12 +4,14 @@
 //! Start-up is `pyoco::cli`'s, with this binary's reports: errors in the original's
 //! `ERR-PYOCO-…` format, exit code 130 on Ctrl-C.
 
+mod bulk;
 mod cli;
 mod commands;
 mod error;
 mod live;
 mod output;
 mod params;
+mod schedules;
 
 use std::process::ExitCode;
 

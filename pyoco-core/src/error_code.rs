@@ -80,11 +80,23 @@ pub enum ErrorCode {
     InvalidSignature,
     /// A stored document is corrupt or another internal failure (details only logged).
     InternalError,
+    /// No schedule with this id (or another tenant's).
+    ScheduleNotFound,
+    /// The timing fields of `POST /schedules/yaml` are invalid; `detail` says which rule.
+    InvalidSchedule,
+    /// `PATCH /schedules/{id}` on a schedule that has completed.
+    ScheduleCompleted,
+    /// `POST /runs/cancel` without any filter.
+    EmptyCancelFilter,
+    /// `POST /runs/cancel` with a `status` that is not a run status.
+    InvalidCancelFilter,
+    /// `POST /runs/{id}/replay` of a run whose flow can no longer be found (or a bundle run).
+    ReplayUnavailable,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the spec's table (the spec test compares the two).
-    pub const ALL: [ErrorCode; 32] = [
+    pub const ALL: [ErrorCode; 38] = [
         ErrorCode::RouteNotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::ValidationError,
@@ -117,6 +129,12 @@ impl ErrorCode {
         ErrorCode::IdempotencyConflict,
         ErrorCode::InvalidIdempotencyKey,
         ErrorCode::ShutdownNotAllowed,
+        ErrorCode::ScheduleNotFound,
+        ErrorCode::InvalidSchedule,
+        ErrorCode::ScheduleCompleted,
+        ErrorCode::EmptyCancelFilter,
+        ErrorCode::InvalidCancelFilter,
+        ErrorCode::ReplayUnavailable,
     ];
 
     /// The HTTP status the gateway answers this code with (one status per code).
@@ -125,9 +143,12 @@ impl ErrorCode {
             ErrorCode::RouteNotFound
             | ErrorCode::RunNotFound
             | ErrorCode::WorkerNotFound
-            | ErrorCode::WheelNotFound => 404,
+            | ErrorCode::WheelNotFound
+            | ErrorCode::ScheduleNotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::IdempotencyConflict => 409,
+            ErrorCode::IdempotencyConflict
+            | ErrorCode::ScheduleCompleted
+            | ErrorCode::ReplayUnavailable => 409,
             ErrorCode::InvalidIdempotencyKey => 422,
             ErrorCode::ApiKeyRequired | ErrorCode::InvalidSignature => 401,
             ErrorCode::InvalidApiKey | ErrorCode::ShutdownNotAllowed => 403,
@@ -147,7 +168,10 @@ impl ErrorCode {
             | ErrorCode::InvalidWheelTags
             | ErrorCode::InvalidWheelFile
             | ErrorCode::WheelPreflightFailed
-            | ErrorCode::InvalidAction => 422,
+            | ErrorCode::InvalidAction
+            | ErrorCode::InvalidSchedule
+            | ErrorCode::EmptyCancelFilter
+            | ErrorCode::InvalidCancelFilter => 422,
             ErrorCode::InternalError => 500,
             ErrorCode::Unhealthy | ErrorCode::NatsUnavailable => 503,
         }
@@ -188,6 +212,12 @@ impl ErrorCode {
             ErrorCode::Unhealthy => "unhealthy",
             ErrorCode::NatsUnavailable => "nats_unavailable",
             ErrorCode::InternalError => "internal_error",
+            ErrorCode::ScheduleNotFound => "schedule_not_found",
+            ErrorCode::InvalidSchedule => "invalid_schedule",
+            ErrorCode::ScheduleCompleted => "schedule_completed",
+            ErrorCode::EmptyCancelFilter => "empty_cancel_filter",
+            ErrorCode::InvalidCancelFilter => "invalid_cancel_filter",
+            ErrorCode::ReplayUnavailable => "replay_unavailable",
         }
     }
 }

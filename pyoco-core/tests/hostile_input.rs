@@ -129,6 +129,11 @@ async fn huge_ids_and_tags_are_4xx_and_never_cost_the_nats_connection() {
             http.delete(format!("{url}/wheels/{id}.whl")),
             http.post(format!("{url}/runs"))
                 .json(&json!({"flow_name": "hello", "tag": id})),
+            http.post(format!("{url}/runs/{id}/replay")),
+            http.get(format!("{url}/schedules/{id}/runs")),
+            http.delete(format!("{url}/schedules/{id}")),
+            http.patch(format!("{url}/schedules/{id}"))
+                .json(&json!({"paused": true})),
         ];
         for request in requests {
             let r = request.send().await.unwrap();
@@ -142,6 +147,29 @@ async fn huge_ids_and_tags_are_4xx_and_never_cost_the_nats_connection() {
         let yaml = b"flow: {graph: a}\ntasks: {a: {callable: 'pyoco:echo'}}\n";
         let (status, _) = post_yaml(&url, yaml, Some(&id)).await;
         assert_eq!(status, 422, "tag of {len}");
+        // Filter values never reach NATS: a bulk cancel of them matches nothing.
+        let r = http
+            .post(format!("{url}/runs/cancel"))
+            .json(&json!({"run_ids": [id], "flow": id, "schedule_id": id}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.json::<Value>().await.unwrap()["count"], 0);
+        let (content_type, body) = multipart(&[
+            ("workflow", Some("flow.yaml"), yaml),
+            ("flow_name", None, b"hostile"),
+            ("interval_seconds", None, b"60"),
+            ("tag", None, id.as_bytes()),
+        ]);
+        let r = http
+            .post(format!("{url}/schedules/yaml"))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 422, "schedule tag of {len}");
     }
     // Still connected, never reconnected, and a normal run goes through.
     assert_eq!(nats_connects(&stack.gateway.state), connects);

@@ -1,15 +1,17 @@
 //! `HttpClient`: every route of the gateway's HTTP API from Rust (the counterpart of the
 //! original's `PyocoHttpClient`), with typed errors that carry the status code, the server's
-//! `detail` and its stable `code`. One file per job: `runs`, `workers`, `wheels`, the SSE
+//! `detail` and its stable `code`. One file per job: `runs`, `schedules`, `workers`, `wheels`, the SSE
 //! watch (`sse`) and the errors (`error`); this one holds the connection and request plumbing.
 //!
 //! Plain requests share one `reqwest` client with a 30 s total timeout. The SSE watch
 //! ([`HttpClient::watch_run`], in `http/sse.rs`) uses a second client without a total timeout,
 //! since a watch legitimately stays open for minutes.
 
+mod bulk;
 mod error;
 mod multipart;
 mod runs;
+mod schedules;
 mod sse;
 mod wheels;
 mod workers;
@@ -18,9 +20,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+pub use bulk::CancelFilter;
 pub(crate) use error::error_chain;
 pub use error::{HttpError, StatusError};
 pub use runs::{ListRuns, ListRunsVnext, RunsPage};
+pub use schedules::NewSchedule;
 pub use sse::{WatchEvent, WatchOptions, WatchStream};
 pub use wheels::{WheelHistoryQuery, WheelUpload};
 pub use workers::{ListWorkers, WorkerScope};

@@ -350,7 +350,7 @@ config_table! {
             parse::secs, Any, Implemented;
         /// Schedule dispatch interval.
         "PYOCO_SCHEDULE_POLL_INTERVAL_SEC" => schedule_poll_interval: Duration =
-            Duration::from_secs(1), parse::secs_at_least_200ms, Any, Reserved;
+            Duration::from_secs(1), parse::secs_at_least_200ms, Any, Implemented;
         /// Largest accepted bundle upload.
         "PYOCO_WORKFLOW_BUNDLE_MAX_BYTES" => workflow_bundle_max_bytes: usize = 262_144,
             parse::size, Any, Reserved;

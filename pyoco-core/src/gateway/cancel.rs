@@ -13,7 +13,7 @@ use super::GatewayState;
 use super::auth::Caller;
 use super::error::ApiError;
 use crate::model::{RunStatus, now};
-use crate::store::Change;
+use crate::store::{Change, Store, StoreError, Versioned};
 
 /// Cancels the run and answers its snapshot (without `task_records`). Idempotent: a terminal
 /// run is returned unchanged, a second cancel keeps the first `cancel_requested_at`.
@@ -30,10 +30,32 @@ pub async fn cancel(
         Some(current) if caller.may_see(current.value.tenant_id.as_deref()) => {}
         _ => return Err(ApiError::run_not_found()),
     }
-    let requested_by = caller.actor();
-    let updated = store
+    let updated = request_cancel(store, &run_id, caller.actor()).await?;
+    let Some(updated) = updated else {
+        return Err(ApiError::run_not_found());
+    };
+    let mut doc = serde_json::to_value(&updated.value).map_err(|e| {
+        tracing::error!(error = %e, "encode snapshot");
+        ApiError::internal()
+    })?;
+    if let Value::Object(m) = &mut doc {
+        m.shift_remove("task_records");
+        m.shift_remove("task_records_truncated");
+    }
+    tracing::info!(run_id = %run_id, status = %updated.value.status, "cancel requested");
+    Ok(Json(RunSnapshot(doc)))
+}
+
+/// Asks `run_id` to stop with compare-and-set (see the module doc); `None` when it does not
+/// exist. A terminal run is left as it is. Shared by the single and the bulk cancel.
+pub(super) async fn request_cancel(
+    store: &Store,
+    run_id: &str,
+    requested_by: Option<String>,
+) -> Result<Option<Versioned<crate::model::RunSnapshot>>, StoreError> {
+    store
         .runs()
-        .update(&run_id, |doc| {
+        .update(run_id, |doc| {
             let now = now();
             match doc.status {
                 s if s.is_terminal() => return Change::Keep,
@@ -58,18 +80,5 @@ pub async fn cancel(
             doc.updated_at = Some(now);
             Change::Write
         })
-        .await?;
-    let Some(updated) = updated else {
-        return Err(ApiError::run_not_found());
-    };
-    let mut doc = serde_json::to_value(&updated.value).map_err(|e| {
-        tracing::error!(error = %e, "encode snapshot");
-        ApiError::internal()
-    })?;
-    if let Value::Object(m) = &mut doc {
-        m.shift_remove("task_records");
-        m.shift_remove("task_records_truncated");
-    }
-    tracing::info!(run_id = %run_id, status = %updated.value.status, "cancel requested");
-    Ok(Json(RunSnapshot(doc)))
+        .await
 }

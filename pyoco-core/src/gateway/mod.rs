@@ -10,10 +10,11 @@
 //! spec test read it); request reading with FastAPI's 422s in `extract`; one error type,
 //! [`ApiError`], whose `code` is an [`crate::ErrorCode`]; response types in
 //! [`openapi`]; one file per group of handlers (`runs`, `cancel`, `watch`, `workers`,
-//! `wheels`, `health`, `metrics`), and the dashboard page with its embedded assets
-//! (`dashboard`).
+//! `wheels`, `schedules`, `bulk`, `health`, `metrics`); the schedule dispatcher in `scheduler`;
+//! the dashboard page with its embedded assets (`dashboard`).
 
 pub mod auth;
+mod bulk;
 mod cancel;
 mod dashboard;
 mod error;
@@ -30,6 +31,8 @@ pub mod request_id;
 pub mod retention;
 pub mod routes;
 mod runs;
+mod scheduler;
+mod schedules;
 mod shutdown;
 mod signing;
 mod watch;
@@ -141,8 +144,8 @@ impl GatewayState {
         state
     }
 
-    /// Starts what follows the buckets once connected: the run index and, with API keys on,
-    /// the key checker that forgets a key when its record changes.
+    /// Starts what follows the buckets once connected: the run index, the schedule dispatcher
+    /// and, with API keys on, the key checker that forgets a key when its record changes.
     fn attach(&self, store: &Store) {
         self.spawn(
             self.index
@@ -151,6 +154,8 @@ impl GatewayState {
         );
         self.spawn(orphans::run(self.clone()));
         self.spawn(retention::run(self.clone()));
+        // Every gateway dispatches schedules; slot claims keep each slot to one run.
+        self.spawn(scheduler::run(self.clone(), store.clone()));
         if self.config.http_auth_mode == crate::config::AuthMode::ApiKey {
             let checker =
                 auth::Authenticator::new(store.api_keys(), self.config.auth_pepper.as_deref());

@@ -199,6 +199,88 @@ pub struct WheelDeleted {
     pub deleted: bool,
 }
 
+/// `POST /schedules/yaml` multipart form.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct ScheduleYamlForm {
+    /// The flow.yaml file.
+    #[schema(value_type = String, format = Binary)]
+    workflow: Vec<u8>,
+    flow_name: String,
+    tag: Option<String>,
+    /// ISO 8601 with offset: fire once at this time.
+    run_at: Option<String>,
+    /// Fire every this many seconds.
+    interval_seconds: Option<f64>,
+    /// ISO 8601 with offset: the anchor of an interval schedule.
+    start_at: Option<String>,
+    /// A 5- or 6-field cron expression (our addition).
+    cron: Option<String>,
+    /// IANA timezone of `cron` (default `UTC`; our addition).
+    timezone: Option<String>,
+    /// `skip` or `run_once` (default): slots missed while no gateway was up (our addition).
+    misfire: Option<String>,
+}
+
+/// A schedule as the routes show it: the original's 19 keys, then `cron`, `timezone`,
+/// `misfire` and `missed_slots` (see spec/documents.md).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = Object)]
+pub struct ScheduleView(pub Value);
+
+/// `DELETE /schedules/{schedule_id}` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScheduleDeleted {
+    pub schedule_id: String,
+    /// Always true.
+    pub deleted: bool,
+}
+
+/// `PATCH /schedules/{schedule_id}` body.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct PatchSchedule {
+    /// true pauses, false resumes.
+    paused: bool,
+}
+
+/// `POST /runs/cancel` body: every given criterion must match; at least one is required.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct BulkCancelRequest {
+    /// A run status (e.g. `RUNNING`); without it every non-terminal status.
+    status: Option<String>,
+    flow: Option<String>,
+    tag: Option<String>,
+    schedule_id: Option<String>,
+    /// Only these runs.
+    run_ids: Option<Vec<String>>,
+    /// Only runs whose `updated_at` is earlier.
+    updated_before: Option<f64>,
+}
+
+/// `POST /runs/cancel` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BulkCancelResponse {
+    /// How many runs are now CANCELLING or CANCELLED.
+    pub count: usize,
+    pub run_ids: Vec<String>,
+    /// More than 10,000 runs matched; repeat the request for the rest.
+    pub truncated: bool,
+}
+
+/// `POST /runs/{run_id}/replay` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReplayResponse {
+    /// The new run.
+    pub run_id: String,
+    /// Always `PENDING`.
+    pub status: String,
+    /// The replayed run.
+    pub replay_of: String,
+}
+
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(
@@ -221,6 +303,13 @@ pub struct WheelDeleted {
         WheelUploaded,
         WheelHistoryEvent,
         WheelDeleted,
+        ScheduleYamlForm,
+        ScheduleView,
+        ScheduleDeleted,
+        PatchSchedule,
+        BulkCancelRequest,
+        BulkCancelResponse,
+        ReplayResponse,
         ErrorBody
     ))
 )]

@@ -10,8 +10,8 @@ use axum::routing::{MethodRouter, delete, get, patch, post};
 use utoipa::openapi::path::{HttpMethod, Operation, Paths, PathsBuilder};
 
 use super::{
-    GatewayState, cancel, dashboard, health, metrics, openapi, runs, shutdown, watch, wheels,
-    workers,
+    GatewayState, bulk, cancel, dashboard, health, metrics, openapi, runs, schedules, shutdown,
+    watch, wheels, workers,
 };
 use crate::config::Config;
 
@@ -115,9 +115,11 @@ impl Route {
         self.body_limit.bytes(config)
     }
 
-    /// `POST /runs` and `POST /runs/yaml`, which `PYOCO_HTTP_SUBMIT_RPM` limits.
+    /// `POST /runs`, `POST /runs/yaml` and `POST /runs/{run_id}/replay` (each creates a
+    /// run), which `PYOCO_HTTP_SUBMIT_RPM` limits.
     pub fn is_submit(&self) -> bool {
-        self.method == Method::Post && matches!(self.path, "/runs" | "/runs/yaml")
+        self.method == Method::Post
+            && matches!(self.path, "/runs" | "/runs/yaml" | "/runs/{run_id}/replay")
     }
 }
 
@@ -149,6 +151,13 @@ pub const ROUTES: &[Route] = &[
     route!(Get get "/runs/{run_id}/tasks", Protected, Default, "runs", runs::get_tasks, runs::__path_get_tasks),
     route!(Get get "/runs/{run_id}/watch", Protected, Default, "runs", watch::watch, watch::__path_watch),
     route!(Post post "/runs/{run_id}/cancel", Protected, Default, "runs", cancel::cancel, cancel::__path_cancel),
+    route!(Post post "/runs/cancel", Protected, Default, "runs", bulk::cancel_matching, bulk::__path_cancel_matching),
+    route!(Post post "/runs/{run_id}/replay", Protected, Default, "runs", bulk::replay, bulk::__path_replay),
+    route!(Post post "/schedules/yaml", Protected, WorkflowYaml, "schedules", schedules::create, schedules::__path_create),
+    route!(Get get "/schedules", Protected, Default, "schedules", schedules::list, schedules::__path_list),
+    route!(Get get "/schedules/{schedule_id}/runs", Protected, Default, "schedules", schedules::runs, schedules::__path_runs),
+    route!(Delete delete "/schedules/{schedule_id}", Protected, Default, "schedules", schedules::delete, schedules::__path_delete),
+    route!(Patch patch "/schedules/{schedule_id}", Protected, Default, "schedules", schedules::patch, schedules::__path_patch),
     route!(Get get "/metrics", Scrape, Default, "meta", metrics::metrics, metrics::__path_metrics),
     route!(Get get "/workers", Protected, Default, "workers", workers::list, workers::__path_list),
     route!(Patch patch "/workers/{worker_id}", Protected, Default, "workers", workers::patch, workers::__path_patch),

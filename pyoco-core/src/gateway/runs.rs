@@ -61,7 +61,7 @@ fn parse_submit(body: &Value) -> ApiResult<NewRun> {
 }
 
 /// Runs submitted with a key carry its tenant and id (bundle children will inherit them).
-fn stamp(run: &mut NewRun, caller: &Caller) {
+pub(super) fn stamp(run: &mut NewRun, caller: &Caller) {
     if let Some(id) = &caller.0 {
         run.tenant_id = Some(id.tenant_id.clone());
         run.api_key_id = Some(id.key_id.clone());
@@ -135,7 +135,7 @@ async fn submit_to_end(state: &GatewayState, store: &Store, run: NewRun) -> ApiR
         .map_err(submit_error)
 }
 
-fn submit_error(e: SubmitError) -> ApiError {
+pub(super) fn submit_error(e: SubmitError) -> ApiError {
     match e {
         SubmitError::InvalidTag(_) => ApiError::new(ErrorCode::InvalidTag, "invalid tag"),
         SubmitError::EmptyFlowName => {
@@ -237,7 +237,7 @@ async fn read_yaml_form(
 }
 
 /// The original's 413; the limit is in `reason` (the `detail` stays the original's string).
-fn workflow_too_large(limit: usize) -> ApiError {
+pub(super) fn workflow_too_large(limit: usize) -> ApiError {
     ApiError::new(ErrorCode::WorkflowTooLarge, "workflow too large").with_reason(format!(
         "the workflow is over PYOCO_WORKFLOW_YAML_MAX_BYTES ({limit} bytes)"
     ))
@@ -517,7 +517,7 @@ pub async fn list(
     }
 }
 
-fn project(doc: Value, full: bool, records: bool) -> Value {
+pub(super) fn project(doc: Value, full: bool, records: bool) -> Value {
     let Value::Object(mut m) = doc else {
         return doc;
     };

@@ -150,7 +150,7 @@ pub async fn patch(
     Path(worker_id): Path<String>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<Json<PatchWorkerResponse>> {
-    let hidden = parse_patch_body(body)?;
+    let hidden = required_bool_field(body, "hidden")?;
     let store = state.store()?;
     let registry = store.workers();
     let Some(current) = registry.get(&worker_id).await? else {
@@ -175,9 +175,11 @@ pub async fn patch(
     }))
 }
 
-/// Validates the PATCH body like the original's pydantic model (`hidden` required, lax bool).
-fn parse_patch_body(
+/// Validates a PATCH body like the original's pydantic model (`field` required, lax bool):
+/// `{"hidden": ...}` here, `{"paused": ...}` for schedules.
+pub(super) fn required_bool_field(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    field: &str,
 ) -> ApiResult<bool> {
     let body = body_bytes(body)?;
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -191,7 +193,7 @@ fn parse_patch_body(
     }
     let body = decode_json(&body)?;
     let fields = Fields::of(&body)?;
-    let loc = [json!("body"), json!("hidden")];
+    let loc = [json!("body"), json!(field)];
     let unparsable = |v: &Value| {
         ApiError::validation(vec![problem(
             "bool_parsing",
@@ -201,7 +203,7 @@ fn parse_patch_body(
             None,
         )])
     };
-    match fields.get("hidden") {
+    match fields.get(field) {
         None => Err(ApiError::validation(vec![problem(
             "missing",
             &loc,
@@ -340,7 +342,7 @@ mod tests {
 
     #[test]
     fn patch_body_is_a_lax_bool() {
-        let body = |s: &str| parse_patch_body(Ok(Bytes::from(s.to_string())));
+        let body = |s: &str| required_bool_field(Ok(Bytes::from(s.to_string())), "hidden");
         assert!(body(r#"{"hidden": true}"#).unwrap());
         assert!(body(r#"{"hidden": "yes"}"#).unwrap());
         assert!(!body(r#"{"hidden": 0}"#).unwrap());

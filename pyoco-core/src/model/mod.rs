@@ -8,6 +8,7 @@ pub mod ident;
 pub mod job;
 pub mod json;
 pub mod run;
+pub mod schedule;
 pub mod transition;
 pub mod worker;
 

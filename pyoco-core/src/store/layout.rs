@@ -16,6 +16,8 @@ pub struct Layout {
     pub workers_bucket: String,
     pub auth_bucket: String,
     pub schedules_bucket: String,
+    /// Slot claims of the schedule dispatcher (pyoco only): `<schedules bucket>_claims`.
+    pub schedule_claims_bucket: String,
     pub bundles_bucket: String,
     pub run_relations_bucket: String,
     pub wheel_history_bucket: String,
@@ -41,6 +43,7 @@ impl Layout {
             workers_bucket: config.workers_kv_bucket.clone(),
             auth_bucket: config.auth_kv_bucket.clone(),
             schedules_bucket: config.yaml_schedules_kv_bucket.clone(),
+            schedule_claims_bucket: format!("{}_claims", config.yaml_schedules_kv_bucket),
             bundles_bucket: config.workflow_bundles_kv_bucket.clone(),
             run_relations_bucket: config.run_relations_kv_bucket.clone(),
             wheel_history_bucket: config.wheel_history_kv_bucket.clone(),
@@ -142,5 +145,6 @@ mod tests {
         assert_eq!(l.max_deliveries_group(), "pyoco_workers_max_deliveries");
         assert_eq!(l.runs_bucket, "pyoco_runs");
         assert_eq!(l.workers_bucket, "pyoco_workers");
+        assert_eq!(l.schedule_claims_bucket, "pyoco_yaml_schedules_claims");
     }
 }

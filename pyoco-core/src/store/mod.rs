@@ -2,7 +2,7 @@
 //! snapshots with compare-and-set ([`runs`]), the work queue — publishing, pulling and
 //! answering jobs, queue depths ([`queue`]) — the worker registry ([`workers`]), the
 //! dead-letter stream ([`dlq`]), advisories and run-key signals ([`signals`]), task cache and
-//! circuit breakers ([`services`]), the wheel registry ([`wheels`]), API key records ([`keys`])
+//! circuit breakers ([`services`]), the wheel registry ([`wheels`]), API key records ([`keys`]), schedules and their slot claims ([`schedules`])
 //! and the request memory of nonces and idempotency keys ([`requests`]). Its errors
 //! ([`StoreError`]) say whether a retry can help, decided by async-nats' error kinds.
 
@@ -16,6 +16,7 @@ pub mod requests;
 pub mod resources;
 pub mod retention;
 pub mod runs;
+pub mod schedules;
 pub mod services;
 pub mod signals;
 pub mod submit;
@@ -32,6 +33,7 @@ pub use error::{StoreError, is_transient_nats};
 pub use layout::Layout;
 pub use resources::{Resources, ensure_resources};
 pub use runs::{Change, RunStore, Versioned};
+pub use schedules::{Claim, ScheduleStore, SlotClaim};
 pub use submit::{NewRun, SubmitError, YamlPayload};
 pub use workers::WorkerStore;
 

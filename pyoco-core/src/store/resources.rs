@@ -24,6 +24,8 @@ pub struct Resources {
     pub nonces: kv::Store,
     /// `Idempotency-Key` → run, for `PYOCO_IDEMPOTENCY_TTL_SEC`.
     pub idempotency: kv::Store,
+    /// Schedule slot claims (pyoco only); a day is far longer than any claim matters.
+    pub schedule_claims: kv::Store,
     pub wheels: object_store::ObjectStore,
     /// Resources whose replicas differ from `PYOCO_JS_REPLICAS` (they existed before with
     /// another config, which is kept): `"<stream> has N replicas"`.
@@ -81,7 +83,7 @@ pub async fn ensure_resources(
         check(&name, ensure_stream(js, stream).await?);
     }
     // (name, history, max age), in the order of the `Resources` fields.
-    let buckets: [(&str, i64, Duration); 11] = [
+    let buckets: [(&str, i64, Duration); 12] = [
         (&names.runs_bucket, 1, Duration::ZERO),
         (&names.workers_bucket, 1, config.workers_kv_ttl),
         (&names.auth_bucket, 1, Duration::ZERO),
@@ -103,6 +105,11 @@ pub async fn ensure_resources(
             (config.http_hmac_ttl * 2).max(Duration::from_secs(60)),
         ),
         (&names.idempotency_bucket, 1, config.idempotency_ttl),
+        (
+            &names.schedule_claims_bucket,
+            1,
+            Duration::from_secs(86_400),
+        ),
     ];
     let config_replicas = config.js_replicas;
     let mut bound = Vec::with_capacity(buckets.len());
@@ -143,7 +150,8 @@ pub async fn ensure_resources(
     };
     // The object store's stream is not reachable through its handle: ask for it.
     let wheel_stream = format!("OBJ_{}", names.wheels_bucket);
-    if let Ok(stream) = js.get_stream(&wheel_stream).await {
+    // Boxed, like every extra NATS call here: debug-build stacks are tight (see above).
+    if let Ok(stream) = Box::pin(js.get_stream(&wheel_stream)).await {
         check(&wheel_stream, stream.cached_info().config.num_replicas);
     }
     let mut bound = bound.into_iter();
@@ -166,6 +174,7 @@ pub async fn ensure_resources(
         circuit_breakers: next()?,
         nonces: next()?,
         idempotency: next()?,
+        schedule_claims: next()?,
         wheels,
         replica_mismatches,
     })

@@ -37,6 +37,10 @@ pub struct NewRun {
     /// with an id whose snapshot already exists finishes that run's submit instead of making
     /// another: a retry after a crash between the snapshot and the job loses nothing.
     pub run_id: Option<String>,
+    /// The schedule that fired this run (YAML runs only; stamped on snapshot and job).
+    pub schedule_id: Option<String>,
+    /// The run this one replays (`POST /runs/{run_id}/replay`; snapshot key `replay_of`).
+    pub replay_of: Option<String>,
 }
 
 /// Why a submit failed.
@@ -80,11 +84,17 @@ impl Store {
         );
         snapshot.tenant_id = new.tenant_id.clone();
         snapshot.api_key_id = new.api_key_id.clone();
+        if let Some(original) = &new.replay_of {
+            snapshot
+                .extra
+                .insert("replay_of".into(), Value::String(original.clone()));
+        }
         if let Some(yaml) = &new.yaml {
             // Kept first, so an orphan sweep can rebuild this run's job if we die mid-submit.
             self.stash_workflow(&yaml.sha256, &yaml.text).await?;
             snapshot.workflow_yaml_sha256 = Some(yaml.sha256.clone());
             snapshot.workflow_yaml_bytes = Some(yaml.bytes);
+            snapshot.schedule_id = new.schedule_id.clone();
         }
         if let Some(graph) = &new.flow_graph {
             snapshot.extra.insert("flow_graph".into(), graph.clone());
@@ -118,7 +128,7 @@ impl Store {
             workflow_yaml: new.yaml.as_ref().map(|y| y.text.clone()),
             workflow_yaml_sha256: new.yaml.as_ref().map(|y| y.sha256.clone()),
             workflow_yaml_bytes: new.yaml.as_ref().map(|y| y.bytes),
-            schedule_id: new.yaml.as_ref().map(|_| None),
+            schedule_id: new.yaml.as_ref().map(|_| new.schedule_id.clone()),
             extra: Map::new(),
         };
         let payload = serde_json::to_vec(&job).map_err(|e| StoreError::failed("encode job", e))?;

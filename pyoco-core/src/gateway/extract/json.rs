@@ -155,6 +155,52 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// An optional (or null) string.
+    pub(in crate::gateway) fn optional_string(&mut self, field: &str) -> Option<String> {
+        match self.obj.get(field) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => {
+                self.string_type(field, other);
+                None
+            }
+        }
+    }
+
+    /// An optional (or null) finite number; pydantic's lax float also takes numeric strings.
+    pub(in crate::gateway) fn optional_float(&mut self, field: &str) -> Option<f64> {
+        let parsed = match self.obj.get(field) {
+            None | Some(Value::Null) => return None,
+            Some(Value::Number(n)) => n.as_f64(),
+            Some(Value::String(s)) => s.trim().parse::<f64>().ok(),
+            Some(other) => {
+                let other = other.clone();
+                self.push(
+                    "float_type",
+                    field,
+                    "Input should be a valid number",
+                    other,
+                    None,
+                );
+                return None;
+            }
+        };
+        match parsed.filter(|f| f.is_finite()) {
+            Some(f) => Some(f),
+            None => {
+                let input = self.obj.get(field).cloned().unwrap_or(Value::Null);
+                self.push(
+                    "float_parsing",
+                    field,
+                    "Input should be a valid number, unable to parse string as a number",
+                    input,
+                    None,
+                );
+                None
+            }
+        }
+    }
+
     /// An optional list of strings, empty when absent.
     pub(in crate::gateway) fn string_list(&mut self, field: &str) -> Vec<String> {
         match self.obj.get(field) {
