@@ -118,8 +118,8 @@ Examples:
         after_help = "Examples:\n  pyoco-client wheels\n  pyoco-client wheels --output table"
     )]
     Wheels {
-        #[arg(long, value_enum, default_value_t = WheelsOutput::Json)]
-        output: WheelsOutput,
+        #[arg(long, value_enum, default_value_t = ListOutput::Json)]
+        output: ListOutput,
     },
     /// Wheel uploads and deletes, newest first (GET /wheels/history).
     #[command(after_help = "\
@@ -181,8 +181,13 @@ Examples:
 Every gateway dispatches schedules; each slot runs exactly once.")]
     ScheduleYaml(crate::schedules::ScheduleYamlArgs),
     /// List schedules, ACTIVE first (GET /schedules).
-    #[command(after_help = "Example:\n  pyoco-client schedules")]
-    Schedules,
+    #[command(
+        after_help = "Examples:\n  pyoco-client schedules\n  pyoco-client schedules --output table"
+    )]
+    Schedules {
+        #[arg(long, value_enum, default_value_t = ListOutput::Json)]
+        output: ListOutput,
+    },
     /// The runs a schedule made, newest first (GET /schedules/{schedule_id}/runs).
     #[command(
         after_help = "Example:\n  pyoco-client schedule-runs --schedule-id <SCHEDULE_ID> --limit 10"
@@ -381,7 +386,9 @@ pub struct WorkersArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ListOutput {
+    /// JSON, the original's output.
     Json,
+    /// A table for people, fitting the terminal (plain columns when piped).
     Table,
 }
 
@@ -394,14 +401,6 @@ pub enum WatchOutput {
     /// Every task with its state and duration (spinners on a terminal, one line per change
     /// when piped), then a one-line summary.
     Live,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum WheelsOutput {
-    /// The registry as JSON (the original's output).
-    Json,
-    /// name, version, size, tags, modified.
-    Table,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::cli::{
     CancelArgs, Cli, Command, ListArgs, ListOutput, ListVnextArgs, SubmitArgs, SubmitYamlArgs,
-    WatchArgs, WatchOutput, WheelsOutput, WorkersArgs, WorkersOutput, WorkersScope,
+    WatchArgs, WatchOutput, WorkersArgs, WorkersOutput, WorkersScope,
 };
 use crate::error::CliError;
 use crate::live::LiveView;
@@ -65,8 +65,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Wheels { output: format } => {
             let wheels = client.list_wheels().await?;
             match format {
-                WheelsOutput::Json => print_json(&Value::Array(wheels)),
-                WheelsOutput::Table => {
+                ListOutput::Json => print_json(&Value::Array(wheels)),
+                ListOutput::Table => {
                     emit(&output::wheels_table(&wheels, output::Style::of_stdout()));
                     Ok(())
                 }
@@ -92,7 +92,19 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::CancelRuns(args) => crate::bulk::cancel_runs(&client, args).await,
         Command::Replay(args) => crate::bulk::replay(&client, args).await,
         Command::ScheduleYaml(args) => crate::schedules::create(&client, args).await,
-        Command::Schedules => crate::schedules::list(&client).await,
+        Command::Schedules { output: format } => {
+            let schedules = client.list_schedules().await?;
+            match format {
+                ListOutput::Json => print_json(&Value::Array(schedules)),
+                ListOutput::Table => {
+                    emit(&output::schedules_table(
+                        &schedules,
+                        output::Style::of_stdout(),
+                    ));
+                    Ok(())
+                }
+            }
+        }
         Command::ScheduleRuns(args) => crate::schedules::runs(&client, args).await,
         Command::ScheduleDelete(args) => crate::schedules::delete(&client, args).await,
         Command::SchedulePause(args) => crate::schedules::set_paused(&client, args, true).await,

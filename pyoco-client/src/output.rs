@@ -148,6 +148,47 @@ pub fn runs_table(runs: &[Value], style: Style) -> String {
     table(&RUN_COLUMNS, &rows, style)
 }
 
+/// Columns of `schedules --output table`.
+pub const SCHEDULE_COLUMNS: [&str; 8] = [
+    "schedule_id",
+    "status",
+    "flow_name",
+    "tag",
+    "when",
+    "next_run",
+    "runs",
+    "last_error",
+];
+
+/// The table of `schedules --output table`: `when` says the rule in words (`every 60 s`,
+/// `cron 0 9 * * 1-5 Asia/Tokyo`, `once`), `next_run` is a wall-clock time.
+pub fn schedules_table(schedules: &[Value], style: Style) -> String {
+    let rows: Vec<Vec<String>> = schedules
+        .iter()
+        .map(|s| {
+            let when = if let Some(cron) = s.get("cron").and_then(Value::as_str) {
+                let zone = s.get("timezone").and_then(Value::as_str).unwrap_or("UTC");
+                format!("cron {cron} {zone}")
+            } else if let Some(every) = s.get("interval_seconds").and_then(Value::as_f64) {
+                format!("every {every} s")
+            } else {
+                "once".to_string()
+            };
+            vec![
+                text_or_dash(s, "schedule_id"),
+                text_or_dash(s, "status"),
+                text_or_dash(s, "flow_name"),
+                text_or_dash(s, "tag"),
+                when,
+                time_cell(s.get("next_run_at")),
+                cell(s.get("dispatch_count")),
+                text_or_dash(s, "last_error"),
+            ]
+        })
+        .collect();
+    table(&SCHEDULE_COLUMNS, &rows, style)
+}
+
 /// Columns of `wheels --output table`.
 pub const WHEEL_COLUMNS: [&str; 5] = ["name", "version", "size", "tags", "modified"];
 
@@ -457,6 +498,30 @@ mod tests {
                 .nth(1)
                 .is_some_and(|l| l.starts_with("r2      -       ")),
             "{missing}"
+        );
+    }
+
+    #[test]
+    fn schedules_table_says_the_rule_in_words() {
+        let rows = vec![
+            json!({"schedule_id": "s1", "status": "ACTIVE", "flow_name": "nightly", "tag": "default",
+                   "interval_seconds": 60.0, "next_run_at": null, "dispatch_count": 3, "last_error": null}),
+            json!({"schedule_id": "s2", "status": "PAUSED", "flow_name": "report", "tag": "gpu",
+                   "cron": "0 9 * * 1-5", "timezone": "Asia/Tokyo", "dispatch_count": 0}),
+            json!({"schedule_id": "s3", "status": "COMPLETED", "flow_name": "once", "tag": "default",
+                   "run_at": 1.0, "dispatch_count": 1, "last_error": "boom"}),
+        ];
+        let t = schedules_table(&rows, Style::PLAIN);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].starts_with("schedule_id"), "{t}");
+        assert!(
+            lines[1].contains("every 60 s") && lines[1].contains("ACTIVE"),
+            "{t}"
+        );
+        assert!(lines[2].contains("cron 0 9 * * 1-5 Asia/Tokyo"), "{t}");
+        assert!(
+            lines[3].contains("once") && lines[3].contains("boom"),
+            "{t}"
         );
     }
 

@@ -77,10 +77,6 @@ pub async fn create(client: &HttpClient, args: ScheduleYamlArgs) -> Result<(), C
     )
 }
 
-pub async fn list(client: &HttpClient) -> Result<(), CliError> {
-    print_json(&Value::Array(client.list_schedules().await?))
-}
-
 pub async fn runs(client: &HttpClient, args: ScheduleRunsArgs) -> Result<(), CliError> {
     let runs = client
         .list_schedule_runs(&args.schedule_id, args.records, args.limit)

@@ -60,6 +60,20 @@ async fn schedule_commands_create_list_pause_resume_and_delete() {
     .await;
     let paused = json(&stack.cli(&["schedule-pause", "--schedule-id", &id]).await);
     assert_eq!(paused["status"], "PAUSED");
+    // A table for people (piped: plain columns), the rule in words.
+    let table = stack.cli(&["schedules", "--output", "table"]).await;
+    assert_eq!(table.code, Some(0), "{table:?}");
+    let lines: Vec<&str> = table.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("schedule_id") && lines[0].contains("next_run"),
+        "{table:?}"
+    );
+    assert!(
+        lines[1].starts_with(id.as_str())
+            && lines[1].contains("PAUSED")
+            && lines[1].contains("every 1 s"),
+        "{table:?}"
+    );
     let resumed = json(&stack.cli(&["schedule-resume", "--schedule-id", &id]).await);
     assert_eq!(resumed["status"], "ACTIVE");
     let deleted = json(&stack.cli(&["schedule-delete", "--schedule-id", &id]).await);
