@@ -97,6 +97,14 @@ def english(p, args):
     problems = watch_console(page)
     request = page.request
 
+    # A schedule made before the page loads, so its first render lists it.
+    paths = api_get(request, args.url, "/openapi.json")["paths"]
+    if "/schedules" in paths:
+        form = {"workflow": {"name": "flow.yaml", "mimeType": "application/x-yaml", "buffer": FLOW.encode()},
+                "flow_name": "hourly-report", "tag": "default", "interval_seconds": "3600"}
+        response = request.post(f"{args.url}/schedules/yaml", multipart=form)
+        assert response.ok, f"schedule: {response.status} {response.text()}"
+
     step("the page loads in English")
     page.goto(args.url + "/")
     expect(page.locator("html")).to_have_attribute("lang", "en")
@@ -149,10 +157,14 @@ def english(p, args):
     expect(page.locator("#wheelStatus")).to_contain_text(name)
     expect(page.locator("#errorLine")).to_have_text("")
 
-    step("the schedules view shows exactly when the gateway serves /schedules")
-    paths = api_get(request, args.url, "/openapi.json")["paths"]
+    step("the schedules view shows exactly when the gateway serves /schedules, with its schedules")
     panel = page.locator("#schedulesPanel")
-    expect(panel).to_be_visible() if "/schedules" in paths else expect(panel).to_be_hidden()
+    if "/schedules" in paths:
+        expect(panel).to_be_visible()
+        expect(page.locator("#schedulesList")).to_contain_text("hourly-report")
+        expect(page.locator("#schedulesList")).to_contain_text("ACTIVE")
+    else:
+        expect(panel).to_be_hidden()
 
     page.screenshot(path=os.path.join(args.shots, "desktop-en.png"), full_page=True)
     page.screenshot(path=os.path.join(args.shots, "desktop-en.jpg"), type="jpeg", quality=60)
