@@ -191,14 +191,22 @@ async fn a_cancel_kills_a_running_python_task() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timeout_kills_a_python_task_and_retries_are_counted() {
     let env = env().await;
+    // A runner started and the module imported first: on a loaded machine a cold start
+    // alone can take longer than the timeout, and the task would never write its pid.
+    let warm = run_flow(
+        &env,
+        "flow: {graph: add_one}\ntasks: {add_one: {callable: 'quick_tasks:add_one'}}\n",
+    )
+    .await;
+    assert_eq!(warm["status"], "COMPLETED", "{warm}");
     let pid_file = env.dir.path().join("timeout.pid");
     let yaml = format!(
-        "flow: {{graph: s}}\ntasks: {{s: {{callable: 'quick_tasks:slow', inputs: {{pid_file: '{}'}}, timeout_sec: 0.5, retries: 1, retry_backoff_ms: 10}}}}\n",
+        "flow: {{graph: s}}\ntasks: {{s: {{callable: 'quick_tasks:slow', inputs: {{pid_file: '{}'}}, timeout_sec: 1.5, retries: 1, retry_backoff_ms: 10}}}}\n",
         pid_file.display()
     );
     let run = run_flow(&env, &yaml).await;
     assert_eq!(run["status"], "FAILED");
-    assert_eq!(run["error"], "Task 's' exceeded timeout of 0.5s");
+    assert_eq!(run["error"], "Task 's' exceeded timeout of 1.5s");
     assert_eq!(run["task_records"]["s"]["attempts"], 2);
     let pid = pid_from(&pid_file).await;
     wait_for(
