@@ -16,6 +16,7 @@ use crate::cli::{
     WatchArgs, WatchOutput, WorkersArgs, WorkersOutput, WorkersScope,
 };
 use crate::error::CliError;
+use crate::ops::Report;
 use crate::output;
 use crate::params;
 
@@ -54,6 +55,19 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Health => print_json(&client.health().await?),
+        Command::Stats(ops) => crate::ops::run(&client, Report::Stats, &ops, None, None).await,
+        Command::Progress(ops) => {
+            crate::ops::run(&client, Report::Progress, &ops, None, None).await
+        }
+        Command::Throughput(ops) => {
+            crate::ops::run(&client, Report::Throughput, &ops, None, None).await
+        }
+        Command::Failures(a) => {
+            crate::ops::run(&client, Report::Failures, &a.ops, a.limit, None).await
+        }
+        Command::Results(a) => {
+            crate::ops::run(&client, Report::Results, &a.ops, None, Some(&a)).await
+        }
         Command::Wheels => print_json(&Value::Array(client.list_wheels().await?)),
         Command::WheelHistory(args) => {
             let query = pyoco::client::http::WheelHistoryQuery {
@@ -112,7 +126,7 @@ async fn wheel_upload(
 }
 
 /// Writes to stdout, ignoring write errors so a closed pipe (`| head`) is not a crash.
-fn emit(text: &str) {
+pub(crate) fn emit(text: &str) {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes()).ok();
     out.flush().ok();

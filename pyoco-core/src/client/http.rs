@@ -11,6 +11,7 @@ mod error;
 mod multipart;
 mod runs;
 mod sse;
+mod stats;
 mod wheels;
 mod workers;
 
@@ -22,6 +23,7 @@ pub(crate) use error::error_chain;
 pub use error::{HttpError, StatusError};
 pub use runs::{ListRuns, ListRunsVnext, RunsPage};
 pub use sse::{WatchEvent, WatchOptions, WatchStream};
+pub use stats::{ResultsQuery, StatsFilter};
 pub use wheels::{WheelHistoryQuery, WheelUpload};
 pub use workers::{ListWorkers, WorkerScope};
 

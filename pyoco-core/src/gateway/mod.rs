@@ -30,6 +30,7 @@ pub mod routes;
 mod runs;
 mod shutdown;
 mod signing;
+pub mod stats;
 mod watch;
 mod wheels;
 mod workers;
@@ -61,6 +62,8 @@ pub struct GatewayState {
     index: Arc<index::RunIndex>,
     /// SSE watchers, fed by the index's KV watch (one consumer for all of them).
     hub: Arc<fanout::Hub>,
+    /// Counters of the operations routes, fed through the hub by the same KV watch.
+    stats: Arc<stats::Stats>,
     /// Request rate limits (`PYOCO_HTTP_*_RPM`).
     limits: Arc<limits::RateLimits>,
     /// API key checks (`PYOCO_HTTP_AUTH_MODE=api_key` only), bound once connected.
@@ -77,13 +80,15 @@ pub struct GatewayState {
 impl GatewayState {
     fn new(config: Arc<Config>, store: OnceCell<Store>) -> GatewayState {
         let rpm = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        let stats = Arc::new(stats::Stats::default());
         GatewayState {
             limits: Arc::new(limits::RateLimits::new(limits::LimitConfig {
                 global_rpm: rpm(config.http_rate_limit_rpm),
                 submit_rpm: rpm(config.http_submit_rpm),
                 tenant_rpm: rpm(config.http_tenant_rpm),
             })),
-            hub: Arc::new(fanout::Hub::new(config.sse_max_watchers)),
+            hub: Arc::new(fanout::Hub::new(config.sse_max_watchers).with_stats(stats.clone())),
+            stats,
             config,
             store: Arc::new(store),
             index: Arc::default(),
@@ -162,6 +167,11 @@ impl GatewayState {
     /// The SSE watchers' hub.
     pub(crate) fn hub(&self) -> &Arc<fanout::Hub> {
         &self.hub
+    }
+
+    /// The operations counters.
+    pub(crate) fn stats(&self) -> &stats::Stats {
+        &self.stats
     }
 
     /// The request rate limits.

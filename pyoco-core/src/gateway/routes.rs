@@ -10,7 +10,7 @@ use axum::routing::{MethodRouter, delete, get, patch, post};
 use utoipa::openapi::path::{HttpMethod, Operation, Paths, PathsBuilder};
 
 use super::{
-    GatewayState, cancel, health, metrics, openapi, runs, shutdown, watch, wheels, workers,
+    GatewayState, cancel, health, metrics, openapi, runs, shutdown, stats, watch, wheels, workers,
 };
 use crate::config::Config;
 
@@ -155,6 +155,11 @@ pub const ROUTES: &[Route] = &[
     route!(Get get "/wheels/history", Protected, Default, "wheels", wheels::history, wheels::__path_history),
     route!(Get get "/wheels/{wheel_name}", Protected, Default, "wheels", wheels::download, wheels::__path_download),
     route!(Delete delete "/wheels/{wheel_name}", Protected, Default, "wheels", wheels::delete, wheels::__path_delete),
+    route!(Get get "/stats", Protected, Default, "operations", stats::stats, stats::__path_stats),
+    route!(Get get "/progress", Protected, Default, "operations", stats::progress, stats::__path_progress),
+    route!(Get get "/throughput", Protected, Default, "operations", stats::throughput, stats::__path_throughput),
+    route!(Get get "/logs", Protected, Default, "operations", stats::logs, stats::__path_logs),
+    route!(Get get "/results", Protected, Default, "operations", stats::results, stats::__path_results),
     route!(Post post "/shutdown", Admin, Default, "meta", shutdown::shutdown, shutdown::__path_shutdown),
     route!(Get get "/openapi.json", Protected, Default, "meta", openapi::openapi_json, openapi::__path_openapi_json),
 ];
