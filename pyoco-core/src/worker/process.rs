@@ -243,7 +243,8 @@ impl Worker {
             self.guard_terminal(job, final_state, &stored.value);
         }
         self.registry_finished(&job.run_id, final_status).await;
-        self.metrics.run_finished(final_status);
+        self.metrics
+            .run_finished(final_status, &job.flow_name, now() - start_time);
         Ok(Exec::Done)
     }
 
