@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
+use tracing::Instrument;
 
 use super::cancel_watch::watch_for_cancel;
 use super::claim::{Claim, Claimed};
@@ -172,7 +173,10 @@ impl Worker {
             cancel.clone(),
         )));
         let outcome = {
-            let engine = run_flow(&spec, &self.registry, &run, &tx, &cancel);
+            // Every event of the flow's tasks carries the run (a span the log lines show).
+            let engine = run_flow(&spec, &self.registry, &run, &tx, &cancel).instrument(
+                tracing::info_span!("run", run_id = %job.run_id, flow_name = %job.flow_name, worker_id = %self.worker_id),
+            );
             tokio::pin!(engine);
             // Shutdown: the flow may finish within the grace period, then it is handed back.
             let shutdown_over = async {
