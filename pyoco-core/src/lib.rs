@@ -48,7 +48,8 @@
 //!   cap) and `request_id` (ids, JSON 500s for panics).
 //! - [`devnats`]: finding and starting a local nats-server; [`shutdown`]: SIGINT/SIGTERM and
 //!   signalling child processes; [`backoff`]: the one jittered retry schedule; `cli` and
-//!   `logging` (feature `cli`): what the binaries share (flags, connect-retry, log set-up).
+//!   `logging` (feature `cli`): what the binaries share (flags, connect-retry, log set-up);
+//!   `supervise` (feature `cli`): systemd readiness, stopping and watchdog messages.
 //! - `testkit` (feature `testkit`): a real nats-server per test, the shared `Stack`
 //!   (nats-server + in-process gateway and worker), wait helpers and a child-process guard.
 //!
@@ -78,6 +79,8 @@ pub mod logging;
 pub mod model;
 pub mod shutdown;
 pub mod store;
+#[cfg(feature = "cli")]
+pub mod supervise;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod wheel;

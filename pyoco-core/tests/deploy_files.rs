@@ -172,3 +172,124 @@ fn metric_names_are_read_from_expressions() {
         ["pyoco_dlq_messages_total", "pyoco_queue_wait_seconds"]
     );
 }
+
+/// `[section] key=value` lines of a unit file (comments and blank lines skipped).
+fn unit(rel: &str) -> Vec<(String, String, String)> {
+    let mut section = String::new();
+    let mut out = Vec::new();
+    for line in read(rel).lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_string();
+            continue;
+        }
+        let (k, v) = line
+            .split_once('=')
+            .unwrap_or_else(|| panic!("{rel}: {line}"));
+        out.push((section.clone(), k.to_string(), v.to_string()));
+    }
+    out
+}
+
+const UNITS: [&str; 3] = [
+    "deploy/systemd/nats-server.service",
+    "deploy/systemd/pyoco-gateway.service",
+    "deploy/systemd/pyoco-worker@.service",
+];
+
+#[test]
+fn systemd_units_restart_limit_and_harden_and_pyoco_ones_are_supervised() {
+    for rel in UNITS {
+        let u = unit(rel);
+        let has = |section: &str, key: &str, value: Option<&str>| {
+            u.iter()
+                .any(|(s, k, v)| s == section && k == key && value.is_none_or(|w| v == w))
+        };
+        for (section, key, value) in [
+            ("Service", "Restart", Some("on-failure")),
+            ("Unit", "StartLimitBurst", None),
+            ("Unit", "StartLimitIntervalSec", None),
+            ("Service", "NoNewPrivileges", Some("true")),
+            ("Service", "ProtectSystem", Some("strict")),
+            ("Service", "PrivateTmp", Some("true")),
+            ("Service", "LimitNOFILE", None),
+            ("Service", "MemoryMax", None),
+            ("Service", "User", Some("pyoco")),
+            ("Install", "WantedBy", Some("multi-user.target")),
+        ] {
+            assert!(
+                has(section, key, value),
+                "{rel}: no [{section}] {key}={value:?}"
+            );
+        }
+        if rel.contains("pyoco-") {
+            for (key, value) in [
+                ("Type", Some("notify")),
+                ("WatchdogSec", None),
+                ("EnvironmentFile", Some("/etc/pyoco/pyoco.env")),
+            ] {
+                assert!(has("Service", key, value), "{rel}: no {key}={value:?}");
+            }
+        }
+    }
+    // Every variable the env file sets is one pyoco reads (or the worker units expand).
+    let config = read("spec/config.md");
+    for line in read("deploy/systemd/pyoco.env").lines() {
+        let Some((name, _)) = line.split_once('=').filter(|_| !line.starts_with('#')) else {
+            continue;
+        };
+        assert!(
+            name == "PYOCO_WORKER_ARGS" || config.contains(&format!("`{name}`")),
+            "pyoco.env sets {name}, which spec/config.md does not document"
+        );
+    }
+}
+
+/// `systemd-analyze verify` (where installed) accepts the units without a warning; the
+/// binaries are replaced by /bin/true, since they are not installed here.
+#[test]
+fn systemd_analyze_verifies_the_units() {
+    let available = std::process::Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !available {
+        eprintln!("skipped: no systemd-analyze");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut paths = Vec::new();
+    for rel in UNITS {
+        let text = read(rel);
+        let text: String = text
+            .lines()
+            .map(|l| match l.split_once("/usr/local/bin/") {
+                Some((head, tail)) => {
+                    let rest = tail.split_once(' ').map_or("", |(_, r)| r);
+                    format!("{head}/bin/true {rest}\n")
+                }
+                None => format!("{l}\n"),
+            })
+            .collect();
+        let path = dir.path().join(Path::new(rel).file_name().unwrap());
+        std::fs::write(&path, text).unwrap();
+        paths.push(path);
+    }
+    let out = std::process::Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .args(&paths)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ours: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(dir.path().to_str().unwrap()))
+        .collect();
+    assert!(out.status.success() && ours.is_empty(), "{text}");
+}

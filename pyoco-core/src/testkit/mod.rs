@@ -7,6 +7,7 @@
 mod form;
 mod handles;
 mod nats;
+mod notify;
 mod process;
 #[cfg(all(feature = "gateway", feature = "client"))]
 mod stack;
@@ -17,6 +18,7 @@ pub use form::multipart;
 pub use handles::GatewayHandle;
 pub use handles::WorkerHandle;
 pub use nats::{NatsServer, nats_server_binary};
+pub use notify::NotifySocket;
 pub use process::{Spawned, free_port, python_tool};
 #[cfg(all(feature = "gateway", feature = "client"))]
 pub use stack::{Stack, StackBuilder, fast_config};
