@@ -43,7 +43,8 @@
 //!   route table (`routes`) builds the router and the OpenAPI paths; requests are read
 //!   FastAPI's way in `extract` (query, JSON, multipart); the run list index fed by a KV
 //!   watch, SSE watch, cancel, workers, metrics, health (a readiness probe), OpenAPI,
-//!   `/shutdown`; and the guards every non-public route passes (`signing` for HMAC, `auth`
+//!   `/shutdown`, the operations routes (`stats`: counters fed by the same KV watch behind
+//!   `/stats`, `/progress`, `/throughput`, `/logs`, `/results`); and the guards every non-public route passes (`signing` for HMAC, `auth`
 //!   for API keys and tenants, `limits` for rates), `listener` (header timeout, connection
 //!   cap) and `request_id` (ids, JSON 500s for panics).
 //! - [`devnats`]: finding and starting a local nats-server; [`shutdown`]: SIGINT/SIGTERM and

@@ -10,7 +10,7 @@
 //! spec test read it); request reading with FastAPI's 422s in `extract`; one error type,
 //! [`ApiError`], whose `code` is an [`crate::ErrorCode`]; response types in
 //! [`openapi`]; one file per group of handlers (`runs`, `cancel`, `watch`, `workers`,
-//! `wheels`, `health`, `metrics`).
+//! `wheels`, `health`, `metrics`), and [`stats`] for the operations routes.
 
 pub mod auth;
 mod cancel;
