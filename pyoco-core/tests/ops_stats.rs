@@ -130,9 +130,29 @@ async fn operations_routes_count_page_and_agree_across_gateways() {
             .any(|w| w["kind"] == "dlq"),
         "{logs}"
     );
-    assert_eq!(
-        c.logs(&flow("ok"), None).await.unwrap()["errors"],
-        serde_json::json!([])
+    let dlq_jobs: Vec<&Value> = logs["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["kind"] == "dlq_job")
+        .collect();
+    assert_eq!(dlq_jobs.len(), 2, "{logs}");
+    for job in dlq_jobs {
+        assert_eq!(job["reason"], "execution_error");
+        assert!(
+            failed.iter().any(|id| job["run_id"] == id.as_str()),
+            "{job}"
+        );
+    }
+    let ok_logs = c.logs(&flow("ok"), None).await.unwrap();
+    assert_eq!(ok_logs["errors"], serde_json::json!([]));
+    assert!(
+        !ok_logs["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["kind"] == "dlq_job"),
+        "{ok_logs}"
     );
 
     // Results: newest first, two per page, then the end.
@@ -260,6 +280,17 @@ async fn operations_routes_count_only_the_callers_tenant() {
         acme.logs(&all, None).await.unwrap()["errors"],
         serde_json::json!([])
     );
+    // Dead-lettered jobs are shown to their tenant only.
+    let dlq_jobs = |logs: &Value| {
+        logs["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|w| w["kind"] == "dlq_job")
+            .count()
+    };
+    assert_eq!(dlq_jobs(&acme.logs(&all, None).await.unwrap()), 0);
+    assert_eq!(dlq_jobs(&beta.logs(&all, None).await.unwrap()), 1);
     let results = acme.results(&ResultsQuery::default()).await.unwrap();
     assert_eq!(results["items"].as_array().unwrap().len(), 2);
     assert_eq!(beta.stats(&all).await.unwrap()["totals"]["submitted"], 1);

@@ -26,6 +26,10 @@ use crate::model::{RunStatus, WorkerState, now};
 
 type ApiResult<T> = Result<T, ApiError>;
 
+/// Newest DLQ messages `/logs` reads, and how many of those (matching the filter) it shows.
+const DLQ_LOOKED_AT: usize = 20;
+const DLQ_SHOWN: usize = 5;
+
 /// The throughput windows: name and seconds.
 const WINDOWS: [(&str, u64); 3] = [("1m", 60), ("5m", 300), ("15m", 900)];
 
@@ -268,6 +272,30 @@ pub(crate) async fn logs(
     if dlq_messages > 0 {
         warnings.push(json!({"kind": "dlq", "messages": dlq_messages,
             "message": format!("{dlq_messages} message(s) in the dead-letter stream")}));
+        // The newest dead-lettered jobs the caller may see (O(1): a bounded read by sequence).
+        let recent = store.recent_dlq(DLQ_LOOKED_AT).await?;
+        let field = |m: &Value, k: &str| m.get(k).and_then(Value::as_str).map(str::to_string);
+        for m in recent
+            .iter()
+            .filter(|m| {
+                let same = |want: &Option<String>, k: &str| {
+                    want.as_ref()
+                        .is_none_or(|w| field(m, k).as_ref() == Some(w))
+                };
+                same(&filter.tenant, "tenant_id")
+                    && same(&filter.flow, "flow_name")
+                    && same(&filter.tag, "tag")
+            })
+            .take(DLQ_SHOWN)
+        {
+            let reason = field(m, "reason").unwrap_or_default();
+            let run_id = field(m, "run_id");
+            warnings.push(json!({"kind": "dlq_job", "reason": reason, "run_id": run_id,
+                "flow_name": field(m, "flow_name"), "tag": field(m, "tag"),
+                "error": m.get("error").cloned().unwrap_or(Value::Null),
+                "timestamp": m.get("timestamp").cloned().unwrap_or(Value::Null),
+                "message": format!("job of run {} dead-lettered: {reason}", run_id.as_deref().unwrap_or("?"))}));
+        }
     }
     let retried = stats.window(&filter, now(), 900).retried_tasks;
     if retried > 0 {
