@@ -104,6 +104,31 @@ async fn operations_commands_print_json_text_and_refresh() {
         .await;
     assert_eq!(out.stdout.lines().count(), 2, "{out:?}");
 
+    // On a terminal (a pseudo-terminal from util-linux `script`, where installed), each
+    // refresh homes the cursor and clears the screen before drawing: redrawn in place.
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        let url = stack.stack.gateway.url();
+        let cmd = format!(
+            "{} --server {url} progress --watch --count 2 --interval-sec 0.2",
+            env!("CARGO_BIN_EXE_pyoco-client")
+        );
+        let tty = tokio::process::Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .env_remove("PYOCO_SERVER")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&tty.stdout);
+        assert!(tty.status.success(), "{text}");
+        assert_eq!(text.matches("\x1b[H\x1b[2J").count(), 2, "{text:?}");
+        assert_eq!(text.matches("100.00%").count(), 2, "{text:?}");
+    }
+
     let out = stack
         .cli(&["stats", "--watch", "--interval-sec", "0"])
         .await;
