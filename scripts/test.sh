@@ -6,6 +6,10 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 export PYOCO_NATS_SERVER="$(scripts/install-nats.sh)"
 echo "==> nats-server: $PYOCO_NATS_SERVER"
+# promtool checks deploy/prometheus (a failure to fetch it fails that test under CI=true).
+PYOCO_PROMTOOL="$(scripts/install-promtool.sh || true)"
+export PYOCO_PROMTOOL
+echo "==> promtool: ${PYOCO_PROMTOOL:-missing}"
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy -D warnings"

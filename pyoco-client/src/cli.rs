@@ -110,6 +110,34 @@ Examples:
     /// Print the gateway's Prometheus metrics (GET /metrics), unchanged.
     #[command(after_help = "Example:\n  pyoco-client metrics | grep pyoco_runs_total")]
     Metrics,
+    /// Runs by status, totals, queue per tag, DLQ size, workers by state (GET /stats).
+    #[command(after_help = "\
+Examples:
+  pyoco-client stats
+  pyoco-client stats --flow etl --watch            # refreshes in place every 2 s
+  pyoco-client stats --output json | jq .totals")]
+    Stats(crate::ops::OpsArgs),
+    /// Progress of a flow, tag or schedule: done / total and percent (GET /progress).
+    #[command(after_help = "\
+Examples:
+  pyoco-client progress --schedule-id nightly --watch
+  pyoco-client progress --flow etl --output json")]
+    Progress(crate::ops::OpsArgs),
+    /// Finished runs per second over 1, 5, 15 minutes and since start, with duration
+    /// percentiles (GET /throughput).
+    #[command(
+        after_help = "Example:\n  pyoco-client throughput --tag gpu --watch --interval-sec 5"
+    )]
+    Throughput(crate::ops::OpsArgs),
+    /// Recent failures grouped by error class and task, and warnings (GET /logs).
+    #[command(after_help = "Example:\n  pyoco-client failures --flow etl --limit 10")]
+    Failures(crate::ops::FailuresArgs),
+    /// The newest finished runs with their result summary, page by page (GET /results).
+    #[command(after_help = "\
+Examples:
+  pyoco-client results --status FAILED --limit 20
+  pyoco-client results --cursor <NEXT_CURSOR> --output json")]
+    Results(crate::ops::ResultsArgs),
     /// Check that the gateway answers (GET /health).
     #[command(after_help = "Example:\n  pyoco-client --server http://127.0.0.1:8000 health")]
     Health,

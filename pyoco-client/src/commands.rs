@@ -17,6 +17,7 @@ use crate::cli::{
 };
 use crate::error::CliError;
 use crate::live::LiveView;
+use crate::ops::Report;
 use crate::output;
 use crate::params;
 
@@ -62,6 +63,19 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Health => print_json(&client.health().await?),
+        Command::Stats(ops) => crate::ops::run(&client, Report::Stats, &ops, None, None).await,
+        Command::Progress(ops) => {
+            crate::ops::run(&client, Report::Progress, &ops, None, None).await
+        }
+        Command::Throughput(ops) => {
+            crate::ops::run(&client, Report::Throughput, &ops, None, None).await
+        }
+        Command::Failures(a) => {
+            crate::ops::run(&client, Report::Failures, &a.ops, a.limit, None).await
+        }
+        Command::Results(a) => {
+            crate::ops::run(&client, Report::Results, &a.ops, None, Some(&a)).await
+        }
         Command::Wheels { output: format } => {
             let wheels = client.list_wheels().await?;
             match format {
@@ -150,7 +164,7 @@ async fn wheel_upload(
 }
 
 /// Writes to stdout, ignoring write errors so a closed pipe (`| head`) is not a crash.
-fn emit(text: &str) {
+pub(crate) fn emit(text: &str) {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes()).ok();
     out.flush().ok();

@@ -9,6 +9,7 @@ mod cli;
 mod commands;
 mod error;
 mod live;
+mod ops;
 mod output;
 mod params;
 mod schedules;

@@ -43,12 +43,14 @@
 //!   route table (`routes`) builds the router and the OpenAPI paths; requests are read
 //!   FastAPI's way in `extract` (query, JSON, multipart); the run list index fed by a KV
 //!   watch, SSE watch, cancel, workers, metrics, health (a readiness probe), OpenAPI,
-//!   `/shutdown`; and the guards every non-public route passes (`signing` for HMAC, `auth`
+//!   `/shutdown`, the operations routes (`stats`: counters fed by the same KV watch behind
+//!   `/stats`, `/progress`, `/throughput`, `/logs`, `/results`); and the guards every non-public route passes (`signing` for HMAC, `auth`
 //!   for API keys and tenants, `limits` for rates), `listener` (header timeout, connection
 //!   cap) and `request_id` (ids, JSON 500s for panics).
 //! - [`devnats`]: finding and starting a local nats-server; [`shutdown`]: SIGINT/SIGTERM and
 //!   signalling child processes; [`backoff`]: the one jittered retry schedule; `cli` and
-//!   `logging` (feature `cli`): what the binaries share (flags, connect-retry, log set-up).
+//!   `logging` (feature `cli`): what the binaries share (flags, connect-retry, log set-up);
+//!   `supervise` (feature `cli`): systemd readiness, stopping and watchdog messages.
 //! - `testkit` (feature `testkit`): a real nats-server per test, the shared `Stack`
 //!   (nats-server + in-process gateway and worker), wait helpers and a child-process guard.
 //!
@@ -78,6 +80,8 @@ pub mod logging;
 pub mod model;
 pub mod shutdown;
 pub mod store;
+#[cfg(feature = "cli")]
+pub mod supervise;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod wheel;

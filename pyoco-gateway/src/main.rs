@@ -220,6 +220,10 @@ async fn run(up: Up) -> anyhow::Result<()> {
         config.nats_url
     );
 
+    // Under systemd (Type=notify): ready once listening (the gateway serves 503s until NATS
+    // answers, and reconnects by itself), then watchdog pings from the runtime.
+    pyoco::supervise::ready(&format!("listening on http://{addr}"));
+    let watchdog = pyoco::supervise::spawn_watchdog();
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let stopped = |tx: &tokio::sync::broadcast::Sender<()>| {
         let mut rx = tx.subscribe();
@@ -252,12 +256,16 @@ async fn run(up: Up) -> anyhow::Result<()> {
     let stop_gateway = stop_tx.clone();
     let signal = tokio::spawn(async move {
         pyoco::shutdown::shutdown_signal().await;
+        pyoco::supervise::stopping();
         stop_gateway.send(()).ok();
     });
     let served = pyoco::gateway::serve(listener, config, stopped(&stop_tx)).await;
     // Whatever ended the gateway also stops the worker; both are awaited before exit.
     stop_tx.send(()).ok();
     signal.abort();
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
     if let Some(worker) = worker {
         worker.await.ok();
     }

@@ -155,14 +155,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         None => None,
     };
+    // Under systemd (Type=notify): ready once connected with its consumers, then watchdog
+    // pings from the runtime, and STOPPING=1 when a signal starts the graceful stop.
+    pyoco::supervise::ready(&format!(
+        "worker {worker_id} serving tags {:?}",
+        worker.tags()
+    ));
+    let watchdog = pyoco::supervise::spawn_watchdog();
     let result = if args.run_once {
         run_once(worker, poll_timeout).await
     } else {
         worker
-            .run(pyoco::shutdown::shutdown_signal())
+            .run(async {
+                pyoco::shutdown::shutdown_signal().await;
+                pyoco::supervise::stopping();
+            })
             .await
             .map_err(anyhow::Error::from)
     };
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
     // The metrics server lives exactly as long as the worker.
     stop_metrics.send(()).ok();
     if let Some(server) = metrics_server {

@@ -359,6 +359,21 @@ async fn the_worker_serves_task_metrics_by_callable() {
         text.contains("pyoco_worker_runs_total{status=\"COMPLETED\"} 1"),
         "{text}"
     );
+    // The latency histograms: run duration by flow, task duration by callable, queue wait
+    // by tag (both runs were claimed once).
+    for line in [
+        "pyoco_run_duration_seconds_count{flow=\"m\",status=\"COMPLETED\"} 1",
+        "pyoco_run_duration_seconds_count{flow=\"m\",status=\"FAILED\"} 1",
+        "pyoco_task_duration_seconds_count{callable=\"pyoco:echo\",result=\"ok\"} 2",
+        "pyoco_task_duration_seconds_count{callable=\"pyoco:fail\",result=\"fail\"} 1",
+        "pyoco_queue_wait_seconds_count{tag=\"default\"} 2",
+        "pyoco_queue_wait_seconds_bucket{tag=\"default\",le=\"+Inf\"} 2",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
     worker.kill().unwrap();
     worker.wait().unwrap();
     stack.gateway.stop().await;

@@ -13,6 +13,7 @@ mod multipart;
 mod runs;
 mod schedules;
 mod sse;
+mod stats;
 mod wheels;
 mod workers;
 
@@ -26,6 +27,7 @@ pub use error::{HttpError, StatusError};
 pub use runs::{ListRuns, ListRunsVnext, RunsPage};
 pub use schedules::NewSchedule;
 pub use sse::{WatchEvent, WatchOptions, WatchStream};
+pub use stats::{ResultsQuery, StatsFilter};
 pub use wheels::{WheelHistoryQuery, WheelUpload};
 pub use workers::{ListWorkers, WorkerScope};
 

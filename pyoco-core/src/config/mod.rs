@@ -387,11 +387,11 @@ config_table! {
         /// `json` (one JSON object per line) or `text`.
         "PYOCO_LOG_FORMAT" => log_format: LogFormat = LogFormat::Json,
             parse::log_format, ProcessOnly, Implemented;
-        /// Timestamps in UTC.
-        "PYOCO_LOG_UTC" => log_utc: bool = true, parse::boolean, ProcessOnly, Reserved;
-        /// Include error details in logs.
+        /// Log timestamps in UTC (`false`: local time with its offset).
+        "PYOCO_LOG_UTC" => log_utc: bool = true, parse::boolean, ProcessOnly, Implemented;
+        /// Keep `traceback` fields (Python task tracebacks) in log lines.
         "PYOCO_LOG_INCLUDE_TRACEBACK" => log_include_traceback: bool = true,
-            parse::boolean, ProcessOnly, Reserved;
+            parse::boolean, ProcessOnly, Implemented;
     }
 }
 

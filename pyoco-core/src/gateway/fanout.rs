@@ -86,6 +86,8 @@ fn render(run_id: &str, value: &[u8]) -> Option<Rendered> {
 #[derive(Debug)]
 pub struct Hub {
     runs: Mutex<HashMap<Arc<str>, broadcast::Sender<Arc<Update>>>>,
+    /// The operations counters, which see every write too.
+    stats: Option<Arc<super::stats::Stats>>,
     watchers: AtomicUsize,
     max: usize,
 }
@@ -100,9 +102,16 @@ impl Hub {
     pub fn new(max: usize) -> Hub {
         Hub {
             runs: Mutex::default(),
+            stats: None,
             watchers: AtomicUsize::new(0),
             max,
         }
+    }
+
+    /// Also hands every write to `stats`.
+    pub fn with_stats(mut self, stats: Arc<super::stats::Stats>) -> Hub {
+        self.stats = Some(stats);
+        self
     }
 
     /// Open watches right now.
@@ -112,6 +121,9 @@ impl Hub {
 
     /// Passes one write on to the watchers of `run_id` (nothing to do when it has none).
     pub fn publish(&self, run_id: &str, revision: u64, value: Option<&Bytes>) {
+        if let Some(stats) = &self.stats {
+            stats.observe(run_id, value.map(|v| v.as_ref()));
+        }
         if self.watchers.load(Ordering::Relaxed) == 0 {
             return;
         }

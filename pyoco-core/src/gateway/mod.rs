@@ -11,7 +11,8 @@
 //! [`ApiError`], whose `code` is an [`crate::ErrorCode`]; response types in
 //! [`openapi`]; one file per group of handlers (`runs`, `cancel`, `watch`, `workers`,
 //! `wheels`, `schedules`, `bulk`, `health`, `metrics`); the schedule dispatcher in `scheduler`;
-//! the dashboard page with its embedded assets (`dashboard`).
+//! the dashboard page with its embedded assets (`dashboard`); [`stats`] for the operations
+//! routes.
 
 pub mod auth;
 mod bulk;
@@ -35,6 +36,7 @@ mod scheduler;
 mod schedules;
 mod shutdown;
 mod signing;
+pub mod stats;
 mod watch;
 mod wheels;
 mod workers;
@@ -66,6 +68,8 @@ pub struct GatewayState {
     index: Arc<index::RunIndex>,
     /// SSE watchers, fed by the index's KV watch (one consumer for all of them).
     hub: Arc<fanout::Hub>,
+    /// Counters of the operations routes, fed through the hub by the same KV watch.
+    stats: Arc<stats::Stats>,
     /// Request rate limits (`PYOCO_HTTP_*_RPM`).
     limits: Arc<limits::RateLimits>,
     /// API key checks (`PYOCO_HTTP_AUTH_MODE=api_key` only), bound once connected.
@@ -86,6 +90,7 @@ impl GatewayState {
         let rpm = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
         let dashboard_lang =
             dashboard::resolve_lang(&config.dashboard_lang, |name| std::env::var(name).ok());
+        let stats = Arc::new(stats::Stats::default());
         GatewayState {
             dashboard_lang,
             limits: Arc::new(limits::RateLimits::new(limits::LimitConfig {
@@ -93,7 +98,8 @@ impl GatewayState {
                 submit_rpm: rpm(config.http_submit_rpm),
                 tenant_rpm: rpm(config.http_tenant_rpm),
             })),
-            hub: Arc::new(fanout::Hub::new(config.sse_max_watchers)),
+            hub: Arc::new(fanout::Hub::new(config.sse_max_watchers).with_stats(stats.clone())),
+            stats,
             config,
             store: Arc::new(store),
             index: Arc::default(),
@@ -174,6 +180,11 @@ impl GatewayState {
     /// The SSE watchers' hub.
     pub(crate) fn hub(&self) -> &Arc<fanout::Hub> {
         &self.hub
+    }
+
+    /// The operations counters.
+    pub(crate) fn stats(&self) -> &stats::Stats {
+        &self.stats
     }
 
     /// The request rate limits.

@@ -11,7 +11,7 @@ use utoipa::openapi::path::{HttpMethod, Operation, Paths, PathsBuilder};
 
 use super::{
     GatewayState, bulk, cancel, dashboard, health, metrics, openapi, runs, schedules, shutdown,
-    watch, wheels, workers,
+    stats, watch, wheels, workers,
 };
 use crate::config::Config;
 
@@ -166,6 +166,11 @@ pub const ROUTES: &[Route] = &[
     route!(Get get "/wheels/history", Protected, Default, "wheels", wheels::history, wheels::__path_history),
     route!(Get get "/wheels/{wheel_name}", Protected, Default, "wheels", wheels::download, wheels::__path_download),
     route!(Delete delete "/wheels/{wheel_name}", Protected, Default, "wheels", wheels::delete, wheels::__path_delete),
+    route!(Get get "/stats", Protected, Default, "operations", stats::stats, stats::__path_stats),
+    route!(Get get "/progress", Protected, Default, "operations", stats::progress, stats::__path_progress),
+    route!(Get get "/throughput", Protected, Default, "operations", stats::throughput, stats::__path_throughput),
+    route!(Get get "/logs", Protected, Default, "operations", stats::logs, stats::__path_logs),
+    route!(Get get "/results", Protected, Default, "operations", stats::results, stats::__path_results),
     route!(Post post "/shutdown", Admin, Default, "meta", shutdown::shutdown, shutdown::__path_shutdown),
     route!(Get get "/", Public, Default, "dashboard", dashboard::index, dashboard::__path_index),
     route!(Get get "/static/{path}", Public, Default, "dashboard", dashboard::asset, dashboard::__path_asset),

@@ -425,7 +425,7 @@ pub fn encode_cursor(updated_at: f64, run_id: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
 }
 
-fn decode_cursor(cursor: &str) -> Option<(f64, String)> {
+pub(crate) fn decode_cursor(cursor: &str) -> Option<(f64, String)> {
     let cleaned: String = cursor
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')

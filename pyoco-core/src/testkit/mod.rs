@@ -8,6 +8,7 @@ mod cluster;
 mod form;
 mod handles;
 mod nats;
+mod notify;
 mod process;
 mod proxy;
 #[cfg(all(feature = "gateway", feature = "client"))]
@@ -20,6 +21,7 @@ pub use form::multipart;
 pub use handles::GatewayHandle;
 pub use handles::WorkerHandle;
 pub use nats::{NatsServer, nats_server_binary};
+pub use notify::NotifySocket;
 pub use process::{Spawned, free_port, python_tool};
 pub use proxy::TcpProxy;
 #[cfg(all(feature = "gateway", feature = "client"))]

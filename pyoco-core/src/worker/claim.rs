@@ -144,6 +144,11 @@ impl Worker {
             .await?;
         match claimed {
             Some(snapshot) if !snapshot.value.status.is_terminal() => {
+                // Queue wait counts first claims only: a redelivery waited for a dead worker.
+                if status == RunStatus::Pending {
+                    self.metrics
+                        .queue_wait(&job.tag, start_time - job.submitted_at);
+                }
                 Ok(Claim::Claimed(Box::new(Claimed {
                     job,
                     spec,

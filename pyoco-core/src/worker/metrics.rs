@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 use serde_json::Value;
 
 use crate::flow::policy::BreakerPolicy;
@@ -17,6 +19,25 @@ use crate::model::RunStatus;
 const TASK_RUNS: &str = "pyoco_task_runs_total";
 const TASK_MS: &str = "pyoco_task_duration_ms_total";
 const RUNS: &str = "pyoco_worker_runs_total";
+const TASK_SECONDS: &str = "pyoco_task_duration_seconds";
+const RUN_SECONDS: &str = "pyoco_run_duration_seconds";
+const QUEUE_WAIT: &str = "pyoco_queue_wait_seconds";
+
+/// Task durations: a built-in task takes a millisecond, a Python task up to hours.
+const TASK_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+    1800.0, 7200.0,
+];
+/// Run durations: claim to terminal write.
+const RUN_BUCKETS: &[f64] = &[
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+    3600.0, 7200.0,
+];
+/// Queue waits: milliseconds on an idle system, hours behind a backlog.
+const WAIT_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+    3600.0, 14400.0,
+];
 
 /// Counters of one worker.
 #[derive(Clone)]
@@ -33,9 +54,32 @@ impl std::fmt::Debug for TaskMetrics {
 
 impl Default for TaskMetrics {
     fn default() -> Self {
-        let recorder = PrometheusBuilder::new().build_recorder();
+        let builder = [
+            (TASK_SECONDS, TASK_BUCKETS),
+            (RUN_SECONDS, RUN_BUCKETS),
+            (QUEUE_WAIT, WAIT_BUCKETS),
+        ]
+        .into_iter()
+        .try_fold(PrometheusBuilder::new(), |b, (name, buckets)| {
+            b.set_buckets_for_metric(Matcher::Full(name.into()), buckets)
+        })
+        // Only fails for an empty bucket list; summaries are then better than nothing.
+        .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
         let handle = recorder.handle();
         metrics::with_local_recorder(&recorder, || {
+            metrics::describe_histogram!(
+                TASK_SECONDS,
+                "Task duration in seconds (all attempts), by callable and result."
+            );
+            metrics::describe_histogram!(
+                RUN_SECONDS,
+                "Run duration in seconds, from claim to terminal write, by flow and final status."
+            );
+            metrics::describe_histogram!(
+                QUEUE_WAIT,
+                "Time from submit to a worker's first claim of the run, in seconds, by tag."
+            );
             metrics::describe_counter!(
                 TASK_RUNS,
                 "Tasks finished by this worker, by callable and result (ok or fail)."
@@ -61,13 +105,31 @@ impl TaskMetrics {
                 .increment(1);
             metrics::counter!(TASK_MS, "callable" => callable.to_string())
                 .increment(elapsed.as_millis() as u64);
+            metrics::histogram!(TASK_SECONDS, "callable" => callable.to_string(), "result" => result)
+                .record(elapsed.as_secs_f64());
         });
     }
 
-    /// Counts a run that reached `status` (labelled with its wire name).
-    pub fn run_finished(&self, status: RunStatus) {
+    /// Counts a run of `flow` that reached `status` (labelled with its wire name) after
+    /// `seconds` since its claim.
+    pub fn run_finished(&self, status: RunStatus, flow: &str, seconds: f64) {
         metrics::with_local_recorder(self.recorder.as_ref(), || {
             metrics::counter!(RUNS, "status" => status.as_str()).increment(1);
+            metrics::histogram!(RUN_SECONDS, "flow" => flow.to_string(), "status" => status.as_str())
+                .record(seconds.max(0.0));
+        });
+    }
+
+    /// Records the wait of a job on `tag` between its submit and its first claim (negative
+    /// waits, from clocks apart, count as 0).
+    pub fn queue_wait(&self, tag: &str, seconds: f64) {
+        let seconds = if seconds.is_finite() {
+            seconds.max(0.0)
+        } else {
+            0.0
+        };
+        metrics::with_local_recorder(self.recorder.as_ref(), || {
+            metrics::histogram!(QUEUE_WAIT, "tag" => tag.to_string()).record(seconds);
         });
     }
 
@@ -153,7 +215,8 @@ mod tests {
         let m = TaskMetrics::default();
         m.task_finished("m:f", true, Duration::from_millis(20));
         m.task_finished("m:f", false, Duration::from_millis(5));
-        m.run_finished(RunStatus::Completed);
+        m.run_finished(RunStatus::Completed, "etl", 1.5);
+        m.queue_wait("gpu", 0.02);
         let text = m.render();
         assert!(
             text.contains("pyoco_task_runs_total{callable=\"m:f\",result=\"ok\"} 1"),
@@ -171,6 +234,22 @@ mod tests {
             text.contains("pyoco_worker_runs_total{status=\"COMPLETED\"} 1"),
             "{text}"
         );
+        for line in [
+            "# TYPE pyoco_task_duration_seconds histogram",
+            "pyoco_task_duration_seconds_bucket{callable=\"m:f\",result=\"ok\",le=\"0.025\"} 1",
+            "pyoco_task_duration_seconds_bucket{callable=\"m:f\",result=\"fail\",le=\"0.001\"} 0",
+            "pyoco_task_duration_seconds_bucket{callable=\"m:f\",result=\"fail\",le=\"0.005\"} 1",
+            "pyoco_run_duration_seconds_bucket{flow=\"etl\",status=\"COMPLETED\",le=\"1\"} 0",
+            "pyoco_run_duration_seconds_bucket{flow=\"etl\",status=\"COMPLETED\",le=\"2.5\"} 1",
+            "pyoco_run_duration_seconds_count{flow=\"etl\",status=\"COMPLETED\"} 1",
+            "pyoco_queue_wait_seconds_bucket{tag=\"gpu\",le=\"0.025\"} 1",
+            "pyoco_queue_wait_seconds_count{tag=\"gpu\"} 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
     }
 
     #[cfg(feature = "gateway")]
@@ -178,7 +257,7 @@ mod tests {
     async fn the_metrics_server_answers_and_stops_on_shutdown() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let m = TaskMetrics::default();
-        m.run_finished(RunStatus::Failed);
+        m.run_finished(RunStatus::Failed, "etl", 0.1);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

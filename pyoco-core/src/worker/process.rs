@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
+use tracing::Instrument;
 
 use super::cancel_watch::watch_for_cancel;
 use super::claim::{Claim, Claimed};
@@ -232,7 +233,10 @@ impl Worker {
             cancel.clone(),
         )));
         let outcome = {
-            let engine = run_flow(&spec, &self.registry, &run, &tx, &cancel);
+            // Every event of the flow's tasks carries the run (a span the log lines show).
+            let engine = run_flow(&spec, &self.registry, &run, &tx, &cancel).instrument(
+                tracing::info_span!("run", run_id = %job.run_id, flow_name = %job.flow_name, worker_id = %self.worker_id),
+            );
             tokio::pin!(engine);
             // Shutdown: the flow may finish within the grace period, then it is handed back.
             let shutdown_over = async {
@@ -303,7 +307,8 @@ impl Worker {
             self.guard_terminal(job, final_state, &stored.value);
         }
         self.registry_finished(&job.run_id, final_status).await;
-        self.metrics.run_finished(final_status);
+        self.metrics
+            .run_finished(final_status, &job.flow_name, now() - start_time);
         Ok(Exec::Done)
     }
 

@@ -152,6 +152,8 @@ pub(crate) async fn attempt(
             }
             Err(err) => {
                 finished(false);
+                tracing::warn!(task = %task.name, callable = %task.callable, attempts, error = %err.message,
+                    traceback = err.traceback.as_deref(), "task failed");
                 return TaskRun {
                     result: Err(err),
                     attempts,

@@ -144,7 +144,10 @@ pub async fn run_flow(
                         progress.clone(),
                         tasks_cancel.clone(),
                     );
-                    let handle = running.spawn(async move { (i, fut.await) });
+                    // In the caller's span, so a task's log lines name its run.
+                    let handle = running.spawn(tracing::Instrument::in_current_span(async move {
+                        (i, fut.await)
+                    }));
                     spawned.insert(handle.id(), i);
                 }
                 Err(err) => {
