@@ -57,7 +57,8 @@ async fn the_gateway_says_ready_pings_the_watchdog_and_says_stopping() {
 }
 
 /// SIGTERM with a watch open on a run that will not finish (no worker): the gateway ends the
-/// SSE stream, stops, and exits 0 well within systemd's stop timeout.
+/// SSE stream with a final `shutdown` event, stops, and exits 0 well within systemd's stop
+/// timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_ends_open_watches_and_exits_0_within_a_bound() {
     let server = NatsServer::start();
@@ -98,12 +99,18 @@ async fn sigterm_ends_open_watches_and_exits_0_within_a_bound() {
     assert!(String::from_utf8_lossy(&first).contains("event: snapshot"));
     let asked = std::time::Instant::now();
     child.terminate();
-    // The stream ends (EOF or a reset) instead of staying open for its 600 s.
+    // The stream ends with a `shutdown` event instead of staying open for its 600 s.
     let ended = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Ok(Some(_)) = watch.chunk().await {}
+        let mut rest = String::new();
+        while let Ok(Some(chunk)) = watch.chunk().await {
+            rest.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        rest
     })
     .await;
-    assert!(ended.is_ok(), "the watch stayed open after SIGTERM");
+    let rest = ended.expect("the watch stayed open after SIGTERM");
+    assert!(rest.contains("event: shutdown"), "{rest}");
+    assert!(rest.contains("gateway shutting down"), "{rest}");
     let status = child
         .wait_exit("pyoco-gateway", Duration::from_secs(10))
         .await;

@@ -208,6 +208,11 @@ impl GatewayState {
         });
     }
 
+    /// Cancelled when the gateway starts shutting down (SSE pumps say goodbye on it).
+    pub(crate) fn stopping(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
     /// Runs `work` to its end whatever happens to the request that asked for it: a client
     /// that disconnects drops the handler's future, and a submit cut between its snapshot
     /// write and its job publish would leave a run PENDING forever. Not stopped by shutdown

@@ -94,7 +94,10 @@ pub async fn watch(
     let first = Arc::new(Update::new(current.revision, Some(current.value)));
     let (tx, rx) = mpsc::channel::<Event>(16);
     let runs = store.runs().clone();
-    state.spawn(pump(feed, runs, first, seen, tx, run_id, q));
+    // Not cancelled with the other background tasks: at shutdown the pump sends a last
+    // `shutdown` event itself, then ends (shutdown waits for it).
+    let stopping = state.stopping();
+    state.spawn_to_end(pump(feed, runs, first, seen, tx, run_id, q, stopping));
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx))
     });
@@ -152,7 +155,9 @@ async fn forward(
 }
 
 /// Forwards the run's writes as events until the run is terminal or deleted, the timeout
-/// passes, or the client goes away (the channel closes).
+/// passes, the client goes away (the channel closes), or the gateway shuts down (then a last
+/// `shutdown` event tells the client to reconnect, elsewhere or later, with `Last-Event-ID`).
+#[allow(clippy::too_many_arguments)]
 async fn pump(
     mut feed: Subscription,
     runs: RunStore,
@@ -161,6 +166,7 @@ async fn pump(
     tx: mpsc::Sender<Event>,
     run_id: String,
     q: WatchQuery,
+    stopping: tokio_util::sync::CancellationToken,
 ) {
     let deadline = tokio::time::Instant::now() + q.timeout;
     let mut last = seen;
@@ -188,6 +194,13 @@ async fn pump(
             }
             _ = tokio::time::sleep_until(deadline) => return,
             _ = tx.closed() => return,
+            _ = stopping.cancelled() => {
+                let data = json!({"run_id": run_id, "reason": "gateway shutting down", "ts": now()}).to_string();
+                // Best effort and bounded: a client that does not read is not waited for.
+                let bye = Event::default().event("shutdown").data(data);
+                let _ = tokio::time::timeout(Duration::from_millis(500), tx.send(bye)).await;
+                return;
+            }
         };
         if let Step::End = forward(&update, &mut last, &tx, &run_id, &q).await {
             return;
