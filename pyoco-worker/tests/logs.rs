@@ -89,7 +89,10 @@ async fn json_lines_carry_the_originals_fields_the_run_and_the_traceback() {
             ["ts", "level", "service", "logger", "message"],
             "{l:?}"
         );
-        assert_eq!(l["service"], "pyoco-worker");
+        assert_eq!(
+            l["service"], "pyoco-server:worker",
+            "the original's service name"
+        );
         let ts = l["ts"].as_str().unwrap();
         assert!(ts.len() == 20 && ts.ends_with('Z'), "UTC by default: {ts}");
     }
