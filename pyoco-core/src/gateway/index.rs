@@ -25,7 +25,7 @@ struct Key {
 
 /// `f64` with a total order (runs without `updated_at` sort as 0).
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct OrdF64(f64);
+pub(crate) struct OrdF64(pub(crate) f64);
 
 impl Eq for OrdF64 {}
 

@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 
+use super::index::OrdF64;
 use crate::model::{RunStatus, json as lenient, now};
 use window::{End, Totals, Window};
 
@@ -94,20 +95,6 @@ pub struct Failure {
 
 /// Sort key of the failures kept: `end_time`, then run id.
 type FailureKey = (OrdF64, Arc<str>);
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct OrdF64(f64);
-impl Eq for OrdF64 {}
-impl PartialOrd for OrdF64 {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for OrdF64 {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&o.0)
-    }
-}
 
 #[derive(Debug, Default)]
 struct Inner {
