@@ -13,7 +13,7 @@ use super::GatewayState;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::json::{Fields, json_body};
-use super::extract::multipart::{Form, part_problem};
+use super::extract::multipart::Form;
 use super::index::{Field, Query as IndexQuery};
 use super::query::QueryParams;
 use crate::error_code::ErrorCode;
@@ -215,15 +215,7 @@ async fn read_yaml_form(
 ) -> ApiResult<YamlForm> {
     let mut form = Form::read(multipart, "workflow", limit, workflow_too_large(limit)).await?;
     let mut problems: Vec<Value> = form.file_problem().into_iter().collect();
-    let flow_name = form.text("flow_name");
-    if flow_name.is_none() {
-        problems.push(part_problem(
-            "missing",
-            "flow_name",
-            "Field required",
-            Value::Null,
-        ));
-    }
+    let flow_name = form.required_text("flow_name", &mut problems);
     if !problems.is_empty() {
         return Err(ApiError::validation(problems));
     }

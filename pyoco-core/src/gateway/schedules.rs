@@ -44,15 +44,7 @@ pub async fn create(
     let mut form = Form::read(multipart, "workflow", limit, workflow_too_large(limit)).await?;
     // Form validation first, every problem at once (FastAPI's order: the declared fields).
     let mut problems: Vec<Value> = form.file_problem().into_iter().collect();
-    let flow_name = form.text("flow_name");
-    if flow_name.is_none() {
-        problems.push(part_problem(
-            "missing",
-            "flow_name",
-            "Field required",
-            Value::Null,
-        ));
-    }
+    let flow_name = form.required_text("flow_name", &mut problems);
     let interval_seconds = match form.text("interval_seconds") {
         None => None,
         Some(raw) => match raw.trim().parse::<f64>() {

@@ -211,6 +211,20 @@ impl Form {
             .map(|(_, v)| v.clone())
     }
 
+    /// The last non-empty text part `name`; when there is none, FastAPI's `missing` problem
+    /// for it is added to `problems`.
+    pub(in crate::gateway) fn required_text(
+        &self,
+        name: &str,
+        problems: &mut Vec<Value>,
+    ) -> Option<String> {
+        let text = self.text(name);
+        if text.is_none() {
+            problems.push(part_problem("missing", name, "Field required", Value::Null));
+        }
+        text
+    }
+
     /// FastAPI's problem for a missing file part (or one sent as text), if it is.
     pub(in crate::gateway) fn file_problem(&self) -> Option<Value> {
         if self.file.is_some() {
