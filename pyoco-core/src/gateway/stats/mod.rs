@@ -143,6 +143,12 @@ struct Seen {
     updated_at: Option<f64>,
     #[serde(default)]
     error: Option<String>,
+}
+
+/// The task records of a snapshot, read only when its run has just ended (progress writes
+/// of running runs carry records that the counters do not need).
+#[derive(Debug, Default, Deserialize)]
+struct SeenRecords {
     #[serde(default)]
     task_records: Option<indexmap::IndexMap<String, SeenTask>>,
 }
@@ -246,7 +252,7 @@ impl Stats {
         let hash = self.hasher.hash_one(run_id);
         let now = now();
         let mut inner = self.lock();
-        inner.apply(hash, run_id, seen, now, self.started_at);
+        inner.apply(hash, run_id, seen, value, now, self.started_at);
     }
 
     /// Stored runs by status for the groups `filter` matches (statuses with none left out).
@@ -348,7 +354,15 @@ impl Inner {
         }
     }
 
-    fn apply(&mut self, hash: u64, run_id: &str, seen: Option<Seen>, now: f64, started: f64) {
+    fn apply(
+        &mut self,
+        hash: u64,
+        run_id: &str,
+        seen: Option<Seen>,
+        raw: Option<&[u8]>,
+        now: f64,
+        started: f64,
+    ) {
         let before = self.runs.get(&hash).copied();
         let Some(seen) = seen else {
             // Deleted (or unreadable, which the index also leaves out): out of every count.
@@ -400,7 +414,10 @@ impl Inner {
             (Some(s), Some(e)) if e >= s => Some(e - s),
             _ => None,
         };
-        let records = seen.task_records.unwrap_or_default();
+        let records = raw
+            .and_then(|raw| lenient::from_slice::<SeenRecords>(raw).ok())
+            .and_then(|r| r.task_records)
+            .unwrap_or_default();
         let retried = records
             .values()
             .filter(|r| r.attempts.is_some_and(|a| a > 1.0))
