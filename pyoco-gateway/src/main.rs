@@ -188,7 +188,7 @@ async fn run(up: Up) -> anyhow::Result<()> {
     if let Some(lang) = up.dashboard_lang {
         config.dashboard_lang = lang;
     }
-    pyoco::logging::init(&config, "pyoco-server:http");
+    let _logging = pyoco::logging::init(&config, "pyoco-server:http", "pyoco-gateway");
     pyoco::cli::warn_unimplemented(&config);
     let _nats = if up.with_nats {
         let managed = format!("nats://{}", up.nats_listen);

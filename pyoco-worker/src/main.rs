@@ -108,7 +108,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(url) = args.nats_url {
         config.nats_url = url;
     }
-    pyoco::logging::init(&config, "pyoco-server:worker");
+    let _logging = pyoco::logging::init(&config, "pyoco-server:worker", "pyoco-worker");
     pyoco::cli::warn_unimplemented(&config);
     let poll_timeout = seconds_flag("--poll-timeout", args.poll_timeout, false)?;
     let shutdown_grace = seconds_flag("--shutdown-grace-sec", args.shutdown_grace_sec, true)?;

@@ -2,16 +2,94 @@
 //! `PYOCO_LOG_LEVEL` (or `RUST_LOG` for per-module filters), to stdout like the original,
 //! JSON lines in the original's field names ([`original`]), `PYOCO_LOG_UTC` and
 //! `PYOCO_LOG_INCLUDE_TRACEBACK`; and the quieter set-up of the command-line client, whose
-//! stderr is part of its output.
+//! stderr is part of its output. With feature `otel`, the OpenTelemetry traces of
+//! [`otlp`] when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
 
 pub mod original;
+#[cfg(feature = "otel")]
+pub mod otlp;
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::config::{Config, LogFormat};
 
-/// Installs the global subscriber. `service` is added to every event (`pyoco-gateway`, …).
-pub fn init(config: &Config, service: &'static str) {
+/// What [`init`] started that must end with the program: the trace export, whose last spans
+/// are flushed when this is dropped. Keep it until the program's work is done.
+#[derive(Debug, Default)]
+#[must_use = "dropping it stops the trace export"]
+pub struct Logging {
+    #[cfg(feature = "otel")]
+    traces: Option<otlp::Traces>,
+}
+
+impl Logging {
+    /// Whether spans are exported.
+    pub fn traces_on(&self) -> bool {
+        #[cfg(feature = "otel")]
+        return self.traces.is_some();
+        #[cfg(not(feature = "otel"))]
+        false
+    }
+
+    /// Exports the finished spans now (blocking; nothing when traces are off).
+    pub fn flush(&self) {
+        #[cfg(feature = "otel")]
+        if let Some(traces) = &self.traces {
+            traces.flush();
+        }
+    }
+}
+
+/// Installs the global subscriber. `service` is added to every log line
+/// (`pyoco-server:http`, …); `trace_service` is the default `service.name` of the traces
+/// exported when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (`pyoco-gateway`, `pyoco-worker`).
+pub fn init(config: &Config, service: &'static str, trace_service: &str) -> Logging {
+    #[cfg(feature = "otel")]
+    return init_with_traces(config, service, otlp::Export::from_env(trace_service));
+    #[cfg(not(feature = "otel"))]
+    {
+        install(config, service, None);
+        if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some() {
+            tracing::warn!(
+                service = trace_service,
+                "OTEL_EXPORTER_OTLP_ENDPOINT is set but this build has no trace export (feature otel)"
+            );
+        }
+        Logging::default()
+    }
+}
+
+/// [`init`] with the trace export given rather than read from the environment (`None`: no
+/// traces).
+#[cfg(feature = "otel")]
+pub fn init_with_traces(
+    config: &Config,
+    service: &'static str,
+    export: Option<otlp::Export>,
+) -> Logging {
+    let started = export.as_ref().map(otlp::Traces::start);
+    let (traces, failed) = match started {
+        Some(Ok(traces)) => (Some(traces), None),
+        Some(Err(e)) => (None, Some(e)),
+        None => (None, None),
+    };
+    let layer = traces.as_ref().map(|t| t.layer::<Registry>().boxed());
+    install(config, service, layer);
+    if let Some(e) = failed {
+        tracing::warn!(error = %e, "traces are off: cannot set up the OTLP exporter");
+    } else if let Some(export) = &export {
+        tracing::debug!(service_name = %export.service_name, "exporting traces over OTLP");
+    }
+    Logging { traces }
+}
+
+type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
+
+/// The log output (filtered by the log level) and, when given, the trace layer (its own
+/// filter), as the global subscriber.
+fn install(config: &Config, service: &'static str, traces: Option<BoxedLayer>) {
     let level = config.log_level.to_ascii_lowercase();
     let level = match level.as_str() {
         "warning" => "warn",
@@ -22,11 +100,9 @@ pub fn init(config: &Config, service: &'static str) {
         // Tracing targets (not a use of the crates): their per-message debug lines drown ours.
         .or_else(|_| EnvFilter::try_new(format!("{level},async_nats=warn,hyper=warn")))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stdout);
-    let result = match config.log_format {
-        LogFormat::Json => builder
+    let output = tracing_subscriber::fmt::layer().with_writer(std::io::stdout);
+    let output: BoxedLayer = match config.log_format {
+        LogFormat::Json => output
             // Span fields as JSON, so the formatter can merge them into the line.
             .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
             .event_format(original::OriginalJson {
@@ -34,10 +110,19 @@ pub fn init(config: &Config, service: &'static str) {
                 utc: config.log_utc,
                 include_traceback: config.log_include_traceback,
             })
-            .try_init(),
-        LogFormat::Text => builder.with_timer(UtcOrLocal(config.log_utc)).try_init(),
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Text => output
+            .with_timer(UtcOrLocal(config.log_utc))
+            .with_filter(filter)
+            .boxed(),
     };
-    if result.is_ok() {
+    let layers: Vec<BoxedLayer> = std::iter::once(output).chain(traces).collect();
+    if tracing_subscriber::registry()
+        .with(layers)
+        .try_init()
+        .is_ok()
+    {
         tracing::debug!(service, "logging initialised");
     }
 }
