@@ -216,13 +216,14 @@ impl GatewayState {
     /// Runs `work` to its end whatever happens to the request that asked for it: a client
     /// that disconnects drops the handler's future, and a submit cut between its snapshot
     /// write and its job publish would leave a run PENDING forever. Not stopped by shutdown
-    /// (which waits for it instead).
+    /// (which waits for it instead). It stays in the caller's span (the request's), so its log
+    /// lines name the request and a submit's trace span is the request's child.
     pub(crate) fn spawn_to_end<F>(&self, work: F) -> tokio::task::JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.tasks.spawn(work)
+        self.tasks.spawn(tracing::Instrument::in_current_span(work))
     }
 
     /// Stops every background task and waits until they have ended. Open SSE watches end too,

@@ -33,6 +33,8 @@ pub async fn publish_deduplicated(
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Msg-Id", msg_id);
         headers.insert("Nats-Expected-Stream", stream);
+        // The submit's trace context, so the worker's run span joins its trace.
+        crate::trace_context::inject_current(&mut headers);
         let sent = js
             .publish_with_headers(subject.to_string(), headers, payload.clone())
             .await;
@@ -171,6 +173,11 @@ impl Delivery {
 
     pub fn subject(&self) -> &str {
         self.0.subject.as_str()
+    }
+
+    /// The message's headers (`traceparent`, …), if it has any.
+    pub fn headers(&self) -> Option<&HeaderMap> {
+        self.0.headers.as_ref()
     }
 
     /// How many times it was delivered, this time included (1 when the server did not say).

@@ -5,6 +5,7 @@
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
+use tracing::Instrument;
 
 use super::{Store, StoreError};
 use crate::model::{Job, RunSnapshot, is_valid_tag, new_run_id, now};
@@ -57,7 +58,20 @@ pub enum SubmitError {
 
 impl Store {
     /// Creates the run and queues its job. Returns the run id once the job is stored.
+    ///
+    /// In a `submit` span (`run_id`, `flow_name`, `tag`) whose trace context the job carries
+    /// in its `traceparent` header, so the worker's run span becomes its child.
     pub async fn submit(&self, new: NewRun) -> Result<String, SubmitError> {
+        let span = tracing::info_span!(
+            "submit",
+            run_id = tracing::field::Empty,
+            flow_name = %new.flow_name,
+            tag = tracing::field::Empty,
+        );
+        self.submit_in_span(new).instrument(span).await
+    }
+
+    async fn submit_in_span(&self, new: NewRun) -> Result<String, SubmitError> {
         if new.flow_name.trim().is_empty() {
             return Err(SubmitError::EmptyFlowName);
         }
@@ -74,6 +88,9 @@ impl Store {
             new.tags.clone()
         };
         let run_id = new.run_id.clone().unwrap_or_else(new_run_id);
+        let span = tracing::Span::current();
+        span.record("run_id", run_id.as_str());
+        span.record("tag", tag.as_str());
 
         let mut snapshot = RunSnapshot::pending(
             &run_id,

@@ -57,9 +57,13 @@ impl Worker {
             self.store.config().effective_ack_progress_interval(),
             stop_progress.clone(),
         );
+        // Every event of the run and its tasks carries the run (a span the log lines show);
+        // as a trace, the run is a child of the submit that queued it (`traceparent`).
+        let span = tracing::info_span!("run", run_id = %job.run_id, flow_name = %job.flow_name, worker_id = %self.worker_id);
+        crate::trace_context::set_parent(&span, msg.headers());
         // Boxed: the run's state is large, and callers' futures stay small (debug-build
         // stacks overflowed when it was inlined into `Worker::run`).
-        let result = Box::pin(self.execute(&job)).await;
+        let result = Box::pin(self.execute(&job).instrument(span)).await;
         stop_progress.cancel();
         if let Some(task) = progress
             && let Err(e) = task.await
@@ -233,10 +237,8 @@ impl Worker {
             cancel.clone(),
         )));
         let outcome = {
-            // Every event of the flow's tasks carries the run (a span the log lines show).
-            let engine = run_flow(&spec, &self.registry, &run, &tx, &cancel).instrument(
-                tracing::info_span!("run", run_id = %job.run_id, flow_name = %job.flow_name, worker_id = %self.worker_id),
-            );
+            // In the `run` span of `process`.
+            let engine = run_flow(&spec, &self.registry, &run, &tx, &cancel);
             tokio::pin!(engine);
             // Shutdown: the flow may finish within the grace period, then it is handed back.
             let shutdown_over = async {

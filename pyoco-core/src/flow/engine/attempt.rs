@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::{EngineState, RunInfo, TaskRun};
 use crate::flow::policy::TaskPolicy;
@@ -78,7 +79,21 @@ pub(crate) fn prepare(
 
 /// Runs a task's attempts: cache lookup, circuit breaker, timeout per attempt, retries with
 /// backoff (the record shows the last error and the attempt count meanwhile).
-pub(crate) async fn attempt(
+///
+/// In a `task` span (`task`, `callable`) made where this is called, so it is a child of the
+/// caller's span (the worker's `run`): its log lines name the task, and as a trace it is one
+/// span of the run's.
+pub(crate) fn attempt(
+    task: Prepared,
+    services: Arc<dyn TaskServices>,
+    progress: watch::Sender<EngineState>,
+    cancel: CancellationToken,
+) -> impl std::future::Future<Output = TaskRun> + Send + 'static {
+    let span = tracing::info_span!("task", task = %task.name, callable = %task.callable);
+    attempts(task, services, progress, cancel).instrument(span)
+}
+
+async fn attempts(
     task: Prepared,
     services: Arc<dyn TaskServices>,
     progress: watch::Sender<EngineState>,
