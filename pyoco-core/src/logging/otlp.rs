@@ -9,7 +9,7 @@
 //! when dropped.
 //!
 //! The exporter reads the standard variables itself: `OTEL_EXPORTER_OTLP_HEADERS`,
-//! `OTEL_EXPORTER_OTLP_TIMEOUT`, `OTEL_EXPORTER_OTLP_COMPRESSION`; the SDK reads
+//! `OTEL_EXPORTER_OTLP_TIMEOUT`, `OTEL_EXPORTER_OTLP_COMPRESSION` (`gzip`); the SDK reads
 //! `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER(_ARG)` and `OTEL_BSP_*`. Here:
 //! `OTEL_SERVICE_NAME` (default per binary), `OTEL_EXPORTER_OTLP_PROTOCOL` (`http/protobuf`,
 //! the default, or `http/json`; gRPC is not built in) and `OTEL_SDK_DISABLED`.
