@@ -90,7 +90,8 @@ pub enum ErrorCode {
     EmptyCancelFilter,
     /// `POST /runs/cancel` with a `status` that is not a run status.
     InvalidCancelFilter,
-    /// `POST /runs/{id}/replay` of a run whose flow can no longer be found (or a bundle run).
+    /// `POST /runs/{id}/replay` of a run whose flow or bundle can no longer be found (or a
+    /// bundle child run).
     ReplayUnavailable,
     /// The uploaded bundle is invalid; `reason` says why.
     InvalidWorkflowBundle,

@@ -706,3 +706,70 @@ async fn decisions_are_stamped_with_the_callers_key() {
     assert_eq!(rejected["rejected_by"], actor.as_str());
     assert_eq!(rejected["rejection_reason"], Value::Null);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_root_is_replayed_from_its_bundle_and_a_child_is_not() {
+    let (stack, kids) = spawning_stack(|_| {}).await;
+    let client = &stack.client;
+    let submitted = client
+        .submit_bundle_yaml(FAN_OUT.as_bytes(), Some("default"))
+        .await
+        .unwrap();
+    let root_id = submitted["run_id"].as_str().unwrap().to_string();
+    client.approve_run(&root_id, None).await.unwrap();
+    let root = stack.wait_terminal(&root_id).await;
+    assert_eq!(root["status"], "COMPLETED", "{root}");
+
+    // The replay is a new root of the same bundle, params and tag, approved like a submit.
+    let replay = client.replay_run(&root_id).await.unwrap();
+    assert_eq!(replay["status"], "PENDING_APPROVAL");
+    assert_eq!(replay["replay_of"], root_id.as_str());
+    let new_id = replay["run_id"].as_str().unwrap().to_string();
+    client.approve_run(&new_id, None).await.unwrap();
+    let again = stack.wait_terminal(&new_id).await;
+    assert_eq!(again["status"], "COMPLETED", "{again}");
+    for field in [
+        "bundle_hash",
+        "params",
+        "tag",
+        "flow_name",
+        "entry_workflow",
+    ] {
+        assert_eq!(again[field], root[field], "{field}");
+    }
+    assert_eq!(again["root_run_id"], new_id.as_str());
+    assert_eq!(again["replay_of"], root_id.as_str());
+    assert_eq!(again["spawn_count"], 3);
+    assert!(
+        again["child_run_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| !root["child_run_ids"].as_array().unwrap().contains(c)),
+        "new children"
+    );
+
+    let child = root["child_run_ids"][0].as_str().unwrap();
+    let (status, detail, _) = status_of(client.replay_run(child).await.unwrap_err());
+    assert_eq!(
+        (status, detail),
+        (
+            409,
+            json!("bundle child runs cannot be replayed; replay their root run")
+        )
+    );
+    // Without its bundle a root cannot be replayed either.
+    let store = store_of(&stack).await;
+    store
+        .resources()
+        .bundles
+        .purge(root["bundle_hash"].as_str().unwrap())
+        .await
+        .unwrap();
+    let (status, detail, _) = status_of(client.replay_run(&root_id).await.unwrap_err());
+    assert_eq!(
+        (status, detail),
+        (409, json!("workflow bundle not available"))
+    );
+    kids.stop().await;
+}

@@ -297,7 +297,7 @@ pub struct BulkCancelResponse {
 pub struct ReplayResponse {
     /// The new run.
     pub run_id: String,
-    /// Always `PENDING`.
+    /// `PENDING` (`PENDING_APPROVAL` for a bundle root that waits for approval).
     pub status: String,
     /// The replayed run.
     pub replay_of: String,
