@@ -371,6 +371,19 @@ async fn reject_cancels_and_decisions_answer_the_originals_errors() {
         .await
         .unwrap();
     let run_id = submitted["run_id"].as_str().unwrap();
+    // Waiting for approval: nothing is queued yet. Approving queues the job.
+    let store = store_of(&stack).await;
+    assert!(!store.tag_has_jobs("gpu").await.unwrap());
+    let other = client
+        .submit_bundle_yaml(FAN_OUT.as_bytes(), Some("blue"))
+        .await
+        .unwrap();
+    assert!(!store.tag_has_jobs("blue").await.unwrap());
+    client
+        .approve_run(other["run_id"].as_str().unwrap(), None)
+        .await
+        .unwrap();
+    assert!(store.tag_has_jobs("blue").await.unwrap());
     let rejected = client.reject_run(run_id, Some("too costly")).await.unwrap();
     assert_eq!(rejected["status"], "CANCELLED");
     assert_eq!(rejected["approval_status"], "rejected");
@@ -424,7 +437,6 @@ async fn reject_cancels_and_decisions_answer_the_originals_errors() {
         .submit_bundle_yaml(FAN_OUT.as_bytes(), None)
         .await
         .unwrap();
-    let store = store_of(&stack).await;
     store
         .resources()
         .bundles
