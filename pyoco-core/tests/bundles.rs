@@ -785,3 +785,75 @@ async fn a_bundle_root_is_replayed_from_its_bundle_and_a_child_is_not() {
     );
     kids.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_past_the_spawn_timeout_is_cancelled_and_fails_the_task() {
+    let (stack, kids) = spawning_stack(|c| {
+        c.spawn_requires_approval = false;
+        c.spawn_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let bundle = spawner(
+        "s",
+        &["s"],
+        "    flow: {graph: nap}\n    tasks:\n      nap: {callable: 'pyoco:sleep', inputs: {seconds: 60}}",
+    );
+    let submitted = stack
+        .client
+        .submit_bundle_yaml(bundle.as_bytes(), None)
+        .await
+        .unwrap();
+    let root = stack
+        .wait_terminal(submitted["run_id"].as_str().unwrap())
+        .await;
+    assert_eq!(root["status"], "FAILED", "{root}");
+    assert_eq!(root["error"], "child_wait_timeout");
+    let child = stack
+        .wait_terminal(root["child_run_ids"][0].as_str().unwrap())
+        .await;
+    assert_eq!(child["status"], "CANCELLED", "{child}");
+    kids.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_child_tag_children_run_on_the_parents_tag() {
+    // One worker on the parent's tag, taking two jobs at once: the parent and its child.
+    let stack = Stack::builder()
+        .no_worker()
+        .config(|c| c.spawn_requires_approval = false)
+        .start()
+        .await;
+    let mut worker = pyoco::Worker::connect(
+        stack.config.clone(),
+        Registry::with_builtins(),
+        "w-both",
+        &["blue".into()],
+    )
+    .await
+    .unwrap();
+    worker.set_concurrency(2);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(worker.run(async move {
+        stopped.await.ok();
+    }));
+    let submitted = stack
+        .client
+        .submit_bundle_yaml(FAN_OUT.replace("k2 & k3", "k2").as_bytes(), Some("blue"))
+        .await;
+    // FAN_OUT with k3 defined but not in the graph is still a valid bundle.
+    let submitted = submitted.unwrap();
+    let root = stack
+        .wait_terminal(submitted["run_id"].as_str().unwrap())
+        .await;
+    assert_eq!(root["status"], "COMPLETED", "{root}");
+    for child in root["child_run_ids"].as_array().unwrap() {
+        let child = stack
+            .client
+            .get_run(child.as_str().unwrap(), false)
+            .await
+            .unwrap();
+        assert_eq!(child["tag"], "blue");
+    }
+    stop.send(()).ok();
+    worker.await.unwrap().unwrap();
+}
