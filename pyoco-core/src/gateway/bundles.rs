@@ -16,7 +16,7 @@ use super::auth::Caller;
 use super::error::{ApiError, problem};
 use super::extract::json::{Fields, decode_json};
 use super::extract::multipart::Form;
-use super::runs::{stamp, submit_error, visible_to};
+use super::runs::{snapshot_answer, stamp, submit_error, visible_to};
 use crate::error_code::ErrorCode;
 use crate::flow::yaml::bundle::parse_bundle;
 use crate::flow::yaml::sha256_hex;
@@ -148,19 +148,6 @@ fn not_pending() -> ApiError {
     )
 }
 
-/// The answer of both decisions: the snapshot without its task records.
-fn answer(snapshot: &crate::model::RunSnapshot) -> ApiResult<Json<RunSnapshot>> {
-    let mut doc = serde_json::to_value(snapshot).map_err(|e| {
-        tracing::error!(error = %e, "encode snapshot");
-        ApiError::internal()
-    })?;
-    if let Value::Object(m) = &mut doc {
-        m.shift_remove("task_records");
-        m.shift_remove("task_records_truncated");
-    }
-    Ok(Json(RunSnapshot(doc)))
-}
-
 /// `POST /runs/{run_id}/approve`: PENDING_APPROVAL → PENDING, then the job is published; if
 /// the publish fails the approval is taken back and the answer is 503.
 #[utoipa::path(post, path = "/runs/{run_id}/approve", params(("run_id" = String, Path)), request_body = ApprovalDecision,
@@ -246,7 +233,7 @@ pub async fn approve(
         return Err(e);
     }
     tracing::info!(run_id = %run_id, "bundle run approved");
-    answer(&approved.value)
+    snapshot_answer(&approved.value)
 }
 
 /// `POST /runs/{run_id}/reject`: PENDING_APPROVAL → CANCELLED with the reason.
@@ -289,5 +276,5 @@ pub async fn reject(
         .filter(|_| wrote)
         .ok_or_else(not_pending)?;
     tracing::info!(run_id = %run_id, "bundle run rejected");
-    answer(&rejected.value)
+    snapshot_answer(&rejected.value)
 }

@@ -7,7 +7,6 @@
 use super::openapi::*;
 use axum::Json;
 use axum::extract::{Path, State};
-use serde_json::Value;
 
 use super::GatewayState;
 use super::auth::Caller;
@@ -33,16 +32,8 @@ pub async fn cancel(
     let Some(updated) = updated else {
         return Err(ApiError::run_not_found());
     };
-    let mut doc = serde_json::to_value(&updated.value).map_err(|e| {
-        tracing::error!(error = %e, "encode snapshot");
-        ApiError::internal()
-    })?;
-    if let Value::Object(m) = &mut doc {
-        m.shift_remove("task_records");
-        m.shift_remove("task_records_truncated");
-    }
     tracing::info!(run_id = %run_id, status = %updated.value.status, "cancel requested");
-    Ok(Json(RunSnapshot(doc)))
+    super::runs::snapshot_answer(&updated.value)
 }
 
 /// Asks `run_id` to stop with compare-and-set (see the module doc); `None` when it does not
