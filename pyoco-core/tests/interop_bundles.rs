@@ -144,3 +144,119 @@ async fn a_bundle_submitted_to_ours_is_approved_by_the_python_gateway() {
     assert_eq!(rejected["rejection_reason"], "no");
     kids.stop().await;
 }
+
+/// The original's own end-to-end bundle (`tests/test_spawn_bundle_e2e.py`), with its Python
+/// test tasks.
+const ORIGINAL_E2E: &str = "version: 1
+workflows:
+  study:
+    tasks:
+      prepare:
+        callable: pyoco_server._workflow_test_tasks:add_one
+      run_child:
+        spawn: trial
+        inputs:
+          x: $node.prepare.output
+      summarize:
+        callable: pyoco_server._workflow_test_tasks:child_summary_text
+    flow:
+      graph: |
+        prepare >> run_child >> summarize
+  trial:
+    tasks:
+      add_one:
+        callable: pyoco_server._workflow_test_tasks:add_one
+      to_text:
+        callable: pyoco_server._workflow_test_tasks:to_text
+    flow:
+      graph: |
+        add_one >> to_text
+submit:
+  entry_workflow: study
+  inputs:
+    x: 1
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the pyoco-server 0.7.0 source (scripts/install-interop07.sh)"]
+async fn python_workers_run_a_bundle_submitted_and_approved_through_ours() {
+    let stack = Stack::builder().no_worker().start().await;
+    let venv = pyoco::testkit::python_tool("install-interop07.sh");
+    let nats_url = stack.config.nats_url.clone();
+    // Two workers, as in the original's test: the parent blocks one while its child runs.
+    let _workers: Vec<Spawned> = ["py-w1", "py-w2"]
+        .iter()
+        .map(|id| {
+            Spawned(
+                Command::new(venv.join("bin/pyoco-worker"))
+                    .args([
+                        "--nats-url",
+                        &nats_url,
+                        "--tags",
+                        "bundle",
+                        "--worker-id",
+                        id,
+                    ])
+                    .env("PYOCO_LOAD_DOTENV", "0")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    let client = &stack.client;
+    let submitted = client
+        .submit_bundle_yaml(ORIGINAL_E2E.as_bytes(), Some("bundle"))
+        .await
+        .unwrap();
+    assert_eq!(submitted["status"], "PENDING_APPROVAL");
+    let root_id = submitted["run_id"].as_str().unwrap().to_string();
+    client.approve_run(&root_id, None).await.unwrap();
+    let root = stack.wait_terminal(&root_id).await;
+    assert_eq!(root["status"], "COMPLETED", "{root}");
+    assert_eq!(root["spawn_count"], 1);
+    assert_eq!(root["task_records"]["summarize"]["output"], "COMPLETED:v=3");
+    let child = stack
+        .wait_terminal(root["child_run_ids"][0].as_str().unwrap())
+        .await;
+    assert_eq!(child["status"], "COMPLETED", "{child}");
+    assert_eq!(child["root_run_id"], root_id.as_str());
+    assert_eq!(child["spawned_from_task"], "run_child");
+    assert_eq!(child["result_summary"]["outputs"]["to_text"], "v=3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the pyoco-server 0.7.0 source (scripts/install-interop07.sh)"]
+async fn our_workers_run_the_originals_bundle_with_its_python_tasks() {
+    let venv = pyoco::testkit::python_tool("install-interop07.sh");
+    let python = venv.join("bin/python").display().to_string();
+    let stack = Stack::start_with(move |c| {
+        c.python = python;
+        c.spawn_child_tag = "kids".into();
+    })
+    .await;
+    let kids = WorkerHandle::start(
+        stack.config.clone(),
+        Registry::with_builtins(),
+        "w-kids",
+        &["kids"],
+    )
+    .await;
+    let (_python, py) = python_gateway(&stack.config.nats_url).await;
+    let submitted = py
+        .submit_bundle_yaml(ORIGINAL_E2E.as_bytes(), None)
+        .await
+        .unwrap();
+    let root_id = submitted["run_id"].as_str().unwrap().to_string();
+    py.approve_run(&root_id, None).await.unwrap();
+    let root = wait_terminal(&py, &root_id).await;
+    assert_eq!(root["status"], "COMPLETED", "{root}");
+    assert_eq!(root["task_records"]["summarize"]["output"], "COMPLETED:v=3");
+    let child = py
+        .get_run(root["child_run_ids"][0].as_str().unwrap(), true)
+        .await
+        .unwrap();
+    assert_eq!(child["result_summary"]["outputs"]["to_text"], "v=3");
+    kids.stop().await;
+}
