@@ -384,6 +384,22 @@ async fn reject_cancels_and_decisions_answer_the_originals_errors() {
         .await
         .unwrap();
     assert!(store.tag_has_jobs("blue").await.unwrap());
+    // Listed by its status (the dashboard's approvals view asks for it this way).
+    wait_for(
+        "the waiting run listed",
+        Duration::from_secs(10),
+        || async {
+            let listed = client
+                .list_runs(&pyoco::client::http::ListRuns {
+                    status: Some("PENDING_APPROVAL".into()),
+                    ..Default::default()
+                })
+                .await
+                .ok()?;
+            listed.iter().any(|r| r["run_id"] == run_id).then_some(())
+        },
+    )
+    .await;
     let rejected = client.reject_run(run_id, Some("too costly")).await.unwrap();
     assert_eq!(rejected["status"], "CANCELLED");
     assert_eq!(rejected["approval_status"], "rejected");
