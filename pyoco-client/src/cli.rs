@@ -200,6 +200,23 @@ Examples:
 With --replay-failed every FAILED run of the filter is replayed (a JSON array of results;
 exit 1 if any could not be).")]
     Replay(crate::bulk::ReplayArgs),
+    /// Submit a multi-workflow bundle (POST /runs/bundle); its entry workflow runs as the root run.
+    #[command(after_help = "\
+Examples:
+  pyoco-client submit-bundle --bundle-file bundle.yaml
+  pyoco-client submit-bundle --bundle-file bundle.yaml --tag gpu
+Prints {run_id, status, bundle_hash}; status PENDING_APPROVAL means it waits for `approve`.")]
+    SubmitBundle(crate::bundles::SubmitBundleArgs),
+    /// Queue a run that waits for approval (POST /runs/{run_id}/approve).
+    #[command(
+        after_help = "Example:\n  pyoco-client approve --run-id <RUN_ID> --comment 'looks right'"
+    )]
+    Approve(crate::bundles::ApproveArgs),
+    /// Cancel a run that waits for approval (POST /runs/{run_id}/reject).
+    #[command(
+        after_help = "Example:\n  pyoco-client reject --run-id <RUN_ID> --reason 'too costly'"
+    )]
+    Reject(crate::bundles::RejectArgs),
     /// Schedule runs of a flow.yaml (POST /schedules/yaml): once, every N seconds, or on cron.
     #[command(after_help = "\
 Examples:

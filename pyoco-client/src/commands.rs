@@ -105,6 +105,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Completions { .. } => Ok(()),
         Command::CancelRuns(args) => crate::bulk::cancel_runs(&client, args).await,
         Command::Replay(args) => crate::bulk::replay(&client, args).await,
+        Command::SubmitBundle(args) => crate::bundles::submit(&client, args).await,
+        Command::Approve(args) => crate::bundles::approve(&client, args).await,
+        Command::Reject(args) => crate::bundles::reject(&client, args).await,
         Command::ScheduleYaml(args) => crate::schedules::create(&client, args).await,
         Command::Schedules { output: format } => {
             let schedules = client.list_schedules().await?;

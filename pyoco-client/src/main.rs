@@ -5,6 +5,7 @@
 //! `ERR-PYOCO-…` format, exit code 130 on Ctrl-C.
 
 mod bulk;
+mod bundles;
 mod cli;
 mod commands;
 mod error;

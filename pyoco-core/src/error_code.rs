@@ -90,13 +90,24 @@ pub enum ErrorCode {
     EmptyCancelFilter,
     /// `POST /runs/cancel` with a `status` that is not a run status.
     InvalidCancelFilter,
-    /// `POST /runs/{id}/replay` of a run whose flow can no longer be found (or a bundle run).
+    /// `POST /runs/{id}/replay` of a run whose flow or bundle can no longer be found (or a
+    /// bundle child run).
     ReplayUnavailable,
+    /// The uploaded bundle is invalid; `reason` says why.
+    InvalidWorkflowBundle,
+    /// The uploaded bundle exceeds `PYOCO_WORKFLOW_BUNDLE_MAX_BYTES`.
+    WorkflowBundleTooLarge,
+    /// `POST /runs/{id}/approve` or `/reject` of a run that is not PENDING_APPROVAL.
+    RunNotPendingApproval,
+    /// `POST /runs/{id}/approve` of a run without a `bundle_hash`.
+    BundleHashMissing,
+    /// `POST /runs/{id}/approve` of a run whose bundle is no longer stored.
+    WorkflowBundleNotFound,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the spec's table (the spec test compares the two).
-    pub const ALL: [ErrorCode; 38] = [
+    pub const ALL: [ErrorCode; 43] = [
         ErrorCode::RouteNotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::ValidationError,
@@ -135,6 +146,11 @@ impl ErrorCode {
         ErrorCode::EmptyCancelFilter,
         ErrorCode::InvalidCancelFilter,
         ErrorCode::ReplayUnavailable,
+        ErrorCode::InvalidWorkflowBundle,
+        ErrorCode::WorkflowBundleTooLarge,
+        ErrorCode::RunNotPendingApproval,
+        ErrorCode::BundleHashMissing,
+        ErrorCode::WorkflowBundleNotFound,
     ];
 
     /// The HTTP status the gateway answers this code with (one status per code).
@@ -148,18 +164,23 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::IdempotencyConflict
             | ErrorCode::ScheduleCompleted
-            | ErrorCode::ReplayUnavailable => 409,
+            | ErrorCode::ReplayUnavailable
+            | ErrorCode::RunNotPendingApproval
+            | ErrorCode::BundleHashMissing
+            | ErrorCode::WorkflowBundleNotFound => 409,
             ErrorCode::InvalidIdempotencyKey => 422,
             ErrorCode::ApiKeyRequired | ErrorCode::InvalidSignature => 401,
             ErrorCode::InvalidApiKey | ErrorCode::ShutdownNotAllowed => 403,
             ErrorCode::RateLimited => 429,
             ErrorCode::WheelVersionExists | ErrorCode::WheelVersionNotNewer => 409,
-            ErrorCode::WorkflowTooLarge | ErrorCode::RequestTooLarge | ErrorCode::WheelTooLarge => {
-                413
-            }
+            ErrorCode::WorkflowTooLarge
+            | ErrorCode::WorkflowBundleTooLarge
+            | ErrorCode::RequestTooLarge
+            | ErrorCode::WheelTooLarge => 413,
             ErrorCode::ValidationError
             | ErrorCode::InvalidTag
             | ErrorCode::InvalidWorkflowYaml
+            | ErrorCode::InvalidWorkflowBundle
             | ErrorCode::MissingFlowName
             | ErrorCode::InvalidListQuery
             | ErrorCode::InvalidWorkersRequest
@@ -218,6 +239,11 @@ impl ErrorCode {
             ErrorCode::EmptyCancelFilter => "empty_cancel_filter",
             ErrorCode::InvalidCancelFilter => "invalid_cancel_filter",
             ErrorCode::ReplayUnavailable => "replay_unavailable",
+            ErrorCode::InvalidWorkflowBundle => "invalid_workflow_bundle",
+            ErrorCode::WorkflowBundleTooLarge => "workflow_bundle_too_large",
+            ErrorCode::RunNotPendingApproval => "run_not_pending_approval",
+            ErrorCode::BundleHashMissing => "bundle_hash_missing",
+            ErrorCode::WorkflowBundleNotFound => "workflow_bundle_not_found",
         }
     }
 }

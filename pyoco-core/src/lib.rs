@@ -13,14 +13,15 @@
 //!   table declares each variable's field, default, parser and whether it is implemented yet.
 //! - [`model`]: the wire documents — [`RunSnapshot`], [`Job`], [`WorkerRecord`], DLQ
 //!   messages — and the rules on them as pure functions: run status transitions, the
-//!   worker's effective state (DISCONNECTED), one lenient decoder per document, `json`
+//!   worker's effective state (DISCONNECTED), bundle runs' relation records and
+//!   `result_summary` (`bundle`), one lenient decoder per document, `json`
 //!   (reading Python's `NaN`, writing `json.dumps`' exact form), and `ident`, the one rule
 //!   for every id that reaches a NATS subject or key.
 //! - [`error_code`]: [`ErrorCode`], the stable `code` of every HTTP error answer, shared by
 //!   the gateway, [`HttpClient`] and the CLI.
 //! - [`flow`]: everything about running a flow, without I/O to NATS — the graph language
-//!   (`graph`, `expr`), flow.yaml validation (`yaml`, loaded within node and depth budgets by
-//!   `yaml_guard`) and task options (`policy`: retries, timeouts, fail policies, cache,
+//!   (`graph`, `expr`), flow.yaml and bundle validation (`yaml`, `yaml::bundle`; loaded
+//!   within node and depth budgets by `yaml_guard`) and task options (`policy`: retries, timeouts, fail policies, cache,
 //!   circuit breaker), the task [`Registry`] (`tasks`: native Rust tasks, the built-in
 //!   `pyoco:*` tasks in `builtins`, Python callables run by `python`), the embedding API
 //!   (`embed`: typed tasks, flows built in Rust), and the executors (`engine` for DAGs, with
@@ -28,7 +29,8 @@
 //!   switch/repeat/foreach/until).
 //! - [`store`]: the only module that talks to NATS — names ([`store::Layout`]),
 //!   [`ensure_resources`], run snapshots with compare-and-set, the work queue, the worker
-//!   registry, the DLQ, wheels, API key records, nonces and idempotency keys; its errors say
+//!   registry, the DLQ, wheels, API key records, bundle run relations, nonces and
+//!   idempotency keys; its errors say
 //!   whether a retry can help.
 //! - [`client`]: [`NatsClient`] (submit and read over NATS) and, with feature `client`,
 //!   [`HttpClient`] for the gateway.
@@ -37,12 +39,12 @@
 //! - [`wheel`]: wheel file names, PEP 440 versions, archive inspection and the upload
 //!   preflight (pure; used by the registry routes, the worker's wheel sync and the client).
 //! - [`worker`]: [`Worker`] — consumers per tag, job processing (claim, progress, cancel
-//!   watch, terminal write, each in its own file), heartbeats, delivery-limit advisories, its
+//!   watch, bundle spawn tasks, terminal write, each in its own file), heartbeats, delivery-limit advisories, its
 //!   own metrics, graceful shutdown, wheel sync.
 //! - [`gateway`] (feature `gateway`): the HTTP API — `router(state)` and `serve(...)`; one
 //!   route table (`routes`) builds the router and the OpenAPI paths; requests are read
 //!   FastAPI's way in `extract` (query, JSON, multipart); the run list index fed by a KV
-//!   watch, SSE watch, cancel, workers, metrics, health (a readiness probe), OpenAPI,
+//!   watch, SSE watch, cancel, bundles and approvals, workers, metrics, health (a readiness probe), OpenAPI,
 //!   `/shutdown`, the operations routes (`stats`: counters fed by the same KV watch behind
 //!   `/stats`, `/progress`, `/throughput`, `/logs`, `/results`); and the guards every non-public route passes (`signing` for HMAC, `auth`
 //!   for API keys and tenants, `limits` for rates), `listener` (header timeout, connection

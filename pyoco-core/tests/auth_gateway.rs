@@ -80,6 +80,8 @@ async fn send(
             req.header("content-type", ct).body(body)
         }
         ("patch", _) => req.json(&json!({"hidden": true})),
+        // Approve and reject need a JSON body, as in the original.
+        ("post", p) if p.ends_with("/approve") || p.ends_with("/reject") => req.json(&json!({})),
         _ => req,
     };
     if let Some(key) = key {
@@ -170,7 +172,13 @@ async fn every_route_but_health_needs_a_valid_key_and_hides_other_tenants_runs()
             );
             let (other, body) = send(&http, &base, method, &path, Some(&keys.other_tenant)).await;
             if template.contains("{run_id}") {
-                assert_eq!(good, 200, "{what} for the run's own tenant");
+                // A plain run is not waiting for approval: the decision routes answer 409.
+                let decision = template.ends_with("/approve") || template.ends_with("/reject");
+                assert_eq!(
+                    good,
+                    if decision { 409 } else { 200 },
+                    "{what} for the run's own tenant"
+                );
                 assert_eq!(
                     (other, &body["code"]),
                     (404, &json!("run_not_found")),

@@ -119,6 +119,13 @@ proptest! {
     }
 
     #[test]
+    fn bundle_validation_never_panics(tokens in prop::collection::vec(yaml_token(), 0..120)) {
+        let text = format!("workflows:\n  m:\n    flow: {{graph: a}}\n    tasks:\n{}", tokens.concat());
+        let _ = pyoco::flow::yaml::bundle::parse_bundle(text.as_bytes(), small_limits());
+        let _ = pyoco::flow::yaml::bundle::parse_bundle(tokens.concat().as_bytes(), small_limits());
+    }
+
+    #[test]
     fn graph_language_never_panics(tokens in prop::collection::vec(graph_token(), 0..60)) {
         let src: String = tokens.concat();
         let _ = pyoco::flow::graph::parse(&src);

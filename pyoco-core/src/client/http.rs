@@ -8,6 +8,7 @@
 //! since a watch legitimately stays open for minutes.
 
 mod bulk;
+mod bundles;
 mod error;
 mod multipart;
 mod runs;

@@ -353,23 +353,25 @@ config_table! {
             Duration::from_secs(1), parse::secs_at_least_200ms, Any, Implemented;
         /// Largest accepted bundle upload.
         "PYOCO_WORKFLOW_BUNDLE_MAX_BYTES" => workflow_bundle_max_bytes: usize = 262_144,
-            parse::size, Any, Reserved;
+            parse::size, Any, Implemented;
         /// Bundle runs wait for approval.
         "PYOCO_SPAWN_REQUIRES_APPROVAL" => spawn_requires_approval: bool = true,
-            parse::boolean, Any, Reserved;
-        /// Child runs per bundle run.
+            parse::boolean, Any, Implemented;
+        /// Child runs per bundle run execution (0 or less: no limit).
         "PYOCO_SPAWN_MAX_CHILD_RUNS" => spawn_max_child_runs: i64 = 100,
-            parse::int, Any, Reserved;
-        /// Child runs running at once.
+            parse::int, Any, Implemented;
+        /// Child runs of one parent running at once; further spawns wait (0 or less: no
+        /// limit).
         "PYOCO_SPAWN_MAX_PARALLEL_CHILD_RUNS" => spawn_max_parallel_child_runs: i64 = 8,
-            parse::int, Any, Reserved;
+            parse::int, Any, Implemented;
         /// Routing tag of child runs (empty: the parent's tag).
         "PYOCO_SPAWN_CHILD_TAG" => spawn_child_tag: String = String::new(),
-            parse::string, Any, Reserved;
-        /// How long a parent waits for a child.
+            parse::string, Any, Implemented;
+        /// How long a parent waits for a child (0: for ever).
         "PYOCO_SPAWN_TIMEOUT_SEC" => spawn_timeout: Duration = Duration::from_secs(3600),
-            parse::secs, Any, Reserved;
-        /// How often a parent checks its children.
+            parse::secs, Any, Implemented;
+        /// How often the original's parent polls its children (read, unused: ours follow
+        /// the children's snapshot writes).
         "PYOCO_SPAWN_POLL_INTERVAL_SEC" => spawn_poll_interval: Duration =
             Duration::from_millis(200), parse::secs, Any, Reserved;
         /// Dashboard language: a value starting with `ja` or `en`; anything else (`auto`)

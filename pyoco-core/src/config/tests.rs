@@ -78,11 +78,15 @@ fn reserved_variables_warn_only_when_set() {
     assert!(Config::default().unimplemented_in_use().is_empty());
     let c = Config::from_sources(&env(&[
         ("PYOCO_DASHBOARD_LANG", "ja"),
+        ("PYOCO_SPAWN_POLL_INTERVAL_SEC", "3"),
         ("PYOCO_SPAWN_MAX_CHILD_RUNS", "3"),
         ("PYOCO_NATS_URL", "nats://elsewhere:4222"),
     ]))
     .unwrap();
-    assert_eq!(c.unimplemented_in_use(), vec!["PYOCO_SPAWN_MAX_CHILD_RUNS"]);
+    assert_eq!(
+        c.unimplemented_in_use(),
+        vec!["PYOCO_SPAWN_POLL_INTERVAL_SEC"]
+    );
 }
 
 #[test]

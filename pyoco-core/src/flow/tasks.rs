@@ -16,6 +16,10 @@ use tokio_util::sync::CancellationToken;
 use super::python::PythonPool;
 use super::yaml::{FlowSpec, YamlError, parse_flow_yaml};
 
+/// The callable a bundle's `spawn` task runs: the worker registers it for bundle runs only
+/// (it starts the child run and waits for it); anywhere else it does not resolve.
+pub const SPAWN_CALLABLE: &str = "pyoco-bundle:spawn";
+
 /// What a task function receives.
 #[derive(Debug, Clone)]
 pub struct TaskCall {

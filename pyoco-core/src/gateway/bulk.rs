@@ -16,9 +16,10 @@ use super::error::ApiError;
 use super::extract::json::{Fields, json_body};
 use super::index::{Field, Query as IndexQuery};
 use crate::error_code::ErrorCode;
+use crate::flow::yaml::bundle::parse_bundle;
 use crate::flow::yaml::{parse_flow_yaml_within, sha256_hex};
 use crate::model::{RunSnapshot as Snapshot, RunStatus};
-use crate::store::{NewRun, Store, YamlPayload};
+use crate::store::{BundleRun, NewRun, Store, YamlPayload};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -236,12 +237,11 @@ pub async fn replay(
         Some(run) if caller.may_see(run.value.tenant_id.as_deref()) => run.value,
         _ => return Err(ApiError::run_not_found()),
     };
-    if original.bundle_hash.is_some() {
-        return Err(ApiError::new(
-            ErrorCode::ReplayUnavailable,
-            "bundle runs cannot be replayed",
-        ));
-    }
+    let bundle = match &original.bundle_hash {
+        Some(hash) => Some(replay_bundle(&state, store, &original, hash).await?),
+        None => None,
+    };
+    let awaiting_approval = bundle.as_ref().is_some_and(|b| b.awaiting_approval);
     let yaml = find_workflow_yaml(store, &original).await?;
     if let Some(y) = &yaml {
         // Stored text is re-validated: it was accepted once, under today's limits it must be too.
@@ -256,6 +256,7 @@ pub async fn replay(
         tag: original.tag.clone().filter(|t| !t.is_empty()),
         tags: original.tags.clone(),
         yaml,
+        bundle,
         replay_of: Some(run_id.clone()),
         ..Default::default()
     };
@@ -267,9 +268,56 @@ pub async fn replay(
         .map_err(|_| ApiError::internal())?
         .map_err(super::runs::submit_error)?;
     tracing::info!(run_id = %new_id, replay_of = %run_id, "run replayed");
+    let status = if awaiting_approval {
+        RunStatus::PendingApproval
+    } else {
+        RunStatus::Pending
+    };
     Ok(Json(ReplayResponse {
         run_id: new_id,
-        status: "PENDING".into(),
+        status: status.as_str().into(),
         replay_of: run_id,
     }))
+}
+
+/// A bundle root is replayed from the same bundle (found under its hash and re-validated),
+/// as a new root that needs approval by the same rule as a submit; a child is not replayed
+/// on its own (its parent would not wait for it).
+async fn replay_bundle(
+    state: &GatewayState,
+    store: &Store,
+    original: &Snapshot,
+    hash: &str,
+) -> ApiResult<BundleRun> {
+    if original.spawn_depth.unwrap_or(0) >= 1 || original.parent_run_id.is_some() {
+        return Err(ApiError::new(
+            ErrorCode::ReplayUnavailable,
+            "bundle child runs cannot be replayed; replay their root run",
+        ));
+    }
+    let text = store
+        .stashed_workflow(hash)
+        .await?
+        .filter(|text| sha256_hex(text.as_bytes()) == hash)
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::ReplayUnavailable,
+                "workflow bundle not available",
+            )
+        })?;
+    let bundle = parse_bundle(text.as_bytes(), state.config.yaml_limits()).map_err(|e| {
+        ApiError::new(ErrorCode::InvalidWorkflowBundle, "invalid workflow bundle")
+            .with_reason(e.reason)
+    })?;
+    Ok(BundleRun {
+        sha256: hash.to_string(),
+        bytes: text.len() as u64,
+        entry_workflow: original
+            .entry_workflow
+            .clone()
+            .unwrap_or_else(|| bundle.entry_workflow.clone()),
+        awaiting_approval: state.config.spawn_requires_approval && bundle.entry_spawns(),
+        text,
+        ..Default::default()
+    })
 }

@@ -7,13 +7,11 @@
 use super::openapi::*;
 use axum::Json;
 use axum::extract::{Path, State};
-use serde_json::Value;
 
 use super::GatewayState;
 use super::auth::Caller;
 use super::error::ApiError;
-use crate::model::{RunStatus, now};
-use crate::store::{Change, Store, StoreError, Versioned};
+use crate::store::{Store, StoreError, Versioned};
 
 /// Cancels the run and answers its snapshot (without `task_records`). Idempotent: a terminal
 /// run is returned unchanged, a second cancel keeps the first `cancel_requested_at`.
@@ -34,16 +32,8 @@ pub async fn cancel(
     let Some(updated) = updated else {
         return Err(ApiError::run_not_found());
     };
-    let mut doc = serde_json::to_value(&updated.value).map_err(|e| {
-        tracing::error!(error = %e, "encode snapshot");
-        ApiError::internal()
-    })?;
-    if let Value::Object(m) = &mut doc {
-        m.shift_remove("task_records");
-        m.shift_remove("task_records_truncated");
-    }
     tracing::info!(run_id = %run_id, status = %updated.value.status, "cancel requested");
-    Ok(Json(RunSnapshot(doc)))
+    super::runs::snapshot_answer(&updated.value)
 }
 
 /// Asks `run_id` to stop with compare-and-set (see the module doc); `None` when it does not
@@ -53,32 +43,5 @@ pub(super) async fn request_cancel(
     run_id: &str,
     requested_by: Option<String>,
 ) -> Result<Option<Versioned<crate::model::RunSnapshot>>, StoreError> {
-    store
-        .runs()
-        .update(run_id, |doc| {
-            let now = now();
-            match doc.status {
-                s if s.is_terminal() => return Change::Keep,
-                RunStatus::PendingApproval => {
-                    doc.status = RunStatus::Cancelled;
-                    doc.end_time = Some(now);
-                }
-                // Never claimed by a worker: nothing is running, so nothing has to stop.
-                RunStatus::Pending if doc.worker_id.is_none() && doc.start_time.is_none() => {
-                    doc.status = RunStatus::Cancelled;
-                    doc.end_time = Some(now);
-                    doc.cancel_requested_at.get_or_insert(now);
-                }
-                _ => {
-                    doc.status = RunStatus::Cancelling;
-                    doc.cancel_requested_at.get_or_insert(now);
-                }
-            }
-            if doc.cancel_requested_by.is_none() {
-                doc.cancel_requested_by = requested_by.clone();
-            }
-            doc.updated_at = Some(now);
-            Change::Write
-        })
-        .await
+    store.runs().request_cancel(run_id, requested_by).await
 }

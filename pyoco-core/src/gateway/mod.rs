@@ -16,6 +16,7 @@
 
 pub mod auth;
 mod bulk;
+mod bundles;
 mod cancel;
 mod dashboard;
 mod error;

@@ -39,13 +39,35 @@ pub struct SubmitYamlForm {
     tag: Option<String>,
 }
 
+/// `POST /runs/bundle`.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct SubmitBundleForm {
+    /// The bundle YAML file.
+    #[schema(value_type = String, format = Binary)]
+    bundle: Vec<u8>,
+    /// Routing tag of the root run (default `PYOCO_DEFAULT_TAG`).
+    tag: Option<String>,
+}
+
+/// The body of `POST /runs/{run_id}/approve` and `/reject` (a JSON object is required; `{}`
+/// will do).
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct ApprovalDecision {
+    /// Stored as `approval_comment` by approve.
+    comment: Option<String>,
+    /// Stored as `rejection_reason` by reject.
+    reason: Option<String>,
+}
+
 /// Answer of both submit routes.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SubmitResponse {
     pub run_id: String,
-    /// Always `PENDING`.
+    /// `PENDING` (`PENDING_APPROVAL` for a bundle that waits for approval).
     pub status: String,
-    /// Always null for these routes.
+    /// The bundle's sha256 for `POST /runs/bundle`; null for the other submit routes.
     #[schema(value_type = Option<String>)]
     pub bundle_hash: Option<String>,
 }
@@ -275,7 +297,7 @@ pub struct BulkCancelResponse {
 pub struct ReplayResponse {
     /// The new run.
     pub run_id: String,
-    /// Always `PENDING`.
+    /// `PENDING` (`PENDING_APPROVAL` for a bundle root that waits for approval).
     pub status: String,
     /// The replayed run.
     pub replay_of: String,
@@ -290,6 +312,8 @@ pub struct ReplayResponse {
     components(schemas(
         SubmitRunRequest,
         SubmitYamlForm,
+        SubmitBundleForm,
+        ApprovalDecision,
         SubmitResponse,
         RunSnapshot,
         RunList,

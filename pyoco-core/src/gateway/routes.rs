@@ -10,8 +10,8 @@ use axum::routing::{MethodRouter, delete, get, patch, post};
 use utoipa::openapi::path::{HttpMethod, Operation, Paths, PathsBuilder};
 
 use super::{
-    GatewayState, bulk, cancel, dashboard, health, metrics, openapi, runs, schedules, shutdown,
-    stats, watch, wheels, workers,
+    GatewayState, bulk, bundles, cancel, dashboard, health, metrics, openapi, runs, schedules,
+    shutdown, stats, watch, wheels, workers,
 };
 use crate::config::Config;
 
@@ -73,6 +73,8 @@ pub enum BodyLimit {
     WorkflowYaml,
     /// `PYOCO_WHEEL_MAX_BYTES` plus 1 MiB for the rest of the form.
     Wheel,
+    /// `PYOCO_WORKFLOW_BUNDLE_MAX_BYTES` plus 1 MiB for the rest of the form.
+    WorkflowBundle,
 }
 
 /// The body limit of routes without one of their own (axum's default, set explicitly so the
@@ -85,6 +87,7 @@ impl BodyLimit {
         match self {
             BodyLimit::Default => DEFAULT_BODY_LIMIT,
             BodyLimit::WorkflowYaml => config.workflow_yaml_max_bytes.saturating_add(1 << 20),
+            BodyLimit::WorkflowBundle => config.workflow_bundle_max_bytes.saturating_add(1 << 20),
             BodyLimit::Wheel => usize::try_from(config.wheel_max_bytes)
                 .unwrap_or(usize::MAX)
                 .saturating_add(1 << 20),
@@ -115,11 +118,14 @@ impl Route {
         self.body_limit.bytes(config)
     }
 
-    /// `POST /runs`, `POST /runs/yaml` and `POST /runs/{run_id}/replay` (each creates a
-    /// run), which `PYOCO_HTTP_SUBMIT_RPM` limits.
+    /// `POST /runs`, `POST /runs/yaml`, `POST /runs/bundle` and `POST /runs/{run_id}/replay`
+    /// (each creates a run), which `PYOCO_HTTP_SUBMIT_RPM` limits.
     pub fn is_submit(&self) -> bool {
         self.method == Method::Post
-            && matches!(self.path, "/runs" | "/runs/yaml" | "/runs/{run_id}/replay")
+            && matches!(
+                self.path,
+                "/runs" | "/runs/yaml" | "/runs/bundle" | "/runs/{run_id}/replay"
+            )
     }
 }
 
@@ -147,6 +153,9 @@ pub const ROUTES: &[Route] = &[
     route!(Post post "/runs", Protected, Default, "runs", runs::submit, runs::__path_submit),
     route!(Get get "/runs", Protected, Default, "runs", runs::list, runs::__path_list),
     route!(Post post "/runs/yaml", Protected, WorkflowYaml, "runs", runs::submit_yaml, runs::__path_submit_yaml),
+    route!(Post post "/runs/bundle", Protected, WorkflowBundle, "runs", bundles::submit_bundle, bundles::__path_submit_bundle),
+    route!(Post post "/runs/{run_id}/approve", Protected, Default, "runs", bundles::approve, bundles::__path_approve),
+    route!(Post post "/runs/{run_id}/reject", Protected, Default, "runs", bundles::reject, bundles::__path_reject),
     route!(Get get "/runs/{run_id}", Protected, Default, "runs", runs::get_run, runs::__path_get_run),
     route!(Get get "/runs/{run_id}/tasks", Protected, Default, "runs", runs::get_tasks, runs::__path_get_tasks),
     route!(Get get "/runs/{run_id}/watch", Protected, Default, "runs", watch::watch, watch::__path_watch),

@@ -261,6 +261,22 @@ pub async fn get_run(
     Ok(Json(RunSnapshot(doc)))
 }
 
+/// The answer of a route that changed a run (cancel, approve, reject): its snapshot without
+/// `task_records` and `task_records_truncated`, as the original answers.
+pub(super) fn snapshot_answer(
+    snapshot: &crate::model::RunSnapshot,
+) -> ApiResult<Json<RunSnapshot>> {
+    let mut doc = serde_json::to_value(snapshot).map_err(|e| {
+        tracing::error!(error = %e, "encode snapshot");
+        ApiError::internal()
+    })?;
+    if let Value::Object(m) = &mut doc {
+        m.shift_remove("task_records");
+        m.shift_remove("task_records_truncated");
+    }
+    Ok(Json(RunSnapshot(doc)))
+}
+
 /// Another tenant's run (or, with keys on, one made while they were off) does not exist for
 /// the caller: 404, exactly as an unknown id.
 pub(super) fn visible_to(caller: &Caller, doc: &Value) -> ApiResult<()> {

@@ -3,6 +3,7 @@
 //! Readers accept unknown fields (kept in `extra` and written back), missing fields (defaults)
 //! and the `NaN`/`Infinity` tokens that Python's `json.dumps` emits (see [`json`]).
 
+pub mod bundle;
 pub mod dlq;
 pub mod ident;
 pub mod job;

@@ -90,6 +90,35 @@ impl WorkerWrite<'_> {
     }
 }
 
+/// A cancel request on `doc` at `now` (the gateway's cancel, and a parent's cancel of its
+/// bundle children): PENDING_APPROVAL and never-claimed PENDING runs are CANCELLED at once
+/// (nothing runs), others become CANCELLING for their worker to stop; the first
+/// `cancel_requested_at` and `cancel_requested_by` are kept; terminal runs are left alone.
+pub fn request_cancel(doc: &mut RunSnapshot, now: f64, requested_by: Option<&str>) -> Change {
+    match doc.status {
+        s if s.is_terminal() => return Change::Keep,
+        RunStatus::PendingApproval => {
+            doc.status = RunStatus::Cancelled;
+            doc.end_time = Some(now);
+        }
+        // Never claimed by a worker: nothing is running, so nothing has to stop.
+        RunStatus::Pending if doc.worker_id.is_none() && doc.start_time.is_none() => {
+            doc.status = RunStatus::Cancelled;
+            doc.end_time = Some(now);
+            doc.cancel_requested_at.get_or_insert(now);
+        }
+        _ => {
+            doc.status = RunStatus::Cancelling;
+            doc.cancel_requested_at.get_or_insert(now);
+        }
+    }
+    if doc.cancel_requested_by.is_none() {
+        doc.cancel_requested_by = requested_by.map(str::to_string);
+    }
+    doc.updated_at = Some(now);
+    Change::Write
+}
+
 /// The few fields a reader checks in a stored snapshot without parsing all of it: the status
 /// and whether a cancel was asked for. Lenient: an unknown status reads as `None`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]

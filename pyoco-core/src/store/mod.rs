@@ -6,6 +6,7 @@
 //! and the request memory of nonces and idempotency keys ([`requests`]). Its errors
 //! ([`StoreError`]) say whether a retry can help, decided by async-nats' error kinds.
 
+pub mod bundles;
 pub mod dlq;
 mod error;
 pub mod keys;
@@ -34,7 +35,7 @@ pub use layout::Layout;
 pub use resources::{Resources, ensure_resources};
 pub use runs::{Change, RunStore, Versioned};
 pub use schedules::{Claim, ScheduleStore, SlotClaim};
-pub use submit::{NewRun, SubmitError, YamlPayload};
+pub use submit::{BundleRun, NewRun, SubmitError, YamlPayload};
 pub use workers::WorkerStore;
 
 /// A connected, resource-checked handle on everything pyoco keeps in NATS. Other modules use

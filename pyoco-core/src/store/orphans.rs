@@ -192,7 +192,7 @@ impl Store {
     }
 
     /// Publishes `job` with `Nats-Msg-Id = run_id`; `true` when it was new to the stream.
-    async fn publish_job(&self, job: &Job) -> Result<bool, StoreError> {
+    pub(super) async fn publish_job(&self, job: &Job) -> Result<bool, StoreError> {
         let payload = serde_json::to_vec(job).map_err(|e| StoreError::failed("encode job", e))?;
         super::queue::publish_deduplicated(
             &self.js,
@@ -234,7 +234,10 @@ impl Store {
 
     /// The job of a PENDING run, from its snapshot (plus its stashed YAML or bundle); `Err`
     /// says why it cannot be rebuilt.
-    async fn rebuild_job(&self, snapshot: &RunSnapshot) -> Result<Result<Job, String>, StoreError> {
+    pub(super) async fn rebuild_job(
+        &self,
+        snapshot: &RunSnapshot,
+    ) -> Result<Result<Job, String>, StoreError> {
         let tag = snapshot
             .tag
             .clone()
@@ -289,6 +292,11 @@ impl Store {
             };
             job.extra
                 .insert("workflow_bundle".into(), Value::String(text));
+            job.extra.insert(
+                "workflow_bundle_sha256".into(),
+                Value::String(hash.to_string()),
+            );
+            job.extra.entry("spawn_depth").or_insert(Value::from(0));
         }
         Ok(Ok(job))
     }

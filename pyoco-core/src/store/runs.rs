@@ -139,6 +139,23 @@ impl RunStore {
         self.update_from(run_id, None, change).await
     }
 
+    /// Asks the run to stop ([`crate::model::transition::request_cancel`]) with
+    /// compare-and-set; `None` when it does not exist.
+    pub async fn request_cancel(
+        &self,
+        run_id: &str,
+        requested_by: Option<String>,
+    ) -> Result<Option<Versioned<RunSnapshot>>, StoreError> {
+        self.update(run_id, |doc| {
+            crate::model::transition::request_cancel(
+                doc,
+                crate::model::now(),
+                requested_by.as_deref(),
+            )
+        })
+        .await
+    }
+
     /// [`RunStore::update`] starting from `known`, a document this process read or wrote at
     /// that revision, instead of reading it again: one round trip less per write on the
     /// worker's run path. A stale `known` only costs the conflict and a re-read, and a

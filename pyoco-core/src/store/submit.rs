@@ -8,7 +8,8 @@ use serde_json::{Map, Value};
 use tracing::Instrument;
 
 use super::{Store, StoreError};
-use crate::model::{Job, RunSnapshot, is_valid_tag, new_run_id, now};
+use crate::model::bundle::{APPROVAL_NOT_REQUIRED, APPROVAL_PENDING, BundleJob, RunRelation};
+use crate::model::{Job, RunSnapshot, RunStatus, is_valid_tag, new_run_id, now};
 
 /// A workflow YAML travelling with the job.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +43,26 @@ pub struct NewRun {
     pub schedule_id: Option<String>,
     /// The run this one replays (`POST /runs/{run_id}/replay`; snapshot key `replay_of`).
     pub replay_of: Option<String>,
+    /// A bundle run (`POST /runs/bundle` roots and the children their spawn tasks start).
+    pub bundle: Option<BundleRun>,
+}
+
+/// What makes a run a bundle run: its bundle and its place in the run tree.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BundleRun {
+    /// The bundle's text, kept in `pyoco_workflow_bundles` under its sha256.
+    pub text: String,
+    pub sha256: String,
+    pub bytes: u64,
+    /// `None` for a root (it is its own root).
+    pub root_run_id: Option<String>,
+    pub parent_run_id: Option<String>,
+    pub spawned_from_task: Option<String>,
+    /// 0 for a root, 1 for a child.
+    pub spawn_depth: i64,
+    pub entry_workflow: String,
+    /// The root waits in PENDING_APPROVAL (no job is published until it is approved).
+    pub awaiting_approval: bool,
 }
 
 /// Why a submit failed.
@@ -113,6 +134,10 @@ impl Store {
             snapshot.workflow_yaml_bytes = Some(yaml.bytes);
             snapshot.schedule_id = new.schedule_id.clone();
         }
+        let relation = match &new.bundle {
+            Some(bundle) => Some(self.prepare_bundle_run(bundle, &mut snapshot).await?),
+            None => None,
+        };
         if let Some(graph) = &new.flow_graph {
             snapshot.extra.insert("flow_graph".into(), graph.clone());
         }
@@ -132,6 +157,16 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         };
+        if let Some(relation) = &relation {
+            if let Err(e) = self.put_relation(relation).await {
+                self.roll_back(&run_id, revision).await;
+                return Err(e.into());
+            }
+            if snapshot.status == RunStatus::PendingApproval {
+                // Nothing to queue until someone approves it (`POST /runs/{id}/approve`).
+                return Ok(run_id);
+            }
+        }
 
         let job = Job {
             run_id: run_id.clone(),
@@ -146,7 +181,11 @@ impl Store {
             workflow_yaml_sha256: new.yaml.as_ref().map(|y| y.sha256.clone()),
             workflow_yaml_bytes: new.yaml.as_ref().map(|y| y.bytes),
             schedule_id: new.yaml.as_ref().map(|_| new.schedule_id.clone()),
-            extra: Map::new(),
+            extra: new
+                .bundle
+                .as_ref()
+                .map(|b| bundle_job(b, &run_id).to_extra())
+                .unwrap_or_default(),
         };
         let payload = serde_json::to_vec(&job).map_err(|e| StoreError::failed("encode job", e))?;
         let subject = self.layout.work_subject(&tag);
@@ -168,6 +207,65 @@ impl Store {
         }
         tracing::debug!(run_id = %run_id, %subject, "run submitted");
         Ok(run_id)
+    }
+}
+
+/// The bundle fields of the job of run `run_id`.
+fn bundle_job(bundle: &BundleRun, run_id: &str) -> BundleJob {
+    BundleJob {
+        text: Some(bundle.text.clone()),
+        sha256: bundle.sha256.clone(),
+        bytes: Some(bundle.bytes),
+        root_run_id: Some(
+            bundle
+                .root_run_id
+                .clone()
+                .unwrap_or_else(|| run_id.to_string()),
+        ),
+        parent_run_id: bundle.parent_run_id.clone(),
+        spawned_from_task: bundle.spawned_from_task.clone(),
+        spawn_depth: bundle.spawn_depth,
+        entry_workflow: Some(bundle.entry_workflow.clone()),
+    }
+}
+
+impl Store {
+    /// Keeps the bundle under its sha256, stamps the bundle fields on the new run's snapshot
+    /// (the original's full bundle shape) and returns its relation record.
+    async fn prepare_bundle_run(
+        &self,
+        bundle: &BundleRun,
+        snapshot: &mut RunSnapshot,
+    ) -> Result<RunRelation, StoreError> {
+        self.stash_workflow(&bundle.sha256, &bundle.text).await?;
+        let run_id = snapshot.run_id.clone();
+        let root = bundle.root_run_id.clone().unwrap_or_else(|| run_id.clone());
+        snapshot.bundle_hash = Some(bundle.sha256.clone());
+        snapshot.workflow_bundle_bytes = Some(bundle.bytes);
+        snapshot.root_run_id = Some(root.clone());
+        snapshot.parent_run_id = bundle.parent_run_id.clone();
+        snapshot.spawned_from_task = bundle.spawned_from_task.clone();
+        snapshot.spawn_depth = Some(bundle.spawn_depth);
+        snapshot.entry_workflow = Some(bundle.entry_workflow.clone());
+        snapshot.approval_required = Some(bundle.awaiting_approval);
+        if bundle.awaiting_approval {
+            snapshot.status = RunStatus::PendingApproval;
+            snapshot.approval_status = Some(APPROVAL_PENDING.into());
+            snapshot.approval_requested_at = snapshot.updated_at;
+        } else {
+            snapshot.approval_status = Some(APPROVAL_NOT_REQUIRED.into());
+        }
+        Ok(RunRelation {
+            run_id,
+            root_run_id: root,
+            parent_run_id: bundle.parent_run_id.clone(),
+            workflow_name: snapshot.flow_name.clone(),
+            bundle_hash: bundle.sha256.clone(),
+            spawned_from_task: bundle.spawned_from_task.clone(),
+            depth: bundle.spawn_depth,
+            entry_workflow: bundle.entry_workflow.clone(),
+            submitted_at: now(),
+        })
     }
 }
 

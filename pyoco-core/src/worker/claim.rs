@@ -8,7 +8,9 @@ use super::terminal::{FinishedWith, fail_run};
 use super::{Worker, process::dlq_context};
 use crate::flow::engine::EngineState;
 use crate::flow::tasks::FlowLookupError;
+use crate::flow::yaml::bundle::{parse_bundle, reachable_spawn_tasks};
 use crate::flow::yaml::{FlowSpec, parse_flow_yaml_within};
+use crate::model::bundle::BundleJob;
 use crate::model::{Change, DlqReason, Job, RunSnapshot, RunStatus, WorkerWrite, now};
 use crate::store::{StoreError, Versioned};
 
@@ -174,6 +176,9 @@ impl Worker {
     }
 
     fn resolve(&self, job: &Job) -> Result<Arc<FlowSpec>, FlowProblem> {
+        if let Some(bundle) = BundleJob::of(job) {
+            return self.resolve_bundle(job, &bundle);
+        }
         if let Some(yaml) = &job.workflow_yaml {
             return parse_flow_yaml_within(yaml.as_bytes(), self.store.config().yaml_limits())
                 .map(Arc::new)
@@ -183,6 +188,31 @@ impl Worker {
             FlowLookupError::NotFound(_) => FlowProblem::NotFound(e.to_string()),
             other => FlowProblem::Invalid(other.to_string()),
         })
+    }
+}
+
+impl Worker {
+    /// A bundle job's workflow: the one named `flow_name` in the bundle it carries. A child
+    /// (depth 1) whose workflow spawns is refused (`child_respawn_not_allowed`), as in the
+    /// original.
+    fn resolve_bundle(&self, job: &Job, bundle: &BundleJob) -> Result<Arc<FlowSpec>, FlowProblem> {
+        let Some(text) = &bundle.text else {
+            return Err(FlowProblem::NotFound(
+                "flow_not_found: 'missing_workflow_bundle'".into(),
+            ));
+        };
+        let parsed = parse_bundle(text.as_bytes(), self.store.config().yaml_limits())
+            .map_err(|e| FlowProblem::Invalid(e.reason))?;
+        let Some(flow) = parsed.workflow(&job.flow_name) else {
+            return Err(FlowProblem::NotFound(format!(
+                "flow_not_found: '{}'",
+                job.flow_name
+            )));
+        };
+        if bundle.spawn_depth >= 1 && !reachable_spawn_tasks(flow).is_empty() {
+            return Err(FlowProblem::Invalid("child_respawn_not_allowed".into()));
+        }
+        Ok(Arc::new(flow.clone()))
     }
 }
 
@@ -204,6 +234,7 @@ pub(super) async fn live_owner(
 /// A named flow's `defaults` fill in params the submitter did not give (YAML jobs already
 /// carry them).
 fn with_defaults(job: &Job, spec: &FlowSpec) -> Job {
+    // Bundle workflows carry no defaults either (their params are the submit's or spawn's).
     if job.workflow_yaml.is_some() || spec.defaults.is_empty() {
         return job.clone();
     }

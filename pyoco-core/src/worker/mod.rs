@@ -16,6 +16,7 @@ pub mod metrics;
 mod process;
 mod progress;
 mod registry;
+mod spawn;
 mod terminal;
 mod wheel_sync;
 

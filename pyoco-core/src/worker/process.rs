@@ -14,9 +14,11 @@ use tracing::Instrument;
 use super::cancel_watch::watch_for_cancel;
 use super::claim::{Claim, Claimed};
 use super::progress::{ProgressWriter, progress_writer, spawn_ack_progress};
+use super::spawn::Spawner;
 use super::terminal::{cancel_unfinished, fail_run, finished_with};
 use super::{Disposition, Processed, Worker};
 use crate::flow::engine::{Outcome, RunInfo, run_flow};
+use crate::model::bundle::BundleJob;
 use crate::model::{DlqReason, InvalidJob, Job, RunStatus, now};
 use crate::store::StoreError;
 use crate::store::queue::{Delivery, NAK_DELAY, Reply};
@@ -224,6 +226,10 @@ impl Worker {
             heartbeat: self.store.config().run_heartbeat_interval,
             last: Some(claimed.clone()),
         })));
+        // A bundle run's spawn tasks start child runs through a registry of its own.
+        let spawner = BundleJob::of(job).and_then(|b| Spawner::new(&self.store, job, b, &spec));
+        let bundle_registry = spawner.as_ref().map(|s| s.registry(&self.registry));
+        let registry = bundle_registry.as_ref().unwrap_or(&self.registry);
         let run = RunInfo {
             run_id: job.run_id.clone(),
             flow_name: job.flow_name.clone(),
@@ -238,7 +244,7 @@ impl Worker {
         )));
         let outcome = {
             // In the `run` span of `process`.
-            let engine = run_flow(&spec, &self.registry, &run, &tx, &cancel);
+            let engine = run_flow(&spec, registry, &run, &tx, &cancel);
             tokio::pin!(engine);
             // Shutdown: the flow may finish within the grace period, then it is handed back.
             let shutdown_over = async {
@@ -268,6 +274,13 @@ impl Worker {
             }
         };
         drop(cancel_watch);
+        if let Some(spawner) = &spawner
+            && !handed_back
+            && !matches!(outcome, Outcome::Completed(_))
+        {
+            // The parent will not wait for them any more.
+            spawner.cancel_children().await;
+        }
         stop_writer.cancel();
         // The last document written (the claim, or the writer's last write) is where the
         // terminal compare-and-set starts.

@@ -8,6 +8,7 @@ use tokio::time::Instant;
 
 use super::Worker;
 use crate::flow::engine::{EngineState, Outcome};
+use crate::model::bundle::result_summary;
 use crate::model::{Change, Job, RunSnapshot, RunStatus, StatusPeek, TaskState, WorkerWrite, now};
 use crate::store::{Store, StoreError, Versioned};
 
@@ -79,7 +80,17 @@ impl Worker {
             let result = self
                 .store
                 .runs()
-                .update_from(&job.run_id, known.take(), |doc| write.apply(doc, now()))
+                .update_from(&job.run_id, known.take(), |doc| {
+                    let change = write.apply(doc, now());
+                    // Every finished bundle run carries its summary (its parent reads it).
+                    if change == Change::Write
+                        && doc.status.is_terminal()
+                        && doc.bundle_hash.is_some()
+                    {
+                        doc.result_summary = Some(result_summary(doc));
+                    }
+                    change
+                })
                 .await;
             match result {
                 Err(e) if e.is_transient() && Instant::now() < deadline => {

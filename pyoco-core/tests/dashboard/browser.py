@@ -30,6 +30,16 @@ tasks:
   wait: {callable: "pyoco:sleep", inputs: {seconds: 60}}
   after: {callable: "pyoco:echo"}
 """
+BUNDLE = """\
+workflows:
+  main:
+    flow: {graph: fan}
+    tasks: {fan: {spawn: child}}
+  child:
+    flow: {graph: w}
+    tasks: {w: {callable: "pyoco:echo"}}
+submit: {entry_workflow: main}
+"""
 TIMEOUT = 30_000  # ms, per expectation: generous for a loaded 2-core machine
 expect.set_options(timeout=TIMEOUT)
 
@@ -104,6 +114,17 @@ def english(p, args):
                 "flow_name": "hourly-report", "tag": "default", "interval_seconds": "3600"}
         response = request.post(f"{args.url}/schedules/yaml", multipart=form)
         assert response.ok, f"schedule: {response.status} {response.text()}"
+
+    # Bundles waiting for approval, on a tag no worker serves (approving one runs nothing).
+    waiting = []
+    if "/runs/{run_id}/approve" in paths:
+        for _ in range(2):
+            form = {"bundle": {"name": "bundle.yaml", "mimeType": "application/x-yaml", "buffer": BUNDLE.encode()},
+                    "tag": "nowhere"}
+            response = request.post(f"{args.url}/runs/bundle", multipart=form)
+            assert response.ok, f"bundle: {response.status} {response.text()}"
+            assert response.json()["status"] == "PENDING_APPROVAL", response.text()
+            waiting.append(response.json()["run_id"])
 
     step("the page loads in English")
     page.goto(args.url + "/")
@@ -194,6 +215,23 @@ def english(p, args):
              lambda ws: any(w["worker_id"] == "w1" and not w["hidden"] for w in ws), "w1 to be visible")
     page.uncheck("#wIncludeHidden")
     expect(worker).to_have_count(1)
+
+    step("the approvals view lists waiting bundles; one is approved and one rejected from it")
+    panel = page.locator("#approvalsPanel")
+    if waiting:
+        expect(panel).to_be_visible()
+        approve_me, reject_me = waiting
+        expect(page.locator(f'#approvalsList li[data-run-id="{approve_me}"]')).to_have_count(1)
+        page.locator(f'#approvalsList li[data-run-id="{approve_me}"] button:not(.danger)').click()
+        wait_api(request, args.url, f"/runs/{approve_me}",
+                 lambda r: r["approval_status"] == "approved" and r["status"] == "PENDING", "the approval")
+        expect(page.locator(f'#approvalsList li[data-run-id="{approve_me}"]')).to_have_count(0)
+        page.locator(f'#approvalsList li[data-run-id="{reject_me}"] button.danger').click()
+        wait_api(request, args.url, f"/runs/{reject_me}",
+                 lambda r: r["approval_status"] == "rejected" and r["status"] == "CANCELLED", "the rejection")
+        expect(page.locator(f'#approvalsList li[data-run-id="{reject_me}"]')).to_have_count(0)
+    else:
+        expect(panel).to_be_hidden()
 
     assert not problems, "\n".join(problems)
     browser.close()

@@ -32,9 +32,14 @@ pub(crate) fn prepare(
     results: &HashMap<String, Value>,
     cancel: &CancellationToken,
 ) -> Result<Prepared, TaskError> {
+    // A bundle's spawn task runs the worker's spawn function (registered per bundle run).
     let callable = task
         .callable
         .as_deref()
+        .or(task
+            .spawn
+            .as_ref()
+            .map(|_| crate::flow::tasks::SPAWN_CALLABLE))
         .ok_or_else(|| TaskError::new(format!("task '{}' has no callable", task.name)))?;
     let def = registry.resolve(callable)?;
     let mut args = Map::new();

@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 use crate::flow::graph::{self, Graph};
 use values::{key_string, normalize, parse_python_int, py_repr, to_json};
 
+pub mod bundle;
 #[cfg(test)]
 mod tests;
 mod values;
@@ -94,6 +95,9 @@ pub struct TaskSpec {
     pub name: String,
     /// `module:attribute`, if given.
     pub callable: Option<String>,
+    /// The bundle workflow this task starts as a child run (`spawn:` in a bundle; always
+    /// `None` in a single-flow `flow.yaml`).
+    pub spawn: Option<String>,
     pub inputs: Map<String, Json>,
     pub outputs: Vec<String>,
     /// Retries, timeout, fail policy, cache and circuit breaker (our additions).
@@ -265,6 +269,7 @@ fn parse_task(key: &Yaml, value: &Yaml) -> Result<TaskSpec, YamlError> {
     Ok(TaskSpec {
         name,
         callable,
+        spawn: None,
         inputs,
         outputs,
         policy,
