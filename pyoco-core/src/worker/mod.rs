@@ -131,6 +131,7 @@ impl Worker {
             )));
         }
         let mut registry = registry;
+        registry.use_sql(config.sql_urls.clone());
         // Kept for the wheel sync, which restarts the runners after installing.
         let mut python_pool = None;
         if registry.python_is_default() {
