@@ -24,15 +24,8 @@ else
 fi
 
 if [ -z "$found" ]; then
-  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
-    echo "error: PostgreSQL is not installed and this script can only install it as root with apt-get" >&2
-    echo "hint: install your distribution's postgresql server package and set PYOCO_PG_BIN=/path/to/its/bin" >&2
-    exit 1
-  fi
-  echo "installing Debian's postgresql package" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >&2
-  apt-get install -y -qq --no-install-recommends postgresql >&2
+  "$(dirname "${BASH_SOURCE[0]}")/apt-install.sh" \
+    "install your distribution's postgresql server package and set PYOCO_PG_BIN=/path/to/its/bin" postgresql
   found="$(newest || true)"
   if [ -z "$found" ]; then
     echo "error: apt-get installed postgresql but no /usr/lib/postgresql/*/bin/initdb was found" >&2

@@ -10,6 +10,8 @@ echo "==> nats-server: $PYOCO_NATS_SERVER"
 PYOCO_PG_BIN="$(scripts/install-postgres.sh || true)"
 export PYOCO_PG_BIN
 echo "==> postgresql: ${PYOCO_PG_BIN:-missing}"
+# bubblewrap sandboxes pyoco:python scripts (their tests need it).
+echo "==> bubblewrap: $(scripts/install-bubblewrap.sh)"
 # promtool checks deploy/prometheus (a failure to fetch it fails that test under CI=true).
 PYOCO_PROMTOOL="$(scripts/install-promtool.sh || true)"
 export PYOCO_PROMTOOL

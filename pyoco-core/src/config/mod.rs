@@ -386,6 +386,8 @@ config_table! {
         /// Address-space limit of each Python runner in MiB (0: unlimited): a
         /// `module:function` task that allocates past it fails with a MemoryError.
         "PYOCO_PYTHON_MEMORY_MB" => python_memory_mb: u64 = 0, parse::size_u64, Any, Implemented;
+        /// Run `pyoco:python` inline scripts in the bubblewrap sandbox (`off`: without it).
+        "PYOCO_SCRIPT_SANDBOX" => script_sandbox: bool = true, parse::boolean, Any, Implemented;
         /// Log level (`RUST_LOG` overrides it).
         "PYOCO_LOG_LEVEL" => log_level: String = "INFO".into(),
             parse::log_level, ProcessOnly, Implemented;

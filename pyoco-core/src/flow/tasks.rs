@@ -244,6 +244,19 @@ impl Registry {
         self
     }
 
+    /// Runs the built-in `pyoco:python` scripts in `sandbox` (a worker passes one it probed at
+    /// start-up with `PYOCO_SCRIPT_SANDBOX`); nothing when the registry has no
+    /// `pyoco:python`.
+    pub fn use_script_sandbox(
+        &mut self,
+        sandbox: Arc<super::builtins::sandbox::ScriptSandbox>,
+    ) -> &mut Registry {
+        if self.tasks.contains_key("pyoco:python") {
+            super::builtins::use_script_sandbox(self, sandbox);
+        }
+        self
+    }
+
     /// Runs callables of non-native namespaces as Python `module:function` in `pool`.
     pub fn use_python(&mut self, pool: Arc<PythonPool>) -> &mut Registry {
         self.python = PythonSetting::Pool(pool);

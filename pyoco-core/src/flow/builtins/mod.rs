@@ -9,6 +9,7 @@
 #[cfg(feature = "worker")]
 pub mod http;
 mod process;
+pub mod sandbox;
 pub mod script;
 pub mod shell;
 #[cfg(feature = "worker")]
@@ -27,7 +28,11 @@ pub(crate) fn register(registry: &mut Registry) {
     #[cfg(feature = "worker")]
     registry.register("pyoco:http", http::PARAMS, http::run);
     registry.register("pyoco:shell", shell::PARAMS, shell::run);
-    registry.register("pyoco:python", script::PARAMS, script::run);
+    // Probed on first use until a worker probes its own at start-up.
+    use_script_sandbox(
+        registry,
+        std::sync::Arc::new(sandbox::ScriptSandbox::new(true)),
+    );
     #[cfg(feature = "worker")]
     {
         // Until a worker sets its config's connections: the process environment's.
@@ -45,6 +50,16 @@ pub(crate) fn use_sql(registry: &mut Registry, urls: crate::config::SqlUrls) {
     let pools = sql::SqlPools::new(urls);
     registry.register("pyoco:sql", sql::PARAMS, move |call| {
         sql::run(pools.clone(), call)
+    });
+}
+
+/// Runs `pyoco:python` scripts in `sandbox` (or unsandboxed when it is off).
+pub(crate) fn use_script_sandbox(
+    registry: &mut Registry,
+    sandbox: std::sync::Arc<sandbox::ScriptSandbox>,
+) {
+    registry.register("pyoco:python", script::PARAMS, move |call| {
+        script::run(sandbox.clone(), call)
     });
 }
 
