@@ -267,7 +267,7 @@ async fn sql_task_retries_through_a_postgres_restart() {
     let mut retried = query.clone();
     retried["tasks"]["q"]["retries"] = json!(100);
     retried["tasks"]["q"]["retry_backoff_ms"] = json!(50);
-    retried["tasks"]["q"]["retry_backoff_max_ms"] = json!(100);
+    retried["tasks"]["q"]["retry_backoff_max_ms"] = json!(250);
 
     // Warm the pool: its connection dies with the server.
     let done = run(&stack, &query).await;
