@@ -295,3 +295,61 @@ async fn sql_task_retries_through_a_postgres_restart() {
     assert!(record["attempts"].as_u64().unwrap() > 2, "{record}");
     stack.stop().await;
 }
+
+/// Queries of the pyoco:sql pools that PostgreSQL is running now (`pg_sleep` ones).
+async fn running_sleeps(pg: &Postgres) -> i64 {
+    let client = connect(pg).await;
+    client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pyoco:sql' AND state = 'active' AND query LIKE '%pg_sleep%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_run_or_a_task_timeout_cancels_its_query_on_the_server() {
+    let Some((pg, stack)) = start().await else {
+        return;
+    };
+    let slow = flow(
+        json!({"sql": "SELECT pg_sleep(60) AS s", "timeout_sec": 120}),
+        json!({}),
+    );
+    let run_id = submit_yaml(&stack.client, &slow.to_string(), "sql", None).await;
+    wait_for("the query to run", Duration::from_secs(30), || async {
+        (running_sleeps(&pg).await == 1).then_some(())
+    })
+    .await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/runs/{run_id}/cancel", stack.gateway.url()))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    let done = stack.wait_terminal(&run_id).await;
+    assert_eq!(done["status"], "CANCELLED", "{done}");
+    // Not left running until its 120 s statement timeout.
+    wait_for("the query to stop", Duration::from_secs(15), || async {
+        (running_sleeps(&pg).await == 0).then_some(())
+    })
+    .await;
+
+    // The same when the task's own timeout option drops it first.
+    let mut limited = slow;
+    limited["tasks"]["q"]["timeout_sec"] = json!(1);
+    let failed = stack.run_to_end(&limited.to_string(), "sql").await;
+    assert_eq!(
+        failed["error"], "Task 'q' exceeded timeout of 1s",
+        "{failed}"
+    );
+    wait_for(
+        "the timed-out query to stop",
+        Duration::from_secs(15),
+        || async { (running_sleeps(&pg).await == 0).then_some(()) },
+    )
+    .await;
+    stack.stop().await;
+}

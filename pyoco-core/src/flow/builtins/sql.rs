@@ -131,18 +131,37 @@ pub(super) async fn run(pools: Arc<SqlPools>, call: TaskCall) -> Result<Value, T
     sql_check::check_param_names(&query, params.keys()).map_err(|e| args.error(e))?;
 
     let pool = pools.pool(&connection).map_err(|e| args.error(e))?;
-    let client = pool
-        .get()
-        .await
-        .map_err(|e| args.error(format!("cannot connect to '{connection}': {}", chain(&e))))?;
-    let cancel = client.cancel_token();
-    let work = execute(client, &query, &params, limit, timeout);
+    let work = async {
+        let client = pool.get().await.map_err(|e| {
+            QueryError::Result(format!("cannot connect to '{connection}': {}", chain(&e)))
+        })?;
+        let mut guard = CancelOnDrop(Some(client.cancel_token()));
+        let result = execute(client, &query, &params, limit, timeout).await;
+        guard.0 = None;
+        result
+    };
     tokio::select! {
         result = work => result.map_err(|e| args.error(describe(e, &connection, timeout))),
-        _ = call.cancel.cancelled() => {
-            // Stop the server's work too, not just our wait for it.
-            let _ = cancel.cancel_query(NoTls).await;
-            Err(TaskError::new("cancelled"))
+        // Dropping `work` cancels the query on the server (see CancelOnDrop).
+        _ = call.cancel.cancelled() => Err(TaskError::new("cancelled")),
+    }
+}
+
+/// Asks PostgreSQL to cancel the running query when dropped armed: the engine drops a task's
+/// future on a run cancel or a task timeout, and without this the query would run on until
+/// its statement timeout.
+struct CancelOnDrop(Option<tokio_postgres::CancelToken>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(token) = self.0.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                if let Err(e) = token.cancel_query(NoTls).await {
+                    tracing::debug!(error = %e, "pyoco:sql: cancel request not delivered");
+                }
+            });
         }
     }
 }
