@@ -6,6 +6,12 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 export PYOCO_NATS_SERVER="$(scripts/install-nats.sh)"
 echo "==> nats-server: $PYOCO_NATS_SERVER"
+# PostgreSQL for the pyoco:sql tests (under CI=true they fail without it, elsewhere they skip).
+PYOCO_PG_BIN="$(scripts/install-postgres.sh || true)"
+export PYOCO_PG_BIN
+echo "==> postgresql: ${PYOCO_PG_BIN:-missing}"
+# bubblewrap sandboxes pyoco:python scripts (their tests need it).
+echo "==> bubblewrap: $(scripts/install-bubblewrap.sh)"
 # promtool checks deploy/prometheus (a failure to fetch it fails that test under CI=true).
 PYOCO_PROMTOOL="$(scripts/install-promtool.sh || true)"
 export PYOCO_PROMTOOL

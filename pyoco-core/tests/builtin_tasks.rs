@@ -366,7 +366,9 @@ async fn python_script_returns_mains_value_and_exceptions_carry_a_traceback() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_memory_and_time_limits_stop_the_script() {
-    let stack = Stack::start().await;
+    // Unsandboxed, so the spinning script can write its host pid where the test reads it;
+    // the process-group kill is the same with the sandbox (tests/script_sandbox.rs).
+    let stack = Stack::start_with(|c| c.script_sandbox = false).await;
     let hog = "def main(params, input_payload):\n    block = bytearray(1024 * 1024 * 1024)\n    return len(block)\n";
     let failed = run(
         &stack,

@@ -165,6 +165,24 @@ fn every_variable_is_documented_and_every_documented_variable_exists() {
     );
 }
 
+/// Variable families (`PYOCO_SQL_<NAME>_URL`) are documented in their own table, once each.
+#[test]
+fn every_variable_family_is_documented() {
+    let documented: Vec<String> = table(CONFIG, "## Variable families")
+        .iter()
+        .map(|row| code_cell(row, 0, "## Variable families").to_string())
+        .collect();
+    let actual: Vec<String> = pyoco::config::VARIABLE_FAMILIES
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    assert_same(
+        "variable families (spec/config.md ## Variable families)",
+        documented,
+        &actual,
+    );
+}
+
 /// A documented default, set explicitly, must give exactly the default configuration.
 #[test]
 fn documented_defaults_are_the_real_defaults() {

@@ -9,12 +9,14 @@
 //! [`Default`], the parsing in [`Config::from_sources`], [`VARIABLES`], [`VARS`] and
 //! [`Config::unimplemented_in_use`] are all generated from that one table.
 
+mod families;
 mod parse;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use families::{SqlUrls, VARIABLE_FAMILIES, is_connection_name, sql_url_variable};
 pub use parse::parse_dotenv;
 use parse::{invalid, nonempty};
 
@@ -177,6 +179,9 @@ config_table! {
         http_nonces_kv_bucket: String = "pyoco_http_nonces".into();
         /// KV bucket of `Idempotency-Key` reservations (pyoco only), shared by every gateway.
         idempotency_kv_bucket: String = "pyoco_idempotency".into();
+        /// The `pyoco:sql` connections: the `PYOCO_SQL_<NAME>_URL` family (see
+        /// [`VARIABLE_FAMILIES`]), read by [`Config::from_sources`] rather than the table.
+        sql_urls: SqlUrls = SqlUrls::default();
     }
     vars {
         /// NATS server URL, or a comma-separated list of a cluster's URLs (tried in order).
@@ -383,6 +388,8 @@ config_table! {
         /// Address-space limit of each Python runner in MiB (0: unlimited): a
         /// `module:function` task that allocates past it fails with a MemoryError.
         "PYOCO_PYTHON_MEMORY_MB" => python_memory_mb: u64 = 0, parse::size_u64, Any, Implemented;
+        /// Run `pyoco:python` inline scripts in the bubblewrap sandbox (`off`: without it).
+        "PYOCO_SCRIPT_SANDBOX" => script_sandbox: bool = true, parse::boolean, Any, Implemented;
         /// Log level (`RUST_LOG` overrides it).
         "PYOCO_LOG_LEVEL" => log_level: String = "INFO".into(),
             parse::log_level, ProcessOnly, Implemented;
@@ -417,13 +424,15 @@ impl Config {
         } else {
             HashMap::new()
         };
-        Config::build(&|source, name| {
+        let mut config = Config::build(&|source, name| {
             let from_process = nonempty(process.get(name));
             match source {
                 Source::ProcessOnly => from_process,
                 Source::Any => from_process.or_else(|| nonempty(dotenv.get(name))),
             }
-        })
+        })?;
+        config.sql_urls = SqlUrls::from_sources(process, &dotenv);
+        Ok(config)
     }
 
     /// Cross-field checks and name checks.

@@ -44,6 +44,9 @@ pub struct TaskCall {
     /// The task's `memory_mb` option: a `module:function` task runs in a Python process of
     /// its own with that address-space limit.
     pub memory_mb: Option<u64>,
+    /// The task's `timeout_sec` option: a task that can stop on its own before it is
+    /// dropped (`pyoco:sql`'s statement timeout) uses it as its default.
+    pub timeout: Option<Duration>,
 }
 
 impl TaskCall {
@@ -161,7 +164,8 @@ impl Registry {
     }
 
     /// A registry with the built-in `pyoco:echo`, `pyoco:sleep`, `pyoco:fail`, `pyoco:shell`,
-    /// `pyoco:python` and (feature `worker`) `pyoco:http` (see [`super::builtins`]).
+    /// `pyoco:python` and (feature `worker`) `pyoco:http` and `pyoco:sql` (see
+    /// [`super::builtins`]).
     pub fn with_builtins() -> Registry {
         let mut r = Registry::empty();
         r.register("pyoco:echo", &["value"], |call| async move {
@@ -232,6 +236,29 @@ impl Registry {
 
     pub fn task(&self, callable: &str) -> Option<&TaskDef> {
         self.tasks.get(callable)
+    }
+
+    /// Points the built-in `pyoco:sql` at `urls` (a worker passes its config's
+    /// `PYOCO_SQL_<NAME>_URL` connections); nothing when the registry has no `pyoco:sql`.
+    #[cfg(feature = "worker")]
+    pub fn use_sql(&mut self, urls: crate::config::SqlUrls) -> &mut Registry {
+        if self.tasks.contains_key("pyoco:sql") {
+            super::builtins::use_sql(self, urls);
+        }
+        self
+    }
+
+    /// Runs the built-in `pyoco:python` scripts in `sandbox` (a worker passes one it probed at
+    /// start-up with `PYOCO_SCRIPT_SANDBOX`); nothing when the registry has no
+    /// `pyoco:python`.
+    pub fn use_script_sandbox(
+        &mut self,
+        sandbox: Arc<super::builtins::sandbox::ScriptSandbox>,
+    ) -> &mut Registry {
+        if self.tasks.contains_key("pyoco:python") {
+            super::builtins::use_script_sandbox(self, sandbox);
+        }
+        self
     }
 
     /// Runs callables of non-native namespaces as Python `module:function` in `pool`.

@@ -132,6 +132,13 @@ impl Worker {
             )));
         }
         let mut registry = registry;
+        registry.use_sql(config.sql_urls.clone());
+        if registry.task("pyoco:python").is_some() {
+            // Probed now, so a worker that cannot sandbox says so at start-up, not per task.
+            let sandbox =
+                crate::flow::builtins::sandbox::probe_at_start_up(config.script_sandbox).await;
+            registry.use_script_sandbox(sandbox);
+        }
         // Kept for the wheel sync, which restarts the runners after installing.
         let mut python_pool = None;
         if registry.python_is_default() {

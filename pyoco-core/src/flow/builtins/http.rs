@@ -14,7 +14,7 @@ use reqwest::{Client, Method, Url};
 use serde_json::{Map, Value, json};
 
 use super::template::{Scope, render_text, render_value};
-use super::{Args, scalar_text};
+use super::{Args, chain, scalar_text};
 use crate::flow::tasks::{TaskCall, TaskError};
 
 pub(super) const PARAMS: &[&str] = &[
@@ -212,15 +212,4 @@ pub(super) async fn run(call: TaskCall) -> Result<Value, TaskError> {
     Err(TaskError::new(format!(
         "HTTP {status} {method_name} {shown}"
     )))
-}
-
-/// An error with its causes ("error sending request: connection refused").
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text = format!("{text}: {cause}");
-        source = cause.source();
-    }
-    text
 }

@@ -1,5 +1,6 @@
 //! Built-in executors for flow.yaml tasks: `pyoco:http` (an HTTP request), `pyoco:shell` (a
-//! command) and `pyoco:python` (an inline `main(params, input_payload)` script).
+//! command), `pyoco:python` (an inline `main(params, input_payload)` script) and `pyoco:sql`
+//! (a read-only PostgreSQL query).
 //!
 //! Their inputs come from the task's `inputs` (or run params / upstream outputs of the same
 //! name, like every native task). Invalid inputs fail the task with a message that starts
@@ -8,8 +9,12 @@
 #[cfg(feature = "worker")]
 pub mod http;
 mod process;
+pub mod sandbox;
 pub mod script;
 pub mod shell;
+#[cfg(feature = "worker")]
+pub mod sql;
+pub mod sql_check;
 pub mod template;
 
 use std::time::Duration;
@@ -23,7 +28,39 @@ pub(crate) fn register(registry: &mut Registry) {
     #[cfg(feature = "worker")]
     registry.register("pyoco:http", http::PARAMS, http::run);
     registry.register("pyoco:shell", shell::PARAMS, shell::run);
-    registry.register("pyoco:python", script::PARAMS, script::run);
+    // Probed on first use until a worker probes its own at start-up.
+    use_script_sandbox(
+        registry,
+        std::sync::Arc::new(sandbox::ScriptSandbox::new(true)),
+    );
+    #[cfg(feature = "worker")]
+    {
+        // Until a worker sets its config's connections: the process environment's.
+        let vars: Vec<(String, String)> = std::env::vars().collect();
+        let urls =
+            crate::config::SqlUrls::from_vars(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        use_sql(registry, urls);
+    }
+}
+
+/// Points `pyoco:sql` at `urls` (the worker's `PYOCO_SQL_<NAME>_URL` connections), with a
+/// fresh pool per connection.
+#[cfg(feature = "worker")]
+pub(crate) fn use_sql(registry: &mut Registry, urls: crate::config::SqlUrls) {
+    let pools = sql::SqlPools::new(urls);
+    registry.register("pyoco:sql", sql::PARAMS, move |call| {
+        sql::run(pools.clone(), call)
+    });
+}
+
+/// Runs `pyoco:python` scripts in `sandbox` (or unsandboxed when it is off).
+pub(crate) fn use_script_sandbox(
+    registry: &mut Registry,
+    sandbox: std::sync::Arc<sandbox::ScriptSandbox>,
+) {
+    registry.register("pyoco:python", script::PARAMS, move |call| {
+        script::run(sandbox.clone(), call)
+    });
 }
 
 /// Reads a task's inputs, treating `null` as absent, with errors naming the callable.
@@ -126,4 +163,20 @@ fn scalar_text(value: &Value) -> Option<String> {
 /// The last non-blank line of a process's stderr, for error messages.
 fn last_line(text: &str) -> Option<&str> {
     text.lines().map(str::trim).rfind(|l| !l.is_empty())
+}
+
+/// An error with its causes ("error sending request: connection refused"); a cause whose
+/// text the message already holds is not repeated.
+#[cfg(feature = "worker")]
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
 }

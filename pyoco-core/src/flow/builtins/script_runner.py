@@ -1,6 +1,7 @@
 """Runs one `pyoco:python` script (started as `python3 -I -S -c <this>` by script.rs).
 
-stdin: one JSON document {"script", "params", "input", "memory_mb", "marker"}.
+stdin: one JSON document {"script", "params", "input", "memory_mb", "marker", "limits"?}
+("limits": {"cpu_sec", "processes", "file_bytes"} when sandboxed).
 stdout: whatever the script prints, then a line "<marker> <answer>" where answer is
 {"ok": true, "output"} or {"ok": false, "error", "traceback"}. The marker is random per run
 so a script cannot forge the answer line.
@@ -20,6 +21,20 @@ def _limit_memory(memory_mb):
     if hard != resource.RLIM_INFINITY:
         limit = min(limit, hard)
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _limit_resources(limits):
+    # Set by the sandbox (script.rs), before any script code runs; hard limits cannot be
+    # raised again by the script.
+    if not limits:
+        return
+    cpu = int(limits["cpu_sec"])
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    processes = int(limits["processes"])
+    resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
+    size = int(limits["file_bytes"])
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
 def _run(request):
@@ -64,6 +79,7 @@ def _encode(answer):
 def _main():
     request = json.loads(sys.stdin.buffer.read())
     _limit_memory(request["memory_mb"])
+    _limit_resources(request.get("limits"))
     answer = _encode(_run(request))
     sys.stdout.flush()
     out = sys.__stdout__

@@ -72,6 +72,7 @@ pub(crate) fn prepare(
         record: Arc::default(),
         loop_ctx: None,
         memory_mb: task.policy.memory_mb,
+        timeout: task.policy.timeout,
     };
     Ok(Prepared {
         name: task.name.clone(),

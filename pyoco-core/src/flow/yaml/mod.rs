@@ -1,8 +1,8 @@
 //! `flow.yaml` parsing and strict validation.
 //!
 //! The checks, their order and their reason codes follow the original's
-//! `parse_workflow_yaml_bytes`; two checks of our own run last
-//! (`invalid_flow_graph`, `unknown_graph_task`). `spec/flow-yaml.md` is the
+//! `parse_workflow_yaml_bytes`; checks of our own run last
+//! (`invalid_flow_graph`, `unknown_graph_task`, `invalid_builtin_inputs`). `spec/flow-yaml.md` is the
 //! user-facing contract.
 //!
 //! YAML is parsed with serde_yaml, i.e. YAML 1.2, while the original uses
@@ -72,6 +72,7 @@ pub const REASON_CODES: &[&str] = &[
     "invalid_version",
     "invalid_flow_graph",
     "unknown_graph_task",
+    "invalid_builtin_inputs",
 ];
 
 /// A validated single-flow `flow.yaml`.
@@ -233,6 +234,16 @@ pub fn parse_flow_yaml_within(bytes: &[u8], limits: YamlLimits) -> Result<FlowSp
         .find(|node| !defined.contains(node.as_str()))
     {
         return Err(YamlError::detail("unknown_graph_task", unknown));
+    }
+    for task in &tasks {
+        if task.callable.as_deref() == Some("pyoco:sql") {
+            super::builtins::sql_check::check_literal_inputs(&task.inputs).map_err(|e| {
+                YamlError::detail(
+                    "invalid_builtin_inputs",
+                    format!("{}: pyoco:sql: {e}", task.name),
+                )
+            })?;
+        }
     }
 
     Ok(FlowSpec {

@@ -220,6 +220,10 @@ fn reason_codes_and_messages() {
             b"flow: {graph: 'a >> b >> c'}\ntasks: {a: {}, c: {}}\n",
             "unknown_graph_task: b",
         ),
+        (
+            b"flow: {graph: q}\ntasks: {q: {callable: 'pyoco:sql', inputs: {connection: main, sql: 'DELETE FROM t'}}}\n",
+            "invalid_builtin_inputs: q: pyoco:sql: only SELECT or WITH ... SELECT queries are allowed, got DELETE",
+        ),
     ];
     for (src, want) in cases {
         let e = fail(src);
