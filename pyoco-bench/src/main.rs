@@ -13,12 +13,14 @@
 //! that fraction of the floor measured in the same run.
 
 mod cluster;
+mod compare;
 mod docs;
 mod floor;
 mod list;
 mod procs;
 mod report;
 mod runs;
+mod serve;
 mod stats;
 mod tracker;
 mod watch;
@@ -42,6 +44,8 @@ enum Phase {
     Submit,
     E2e,
     Watch,
+    /// Open-loop submit latency, GET /runs/{id} and /health rates, SSE fan-out.
+    Serve,
     List,
     Memory,
 }
@@ -115,6 +119,21 @@ struct Args {
     /// Keep the work directory (process logs, NATS store) here instead of a temporary one
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// Instead of the benchmark: the same workload (--runs of a two-task Python flow,
+    /// --concurrency in flight; default 10000 runs) against pyoco, the original pyoco-server
+    /// and Celery with Redis, one table. scripts/bench-compare.sh installs what it needs and
+    /// passes the three paths below
+    #[arg(long, requires_all = ["redis_server", "celery_venv", "interop_venv"])]
+    compare: bool,
+    /// redis-server for --compare
+    #[arg(long)]
+    redis_server: Option<PathBuf>,
+    /// A virtualenv with Celery and the Redis client, for --compare
+    #[arg(long)]
+    celery_venv: Option<PathBuf>,
+    /// A virtualenv with pyoco-server 0.5.1 (scripts/install-interop.sh), for --compare
+    #[arg(long)]
+    interop_venv: Option<PathBuf>,
 }
 
 /// The effective settings after `--quick` defaults.
@@ -129,6 +148,7 @@ struct Plan {
     list_sizes: Vec<u64>,
     list_requests: usize,
     memory_runs: usize,
+    serve: serve::ServePlan,
 }
 
 impl Plan {
@@ -151,6 +171,25 @@ impl Plan {
             }),
             list_requests: a.list_requests.unwrap_or(if q { 10 } else { 100 }),
             memory_runs: a.memory_runs.unwrap_or(if q { 0 } else { 100_000 }),
+            serve: if q {
+                serve::ServePlan {
+                    open_rate: 100.0,
+                    open_seconds: 1.0,
+                    reads: 200,
+                    read_concurrency: 16,
+                    watchers: 20,
+                    fanout_writes: 3,
+                }
+            } else {
+                serve::ServePlan {
+                    open_rate: 1000.0,
+                    open_seconds: 10.0,
+                    reads: 20_000,
+                    read_concurrency: 64,
+                    watchers: 1000,
+                    fanout_writes: 20,
+                }
+            },
         }
     }
 }
@@ -179,6 +218,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if args.compare {
+        return match runtime.block_on(compare(args)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("pyoco-bench: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match runtime.block_on(run(args)) {
         Ok(report) if report.gate_passed == Some(false) => {
             eprintln!(
@@ -198,6 +246,45 @@ fn main() -> ExitCode {
 /// Says what is being measured (stderr, so stdout is just the table).
 macro_rules! step {
     ($($t:tt)*) => { eprintln!("pyoco-bench: {}", format!($($t)*)) };
+}
+
+/// `--compare`: pyoco, pyoco-server and Celery side by side.
+async fn compare(args: Args) -> anyhow::Result<()> {
+    let (Some(redis_server), Some(celery_venv), Some(interop_venv)) =
+        (args.redis_server, args.celery_venv, args.interop_venv)
+    else {
+        anyhow::bail!("--compare needs --redis-server, --celery-venv and --interop-venv");
+    };
+    let tools = compare::Tools {
+        redis_server,
+        celery_venv,
+        interop_venv,
+    };
+    let temp = tempfile::Builder::new()
+        .prefix("pyoco-compare-")
+        .tempdir()?;
+    let dir = args
+        .work_dir
+        .clone()
+        .unwrap_or_else(|| temp.path().to_path_buf());
+    std::fs::create_dir_all(&dir)?;
+    step!("work dir {}", dir.display());
+    let runs = args.runs.unwrap_or(10_000);
+    let results = compare::run(&dir, &tools, runs, args.concurrency.max(1)).await?;
+    compare::print_table(&results, args.concurrency.max(1));
+    if let Some(path) = &args.json {
+        let report = serde_json::json!({
+            "command": std::env::args().collect::<Vec<_>>().join(" "),
+            "machine": Machine::probe(),
+            "runs": runs,
+            "concurrency": args.concurrency,
+            "results": results,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        step!("results written to {}", path.display());
+    }
+    Ok(())
 }
 
 async fn run(args: Args) -> anyhow::Result<Report> {
@@ -229,8 +316,15 @@ async fn run(args: Args) -> anyhow::Result<Report> {
         .context("start")?;
     let nats_server = cluster.nats.version.clone();
     let result = measure(&args, &plan, &mut cluster, &on).await;
+    let serve = if result.is_ok() && on(Phase::Serve) {
+        step!("serving: open-loop submits, reads, SSE fan-out");
+        Some(serve::measure(&cluster, plan.serve).await)
+    } else {
+        None
+    };
     cluster.shutdown().await;
     let (floor, submit, end_to_end, watch, memory) = result?;
+    let serve = serve.transpose().context("serve")?;
     // The list needs a bucket holding exactly the sizes measured: a NATS server of its own.
     let list = if on(Phase::List) && !plan.list_sizes.is_empty() {
         let mut sizes = plan.list_sizes.clone();
@@ -266,6 +360,7 @@ async fn run(args: Args) -> anyhow::Result<Report> {
         submit,
         end_to_end,
         watch,
+        serve,
         list,
         memory,
         targets: Vec::new(),

@@ -126,12 +126,41 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &str, bin: &Path, args: &[String], log: PathBuf) -> anyhow::Result<Proc> {
+        Proc::start(name, bin, args, &[], false, log)
+    }
+
+    /// [`Proc::spawn`] with extra environment variables, and stdout in the log too (the
+    /// other systems of `--compare` log there).
+    pub fn spawn_with(
+        name: &str,
+        bin: &Path,
+        args: &[String],
+        envs: &[(String, String)],
+        log: PathBuf,
+    ) -> anyhow::Result<Proc> {
+        Proc::start(name, bin, args, envs, true, log)
+    }
+
+    fn start(
+        name: &str,
+        bin: &Path,
+        args: &[String],
+        envs: &[(String, String)],
+        stdout_to_log: bool,
+        log: PathBuf,
+    ) -> anyhow::Result<Proc> {
         let file = std::fs::File::create(&log)
             .with_context(|| format!("cannot create {}", log.display()))?;
+        let out = if stdout_to_log {
+            Stdio::from(file.try_clone()?)
+        } else {
+            Stdio::null()
+        };
         let child = Command::new(bin)
             .args(args)
+            .envs(envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(out)
             .stderr(Stdio::from(file))
             .spawn()
             .with_context(|| format!("cannot start {}", bin.display()))?;

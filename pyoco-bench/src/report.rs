@@ -124,6 +124,7 @@ pub struct Report {
     pub submit: Vec<SubmitSummary>,
     pub end_to_end: Vec<EndToEndSummary>,
     pub watch: Option<WatchSummary>,
+    pub serve: Option<crate::serve::ServeSummary>,
     pub list: Vec<List>,
     pub memory: MemoryReport,
     pub targets: Vec<Target>,
@@ -299,6 +300,29 @@ impl Report {
         }
         if let Some(w) = &self.watch {
             row("watch: KV write -> SSE event", None, None, Some(&w.latency));
+        }
+        if let Some(s) = &self.serve {
+            let o = &s.open_loop;
+            row(
+                &format!("submit, open loop at {:.0}/s", o.rate_per_s),
+                Some(o.achieved_per_s),
+                None,
+                Some(&o.latency),
+            );
+            for (what, r) in [("GET /runs/{id}", &s.get_run), ("GET /health", &s.health)] {
+                row(
+                    &format!("{what}, concurrency {}", r.concurrency),
+                    Some(r.per_s),
+                    None,
+                    Some(&r.latency),
+                );
+            }
+            row(
+                &format!("SSE fan-out: {} watchers of one run", s.fanout.watchers),
+                None,
+                None,
+                Some(&s.fanout.latency),
+            );
         }
         for l in &self.list {
             row(

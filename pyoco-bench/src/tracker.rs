@@ -111,6 +111,17 @@ impl Tracker {
         Ok(())
     }
 
+    /// When each of `runs` was seen COMPLETED, if it was.
+    pub fn seen_completed(&self, runs: &[String]) -> Vec<Option<Instant>> {
+        match self.seen.lock() {
+            Ok(seen) => runs
+                .iter()
+                .map(|r| seen.completed.get(r).copied())
+                .collect(),
+            Err(_) => vec![None; runs.len()],
+        }
+    }
+
     /// When each of `runs` was seen COMPLETED.
     pub fn completed_at(&self, runs: &[String]) -> anyhow::Result<Vec<Instant>> {
         let Ok(seen) = self.seen.lock() else {

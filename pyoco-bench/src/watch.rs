@@ -13,7 +13,7 @@ use crate::cluster::{Cluster, IDLE_TAG};
 use crate::stats::Latency;
 
 /// Field the bench adds to each written snapshot to recognise its event.
-const SEQ_FIELD: &str = "pyoco_bench_seq";
+pub(crate) const SEQ_FIELD: &str = "pyoco_bench_seq";
 
 /// `samples` write → event delays on one open stream (a PENDING run no worker touches).
 pub async fn delay(cluster: &Cluster, samples: usize) -> anyhow::Result<Latency> {
@@ -72,7 +72,10 @@ pub async fn delay(cluster: &Cluster, samples: usize) -> anyhow::Result<Latency>
 }
 
 /// Parses the SSE byte stream into `snapshot` events (arrival time, JSON data).
-async fn read_events(response: reqwest::Response, tx: mpsc::UnboundedSender<(Instant, Value)>) {
+pub(crate) async fn read_events(
+    response: reqwest::Response,
+    tx: mpsc::UnboundedSender<(Instant, Value)>,
+) {
     let mut body = response.bytes_stream();
     let mut buf = String::new();
     while let Some(Ok(chunk)) = body.next().await {

@@ -637,8 +637,11 @@ async fn python_http_client_works_against_the_python_gateway_with_our_worker() {
     venv();
     let server = NatsServer::start();
     let (mut py_gateway, url) = start_python_gateway(&server).await;
-    let worker =
-        WorkerHandle::start(config(&server), registry(), "rs-interop-w2", &["rsinterop"]).await;
+    // The original gateway's cancel is read-then-put: as documented for such mixes, our
+    // worker guards its terminal snapshots.
+    let mut guarded = config(&server);
+    guarded.terminal_guard = std::time::Duration::from_millis(500);
+    let worker = WorkerHandle::start(guarded, registry(), "rs-interop-w2", &["rsinterop"]).await;
 
     run_client_script(&url, "rs-interop-w2", "rsinterop", true).await;
 

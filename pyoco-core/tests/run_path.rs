@@ -187,7 +187,9 @@ async fn worker_registry_goes_idle_running_idle_and_stopped_graceful() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_serving_several_tags_takes_turns_between_them() {
     let server = pyoco::testkit::NatsServer::start();
-    let config = fast_config(&server);
+    let mut config = fast_config(&server);
+    // One job at a time, so the order of starts is the order of polls.
+    config.worker_concurrency = 1;
     let client = pyoco::NatsClient::connect(config.clone()).await.unwrap();
     let yaml = b"flow: {graph: a}\ntasks: {a: {callable: 'pyoco:echo', inputs: {value: 1}}}\n";
     // A backlog on both tags before any worker exists: a busy first tag must not starve the second.
@@ -219,4 +221,65 @@ async fn a_worker_serving_several_tags_takes_turns_between_them() {
         "order: {finished:?}"
     );
     worker.stop().await;
+}
+
+/// The original gateway's cancel reads a snapshot and puts it back without compare-and-set:
+/// landing just after a worker's terminal write, it makes a finished run look RUNNING again.
+/// With `PYOCO_TERMINAL_GUARD_SEC` the worker looks again after that delay and restores the
+/// terminal snapshot; without it (the default: pyoco's writers all compare-and-set) nothing
+/// re-reads the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_terminal_guard_restores_a_snapshot_a_blind_put_made_stale() {
+    for guard in [true, false] {
+        let mut stack = Stack::start_with(move |c| {
+            if guard {
+                c.terminal_guard = std::time::Duration::from_secs(2);
+            }
+        })
+        .await;
+        let run_id = submit_yaml(
+            &stack.client,
+            "flow: {graph: a}\ntasks: {a: {callable: 'pyoco:sleep', inputs: {seconds: 0.3}}}\n",
+            "guarded",
+            None,
+        )
+        .await;
+        // What a read-then-put writer read while the run was RUNNING...
+        let store = stack.gateway.state.store().unwrap().clone();
+        let wait = std::time::Duration::from_secs(10);
+        let stale = pyoco::testkit::wait_for("the run RUNNING", wait, || async {
+            let raw = store.runs().get_raw(&run_id).await.ok().flatten()?;
+            let doc: serde_json::Value = serde_json::from_slice(&raw.value).ok()?;
+            (doc["status"] == "RUNNING").then_some(raw.value)
+        })
+        .await;
+        let done = stack.wait_terminal(&run_id).await;
+        assert_eq!(done["status"], "COMPLETED", "{done}");
+        // ...and put back after the terminal write.
+        store.runs().put_raw(&run_id, stale).await.unwrap();
+        let read = |run_id: String| {
+            let store = store.clone();
+            async move {
+                let raw = store.runs().get_raw(&run_id).await.unwrap().unwrap();
+                serde_json::from_slice::<serde_json::Value>(&raw.value).unwrap()["status"].clone()
+            }
+        };
+        assert_eq!(read(run_id.clone()).await, "RUNNING");
+        if guard {
+            pyoco::testkit::wait_for("the terminal snapshot restored", wait, || {
+                let read = read(run_id.clone());
+                async move { (read.await == "COMPLETED").then_some(()) }
+            })
+            .await;
+            let run = stack.client.get_run(&run_id, true).await.unwrap();
+            assert_eq!(run["task_records"]["a"]["state"], "SUCCEEDED", "{run}");
+        } else {
+            // The worker stops only after its own background checks: none was pending.
+            if let Some(worker) = stack.worker.take() {
+                worker.stop().await;
+            }
+            assert_eq!(read(run_id.clone()).await, "RUNNING");
+        }
+        stack.stop().await;
+    }
 }

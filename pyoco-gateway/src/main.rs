@@ -5,6 +5,10 @@
 //! process. Flags override `PYOCO_*` variables. `pyoco-gateway admin api-key ...` manages API
 //! keys like the original's `pyoco-server-admin`.
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -4,6 +4,10 @@
 //! `<flows-dir>/<flow_name>.yaml`; YAML runs carry their flow. SIGINT/SIGTERM stop it
 //! gracefully (the current run finishes or is handed back after `--shutdown-grace-sec`).
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -42,10 +46,11 @@ struct Args {
     /// On SIGINT/SIGTERM, how long the current run may continue before it is handed back
     #[arg(long, default_value_t = 10.0)]
     shutdown_grace_sec: f64,
-    /// Jobs processed at once (each exactly as when one runs at a time); at most
-    /// PYOCO_CONSUMER_MAX_ACK_PENDING
-    #[arg(long, default_value_t = 1)]
-    concurrency: usize,
+    /// Jobs processed at once (each exactly as when one runs at a time); 1 is the original's
+    /// one run at a time [env: PYOCO_WORKER_CONCURRENCY; default: eight per core, at most
+    /// PYOCO_CONSUMER_MAX_ACK_PENDING]
+    #[arg(long)]
+    concurrency: Option<usize>,
     /// Install the wheel registry's wheels for this worker's tags into the Python runner's
     /// interpreter, at start-up and between polls [env: PYOCO_WHEEL_SYNC_ENABLED]
     #[arg(long, overrides_with = "no_wheel_sync")]
@@ -112,7 +117,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     pyoco::cli::warn_unimplemented(&config);
     let poll_timeout = seconds_flag("--poll-timeout", args.poll_timeout, false)?;
     let shutdown_grace = seconds_flag("--shutdown-grace-sec", args.shutdown_grace_sec, true)?;
-    if args.concurrency == 0 {
+    if args.concurrency == Some(0) {
         anyhow::bail!("--concurrency must be at least 1");
     }
     if args.wheel_sync {
@@ -136,7 +141,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut worker = Worker::connect(config, registry, &worker_id, &tags).await?;
     worker.set_shutdown_grace(shutdown_grace);
     worker.set_poll_timeout(poll_timeout);
-    worker.set_concurrency(args.concurrency);
+    if let Some(jobs) = args.concurrency {
+        worker.set_concurrency(jobs);
+    }
     eprintln!("pyoco-worker {worker_id} serving tags {:?}", worker.tags());
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
     let metrics_server = match args.metrics_addr {

@@ -390,6 +390,21 @@ config_table! {
         "PYOCO_PYTHON_MEMORY_MB" => python_memory_mb: u64 = 0, parse::size_u64, Any, Implemented;
         /// Run `pyoco:python` inline scripts in the bubblewrap sandbox (`off`: without it).
         "PYOCO_SCRIPT_SANDBOX" => script_sandbox: bool = true, parse::boolean, Any, Implemented;
+        /// Python runner processes of a worker at most (busy or kept idle for reuse); 0 sizes
+        /// it from the cores: twice their number, at least 4. A Python task waits for a free
+        /// runner.
+        "PYOCO_PYTHON_RUNNERS" => python_runners: usize = 0, parse::size, Any, Implemented;
+        /// Seconds after a run's terminal write at which the worker reads the run again and
+        /// restores its terminal snapshot if a writer without compare-and-set (the original
+        /// Python gateway's cancel) put a stale one over it; 0 turns the check off. Every
+        /// pyoco writer uses compare-and-set, so only deployments that share the runs bucket
+        /// with the original gateway need it (e.g. 0.5).
+        "PYOCO_TERMINAL_GUARD_SEC" => terminal_guard: Duration = Duration::ZERO,
+            parse::secs, Any, Implemented;
+        /// Jobs a worker processes at once (`pyoco-worker --concurrency` overrides it); 0 sizes
+        /// it from the cores: eight per core, at most the consumer's max ack pending. `1` is
+        /// the original's one run at a time.
+        "PYOCO_WORKER_CONCURRENCY" => worker_concurrency: usize = 0, parse::size, Any, Implemented;
         /// Log level (`RUST_LOG` overrides it).
         "PYOCO_LOG_LEVEL" => log_level: String = "INFO".into(),
             parse::log_level, ProcessOnly, Implemented;
@@ -531,6 +546,39 @@ impl Config {
         }
         Some(self.ack_progress_interval)
     }
+
+    /// Jobs a worker processes at once: `PYOCO_WORKER_CONCURRENCY`, or when it is 0, eight
+    /// per core — never more than the consumer lets one worker hold unacknowledged.
+    pub fn effective_worker_concurrency(&self) -> usize {
+        let wanted = match self.worker_concurrency {
+            0 => 8 * cores(),
+            n => n,
+        };
+        match usize::try_from(self.consumer_max_ack_pending) {
+            Ok(cap) if cap > 0 => wanted.min(cap),
+            _ => wanted,
+        }
+        .max(1)
+    }
+
+    /// Python runner processes of a worker at most: `PYOCO_PYTHON_RUNNERS`, or when it is 0,
+    /// two per core and at least 4 (tasks that wait on I/O still overlap on a small machine).
+    pub fn effective_python_runners(&self) -> usize {
+        match self.python_runners {
+            0 => default_python_runners(),
+            n => n,
+        }
+    }
+}
+
+/// Two Python runners per core, at least 4: what `PYOCO_PYTHON_RUNNERS=0` means.
+pub(crate) fn default_python_runners() -> usize {
+    (2 * cores()).max(4)
+}
+
+/// The cores this process may use (cgroup and affinity limits included).
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 #[cfg(test)]

@@ -79,7 +79,7 @@ pub struct Worker {
     consumers: Vec<WorkConsumer>,
     /// Round-robin start position so a busy tag cannot starve the others.
     next_tag: AtomicUsize,
-    /// Jobs processed at once (`set_concurrency`, default 1).
+    /// Jobs processed at once (`set_concurrency`; default from `PYOCO_WORKER_CONCURRENCY`).
     concurrency: usize,
     /// Runs started and not yet finished, for the registry record (see `registry_started`).
     running: Arc<tokio::sync::Mutex<HashSet<String>>>,
@@ -145,10 +145,12 @@ impl Worker {
             // SIGTERM, then SIGKILL this long after, for a cancelled or timed-out Python task.
             let kill_grace = config.cancel_grace_period.min(Duration::from_secs(5));
             let pool = crate::flow::python::PythonPool::new(config.python.clone(), kill_grace)
-                .with_memory_limit(Some(config.python_memory_mb));
+                .with_memory_limit(Some(config.python_memory_mb))
+                .with_runners(config.effective_python_runners());
             registry.use_python(pool.clone());
             python_pool = Some(pool);
         }
+        let concurrency = config.effective_worker_concurrency();
         let config = Arc::new(config);
         let store =
             Store::connect(config.clone(), &format!("pyoco-nats-worker:{worker_id}")).await?;
@@ -197,7 +199,7 @@ impl Worker {
             tags: clean,
             consumers,
             next_tag: AtomicUsize::new(0),
-            concurrency: 1,
+            concurrency,
             running: Arc::default(),
             heartbeat,
             shutdown: CancellationToken::new(),
@@ -223,7 +225,8 @@ impl Worker {
         self.poll_timeout = timeout.max(Duration::from_millis(10));
     }
 
-    /// How many jobs `run` processes at once (default 1). Each is handled exactly as when
+    /// How many jobs `run` processes at once (default: `PYOCO_WORKER_CONCURRENCY`, 0 = eight
+    /// per core; `1` is the original's one at a time). Each is handled exactly as when
     /// one runs at a time; they overlap, so NATS round trips of one run no longer idle the
     /// worker. Keep it at or below `PYOCO_CONSUMER_MAX_ACK_PENDING`.
     pub fn set_concurrency(&mut self, jobs: usize) {

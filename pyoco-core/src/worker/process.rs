@@ -318,7 +318,9 @@ impl Worker {
         let stored = self.finish(job, &final_state, end, Some(known)).await?;
         let final_status = stored.as_ref().map_or(end.status, |s| s.value.status);
         tracing::info!(run_id = %job.run_id, status = %final_status, "run finished");
-        if let Some(stored) = &stored {
+        if let Some(stored) = &stored
+            && !self.store.config().terminal_guard.is_zero()
+        {
             self.guard_terminal(job, final_state, &stored.value);
         }
         self.registry_finished(&job.run_id, final_status).await;

@@ -16,9 +16,6 @@ use crate::store::{Store, StoreError, Versioned};
 /// handed back for redelivery.
 const TERMINAL_WRITE_PATIENCE: Duration = Duration::from_secs(120);
 
-/// How long after the terminal write the guard looks again.
-const GUARD_DELAY: Duration = Duration::from_millis(500);
-
 /// How the run ended, as the terminal write records it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct FinishedWith<'a> {
@@ -106,9 +103,11 @@ impl Worker {
     /// put a stale, non-terminal snapshot over our terminal one. Shortly after the terminal
     /// write, look again and restore it if that happened (the original worker's trailing
     /// writes repaired this by accident). The check is a task the worker owns: shutdown
-    /// waits for it.
+    /// waits for it. Only with `PYOCO_TERMINAL_GUARD_SEC` set: pyoco's own writers all use
+    /// compare-and-set, and the read costs NATS and the worker work on every run.
     pub(super) fn guard_terminal(&self, job: &Job, state: EngineState, stored: &RunSnapshot) {
         let runs = self.store.runs().clone();
+        let delay = self.store.config().terminal_guard;
         let (job, worker_id) = (job.clone(), self.worker_id.clone());
         let (status, start_time, end_time, error) = (
             stored.status,
@@ -117,7 +116,7 @@ impl Worker {
             stored.error.clone(),
         );
         self.tasks.spawn(async move {
-            tokio::time::sleep(GUARD_DELAY).await;
+            tokio::time::sleep(delay).await;
             // Nearly always the run is still terminal: a read of its status settles that
             // without parsing the whole snapshot; only a stale one pays for the repair.
             // Both NATS futures are boxed: inline, their size would be reserved in every

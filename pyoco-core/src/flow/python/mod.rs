@@ -1,8 +1,9 @@
 //! Python callables (`module:function`): run by long-lived runner processes of the worker's
 //! interpreter (`PYOCO_PYTHON`, default `python3`), speaking JSON lines (`runner.py`).
 //!
-//! One process runs one task at a time; parallel tasks get more processes, idle ones are
-//! kept for reuse. A task that is cancelled or times out has its process signalled (SIGTERM,
+//! One process runs one task at a time; parallel tasks get more processes, up to the pool's
+//! size (`PYOCO_PYTHON_RUNNERS`; a task waits for a free one), and finished ones are kept
+//! for reuse — starting an interpreter costs far more than a short task. A task that is cancelled or times out has its process signalled (SIGTERM,
 //! then SIGKILL after the grace period) and replaced; a process that dies is replaced too. No
 //! process is started until a flow actually calls Python.
 
@@ -20,9 +21,6 @@ use crate::shutdown::{StopSignal, signal_group};
 
 const RUNNER: &str = include_str!("runner.py");
 
-/// How many idle runner processes are kept for reuse.
-const MAX_IDLE: usize = 4;
-
 /// Starting the interpreter and its first answer must not take longer than this.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -37,6 +35,9 @@ pub struct PythonPool {
     /// itself at start (`RLIMIT_AS`): a task that allocates past it gets a `MemoryError`.
     memory_mb: Option<u64>,
     idle: Mutex<Vec<Runner>>,
+    /// One permit per runner process that may exist (busy or idle).
+    slots: Arc<tokio::sync::Semaphore>,
+    max_runners: usize,
     /// Bumped by [`PythonPool::restart`]: a runner started before is never reused.
     generation: AtomicU64,
 }
@@ -107,6 +108,10 @@ impl PythonPool {
             pythonpath: dirs,
             memory_mb: None,
             idle: Mutex::new(Vec::new()),
+            slots: Arc::new(tokio::sync::Semaphore::new(
+                crate::config::default_python_runners(),
+            )),
+            max_runners: crate::config::default_python_runners(),
             generation: AtomicU64::new(0),
         })
     }
@@ -119,6 +124,24 @@ impl PythonPool {
             None => tracing::warn!("the Python pool is already shared; memory limit not set"),
         }
         self
+    }
+
+    /// At most `n` runner processes at once (busy or idle; at least 1). A pool that is not
+    /// shared yet; the worker applies `PYOCO_PYTHON_RUNNERS` this way.
+    pub fn with_runners(mut self: Arc<Self>, n: usize) -> Arc<PythonPool> {
+        match Arc::get_mut(&mut self) {
+            Some(pool) => {
+                pool.max_runners = n.max(1);
+                pool.slots = Arc::new(tokio::sync::Semaphore::new(pool.max_runners));
+            }
+            None => tracing::warn!("the Python pool is already shared; runner count not set"),
+        }
+        self
+    }
+
+    /// The most runner processes this pool keeps at once.
+    pub fn max_runners(&self) -> usize {
+        self.max_runners
     }
 
     pub fn interpreter(&self) -> &str {
@@ -217,12 +240,25 @@ impl PythonPool {
         }
     }
 
+    /// Stops one idle runner when the pool is at its size, so a dedicated runner can start
+    /// without exceeding it.
+    fn make_room(&self) {
+        // Idle runners hold no permit: processes = idle + (max - free permits), this
+        // task's permit included.
+        let stopped = self.idle.lock().ok().and_then(|mut idle| {
+            (idle.len() > self.slots.available_permits())
+                .then(|| idle.pop())
+                .flatten()
+        });
+        drop(stopped);
+    }
+
     fn release(&self, runner: Runner) {
         if runner.generation != self.generation.load(Ordering::SeqCst) {
             return;
         }
         if let Ok(mut idle) = self.idle.lock()
-            && idle.len() < MAX_IDLE
+            && idle.len() < self.max_runners
         {
             idle.push(runner);
         }
@@ -237,9 +273,20 @@ impl PythonPool {
         call: &TaskCall,
         results: &Map<String, Value>,
     ) -> Result<Value, TaskError> {
+        // A runner slot first: waiting for one ends with the task's cancel. The permit lives
+        // until the call is over, so a process being killed still counts as one.
+        let _slot = tokio::select! {
+            permit = self.slots.clone().acquire_owned() => {
+                permit.map_err(|_| TaskError::new("the Python pool is closed"))?
+            }
+            _ = call.cancel.cancelled() => return Err(TaskError::new("cancelled")),
+        };
         // A task with its own memory limit gets a fresh runner started with it (a limit set
-        // at start cannot be raised by the task), used once.
+        // at start cannot be raised by the task), used once; an idle runner makes room.
         let dedicated = call.memory_mb.is_some();
+        if dedicated {
+            self.make_room();
+        }
         let runner = match call.memory_mb {
             Some(mb) => self.spawn_limited(Some(self.task_limit(mb))).await?,
             None => self.acquire().await?,
