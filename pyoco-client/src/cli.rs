@@ -305,6 +305,10 @@ pub struct SubmitArgs {
     /// Resubmitting with the same key returns the first run instead of a second one.
     #[arg(long, value_name = "KEY")]
     pub idempotency_key: Option<String>,
+    /// Wait up to SECS (capped by the server's PYOCO_SYNC_WAIT_MAX_SEC) for the run to end and
+    /// print its terminal snapshot; a run still going then prints {run_id, status, watch_url}.
+    #[arg(long, value_name = "SECS", value_parser = wait_secs)]
+    pub wait: Option<f64>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -319,6 +323,17 @@ pub struct SubmitYamlArgs {
     /// Resubmitting with the same key returns the first run instead of a second one.
     #[arg(long, value_name = "KEY")]
     pub idempotency_key: Option<String>,
+    /// Wait up to SECS (capped by the server's PYOCO_SYNC_WAIT_MAX_SEC) for the run to end and
+    /// print its terminal snapshot; a run still going then prints {run_id, status, watch_url}.
+    #[arg(long, value_name = "SECS", value_parser = wait_secs)]
+    pub wait: Option<f64>,
+}
+
+fn wait_secs(raw: &str) -> Result<f64, String> {
+    match raw.parse::<f64>() {
+        Ok(f) if f.is_finite() && f >= 0.0 => Ok(f),
+        _ => Err(format!("expected a number of seconds >= 0, got {raw:?}")),
+    }
 }
 
 /// Filters shared by `list` and `list-vnext`.

@@ -782,3 +782,37 @@ async fn metrics_prints_the_raw_prometheus_text() {
     assert!(metrics.stdout.ends_with('\n'), "{metrics:?}");
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_with_wait_prints_the_terminal_snapshot() {
+    let stack = CliStack::start().await;
+    let file = stack.write("fan.yaml", FAN_OUT_IN);
+    let out = stack
+        .cli(&[
+            "submit-yaml",
+            "--workflow-file",
+            &file,
+            "--flow-name",
+            "fan",
+            "--wait",
+            "30",
+        ])
+        .await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let done = out.json();
+    assert_eq!(done["status"], "COMPLETED", "{out:?}");
+    assert_eq!(done["task_records"]["d"]["output"], "hello", "{out:?}");
+
+    // By name, a flow no worker knows ends FAILED: the terminal snapshot, and exit 1.
+    let out = stack
+        .cli(&["submit", "--flow-name", "nowhere", "--wait", "30"])
+        .await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert_eq!(out.json()["status"], "FAILED", "{out:?}");
+    assert!(out.stderr.starts_with("ERR-PYOCO-RUN"), "{out:?}");
+
+    let bad = stack
+        .cli(&["submit", "--flow-name", "main", "--wait", "-1"])
+        .await;
+    assert_eq!(bad.code, Some(1), "{bad:?}");
+}

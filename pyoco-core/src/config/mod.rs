@@ -339,6 +339,10 @@ config_table! {
         /// answer is 429 with `Retry-After`. All of them share one KV watch.
         "PYOCO_SSE_MAX_WATCHERS" => sse_max_watchers: usize = 10_000,
             parse::size, Any, Implemented;
+        /// Longest a synchronous submit (`POST /runs?wait_sec=N`) holds its request open
+        /// waiting for the run to end; larger `wait_sec` values are capped to it (0: never wait).
+        "PYOCO_SYNC_WAIT_MAX_SEC" => sync_wait_max: Duration = Duration::from_secs(60),
+            parse::secs, Any, Implemented;
         /// A run still PENDING this long after its last write, whose job is not in the work
         /// stream, is queued again by the gateway's orphan sweep (0 turns the sweep off).
         "PYOCO_ORPHAN_AFTER_SEC" => orphan_after: Duration = Duration::from_secs(30),

@@ -37,6 +37,7 @@ mod schedules;
 mod shutdown;
 mod signing;
 pub mod stats;
+mod sync_wait;
 mod watch;
 mod wheels;
 mod workers;

@@ -43,11 +43,14 @@ pub struct SubmitYamlForm {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SubmitResponse {
     pub run_id: String,
-    /// Always `PENDING`.
+    /// `PENDING`; with `wait_sec` (202) the status when the wait ran out.
     pub status: String,
     /// Always null for these routes.
     #[schema(value_type = Option<String>)]
     pub bundle_hash: Option<String>,
+    /// Where to follow the run: only in a 202 answer to a submit with `wait_sec`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watch_url: Option<String>,
 }
 
 impl SubmitResponse {
@@ -57,9 +60,17 @@ impl SubmitResponse {
             run_id,
             status: "PENDING".into(),
             bundle_hash: None,
+            watch_url: None,
         }
     }
 }
+
+/// The 200 answer of a submit: a [`SubmitResponse`] without `wait_sec`, the run's terminal
+/// snapshot (a [`RunSnapshot`]) with it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = Object)]
+pub struct SubmitAnswer(pub Value);
 
 /// A run snapshot (see spec/documents.md); unknown fields are passed through.
 #[derive(Debug, Serialize, ToSchema)]
@@ -291,6 +302,7 @@ pub struct ReplayResponse {
         SubmitRunRequest,
         SubmitYamlForm,
         SubmitResponse,
+        SubmitAnswer,
         RunSnapshot,
         RunList,
         RunTasks,

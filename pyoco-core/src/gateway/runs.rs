@@ -16,31 +16,38 @@ use super::extract::json::{Fields, json_body};
 use super::extract::multipart::Form;
 use super::index::{Field, Query as IndexQuery};
 use super::query::QueryParams;
+use super::sync_wait::SyncWait;
 use crate::error_code::ErrorCode;
 use crate::flow::yaml::{parse_flow_yaml_within, sha256_hex};
 use crate::model::{WorkerState, is_valid_tag, now};
 use crate::store::requests::Reservation;
 use crate::store::{NewRun, Store, SubmitError, YamlPayload};
+use axum::response::Response;
 
 type ApiResult<T> = Result<T, ApiError>;
 
 /// `POST /runs`: submit a run by flow name (the worker resolves it).
 #[utoipa::path(post, path = "/runs", request_body = SubmitRunRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "the same key and request within PYOCO_IDEMPOTENCY_TTL_SEC return the first run")),
-    responses((status = 200, body = SubmitResponse), (status = 409, description = "the idempotency key was used for another request", body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
+    params(("Idempotency-Key" = Option<String>, Header, description = "the same key and request within PYOCO_IDEMPOTENCY_TTL_SEC return the first run"),
+        ("wait_sec" = Option<f64>, Query, minimum = 0, description = "wait up to this long (capped by PYOCO_SYNC_WAIT_MAX_SEC) for the run to end"),
+        ("include" = Option<Vec<String>>, Query, description = "with wait_sec: records keeps task_records in the terminal snapshot")),
+    responses((status = 200, description = "SubmitResponse (PENDING); with wait_sec, the terminal run snapshot", body = SubmitAnswer),
+        (status = 202, description = "with wait_sec: the run did not end in time; follow watch_url", body = SubmitResponse), (status = 409, description = "the idempotency key was used for another request", body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
 pub async fn submit(
     State(state): State<GatewayState>,
     caller: Caller,
     headers: axum::http::HeaderMap,
+    RawQuery(query): RawQuery,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> ApiResult<Json<SubmitResponse>> {
+) -> ApiResult<Response> {
+    let sync = SyncWait::parse(&query, state.config.sync_wait_max)?;
     let body = json_body(body)?;
     let mut run = parse_submit(&body)?;
     stamp(&mut run, &caller);
     let store = state.store()?;
     reserve_idempotency_key(store, &headers, &caller, &mut run).await?;
     let run_id = submit_to_end(&state, store, run).await?;
-    Ok(Json(SubmitResponse::pending(run_id)))
+    Ok(sync.answer(&state, run_id).await)
 }
 
 /// Validates the `POST /runs` body like the original's pydantic model, collecting every problem.
@@ -147,14 +154,19 @@ pub(super) fn submit_error(e: SubmitError) -> ApiError {
 
 /// `POST /runs/yaml` (multipart: file `workflow`, text `flow_name`, optional text `tag`).
 #[utoipa::path(post, path = "/runs/yaml", request_body(content = SubmitYamlForm, content_type = "multipart/form-data"),
-    params(("Idempotency-Key" = Option<String>, Header, description = "the same key and request within PYOCO_IDEMPOTENCY_TTL_SEC return the first run")),
-    responses((status = 200, body = SubmitResponse), (status = 409, description = "the idempotency key was used for another request", body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
+    params(("Idempotency-Key" = Option<String>, Header, description = "the same key and request within PYOCO_IDEMPOTENCY_TTL_SEC return the first run"),
+        ("wait_sec" = Option<f64>, Query, minimum = 0, description = "wait up to this long (capped by PYOCO_SYNC_WAIT_MAX_SEC) for the run to end"),
+        ("include" = Option<Vec<String>>, Query, description = "with wait_sec: records keeps task_records in the terminal snapshot")),
+    responses((status = 200, description = "SubmitResponse (PENDING); with wait_sec, the terminal run snapshot", body = SubmitAnswer),
+        (status = 202, description = "with wait_sec: the run did not end in time; follow watch_url", body = SubmitResponse), (status = 409, description = "the idempotency key was used for another request", body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
 pub async fn submit_yaml(
     State(state): State<GatewayState>,
     caller: Caller,
     headers: axum::http::HeaderMap,
+    RawQuery(query): RawQuery,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
-) -> ApiResult<Json<SubmitResponse>> {
+) -> ApiResult<Response> {
+    let sync = SyncWait::parse(&query, state.config.sync_wait_max)?;
     let limit = state.config.workflow_yaml_max_bytes;
     let form = read_yaml_form(multipart, limit).await?;
     let tag = form
@@ -197,7 +209,7 @@ pub async fn submit_yaml(
     stamp(&mut run, &caller);
     reserve_idempotency_key(store, &headers, &caller, &mut run).await?;
     let run_id = submit_to_end(&state, store, run).await?;
-    Ok(Json(SubmitResponse::pending(run_id)))
+    Ok(sync.answer(&state, run_id).await)
 }
 
 struct YamlForm {
@@ -251,14 +263,18 @@ pub async fn get_run(
     };
     visible_to(&caller, &doc.value)?;
     let mut doc = doc.value;
-    if !QueryParams::parse(&query).wants_records()
-        && let Value::Object(m) = &mut doc
-    {
+    present(&state, &mut doc, QueryParams::parse(&query).wants_records()).await;
+    Ok(Json(RunSnapshot(doc)))
+}
+
+/// A snapshot as `GET /runs/{run_id}` answers it: without `task_records` unless `records`,
+/// with what is known of its worker.
+pub(super) async fn present(state: &GatewayState, doc: &mut Value, records: bool) {
+    if !records && let Value::Object(m) = doc {
         m.shift_remove("task_records");
         m.shift_remove("task_records_truncated");
     }
-    enrich_with_worker(&state, &mut doc).await;
-    Ok(Json(RunSnapshot(doc)))
+    enrich_with_worker(state, doc).await;
 }
 
 /// Another tenant's run (or, with keys on, one made while they were off) does not exist for
