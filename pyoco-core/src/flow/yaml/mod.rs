@@ -29,7 +29,7 @@ mod values;
 /// Allowed top-level keys.
 pub const TOP_LEVEL_KEYS: &[&str] = &["version", "flow", "tasks", "runtime"];
 /// Allowed keys of `flow`.
-pub const FLOW_KEYS: &[&str] = &["graph", "defaults"];
+pub const FLOW_KEYS: &[&str] = &["graph", "defaults", "on_error"];
 /// The original's keys of a task; a task may also have our policy keys
 /// ([`super::policy::POLICY_KEYS`]).
 pub const TASK_KEYS: &[&str] = &["callable", "inputs", "outputs"];
@@ -65,12 +65,14 @@ pub const REASON_CODES: &[&str] = &[
     "invalid_task_cache_ttl",
     "invalid_task_circuit_breaker",
     "invalid_task_memory",
+    "invalid_on_error",
     "invalid_runtime",
     "unknown_runtime_keys",
     "invalid_runtime_expose_env",
     "invalid_version",
     "invalid_flow_graph",
     "unknown_graph_task",
+    "unknown_on_error_task",
 ];
 
 /// A validated single-flow `flow.yaml`.
@@ -86,6 +88,8 @@ pub struct FlowSpec {
     pub tasks: Vec<TaskSpec>,
     /// `runtime.expose_env` (parsed; the original ignores it too).
     pub expose_env: Vec<String>,
+    /// `flow.on_error`: the task to run when a task without its own `on_error` fails for good.
+    pub on_error: Option<String>,
 }
 
 /// One entry of `tasks`.
@@ -104,6 +108,16 @@ impl FlowSpec {
     /// The task called `name`.
     pub fn task(&self, name: &str) -> Option<&TaskSpec> {
         self.tasks.iter().find(|t| t.name == name)
+    }
+
+    /// The task that handles a failure of task `name`: its own `on_error`, else the flow's.
+    pub fn error_handler(&self, name: &str) -> Option<&TaskSpec> {
+        let handler = self
+            .task(name)
+            .and_then(|t| t.policy.on_error.as_deref())
+            .or(self.on_error.as_deref())?;
+        // A handler's own failure is not handled again (validation forbids the chain).
+        (handler != name).then(|| self.task(handler))?
     }
 
     /// What a failure of task `name` does to the run (the default for a task not declared).
@@ -185,6 +199,11 @@ pub fn parse_flow_yaml_within(bytes: &[u8], limits: YamlLimits) -> Result<FlowSp
     };
     let defaults = optional_map(flow.get("defaults"))
         .ok_or_else(|| YamlError::code("invalid_flow_defaults"))?;
+    let on_error = match flow.get("on_error") {
+        None | Some(Yaml::Null) => None,
+        Some(Yaml::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+        Some(_) => return Err(YamlError::detail("invalid_on_error", "flow")),
+    };
 
     let empty = Mapping::new();
     let task_map = match root.get("tasks") {
@@ -230,6 +249,7 @@ pub fn parse_flow_yaml_within(bytes: &[u8], limits: YamlLimits) -> Result<FlowSp
     {
         return Err(YamlError::detail("unknown_graph_task", unknown));
     }
+    check_error_handlers(&graph, &tasks, on_error.as_deref())?;
 
     Ok(FlowSpec {
         version,
@@ -238,7 +258,42 @@ pub fn parse_flow_yaml_within(bytes: &[u8], limits: YamlLimits) -> Result<FlowSp
         defaults,
         tasks,
         expose_env,
+        on_error,
     })
+}
+
+/// `on_error` targets (the flow's and each task's): defined tasks that the graph does not run
+/// (a handler runs only on a failure) and that have no `on_error` of their own (no chains).
+/// Control-flow graphs do not support them.
+fn check_error_handlers(
+    graph: &Graph,
+    tasks: &[TaskSpec],
+    flow_on_error: Option<&str>,
+) -> Result<(), YamlError> {
+    let owners = tasks
+        .iter()
+        .filter_map(|t| Some((t.name.as_str(), t.policy.on_error.as_deref()?)));
+    for (owner, handler) in flow_on_error.map(|h| ("flow", h)).into_iter().chain(owners) {
+        let invalid = |why: &str| YamlError::detail("invalid_on_error", format!("{owner}: {why}"));
+        if graph.control.is_some() {
+            return Err(invalid(
+                "not supported with switch/repeat/foreach/until graphs",
+            ));
+        }
+        let Some(task) = tasks.iter().find(|t| t.name == handler) else {
+            return Err(YamlError::detail(
+                "unknown_on_error_task",
+                format!("{owner}: {handler}"),
+            ));
+        };
+        if graph.nodes.iter().any(|n| n == handler) {
+            return Err(invalid(&format!("'{handler}' is in the graph")));
+        }
+        if task.policy.on_error.is_some() {
+            return Err(invalid(&format!("'{handler}' has an on_error of its own")));
+        }
+    }
+    Ok(())
 }
 
 fn parse_task(key: &Yaml, value: &Yaml) -> Result<TaskSpec, YamlError> {
