@@ -200,6 +200,18 @@ Examples:
 With --replay-failed every FAILED run of the filter is replayed (a JSON array of results;
 exit 1 if any could not be).")]
     Replay(crate::bulk::ReplayArgs),
+    /// The flow registry: versioned flow.yaml definitions by name (pyoco only). `submit
+    /// --flow-name NAME` runs the active version of a registered name.
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  pyoco-client flow register etl --workflow-file etl.yaml
+  pyoco-client flow list
+  pyoco-client flow show etl --version 1 --yaml
+  pyoco-client flow rollback etl --version 1"
+    )]
+    Flow(crate::flows::FlowCommand),
     /// Schedule runs of a flow.yaml (POST /schedules/yaml): once, every N seconds, or on cron.
     #[command(after_help = "\
 Examples:

@@ -105,6 +105,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Completions { .. } => Ok(()),
         Command::CancelRuns(args) => crate::bulk::cancel_runs(&client, args).await,
         Command::Replay(args) => crate::bulk::replay(&client, args).await,
+        Command::Flow(command) => crate::flows::run(&client, command).await,
         Command::ScheduleYaml(args) => crate::schedules::create(&client, args).await,
         Command::Schedules { output: format } => {
             let schedules = client.list_schedules().await?;

@@ -8,6 +8,7 @@ mod bulk;
 mod cli;
 mod commands;
 mod error;
+mod flows;
 mod live;
 mod ops;
 mod output;

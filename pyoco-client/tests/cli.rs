@@ -816,3 +816,37 @@ async fn submit_with_wait_prints_the_terminal_snapshot() {
         .await;
     assert_eq!(bad.code, Some(1), "{bad:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow_commands_register_show_roll_back_and_delete_versions() {
+    let stack = CliStack::start().await;
+    let v1 = stack.write("v1.yaml", FAILING);
+    let v2 = stack.write("v2.yaml", FAN_OUT_IN);
+    for (file, version) in [(&v1, 1), (&v2, 2)] {
+        let out = stack
+            .cli(&["flow", "register", "etl", "--workflow-file", file])
+            .await;
+        assert_eq!(out.code, Some(0), "{out:?}");
+        assert_eq!(out.json()["version"], version, "{out:?}");
+    }
+    let listed = stack.cli(&["flow", "list"]).await;
+    assert_eq!(listed.json()[0]["active_version"], 2, "{listed:?}");
+    let yaml = stack
+        .cli(&["flow", "show", "etl", "--version", "1", "--yaml"])
+        .await;
+    assert_eq!(yaml.stdout, FAILING, "{yaml:?}");
+    let back = stack
+        .cli(&["flow", "rollback", "etl", "--version", "1"])
+        .await;
+    assert_eq!(back.json()["active_version"], 1, "{back:?}");
+    // The active version (1, which fails) runs by name.
+    let out = stack
+        .cli(&["submit", "--flow-name", "etl", "--wait", "30"])
+        .await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert_eq!(out.json()["flow_version"], 1, "{out:?}");
+    assert_eq!(stack.cli(&["flow", "delete", "etl"]).await.code, Some(0));
+    let gone = stack.cli(&["flow", "show", "etl"]).await;
+    assert_eq!(gone.code, Some(1), "{gone:?}");
+    assert!(gone.stderr.contains("flow not found"), "{gone:?}");
+}

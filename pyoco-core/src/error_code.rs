@@ -92,11 +92,15 @@ pub enum ErrorCode {
     InvalidCancelFilter,
     /// `POST /runs/{id}/replay` of a run whose flow can no longer be found (or a bundle run).
     ReplayUnavailable,
+    /// No registered flow with this name (in the caller's tenant).
+    FlowNotFound,
+    /// The registered flow has no such version.
+    FlowVersionNotFound,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the spec's table (the spec test compares the two).
-    pub const ALL: [ErrorCode; 38] = [
+    pub const ALL: [ErrorCode; 40] = [
         ErrorCode::RouteNotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::ValidationError,
@@ -135,6 +139,8 @@ impl ErrorCode {
         ErrorCode::EmptyCancelFilter,
         ErrorCode::InvalidCancelFilter,
         ErrorCode::ReplayUnavailable,
+        ErrorCode::FlowNotFound,
+        ErrorCode::FlowVersionNotFound,
     ];
 
     /// The HTTP status the gateway answers this code with (one status per code).
@@ -144,7 +150,9 @@ impl ErrorCode {
             | ErrorCode::RunNotFound
             | ErrorCode::WorkerNotFound
             | ErrorCode::WheelNotFound
-            | ErrorCode::ScheduleNotFound => 404,
+            | ErrorCode::ScheduleNotFound
+            | ErrorCode::FlowNotFound
+            | ErrorCode::FlowVersionNotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::IdempotencyConflict
             | ErrorCode::ScheduleCompleted
@@ -218,6 +226,8 @@ impl ErrorCode {
             ErrorCode::EmptyCancelFilter => "empty_cancel_filter",
             ErrorCode::InvalidCancelFilter => "invalid_cancel_filter",
             ErrorCode::ReplayUnavailable => "replay_unavailable",
+            ErrorCode::FlowNotFound => "flow_not_found",
+            ErrorCode::FlowVersionNotFound => "flow_version_not_found",
         }
     }
 }

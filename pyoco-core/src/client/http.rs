@@ -9,6 +9,7 @@
 
 mod bulk;
 mod error;
+mod flows;
 mod multipart;
 mod runs;
 mod schedules;

@@ -212,6 +212,9 @@ config_table! {
         /// Task results cached with `cache_ttl_sec` (our addition).
         "PYOCO_TASK_CACHE_KV_BUCKET" => task_cache_kv_bucket: String =
             "pyoco_task_cache".into(), parse::string, Any, Implemented;
+        /// The flow registry: versioned flow.yaml definitions by name (our addition).
+        "PYOCO_FLOWS_KV_BUCKET" => flows_kv_bucket: String =
+            "pyoco_flows".into(), parse::string, Any, Implemented;
         /// Circuit breaker state per callable (our addition).
         "PYOCO_CIRCUIT_BREAKERS_KV_BUCKET" => circuit_breakers_kv_bucket: String =
             "pyoco_circuit_breakers".into(), parse::string, Any, Implemented;

@@ -21,6 +21,7 @@ mod dashboard;
 mod error;
 mod extract;
 pub mod fanout;
+mod flows;
 mod health;
 pub mod index;
 pub mod limits;

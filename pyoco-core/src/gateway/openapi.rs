@@ -292,6 +292,56 @@ pub struct ReplayResponse {
     pub replay_of: String,
 }
 
+/// Answer of `POST /flows`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FlowRegistered {
+    pub name: String,
+    /// The version this YAML is: the new one, or the latest when it was identical.
+    pub version: u64,
+    /// Hex SHA-256 of the YAML bytes.
+    pub sha256: String,
+    /// False when the YAML was identical to the latest version (nothing stored).
+    pub created: bool,
+    pub active_version: u64,
+}
+
+/// One entry of `GET /flows`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FlowSummary {
+    pub name: String,
+    pub active_version: u64,
+    pub latest_version: u64,
+    pub updated_at: f64,
+}
+
+/// A flow record of the registry (see spec/documents.md, "Flow registry").
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = Object)]
+pub struct FlowRecordView(pub Value);
+
+/// One version of a registered flow, with its YAML (see spec/documents.md).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = Object)]
+pub struct FlowVersionView(pub Value);
+
+/// `POST /flows/{name}/rollback` body.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct FlowRollbackRequest {
+    /// The version to make active.
+    #[schema(minimum = 1)]
+    version: u64,
+}
+
+/// Answer of `DELETE /flows/{name}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FlowDeleted {
+    pub name: String,
+    pub deleted: bool,
+}
+
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(
@@ -322,6 +372,12 @@ pub struct ReplayResponse {
         BulkCancelRequest,
         BulkCancelResponse,
         ReplayResponse,
+        FlowRegistered,
+        FlowSummary,
+        FlowRecordView,
+        FlowVersionView,
+        FlowRollbackRequest,
+        FlowDeleted,
         ErrorBody
     ))
 )]

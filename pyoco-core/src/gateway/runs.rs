@@ -46,8 +46,49 @@ pub async fn submit(
     stamp(&mut run, &caller);
     let store = state.store()?;
     reserve_idempotency_key(store, &headers, &caller, &mut run).await?;
+    // After the reservation: a retry of the same request is the same request even when the
+    // name's active version changed in between.
+    resolve_registered(&state, store, &caller, &mut run).await?;
     let run_id = submit_to_end(&state, store, run).await?;
     Ok(sync.answer(&state, run_id).await)
+}
+
+/// A name in the flow registry (the caller's tenant's) runs its active version: the run
+/// carries that YAML, so a later registration or rollback never changes it, and records the
+/// version (`flow_version`) and the YAML's sha256. The body's params override the flow's
+/// defaults. Other names are left to the worker to resolve, as in the original.
+async fn resolve_registered(
+    state: &GatewayState,
+    store: &Store,
+    caller: &Caller,
+    run: &mut NewRun,
+) -> ApiResult<()> {
+    let Some(version) = store
+        .flows()
+        .active(caller.tenant(), &run.flow_name)
+        .await?
+    else {
+        return Ok(());
+    };
+    let spec = parse_flow_yaml_within(version.yaml.as_bytes(), state.config.yaml_limits())
+        .map_err(invalid_workflow_yaml)?;
+    let mut params = spec.defaults.clone();
+    params.extend(std::mem::take(&mut run.params));
+    run.params = params;
+    run.flow_graph = Some(spec.graph.drawing());
+    run.flow_version = Some(version.info.version);
+    run.yaml = Some(YamlPayload {
+        bytes: version.info.bytes,
+        sha256: version.info.sha256,
+        text: version.yaml,
+    });
+    Ok(())
+}
+
+/// 422 `invalid_workflow_yaml` with the validation reason.
+pub(super) fn invalid_workflow_yaml(e: crate::flow::yaml::YamlError) -> ApiError {
+    tracing::info!(reason = %e.reason, "invalid workflow yaml");
+    ApiError::new(ErrorCode::InvalidWorkflowYaml, "invalid workflow yaml").with_reason(e.reason)
 }
 
 /// Validates the `POST /runs` body like the original's pydantic model, collecting every problem.
@@ -181,10 +222,8 @@ pub async fn submit_yaml(
     if form.workflow_size > limit {
         return Err(workflow_too_large(state.config.workflow_yaml_max_bytes));
     }
-    let spec = parse_flow_yaml_within(&form.workflow, state.config.yaml_limits()).map_err(|e| {
-        tracing::info!(reason = %e.reason, "invalid workflow yaml");
-        ApiError::new(ErrorCode::InvalidWorkflowYaml, "invalid workflow yaml").with_reason(e.reason)
-    })?;
+    let spec = parse_flow_yaml_within(&form.workflow, state.config.yaml_limits())
+        .map_err(invalid_workflow_yaml)?;
     let flow_name = form.flow_name.trim().to_string();
     if flow_name.is_empty() {
         return Err(ApiError::new(
@@ -212,16 +251,16 @@ pub async fn submit_yaml(
     Ok(sync.answer(&state, run_id).await)
 }
 
-struct YamlForm {
-    workflow: Vec<u8>,
-    workflow_size: usize,
-    flow_name: String,
-    tag: Option<String>,
+pub(super) struct YamlForm {
+    pub(super) workflow: Vec<u8>,
+    pub(super) workflow_size: usize,
+    pub(super) flow_name: String,
+    pub(super) tag: Option<String>,
 }
 
 /// Reads the whole form (validation problems are reported before size, as the original
 /// does); the workflow is kept up to `limit + 1` bytes and counted in full.
-async fn read_yaml_form(
+pub(super) async fn read_yaml_form(
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
     limit: usize,
 ) -> ApiResult<YamlForm> {

@@ -4,6 +4,7 @@
 //! and the `NaN`/`Infinity` tokens that Python's `json.dumps` emits (see [`json`]).
 
 pub mod dlq;
+pub mod flow_registry;
 pub mod ident;
 pub mod job;
 pub mod json;

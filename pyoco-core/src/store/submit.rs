@@ -41,6 +41,8 @@ pub struct NewRun {
     pub schedule_id: Option<String>,
     /// The run this one replays (`POST /runs/{run_id}/replay`; snapshot key `replay_of`).
     pub replay_of: Option<String>,
+    /// The flow registry version the YAML is (snapshot key `flow_version`).
+    pub flow_version: Option<u64>,
 }
 
 /// Why a submit failed.
@@ -95,6 +97,11 @@ impl Store {
             snapshot.workflow_yaml_sha256 = Some(yaml.sha256.clone());
             snapshot.workflow_yaml_bytes = Some(yaml.bytes);
             snapshot.schedule_id = new.schedule_id.clone();
+        }
+        if let Some(version) = new.flow_version {
+            snapshot
+                .extra
+                .insert("flow_version".into(), Value::from(version));
         }
         if let Some(graph) = &new.flow_graph {
             snapshot.extra.insert("flow_graph".into(), graph.clone());
