@@ -1,5 +1,6 @@
 //! `pyoco-client flow …`: the flow registry (pyoco only) — register a flow.yaml as the next
-//! version of a name, list, show (a version's YAML with `--version`), roll back, delete.
+//! version of a name, list, show (a version's YAML with `--version`), roll back, delete,
+//! validate a file (every problem at once) and dry-run (the execution plan).
 
 use std::path::PathBuf;
 
@@ -42,6 +43,21 @@ pub enum FlowCommand {
     },
     /// Delete a flow and all its versions (DELETE /flows/{name}).
     Delete { name: String },
+    /// Every problem of a flow.yaml at once, with line and column (POST /flows/validate);
+    /// exits 1 when there is any. Nothing is stored.
+    #[command(after_help = "Example:\n  pyoco-client flow validate --workflow-file etl.yaml")]
+    Validate {
+        #[arg(long, value_name = "PATH")]
+        workflow_file: PathBuf,
+    },
+    /// The execution plan of a registered flow, without running it (POST /flows/{name}/dry-run).
+    #[command(after_help = "Example:\n  pyoco-client flow dry-run etl --version 2")]
+    DryRun {
+        name: String,
+        /// Default: the active version.
+        #[arg(long)]
+        version: Option<u64>,
+    },
 }
 
 pub async fn run(client: &HttpClient, command: FlowCommand) -> Result<(), CliError> {
@@ -77,5 +93,33 @@ pub async fn run(client: &HttpClient, command: FlowCommand) -> Result<(), CliErr
             print_json(&client.rollback_flow(&name, version).await?)
         }
         FlowCommand::Delete { name } => print_json(&client.delete_flow(&name).await?),
+        FlowCommand::Validate { workflow_file } => {
+            let yaml = read_file(&workflow_file)?;
+            let answer = client.validate_flow(&yaml).await?;
+            print_json(&answer)?;
+            let problems = answer["problems"].as_array().cloned().unwrap_or_default();
+            if problems.is_empty() {
+                return Ok(());
+            }
+            let lines: Vec<String> = problems
+                .iter()
+                .map(|p| {
+                    let at = match (p["line"].as_u64(), p["column"].as_u64()) {
+                        (Some(l), Some(c)) => format!("line {l}, column {c}: "),
+                        _ => String::new(),
+                    };
+                    format!("{at}{}", p["reason"].as_str().unwrap_or_default())
+                })
+                .collect();
+            Err(CliError::Input(format!(
+                "{}: {} problem(s): {}",
+                workflow_file.display(),
+                lines.len(),
+                lines.join("; ")
+            )))
+        }
+        FlowCommand::DryRun { name, version } => {
+            print_json(&client.dry_run_flow(&name, version).await?)
+        }
     }
 }

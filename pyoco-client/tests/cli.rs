@@ -850,3 +850,41 @@ async fn flow_commands_register_show_roll_back_and_delete_versions() {
     assert_eq!(gone.code, Some(1), "{gone:?}");
     assert!(gone.stderr.contains("flow not found"), "{gone:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow_validate_lists_every_problem_and_dry_run_prints_the_plan() {
+    let stack = CliStack::start().await;
+    let bad = stack.write(
+        "bad.yaml",
+        "flow: {graph: a}\ntasks:\n  a: {callable: 'pyoco:echo', retries: -1, timeout_sec: 0}\n",
+    );
+    let out = stack
+        .cli(&["flow", "validate", "--workflow-file", &bad])
+        .await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert_eq!(
+        out.json()["problems"].as_array().unwrap().len(),
+        2,
+        "{out:?}"
+    );
+    assert!(
+        out.stderr
+            .contains("line 3, column 31: invalid_task_retries: a"),
+        "{out:?}"
+    );
+    let good = stack.write("fan.yaml", FAN_OUT_IN);
+    let ok = stack
+        .cli(&["flow", "validate", "--workflow-file", &good])
+        .await;
+    assert_eq!(ok.code, Some(0), "{ok:?}");
+    stack
+        .cli(&["flow", "register", "fan", "--workflow-file", &good])
+        .await;
+    let plan = stack.cli(&["flow", "dry-run", "fan"]).await;
+    assert_eq!(plan.code, Some(0), "{plan:?}");
+    assert_eq!(
+        plan.json()["plan"]["stages"],
+        json!([["a"], ["b", "c"], ["d"]]),
+        "{plan:?}"
+    );
+}

@@ -241,3 +241,70 @@ async fn every_tenant_has_a_registry_of_its_own() {
     assert_eq!(run["flow_version"], 2);
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_reports_every_problem_with_its_line_and_dry_run_plans_without_running() {
+    let stack = Stack::builder().no_worker().start().await;
+    let client = &stack.client;
+    let bad = "flow:\n  graph: a >> b\ntasks:\n  a: {callable: 'pyoco:echo', retries: -1}\n  b:\n    callable: 'pyoco:echo'\n    fail_policy: maybe\n    colour: red\n";
+    let answer = client.validate_flow(bad.as_bytes()).await.unwrap();
+    assert_eq!(answer["valid"], false);
+    let found: Vec<(Value, Value, Value)> = answer["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["reason"].clone(), p["line"].clone(), p["column"].clone()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (json!("invalid_task_retries: a"), json!(4), json!(31)),
+            (
+                json!("unknown_task_keys: b: ['colour']"),
+                json!(8),
+                json!(5)
+            ),
+            (json!("invalid_task_fail_policy: b"), json!(7), json!(5)),
+        ]
+    );
+    assert_eq!(answer["plan"], Value::Null);
+
+    let good = "flow: {graph: 'a >> (b & c) >> d'}\ntasks:\n  a: {callable: 'pyoco:echo'}\n  b: {callable: 'pyoco:echo', retries: 2}\n  c: {callable: 'pyoco:echo', continue_on_error: true}\n  d: {callable: 'pyoco:echo'}\n";
+    let answer = client.validate_flow(good.as_bytes()).await.unwrap();
+    assert_eq!(answer["valid"], true, "{answer}");
+    assert_eq!(answer["plan"]["stages"], json!([["a"], ["b", "c"], ["d"]]));
+
+    // Nothing was stored by validate; dry-run plans a registered version and runs nothing.
+    assert!(client.list_flows().await.unwrap().is_empty());
+    client.register_flow("fan", good.as_bytes()).await.unwrap();
+    client
+        .register_flow("fan", flow("x").as_bytes())
+        .await
+        .unwrap();
+    let plan = client.dry_run_flow("fan", Some(1)).await.unwrap();
+    assert_eq!(plan["version"], 1);
+    assert_eq!(plan["active"], false);
+    let tasks = plan["plan"]["tasks"].as_array().unwrap();
+    assert_eq!(tasks[0]["feeds"], json!(["b", "c"]));
+    assert_eq!(tasks[3]["join"], "all");
+    assert_eq!(tasks[1]["retries"], 2);
+    assert_eq!(tasks[2]["fail_policy"], "continue");
+    let active = client.dry_run_flow("fan", None).await.unwrap();
+    assert_eq!(
+        (active["version"].clone(), active["active"].clone()),
+        (json!(2), json!(true))
+    );
+    let (status, body) = status_of(&client.dry_run_flow("nope", None).await.unwrap_err());
+    assert_eq!(
+        (status, body["code"].clone()),
+        (404, json!("flow_not_found"))
+    );
+    assert!(
+        client
+            .list_runs(&Default::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    stack.stop().await;
+}

@@ -7,7 +7,7 @@
 use super::openapi::*;
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Multipart, Path, State};
+use axum::extract::{Multipart, Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
@@ -16,8 +16,11 @@ use super::GatewayState;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::json::{Fields, json_body};
+use super::extract::multipart::Form;
+use super::query::QueryParams;
 use crate::error_code::ErrorCode;
-use crate::flow::yaml::{parse_flow_yaml_within, sha256_hex};
+use crate::flow::plan::plan;
+use crate::flow::yaml::{parse_flow_yaml_within, sha256_hex, validate_all};
 use crate::model::ident::{IdKind, check_id};
 use crate::model::now;
 use crate::store::flows::{NewVersion, RolledBack};
@@ -198,4 +201,76 @@ pub async fn delete(
     } else {
         Err(flow_not_found())
     }
+}
+
+/// `POST /flows/validate` (multipart: file `workflow`): every problem of the YAML at once, each
+/// with its reason code and the line and column it is about; for a valid flow, its plan.
+/// Nothing is stored.
+#[utoipa::path(post, path = "/flows/validate", request_body(content = FlowValidateForm, content_type = "multipart/form-data"),
+    responses((status = 200, body = FlowValidation), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn validate(
+    State(state): State<GatewayState>,
+    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> ApiResult<Json<FlowValidation>> {
+    let limit = state.config.workflow_yaml_max_bytes;
+    let too_large = super::runs::workflow_too_large(limit);
+    let mut form = Form::read(multipart, "workflow", limit, too_large.clone()).await?;
+    if let Some(problem) = form.file_problem() {
+        return Err(ApiError::validation(vec![problem]));
+    }
+    let file = form.take_file();
+    if file.size > limit {
+        return Err(too_large);
+    }
+    let limits = state.config.yaml_limits();
+    let problems = validate_all(&file.data, limits);
+    let plan = problems
+        .is_empty()
+        .then(|| parse_flow_yaml_within(&file.data, limits).ok())
+        .flatten()
+        .map(|spec| plan(&spec));
+    Ok(Json(FlowValidation {
+        valid: problems.is_empty(),
+        sha256: sha256_hex(&file.data),
+        problems: problems.iter().map(to_value).collect(),
+        plan,
+    }))
+}
+
+/// `POST /flows/{name}/dry-run` (`?version=n`, default the active one): parses and resolves
+/// the version and answers its execution plan — stages, joins, fan-out, policies — without
+/// running anything.
+#[utoipa::path(post, path = "/flows/{name}/dry-run", params(("name" = String, Path), ("version" = Option<u64>, Query, description = "default: the active version")),
+    responses((status = 200, body = FlowDryRun), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
+pub async fn dry_run(
+    State(state): State<GatewayState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<FlowDryRun>> {
+    let mut q = QueryParams::parse(&query);
+    let version = q
+        .last("version")
+        .is_some()
+        .then(|| q.int_in("version", 1, i64::MAX, 1) as u64);
+    q.check()?;
+    let flows = state.store()?.flows();
+    let record = flows
+        .get(caller.tenant(), &name)
+        .await?
+        .ok_or_else(flow_not_found)?;
+    let version = version.unwrap_or(record.value.active_version);
+    let doc = flows
+        .version(caller.tenant(), &name, version)
+        .await?
+        .ok_or_else(version_not_found)?;
+    let spec = parse_flow_yaml_within(doc.yaml.as_bytes(), state.config.yaml_limits())
+        .map_err(super::runs::invalid_workflow_yaml)?;
+    Ok(Json(FlowDryRun {
+        name,
+        version,
+        active: version == record.value.active_version,
+        sha256: doc.info.sha256,
+        plan: plan(&spec),
+    }))
 }

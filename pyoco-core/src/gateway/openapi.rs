@@ -335,6 +335,41 @@ pub struct FlowRollbackRequest {
     version: u64,
 }
 
+/// `POST /flows/validate` multipart form.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct FlowValidateForm {
+    /// The flow.yaml file.
+    #[schema(value_type = String, format = Binary)]
+    workflow: Vec<u8>,
+}
+
+/// Answer of `POST /flows/validate`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FlowValidation {
+    pub valid: bool,
+    pub sha256: String,
+    /// `{code, reason, path, line, column}` per problem, in validation order.
+    #[schema(value_type = Vec<Object>)]
+    pub problems: Vec<Value>,
+    /// The execution plan, when valid (as `POST /flows/{name}/dry-run` gives it).
+    #[schema(value_type = Option<Object>)]
+    pub plan: Option<Value>,
+}
+
+/// Answer of `POST /flows/{name}/dry-run`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FlowDryRun {
+    pub name: String,
+    pub version: u64,
+    /// Whether this is the active version.
+    pub active: bool,
+    pub sha256: String,
+    /// `{mode, stages, tasks, on_error, params}` (see spec/http-api.md).
+    #[schema(value_type = Object)]
+    pub plan: Value,
+}
+
 /// Answer of `DELETE /flows/{name}`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FlowDeleted {
@@ -378,6 +413,9 @@ pub struct FlowDeleted {
         FlowVersionView,
         FlowRollbackRequest,
         FlowDeleted,
+        FlowValidateForm,
+        FlowValidation,
+        FlowDryRun,
         ErrorBody
     ))
 )]

@@ -56,4 +56,28 @@ impl HttpClient {
         let path = format!("/flows/{}", segment(name));
         self.json(reqwest::Method::DELETE, &path, |r| r).await
     }
+
+    /// `POST /flows/validate`: every problem of `workflow_yaml` at once (`{"valid", "sha256",
+    /// "problems": [{"code", "reason", "path", "line", "column"}], "plan"}`); stores nothing.
+    pub async fn validate_flow(&self, workflow_yaml: &[u8]) -> Result<Value, HttpError> {
+        let (content_type, body) = Multipart::new()
+            .file("workflow", "flow.yaml", "application/x-yaml", workflow_yaml)
+            .finish();
+        self.json(reqwest::Method::POST, "/flows/validate", |r| {
+            r.header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(body)
+        })
+        .await
+    }
+
+    /// `POST /flows/{name}/dry-run`: the execution plan of `version` (default the active
+    /// one), without running anything.
+    pub async fn dry_run_flow(&self, name: &str, version: Option<u64>) -> Result<Value, HttpError> {
+        let path = format!("/flows/{}/dry-run", segment(name));
+        self.json(reqwest::Method::POST, &path, |r| match version {
+            Some(v) => r.query(&[("version", v)]),
+            None => r,
+        })
+        .await
+    }
 }

@@ -22,9 +22,12 @@ use sha2::{Digest, Sha256};
 use crate::flow::graph::{self, Graph};
 use values::{key_string, normalize, parse_python_int, py_repr, to_json};
 
+mod problems;
 #[cfg(test)]
 mod tests;
 mod values;
+
+pub use problems::{Problem, validate_all};
 
 /// Allowed top-level keys.
 pub const TOP_LEVEL_KEYS: &[&str] = &["version", "flow", "tasks", "runtime"];
@@ -166,6 +169,11 @@ pub fn parse_flow_yaml(bytes: &[u8]) -> Result<FlowSpec, YamlError> {
 
 /// [`parse_flow_yaml`] with an explicit budget (`PYOCO_YAML_MAX_NODES`).
 pub fn parse_flow_yaml_within(bytes: &[u8], limits: YamlLimits) -> Result<FlowSpec, YamlError> {
+    validate_root(&load_root(bytes, limits)?)
+}
+
+/// The document's root mapping, loaded within `limits` (the checks before the first key).
+fn load_root(bytes: &[u8], limits: YamlLimits) -> Result<Mapping, YamlError> {
     let text = std::str::from_utf8(bytes).map_err(|_| YamlError::code("invalid_utf8"))?;
     // Bounded: an alias bomb or a `!!python/...` tag is refused before anything is built.
     let raw: Yaml =
@@ -174,14 +182,18 @@ pub fn parse_flow_yaml_within(bytes: &[u8], limits: YamlLimits) -> Result<FlowSp
     let Yaml::Mapping(root) = doc else {
         return Err(YamlError::code("invalid_yaml_root"));
     };
+    Ok(root)
+}
 
+/// Every check after loading, in order; the first failure is the answer.
+fn validate_root(root: &Mapping) -> Result<FlowSpec, YamlError> {
     if root.contains_key("flows") {
         return Err(YamlError::code("unsupported_key_flows"));
     }
     if root.contains_key("discovery") {
         return Err(YamlError::code("unsupported_key_discovery"));
     }
-    check_keys(&root, &[TOP_LEVEL_KEYS], |keys| {
+    check_keys(root, &[TOP_LEVEL_KEYS], |keys| {
         YamlError::detail("unknown_top_level_keys", keys)
     })?;
 
@@ -296,7 +308,7 @@ fn check_error_handlers(
     Ok(())
 }
 
-fn parse_task(key: &Yaml, value: &Yaml) -> Result<TaskSpec, YamlError> {
+pub(super) fn parse_task(key: &Yaml, value: &Yaml) -> Result<TaskSpec, YamlError> {
     let name = match key {
         Yaml::String(s) if !s.trim().is_empty() => s.clone(),
         _ => return Err(YamlError::code("invalid_task_name")),
