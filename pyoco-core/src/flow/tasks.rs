@@ -40,6 +40,12 @@ pub struct TaskCall {
     /// The task's `memory_mb` option: a `module:function` task runs in a Python process of
     /// its own with that address-space limit.
     pub memory_mb: Option<u64>,
+    /// The run's tenant (API key mode), for `{{context.tenant_id}}`.
+    pub tenant_id: Option<String>,
+    /// The run's routing tag, for `{{context.tag}}`.
+    pub tag: String,
+    /// This attempt's number (1 for the first; retries count up), for `{{context.attempt}}`.
+    pub attempt: u32,
 }
 
 impl TaskCall {

@@ -74,6 +74,9 @@ pub struct RunInfo {
     pub flow_name: String,
     pub params: Arc<Map<String, Value>>,
     pub services: Arc<dyn TaskServices>,
+    /// The run's tenant (API key mode) and routing tag, for templates.
+    pub tenant_id: Option<String>,
+    pub tag: String,
 }
 
 /// What one task's attempts came to.

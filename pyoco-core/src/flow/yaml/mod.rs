@@ -76,6 +76,7 @@ pub const REASON_CODES: &[&str] = &[
     "invalid_flow_graph",
     "unknown_graph_task",
     "unknown_on_error_task",
+    "invalid_template",
 ];
 
 /// A validated single-flow `flow.yaml`.
@@ -262,6 +263,7 @@ fn validate_root(root: &Mapping) -> Result<FlowSpec, YamlError> {
         return Err(YamlError::detail("unknown_graph_task", unknown));
     }
     check_error_handlers(&graph, &tasks, on_error.as_deref())?;
+    check_templates(&tasks)?;
 
     Ok(FlowSpec {
         version,
@@ -272,6 +274,20 @@ fn validate_root(root: &Mapping) -> Result<FlowSpec, YamlError> {
         expose_env,
         on_error,
     })
+}
+
+/// The `{{...}}` templates of every task's inputs are well formed and name defined steps
+/// (their values are looked up per attempt, when they exist).
+fn check_templates(tasks: &[TaskSpec]) -> Result<(), YamlError> {
+    let is_task = |name: &str| tasks.iter().any(|t| t.name == name);
+    for task in tasks {
+        for (key, value) in &task.inputs {
+            crate::flow::builtins::template::check_value(value, &is_task, key).map_err(|e| {
+                YamlError::detail("invalid_template", format!("{}: {e}", task.name))
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// `on_error` targets (the flow's and each task's): defined tasks that the graph does not run

@@ -130,6 +130,7 @@ fn task_keys_of(code: &str) -> &'static [&'static str] {
         "invalid_task_circuit_breaker" => &["circuit_breaker"],
         "invalid_task_memory" => &["memory_mb"],
         "invalid_on_error" | "unknown_on_error_task" => &["on_error"],
+        "invalid_template" => &["inputs"],
         _ => &[],
     }
 }
@@ -212,7 +213,10 @@ fn task_problem(root: &mut Mapping, e: &YamlError) -> (Vec<String>, Next) {
     let Some(tasks) = map_at(root, "tasks") else {
         return (Vec::new(), Next::Stop);
     };
-    let late = matches!(e.code, "invalid_on_error" | "unknown_on_error_task");
+    let late = matches!(
+        e.code,
+        "invalid_on_error" | "unknown_on_error_task" | "invalid_template"
+    );
     let found = tasks.iter().find_map(|(k, v)| {
         if late {
             let Yaml::String(name) = k else { return None };
