@@ -343,7 +343,8 @@ pub struct SubmitYamlArgs {
 
 fn wait_secs(raw: &str) -> Result<f64, String> {
     match raw.parse::<f64>() {
-        Ok(f) if f.is_finite() && f >= 0.0 => Ok(f),
+        // Within what a Duration holds (the server caps the wait far below anyway).
+        Ok(f) if std::time::Duration::try_from_secs_f64(f).is_ok() => Ok(f),
         _ => Err(format!("expected a number of seconds >= 0, got {raw:?}")),
     }
 }

@@ -76,6 +76,9 @@ async fn a_run_that_does_not_end_in_time_answers_202_with_where_to_watch_it() {
         .config(|c| c.sync_wait_max = Duration::from_millis(300))
         .start()
         .await;
+    // Even a wait no Duration can hold is capped (it once panicked the handler).
+    let resp = post_run(&stack, "?wait_sec=1e300", json!({"flow_name": "main"})).await;
+    assert_eq!(resp.status(), 202);
     let resp = post_yaml(&stack, "?wait_sec=600", SLEEPY).await;
     assert_eq!(resp.status(), 202);
     let location = resp.headers()["location"].to_str().unwrap().to_string();

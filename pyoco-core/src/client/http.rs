@@ -124,7 +124,7 @@ impl HttpClient {
                     ("wait_sec", wait.as_secs_f64().to_string()),
                     ("include", "records".to_string()),
                 ])
-                .timeout(wait + Duration::from_secs(30));
+                .timeout(wait.saturating_add(Duration::from_secs(30)));
         }
         req
     }

@@ -49,7 +49,8 @@ impl SyncWait {
                     Some(serde_json::json!({"ge": 0})),
                 )]));
             }
-            Some(w) => Some(Duration::from_secs_f64(w).min(max)),
+            // Capped before converting: 1e300 seconds is no Duration.
+            Some(w) => Some(Duration::try_from_secs_f64(w).map_or(max, |w| w.min(max))),
             None => None,
         };
         Ok(SyncWait { wait, records })
