@@ -150,3 +150,46 @@ async fn context_tenant_id_is_the_tenant_of_the_key_that_submitted() {
     assert_eq!(run["task_records"]["a"]["output"], "acme@default", "{run}");
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shell_python_scripts_and_python_callables_get_rendered_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("tpl_tasks.py"),
+        "def greet(who, times):\n    return {'text': who * times, 'type': type(times).__name__}\n",
+    )
+    .unwrap();
+    let mut registry = Registry::with_builtins();
+    registry.use_python(pyoco::flow::python::PythonPool::with_path(
+        "python3",
+        std::time::Duration::from_millis(500),
+        vec![dir.path().to_path_buf()],
+    ));
+    let stack = Stack::builder().registry(registry).start().await;
+    let flow = json!({
+        "flow": {"graph": "sh >> py >> script", "defaults": {"who": "ab", "times": 2}},
+        "tasks": {
+            "sh": {"callable": "pyoco:shell", "inputs": {"argv": ["echo", "{{params.who}}-{{context.run_id}}"]}},
+            "py": {"callable": "tpl_tasks:greet", "inputs": {"who": "{{params.who}}", "times": "{{params.times}}"}},
+            "script": {"callable": "pyoco:python", "inputs": {
+                "script": "def main(params, input_payload):\n    return input_payload\n",
+                "input": {"greeting": "{{steps.py.output.text}}", "attempt": "{{context.attempt}}"}}},
+        },
+    });
+    let run = stack.run_to_end(&flow.to_string(), "tools").await;
+    assert_eq!(run["status"], "COMPLETED", "{run}");
+    let records = &run["task_records"];
+    assert_eq!(
+        records["sh"]["output"]["stdout"],
+        format!("ab-{}\n", run["run_id"].as_str().unwrap())
+    );
+    assert_eq!(
+        records["py"]["output"],
+        json!({"text": "abab", "type": "int"})
+    );
+    assert_eq!(
+        records["script"]["output"],
+        json!({"greeting": "abab", "attempt": 1})
+    );
+    stack.stop().await;
+}
