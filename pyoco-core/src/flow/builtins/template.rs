@@ -1,7 +1,7 @@
 //! `{{...}}` templates in the strings of task inputs (every task's: the engine renders them
 //! once per attempt): `{{params.<key>[.<path>]}}`, `{{steps.<task>.output[.<path>]}}` (an
 //! upstream task's output) and `{{context.run_id|flow_name|task|tenant_id|tag|attempt}}`.
-//! [`check_text`] is the submit-time check of a template's form.
+//! [`check_value`] is the submit-time check of a template's form.
 //!
 //! A string that is exactly one reference becomes the referenced value with its JSON type
 //! (so `json: {items: "{{steps.a.output.rows}}"}` sends a list); references embedded in
