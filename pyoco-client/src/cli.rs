@@ -217,6 +217,18 @@ Prints {run_id, status, bundle_hash}; status PENDING_APPROVAL means it waits for
         after_help = "Example:\n  pyoco-client reject --run-id <RUN_ID> --reason 'too costly'"
     )]
     Reject(crate::bundles::RejectArgs),
+    /// The flow registry: versioned flow.yaml definitions by name (pyoco only). `submit
+    /// --flow-name NAME` runs the active version of a registered name.
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  pyoco-client flow register etl --workflow-file etl.yaml
+  pyoco-client flow list
+  pyoco-client flow show etl --version 1 --yaml
+  pyoco-client flow rollback etl --version 1"
+    )]
+    Flow(crate::flows::FlowCommand),
     /// Schedule runs of a flow.yaml (POST /schedules/yaml): once, every N seconds, or on cron.
     #[command(after_help = "\
 Examples:
@@ -322,6 +334,10 @@ pub struct SubmitArgs {
     /// Resubmitting with the same key returns the first run instead of a second one.
     #[arg(long, value_name = "KEY")]
     pub idempotency_key: Option<String>,
+    /// Wait up to SECS (capped by the server's PYOCO_SYNC_WAIT_MAX_SEC) for the run to end and
+    /// print its terminal snapshot; a run still going then prints {run_id, status, watch_url}.
+    #[arg(long, value_name = "SECS", value_parser = wait_secs)]
+    pub wait: Option<f64>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -336,6 +352,18 @@ pub struct SubmitYamlArgs {
     /// Resubmitting with the same key returns the first run instead of a second one.
     #[arg(long, value_name = "KEY")]
     pub idempotency_key: Option<String>,
+    /// Wait up to SECS (capped by the server's PYOCO_SYNC_WAIT_MAX_SEC) for the run to end and
+    /// print its terminal snapshot; a run still going then prints {run_id, status, watch_url}.
+    #[arg(long, value_name = "SECS", value_parser = wait_secs)]
+    pub wait: Option<f64>,
+}
+
+fn wait_secs(raw: &str) -> Result<f64, String> {
+    match raw.parse::<f64>() {
+        // Within what a Duration holds (the server caps the wait far below anyway).
+        Ok(f) if std::time::Duration::try_from_secs_f64(f).is_ok() => Ok(f),
+        _ => Err(format!("expected a number of seconds >= 0, got {raw:?}")),
+    }
 }
 
 /// Filters shared by `list` and `list-vnext`.

@@ -108,6 +108,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::SubmitBundle(args) => crate::bundles::submit(&client, args).await,
         Command::Approve(args) => crate::bundles::approve(&client, args).await,
         Command::Reject(args) => crate::bundles::reject(&client, args).await,
+        Command::Flow(command) => crate::flows::run(&client, command).await,
         Command::ScheduleYaml(args) => crate::schedules::create(&client, args).await,
         Command::Schedules { output: format } => {
             let schedules = client.list_schedules().await?;
@@ -182,6 +183,18 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, CliError> {
     std::fs::read(path).map_err(|e| CliError::File(format!("{}: {e}", path.display())))
 }
 
+/// The client for one submit: with its idempotency key and synchronous wait, if any.
+fn submit_client(client: &HttpClient, key: Option<&str>, wait: Option<f64>) -> HttpClient {
+    let mut client = client.clone();
+    if let Some(key) = key {
+        client = client.with_idempotency_key(key);
+    }
+    if let Some(wait) = wait {
+        client = client.with_sync_wait(std::time::Duration::from_secs_f64(wait));
+    }
+    client
+}
+
 async fn submit(client: &HttpClient, args: SubmitArgs) -> Result<(), CliError> {
     // Validate every input before any network call.
     let file = match &args.params_file {
@@ -201,26 +214,22 @@ async fn submit(client: &HttpClient, args: SubmitArgs) -> Result<(), CliError> {
         .map_err(CliError::Input)?;
     let merged = params::merge_params(file, inline, &args.param).map_err(CliError::Input)?;
     let tags = params::parse_tags(args.tags.as_deref());
-    let client = match &args.idempotency_key {
-        Some(key) => client.clone().with_idempotency_key(key),
-        None => client.clone(),
-    };
+    let client = submit_client(client, args.idempotency_key.as_deref(), args.wait);
     let resp = client
         .submit_run(&args.flow_name, merged, args.tag.as_deref(), tags)
         .await?;
-    print_json(&resp)
+    print_json(&resp)?;
+    submit_exit(&resp, args.wait)
 }
 
 async fn submit_yaml(client: &HttpClient, args: SubmitYamlArgs) -> Result<(), CliError> {
     let yaml = read_file(&args.workflow_file)?;
-    let client = match &args.idempotency_key {
-        Some(key) => client.clone().with_idempotency_key(key),
-        None => client.clone(),
-    };
+    let client = submit_client(client, args.idempotency_key.as_deref(), args.wait);
     let resp = client
         .submit_yaml(&yaml, &args.flow_name, args.tag.as_deref())
         .await?;
-    print_json(&resp)
+    print_json(&resp)?;
+    submit_exit(&resp, args.wait)
 }
 
 async fn list(client: &HttpClient, args: ListArgs) -> Result<(), CliError> {
@@ -390,25 +399,51 @@ async fn watch(client: &HttpClient, args: WatchArgs) -> Result<(), CliError> {
         .as_ref()
         .and_then(|s| text_of(s, "status"))
         .unwrap_or_else(|| "-".into());
-    match status.as_str() {
-        "COMPLETED" => Ok(()),
-        "FAILED" | "CANCELLED" => Err(CliError::RunEnded {
-            run_id: run_id.to_string(),
-            error: last
-                .as_ref()
-                .and_then(|s| text_of(s, "error"))
-                .unwrap_or_else(|| "(no error recorded)".into()),
-            status,
-        }),
+    if let Some(exit) = terminal_exit(run_id, &status, last.as_ref()) {
+        return exit;
+    }
+    if stopped_early {
         // The user asked for that many events and got them.
-        _ if stopped_early => Ok(()),
+        Ok(())
+    } else {
         // Only a deadline ends the watch of a run that is not terminal.
-        _ => Err(CliError::WatchTimeout {
+        Err(CliError::WatchTimeout {
             run_id: run_id.to_string(),
             status,
             secs: args.timeout_sec.unwrap_or_default(),
-        }),
+        })
     }
+}
+
+/// How a command that followed a run to its end exits: 0 for COMPLETED, `RUN` for FAILED or
+/// CANCELLED; `None` while the run is not terminal.
+fn terminal_exit(run_id: &str, status: &str, run: Option<&Value>) -> Option<Result<(), CliError>> {
+    match status {
+        "COMPLETED" => Some(Ok(())),
+        "FAILED" | "CANCELLED" => Some(Err(CliError::RunEnded {
+            run_id: run_id.to_string(),
+            error: run
+                .and_then(|s| text_of(s, "error"))
+                .unwrap_or_else(|| "(no error recorded)".into()),
+            status: status.to_string(),
+        })),
+        _ => None,
+    }
+}
+
+/// After `submit --wait`: the answer is printed; the exit says how the run ended (`WATCH` when
+/// it had not ended when the wait ran out).
+fn submit_exit(resp: &Value, wait: Option<f64>) -> Result<(), CliError> {
+    let Some(wait) = wait else { return Ok(()) };
+    let run_id = text_of(resp, "run_id").unwrap_or_default();
+    let status = text_of(resp, "status").unwrap_or_else(|| "-".into());
+    terminal_exit(&run_id, &status, Some(resp)).unwrap_or_else(|| {
+        Err(CliError::WatchTimeout {
+            run_id: run_id.clone(),
+            status,
+            secs: wait.ceil() as u64,
+        })
+    })
 }
 
 async fn cancel(client: &HttpClient, args: CancelArgs) -> Result<(), CliError> {

@@ -9,6 +9,7 @@ mod bundles;
 mod cli;
 mod commands;
 mod error;
+mod flows;
 mod live;
 mod ops;
 mod output;

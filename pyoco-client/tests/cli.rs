@@ -782,3 +782,109 @@ async fn metrics_prints_the_raw_prometheus_text() {
     assert!(metrics.stdout.ends_with('\n'), "{metrics:?}");
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_with_wait_prints_the_terminal_snapshot() {
+    let stack = CliStack::start().await;
+    let file = stack.write("fan.yaml", FAN_OUT_IN);
+    let out = stack
+        .cli(&[
+            "submit-yaml",
+            "--workflow-file",
+            &file,
+            "--flow-name",
+            "fan",
+            "--wait",
+            "30",
+        ])
+        .await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let done = out.json();
+    assert_eq!(done["status"], "COMPLETED", "{out:?}");
+    assert_eq!(done["task_records"]["d"]["output"], "hello", "{out:?}");
+
+    // By name, a flow no worker knows ends FAILED: the terminal snapshot, and exit 1.
+    let out = stack
+        .cli(&["submit", "--flow-name", "nowhere", "--wait", "30"])
+        .await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert_eq!(out.json()["status"], "FAILED", "{out:?}");
+    assert!(out.stderr.starts_with("ERR-PYOCO-RUN"), "{out:?}");
+
+    let bad = stack
+        .cli(&["submit", "--flow-name", "main", "--wait", "-1"])
+        .await;
+    assert_eq!(bad.code, Some(1), "{bad:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow_commands_register_show_roll_back_and_delete_versions() {
+    let stack = CliStack::start().await;
+    let v1 = stack.write("v1.yaml", FAILING);
+    let v2 = stack.write("v2.yaml", FAN_OUT_IN);
+    for (file, version) in [(&v1, 1), (&v2, 2)] {
+        let out = stack
+            .cli(&["flow", "register", "etl", "--workflow-file", file])
+            .await;
+        assert_eq!(out.code, Some(0), "{out:?}");
+        assert_eq!(out.json()["version"], version, "{out:?}");
+    }
+    let listed = stack.cli(&["flow", "list"]).await;
+    assert_eq!(listed.json()[0]["active_version"], 2, "{listed:?}");
+    let yaml = stack
+        .cli(&["flow", "show", "etl", "--version", "1", "--yaml"])
+        .await;
+    assert_eq!(yaml.stdout, FAILING, "{yaml:?}");
+    let back = stack
+        .cli(&["flow", "rollback", "etl", "--version", "1"])
+        .await;
+    assert_eq!(back.json()["active_version"], 1, "{back:?}");
+    // The active version (1, which fails) runs by name.
+    let out = stack
+        .cli(&["submit", "--flow-name", "etl", "--wait", "30"])
+        .await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert_eq!(out.json()["flow_version"], 1, "{out:?}");
+    assert_eq!(stack.cli(&["flow", "delete", "etl"]).await.code, Some(0));
+    let gone = stack.cli(&["flow", "show", "etl"]).await;
+    assert_eq!(gone.code, Some(1), "{gone:?}");
+    assert!(gone.stderr.contains("flow not found"), "{gone:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow_validate_lists_every_problem_and_dry_run_prints_the_plan() {
+    let stack = CliStack::start().await;
+    let bad = stack.write(
+        "bad.yaml",
+        "flow: {graph: a}\ntasks:\n  a: {callable: 'pyoco:echo', retries: -1, timeout_sec: 0}\n",
+    );
+    let out = stack
+        .cli(&["flow", "validate", "--workflow-file", &bad])
+        .await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert_eq!(
+        out.json()["problems"].as_array().unwrap().len(),
+        2,
+        "{out:?}"
+    );
+    assert!(
+        out.stderr
+            .contains("line 3, column 31: invalid_task_retries: a"),
+        "{out:?}"
+    );
+    let good = stack.write("fan.yaml", FAN_OUT_IN);
+    let ok = stack
+        .cli(&["flow", "validate", "--workflow-file", &good])
+        .await;
+    assert_eq!(ok.code, Some(0), "{ok:?}");
+    stack
+        .cli(&["flow", "register", "fan", "--workflow-file", &good])
+        .await;
+    let plan = stack.cli(&["flow", "dry-run", "fan"]).await;
+    assert_eq!(plan.code, Some(0), "{plan:?}");
+    assert_eq!(
+        plan.json()["plan"]["stages"],
+        json!([["a"], ["b", "c"], ["d"]]),
+        "{plan:?}"
+    );
+}

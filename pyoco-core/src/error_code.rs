@@ -103,11 +103,15 @@ pub enum ErrorCode {
     BundleHashMissing,
     /// `POST /runs/{id}/approve` of a run whose bundle is no longer stored.
     WorkflowBundleNotFound,
+    /// No registered flow with this name (in the caller's tenant).
+    FlowNotFound,
+    /// The registered flow has no such version.
+    FlowVersionNotFound,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the spec's table (the spec test compares the two).
-    pub const ALL: [ErrorCode; 43] = [
+    pub const ALL: [ErrorCode; 45] = [
         ErrorCode::RouteNotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::ValidationError,
@@ -151,6 +155,8 @@ impl ErrorCode {
         ErrorCode::RunNotPendingApproval,
         ErrorCode::BundleHashMissing,
         ErrorCode::WorkflowBundleNotFound,
+        ErrorCode::FlowNotFound,
+        ErrorCode::FlowVersionNotFound,
     ];
 
     /// The HTTP status the gateway answers this code with (one status per code).
@@ -160,7 +166,9 @@ impl ErrorCode {
             | ErrorCode::RunNotFound
             | ErrorCode::WorkerNotFound
             | ErrorCode::WheelNotFound
-            | ErrorCode::ScheduleNotFound => 404,
+            | ErrorCode::ScheduleNotFound
+            | ErrorCode::FlowNotFound
+            | ErrorCode::FlowVersionNotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::IdempotencyConflict
             | ErrorCode::ScheduleCompleted
@@ -244,6 +252,8 @@ impl ErrorCode {
             ErrorCode::RunNotPendingApproval => "run_not_pending_approval",
             ErrorCode::BundleHashMissing => "bundle_hash_missing",
             ErrorCode::WorkflowBundleNotFound => "workflow_bundle_not_found",
+            ErrorCode::FlowNotFound => "flow_not_found",
+            ErrorCode::FlowVersionNotFound => "flow_version_not_found",
         }
     }
 }

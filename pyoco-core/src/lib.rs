@@ -25,12 +25,13 @@
 //!   circuit breaker), the task [`Registry`] (`tasks`: native Rust tasks, the built-in
 //!   `pyoco:*` tasks in `builtins`, Python callables run by `python`), the embedding API
 //!   (`embed`: typed tasks, flows built in Rust), and the executors (`engine` for DAGs, with
-//!   its pure scheduling bookkeeping in `engine::schedule`; `control` for
-//!   switch/repeat/foreach/until).
+//!   its pure scheduling bookkeeping in `engine::schedule`, `{{...}}` templates rendered per
+//!   attempt and `on_error` handlers; `control` for switch/repeat/foreach/until); `plan`, a
+//!   flow's execution plan for dry runs.
 //! - [`store`]: the only module that talks to NATS — names ([`store::Layout`]),
 //!   [`ensure_resources`], run snapshots with compare-and-set, the work queue, the worker
-//!   registry, the DLQ, wheels, API key records, bundle run relations, nonces and
-//!   idempotency keys; its errors say
+//!   registry, the DLQ, wheels, the flow registry, API key records, bundle run relations,
+//!   nonces and idempotency keys; its errors say
 //!   whether a retry can help.
 //! - [`client`]: [`NatsClient`] (submit and read over NATS) and, with feature `client`,
 //!   [`HttpClient`] for the gateway.
@@ -44,7 +45,8 @@
 //! - [`gateway`] (feature `gateway`): the HTTP API — `router(state)` and `serve(...)`; one
 //!   route table (`routes`) builds the router and the OpenAPI paths; requests are read
 //!   FastAPI's way in `extract` (query, JSON, multipart); the run list index fed by a KV
-//!   watch, SSE watch, cancel, bundles and approvals, workers, metrics, health (a readiness probe), OpenAPI,
+//!   watch, SSE watch and synchronous submits (`?wait_sec=`), the flow registry routes,
+//!   cancel, bundles and approvals, workers, metrics, health (a readiness probe), OpenAPI,
 //!   `/shutdown`, the operations routes (`stats`: counters fed by the same KV watch behind
 //!   `/stats`, `/progress`, `/throughput`, `/logs`, `/results`); and the guards every non-public route passes (`signing` for HMAC, `auth`
 //!   for API keys and tenants, `limits` for rates), `listener` (header timeout, connection

@@ -10,6 +10,7 @@
 mod bulk;
 mod bundles;
 mod error;
+mod flows;
 mod multipart;
 mod runs;
 mod schedules;
@@ -46,6 +47,8 @@ pub struct HttpClient {
     hmac_secret: Option<std::sync::Arc<str>>,
     /// Sent as `Idempotency-Key` with the submits (`POST /runs`, `POST /runs/yaml`).
     idempotency_key: Option<String>,
+    /// Sent as `wait_sec` with the submits: the gateway answers once the run has ended.
+    sync_wait: Option<Duration>,
 }
 
 /// Longest silence on a watch connection before it counts as dead; well above the heartbeat
@@ -73,6 +76,7 @@ impl HttpClient {
             api_key: None,
             hmac_secret: None,
             idempotency_key: None,
+            sync_wait: None,
         })
     }
 
@@ -98,12 +102,32 @@ impl HttpClient {
         self
     }
 
-    /// `Idempotency-Key` on a submit request, when set.
-    fn idempotent(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match &self.idempotency_key {
-            Some(key) => req.header("Idempotency-Key", key.as_str()),
-            None => req,
+    /// Makes submits synchronous: they send `wait_sec` and the gateway answers once the run
+    /// has ended (200, the terminal snapshot, `task_records` included) or once `wait` (capped
+    /// by the server's `PYOCO_SYNC_WAIT_MAX_SEC`) has passed (202, `{"run_id", "status",
+    /// "watch_url"}`). Tell them apart with [`RunStatus::is_terminal_str`] on `status`.
+    ///
+    /// [`RunStatus::is_terminal_str`]: crate::model::RunStatus::is_terminal_str
+    pub fn with_sync_wait(mut self, wait: Duration) -> HttpClient {
+        self.sync_wait = Some(wait);
+        self
+    }
+
+    /// `Idempotency-Key` and `wait_sec` on a submit request, when set.
+    fn submit_options(&self, mut req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        if let Some(key) = &self.idempotency_key {
+            req = req.header("Idempotency-Key", key.as_str());
         }
+        if let Some(wait) = self.sync_wait {
+            // The plain 30 s timeout would cut a longer wait short.
+            req = req
+                .query(&[
+                    ("wait_sec", wait.as_secs_f64().to_string()),
+                    ("include", "records".to_string()),
+                ])
+                .timeout(wait.saturating_add(Duration::from_secs(30)));
+        }
+        req
     }
 
     /// The base URL, without a trailing `/`.

@@ -217,6 +217,9 @@ config_table! {
         /// Task results cached with `cache_ttl_sec` (our addition).
         "PYOCO_TASK_CACHE_KV_BUCKET" => task_cache_kv_bucket: String =
             "pyoco_task_cache".into(), parse::string, Any, Implemented;
+        /// The flow registry: versioned flow.yaml definitions by name (our addition).
+        "PYOCO_FLOWS_KV_BUCKET" => flows_kv_bucket: String =
+            "pyoco_flows".into(), parse::string, Any, Implemented;
         /// Circuit breaker state per callable (our addition).
         "PYOCO_CIRCUIT_BREAKERS_KV_BUCKET" => circuit_breakers_kv_bucket: String =
             "pyoco_circuit_breakers".into(), parse::string, Any, Implemented;
@@ -344,6 +347,10 @@ config_table! {
         /// answer is 429 with `Retry-After`. All of them share one KV watch.
         "PYOCO_SSE_MAX_WATCHERS" => sse_max_watchers: usize = 10_000,
             parse::size, Any, Implemented;
+        /// Longest a synchronous submit (`POST /runs?wait_sec=N`) holds its request open
+        /// waiting for the run to end; larger `wait_sec` values are capped to it (0: never wait).
+        "PYOCO_SYNC_WAIT_MAX_SEC" => sync_wait_max: Duration = Duration::from_secs(60),
+            parse::secs, Any, Implemented;
         /// A run still PENDING this long after its last write, whose job is not in the work
         /// stream, is queued again by the gateway's orphan sweep (0 turns the sweep off).
         "PYOCO_ORPHAN_AFTER_SEC" => orphan_after: Duration = Duration::from_secs(30),

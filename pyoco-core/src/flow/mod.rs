@@ -8,6 +8,7 @@ pub mod embed;
 pub mod engine;
 pub mod expr;
 pub mod graph;
+pub mod plan;
 pub mod policy;
 pub mod python;
 pub mod services;

@@ -1,6 +1,7 @@
 //! Per-task resilience options, our additions to the original's task keys: `retries` with
-//! exponential backoff and jitter, `timeout_sec`, `fail_policy`, `cache_ttl_sec` and
-//! `circuit_breaker`. Parsing and the backoff schedule are pure.
+//! exponential backoff and jitter, `timeout_sec`, `fail_policy` (and its alias
+//! `continue_on_error`), `on_error`, `cache_ttl_sec` and `circuit_breaker`. Parsing and the
+//! backoff schedule are pure.
 
 use std::time::Duration;
 
@@ -44,6 +45,9 @@ pub struct TaskPolicy {
     pub breaker: Option<BreakerPolicy>,
     /// Address-space limit of a `module:function` task's Python process, in MiB.
     pub memory_mb: Option<u64>,
+    /// The task to run when this one fails for good (`on_error`; checked against the flow's
+    /// tasks by [`super::yaml`]).
+    pub on_error: Option<String>,
 }
 
 impl Default for TaskPolicy {
@@ -58,6 +62,7 @@ impl Default for TaskPolicy {
             cache_ttl: None,
             breaker: None,
             memory_mb: None,
+            on_error: None,
         }
     }
 }
@@ -70,6 +75,8 @@ pub const POLICY_KEYS: &[&str] = &[
     "retry_backoff_max_ms",
     "timeout_sec",
     "fail_policy",
+    "continue_on_error",
+    "on_error",
     "cache_ttl_sec",
     "circuit_breaker",
     "memory_mb",
@@ -83,6 +90,7 @@ pub const REASON_CODES: &[&str] = &[
     "invalid_task_cache_ttl",
     "invalid_task_circuit_breaker",
     "invalid_task_memory",
+    "invalid_on_error",
 ];
 
 /// The range of `memory_mb` (the same as `pyoco:python`'s).
@@ -148,6 +156,22 @@ pub fn parse(name: &str, config: &Mapping) -> Result<TaskPolicy, YamlError> {
             _ => return Err(bad("invalid_task_fail_policy")),
         },
         Some(_) => return Err(bad("invalid_task_fail_policy")),
+    };
+    // `continue_on_error: true` is `fail_policy: continue`; with another fail policy it is a
+    // contradiction, not a precedence question.
+    match config.get("continue_on_error") {
+        None | Some(Yaml::Null) | Some(Yaml::Bool(false)) => {}
+        Some(Yaml::Bool(true)) => match config.get("fail_policy") {
+            None | Some(Yaml::Null) => p.fail_policy = FailPolicy::Continue,
+            Some(_) if p.fail_policy == FailPolicy::Continue => {}
+            Some(_) => return Err(bad("invalid_task_fail_policy")),
+        },
+        Some(_) => return Err(bad("invalid_task_fail_policy")),
+    }
+    p.on_error = match config.get("on_error") {
+        None | Some(Yaml::Null) => None,
+        Some(Yaml::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+        Some(_) => return Err(bad("invalid_on_error")),
     };
     p.breaker = match config.get("circuit_breaker") {
         None | Some(Yaml::Null) | Some(Yaml::Bool(false)) => None,
@@ -240,6 +264,29 @@ mod tests {
     }
 
     #[test]
+    fn continue_on_error_is_an_alias_of_fail_policy_continue() {
+        for src in [
+            "{continue_on_error: true}",
+            "{continue_on_error: true, fail_policy: continue}",
+        ] {
+            assert_eq!(parse_yaml(src).unwrap().fail_policy, FailPolicy::Continue);
+        }
+        for src in ["{continue_on_error: false}", "{continue_on_error: null}"] {
+            assert_eq!(parse_yaml(src).unwrap().fail_policy, FailPolicy::Stop);
+        }
+        assert_eq!(
+            parse_yaml("{continue_on_error: false, fail_policy: isolate}")
+                .unwrap()
+                .fail_policy,
+            FailPolicy::Isolate
+        );
+        assert_eq!(
+            parse_yaml("{on_error: alert}").unwrap().on_error.as_deref(),
+            Some("alert")
+        );
+    }
+
+    #[test]
     fn bad_values_have_reason_codes() {
         for (src, code) in [
             ("{retries: -1}", "invalid_task_retries"),
@@ -252,6 +299,13 @@ mod tests {
             ("{memory_mb: lots}", "invalid_task_memory"),
             ("{timeout_sec: soon}", "invalid_task_timeout"),
             ("{fail_policy: ignore}", "invalid_task_fail_policy"),
+            ("{continue_on_error: yes}", "invalid_task_fail_policy"),
+            (
+                "{continue_on_error: true, fail_policy: isolate}",
+                "invalid_task_fail_policy",
+            ),
+            ("{on_error: 3}", "invalid_on_error"),
+            ("{on_error: ' '}", "invalid_on_error"),
             ("{cache_ttl_sec: -5}", "invalid_task_cache_ttl"),
             (
                 "{circuit_breaker: {failure_threshold: 0}}",

@@ -47,6 +47,12 @@ pub struct TaskCall {
     /// The task's `timeout_sec` option: a task that can stop on its own before it is
     /// dropped (`pyoco:sql`'s statement timeout) uses it as its default.
     pub timeout: Option<Duration>,
+    /// The run's tenant (API key mode), for `{{context.tenant_id}}`.
+    pub tenant_id: Option<String>,
+    /// The run's routing tag, for `{{context.tag}}`.
+    pub tag: String,
+    /// This attempt's number (1 for the first; retries count up), for `{{context.attempt}}`.
+    pub attempt: u32,
 }
 
 impl TaskCall {

@@ -104,6 +104,7 @@ pub async fn submit_bundle(
         run_id,
         status: status.as_str().into(),
         bundle_hash: Some(sha256),
+        watch_url: None,
     }))
 }
 

@@ -65,11 +65,15 @@ pub struct ApprovalDecision {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SubmitResponse {
     pub run_id: String,
-    /// `PENDING` (`PENDING_APPROVAL` for a bundle that waits for approval).
+    /// `PENDING` (`PENDING_APPROVAL` for a bundle that waits for approval); with `wait_sec`
+    /// (202) the status when the wait ran out.
     pub status: String,
     /// The bundle's sha256 for `POST /runs/bundle`; null for the other submit routes.
     #[schema(value_type = Option<String>)]
     pub bundle_hash: Option<String>,
+    /// Where to follow the run: only in a 202 answer to a submit with `wait_sec`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watch_url: Option<String>,
 }
 
 impl SubmitResponse {
@@ -79,9 +83,17 @@ impl SubmitResponse {
             run_id,
             status: "PENDING".into(),
             bundle_hash: None,
+            watch_url: None,
         }
     }
 }
+
+/// The 200 answer of a submit: a [`SubmitResponse`] without `wait_sec`, the run's terminal
+/// snapshot (a [`RunSnapshot`]) with it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = Object)]
+pub struct SubmitAnswer(pub Value);
 
 /// A run snapshot (see spec/documents.md); unknown fields are passed through.
 #[derive(Debug, Serialize, ToSchema)]
@@ -303,6 +315,91 @@ pub struct ReplayResponse {
     pub replay_of: String,
 }
 
+/// Answer of `POST /flows`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FlowRegistered {
+    pub name: String,
+    /// The version this YAML is: the new one, or the latest when it was identical.
+    pub version: u64,
+    /// Hex SHA-256 of the YAML bytes.
+    pub sha256: String,
+    /// False when the YAML was identical to the latest version (nothing stored).
+    pub created: bool,
+    pub active_version: u64,
+}
+
+/// One entry of `GET /flows`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FlowSummary {
+    pub name: String,
+    pub active_version: u64,
+    pub latest_version: u64,
+    pub updated_at: f64,
+}
+
+/// A flow record of the registry (see spec/documents.md, "Flow registry").
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = Object)]
+pub struct FlowRecordView(pub Value);
+
+/// One version of a registered flow, with its YAML (see spec/documents.md).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = Object)]
+pub struct FlowVersionView(pub Value);
+
+/// `POST /flows/{name}/rollback` body.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct FlowRollbackRequest {
+    /// The version to make active.
+    #[schema(minimum = 1)]
+    version: u64,
+}
+
+/// `POST /flows/validate` multipart form.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct FlowValidateForm {
+    /// The flow.yaml file.
+    #[schema(value_type = String, format = Binary)]
+    workflow: Vec<u8>,
+}
+
+/// Answer of `POST /flows/validate`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FlowValidation {
+    pub valid: bool,
+    pub sha256: String,
+    /// `{code, reason, path, line, column}` per problem, in validation order.
+    #[schema(value_type = Vec<Object>)]
+    pub problems: Vec<Value>,
+    /// The execution plan, when valid (as `POST /flows/{name}/dry-run` gives it).
+    #[schema(value_type = Option<Object>)]
+    pub plan: Option<Value>,
+}
+
+/// Answer of `POST /flows/{name}/dry-run`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FlowDryRun {
+    pub name: String,
+    pub version: u64,
+    /// Whether this is the active version.
+    pub active: bool,
+    pub sha256: String,
+    /// `{mode, stages, tasks, on_error, params}` (see spec/http-api.md).
+    #[schema(value_type = Object)]
+    pub plan: Value,
+}
+
+/// Answer of `DELETE /flows/{name}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FlowDeleted {
+    pub name: String,
+    pub deleted: bool,
+}
+
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(
@@ -315,6 +412,7 @@ pub struct ReplayResponse {
         SubmitBundleForm,
         ApprovalDecision,
         SubmitResponse,
+        SubmitAnswer,
         RunSnapshot,
         RunList,
         RunTasks,
@@ -334,6 +432,15 @@ pub struct ReplayResponse {
         BulkCancelRequest,
         BulkCancelResponse,
         ReplayResponse,
+        FlowRegistered,
+        FlowSummary,
+        FlowRecordView,
+        FlowVersionView,
+        FlowRollbackRequest,
+        FlowDeleted,
+        FlowValidateForm,
+        FlowValidation,
+        FlowDryRun,
         ErrorBody
     ))
 )]

@@ -10,8 +10,8 @@ use axum::routing::{MethodRouter, delete, get, patch, post};
 use utoipa::openapi::path::{HttpMethod, Operation, Paths, PathsBuilder};
 
 use super::{
-    GatewayState, bulk, bundles, cancel, dashboard, health, metrics, openapi, runs, schedules,
-    shutdown, stats, watch, wheels, workers,
+    GatewayState, bulk, bundles, cancel, dashboard, flows, health, metrics, openapi, runs,
+    schedules, shutdown, stats, watch, wheels, workers,
 };
 use crate::config::Config;
 
@@ -162,6 +162,14 @@ pub const ROUTES: &[Route] = &[
     route!(Post post "/runs/{run_id}/cancel", Protected, Default, "runs", cancel::cancel, cancel::__path_cancel),
     route!(Post post "/runs/cancel", Protected, Default, "runs", bulk::cancel_matching, bulk::__path_cancel_matching),
     route!(Post post "/runs/{run_id}/replay", Protected, Default, "runs", bulk::replay, bulk::__path_replay),
+    route!(Post post "/flows", Protected, WorkflowYaml, "flows", flows::register, flows::__path_register),
+    route!(Post post "/flows/validate", Protected, WorkflowYaml, "flows", flows::validate, flows::__path_validate),
+    route!(Get get "/flows", Protected, Default, "flows", flows::list, flows::__path_list),
+    route!(Get get "/flows/{name}", Protected, Default, "flows", flows::show, flows::__path_show),
+    route!(Delete delete "/flows/{name}", Protected, Default, "flows", flows::delete, flows::__path_delete),
+    route!(Get get "/flows/{name}/versions/{version}", Protected, Default, "flows", flows::version, flows::__path_version),
+    route!(Post post "/flows/{name}/rollback", Protected, Default, "flows", flows::rollback, flows::__path_rollback),
+    route!(Post post "/flows/{name}/dry-run", Protected, Default, "flows", flows::dry_run, flows::__path_dry_run),
     route!(Post post "/schedules/yaml", Protected, WorkflowYaml, "schedules", schedules::create, schedules::__path_create),
     route!(Get get "/schedules", Protected, Default, "schedules", schedules::list, schedules::__path_list),
     route!(Get get "/schedules/{schedule_id}/runs", Protected, Default, "schedules", schedules::runs, schedules::__path_runs),

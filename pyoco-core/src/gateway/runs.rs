@@ -16,31 +16,79 @@ use super::extract::json::{Fields, json_body};
 use super::extract::multipart::Form;
 use super::index::{Field, Query as IndexQuery};
 use super::query::QueryParams;
+use super::sync_wait::SyncWait;
 use crate::error_code::ErrorCode;
 use crate::flow::yaml::{parse_flow_yaml_within, sha256_hex};
 use crate::model::{WorkerState, is_valid_tag, now};
 use crate::store::requests::Reservation;
 use crate::store::{NewRun, Store, SubmitError, YamlPayload};
+use axum::response::Response;
 
 type ApiResult<T> = Result<T, ApiError>;
 
 /// `POST /runs`: submit a run by flow name (the worker resolves it).
 #[utoipa::path(post, path = "/runs", request_body = SubmitRunRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "the same key and request within PYOCO_IDEMPOTENCY_TTL_SEC return the first run")),
-    responses((status = 200, body = SubmitResponse), (status = 409, description = "the idempotency key was used for another request", body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
+    params(("Idempotency-Key" = Option<String>, Header, description = "the same key and request within PYOCO_IDEMPOTENCY_TTL_SEC return the first run"),
+        ("wait_sec" = Option<f64>, Query, minimum = 0, description = "wait up to this long (capped by PYOCO_SYNC_WAIT_MAX_SEC) for the run to end"),
+        ("include" = Option<Vec<String>>, Query, description = "with wait_sec: records keeps task_records in the terminal snapshot")),
+    responses((status = 200, description = "SubmitResponse (PENDING); with wait_sec, the terminal run snapshot", body = SubmitAnswer),
+        (status = 202, description = "with wait_sec: the run did not end in time; follow watch_url", body = SubmitResponse), (status = 409, description = "the idempotency key was used for another request", body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
 pub async fn submit(
     State(state): State<GatewayState>,
     caller: Caller,
     headers: axum::http::HeaderMap,
+    RawQuery(query): RawQuery,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> ApiResult<Json<SubmitResponse>> {
+) -> ApiResult<Response> {
+    let sync = SyncWait::parse(&query, state.config.sync_wait_max)?;
     let body = json_body(body)?;
     let mut run = parse_submit(&body)?;
     stamp(&mut run, &caller);
     let store = state.store()?;
     reserve_idempotency_key(store, &headers, &caller, &mut run).await?;
+    // After the reservation: a retry of the same request is the same request even when the
+    // name's active version changed in between.
+    resolve_registered(&state, store, &caller, &mut run).await?;
     let run_id = submit_to_end(&state, store, run).await?;
-    Ok(Json(SubmitResponse::pending(run_id)))
+    Ok(sync.answer(&state, run_id).await)
+}
+
+/// A name in the flow registry (the caller's tenant's) runs its active version: the run
+/// carries that YAML, so a later registration or rollback never changes it, and records the
+/// version (`flow_version`) and the YAML's sha256. The body's params override the flow's
+/// defaults. Other names are left to the worker to resolve, as in the original.
+async fn resolve_registered(
+    state: &GatewayState,
+    store: &Store,
+    caller: &Caller,
+    run: &mut NewRun,
+) -> ApiResult<()> {
+    let Some(version) = store
+        .flows()
+        .active(caller.tenant(), &run.flow_name)
+        .await?
+    else {
+        return Ok(());
+    };
+    let spec = parse_flow_yaml_within(version.yaml.as_bytes(), state.config.yaml_limits())
+        .map_err(invalid_workflow_yaml)?;
+    let mut params = spec.defaults.clone();
+    params.extend(std::mem::take(&mut run.params));
+    run.params = params;
+    run.flow_graph = Some(spec.graph.drawing());
+    run.flow_version = Some(version.info.version);
+    run.yaml = Some(YamlPayload {
+        bytes: version.info.bytes,
+        sha256: version.info.sha256,
+        text: version.yaml,
+    });
+    Ok(())
+}
+
+/// 422 `invalid_workflow_yaml` with the validation reason.
+pub(super) fn invalid_workflow_yaml(e: crate::flow::yaml::YamlError) -> ApiError {
+    tracing::info!(reason = %e.reason, "invalid workflow yaml");
+    ApiError::new(ErrorCode::InvalidWorkflowYaml, "invalid workflow yaml").with_reason(e.reason)
 }
 
 /// Validates the `POST /runs` body like the original's pydantic model, collecting every problem.
@@ -147,14 +195,19 @@ pub(super) fn submit_error(e: SubmitError) -> ApiError {
 
 /// `POST /runs/yaml` (multipart: file `workflow`, text `flow_name`, optional text `tag`).
 #[utoipa::path(post, path = "/runs/yaml", request_body(content = SubmitYamlForm, content_type = "multipart/form-data"),
-    params(("Idempotency-Key" = Option<String>, Header, description = "the same key and request within PYOCO_IDEMPOTENCY_TTL_SEC return the first run")),
-    responses((status = 200, body = SubmitResponse), (status = 409, description = "the idempotency key was used for another request", body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
+    params(("Idempotency-Key" = Option<String>, Header, description = "the same key and request within PYOCO_IDEMPOTENCY_TTL_SEC return the first run"),
+        ("wait_sec" = Option<f64>, Query, minimum = 0, description = "wait up to this long (capped by PYOCO_SYNC_WAIT_MAX_SEC) for the run to end"),
+        ("include" = Option<Vec<String>>, Query, description = "with wait_sec: records keeps task_records in the terminal snapshot")),
+    responses((status = 200, description = "SubmitResponse (PENDING); with wait_sec, the terminal run snapshot", body = SubmitAnswer),
+        (status = 202, description = "with wait_sec: the run did not end in time; follow watch_url", body = SubmitResponse), (status = 409, description = "the idempotency key was used for another request", body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
 pub async fn submit_yaml(
     State(state): State<GatewayState>,
     caller: Caller,
     headers: axum::http::HeaderMap,
+    RawQuery(query): RawQuery,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
-) -> ApiResult<Json<SubmitResponse>> {
+) -> ApiResult<Response> {
+    let sync = SyncWait::parse(&query, state.config.sync_wait_max)?;
     let limit = state.config.workflow_yaml_max_bytes;
     let form = read_yaml_form(multipart, limit).await?;
     let tag = form
@@ -169,10 +222,8 @@ pub async fn submit_yaml(
     if form.workflow_size > limit {
         return Err(workflow_too_large(state.config.workflow_yaml_max_bytes));
     }
-    let spec = parse_flow_yaml_within(&form.workflow, state.config.yaml_limits()).map_err(|e| {
-        tracing::info!(reason = %e.reason, "invalid workflow yaml");
-        ApiError::new(ErrorCode::InvalidWorkflowYaml, "invalid workflow yaml").with_reason(e.reason)
-    })?;
+    let spec = parse_flow_yaml_within(&form.workflow, state.config.yaml_limits())
+        .map_err(invalid_workflow_yaml)?;
     let flow_name = form.flow_name.trim().to_string();
     if flow_name.is_empty() {
         return Err(ApiError::new(
@@ -197,19 +248,19 @@ pub async fn submit_yaml(
     stamp(&mut run, &caller);
     reserve_idempotency_key(store, &headers, &caller, &mut run).await?;
     let run_id = submit_to_end(&state, store, run).await?;
-    Ok(Json(SubmitResponse::pending(run_id)))
+    Ok(sync.answer(&state, run_id).await)
 }
 
-struct YamlForm {
-    workflow: Vec<u8>,
-    workflow_size: usize,
-    flow_name: String,
-    tag: Option<String>,
+pub(super) struct YamlForm {
+    pub(super) workflow: Vec<u8>,
+    pub(super) workflow_size: usize,
+    pub(super) flow_name: String,
+    pub(super) tag: Option<String>,
 }
 
 /// Reads the whole form (validation problems are reported before size, as the original
 /// does); the workflow is kept up to `limit + 1` bytes and counted in full.
-async fn read_yaml_form(
+pub(super) async fn read_yaml_form(
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
     limit: usize,
 ) -> ApiResult<YamlForm> {
@@ -251,14 +302,18 @@ pub async fn get_run(
     };
     visible_to(&caller, &doc.value)?;
     let mut doc = doc.value;
-    if !QueryParams::parse(&query).wants_records()
-        && let Value::Object(m) = &mut doc
-    {
+    present(&state, &mut doc, QueryParams::parse(&query).wants_records()).await;
+    Ok(Json(RunSnapshot(doc)))
+}
+
+/// A snapshot as `GET /runs/{run_id}` answers it: without `task_records` unless `records`,
+/// with what is known of its worker.
+pub(super) async fn present(state: &GatewayState, doc: &mut Value, records: bool) {
+    if !records && let Value::Object(m) = doc {
         m.shift_remove("task_records");
         m.shift_remove("task_records_truncated");
     }
-    enrich_with_worker(&state, &mut doc).await;
-    Ok(Json(RunSnapshot(doc)))
+    enrich_with_worker(state, doc).await;
 }
 
 /// The answer of a route that changed a run (cancel, approve, reject): its snapshot without

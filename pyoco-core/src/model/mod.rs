@@ -5,6 +5,7 @@
 
 pub mod bundle;
 pub mod dlq;
+pub mod flow_registry;
 pub mod ident;
 pub mod job;
 pub mod json;

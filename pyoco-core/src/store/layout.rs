@@ -29,6 +29,8 @@ pub struct Layout {
     pub nonces_bucket: String,
     /// `Idempotency-Key` reservations (pyoco only).
     pub idempotency_bucket: String,
+    /// The flow registry (pyoco only).
+    pub flows_bucket: String,
 }
 
 impl Layout {
@@ -52,6 +54,7 @@ impl Layout {
             wheels_bucket: config.wheel_object_store_bucket.clone(),
             nonces_bucket: config.http_nonces_kv_bucket.clone(),
             idempotency_bucket: config.idempotency_kv_bucket.clone(),
+            flows_bucket: config.flows_kv_bucket.clone(),
         }
     }
 

@@ -2,13 +2,14 @@
 //! snapshots with compare-and-set ([`runs`]), the work queue — publishing, pulling and
 //! answering jobs, queue depths ([`queue`]) — the worker registry ([`workers`]), the
 //! dead-letter stream ([`dlq`]), advisories and run-key signals ([`signals`]), task cache and
-//! circuit breakers ([`services`]), the wheel registry ([`wheels`]), API key records ([`keys`]), schedules and their slot claims ([`schedules`])
+//! circuit breakers ([`services`]), the flow registry ([`flows`]), the wheel registry ([`wheels`]), API key records ([`keys`]), schedules and their slot claims ([`schedules`])
 //! and the request memory of nonces and idempotency keys ([`requests`]). Its errors
 //! ([`StoreError`]) say whether a retry can help, decided by async-nats' error kinds.
 
 pub mod bundles;
 pub mod dlq;
 mod error;
+pub mod flows;
 pub mod keys;
 pub mod layout;
 pub mod orphans;

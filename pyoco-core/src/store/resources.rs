@@ -26,6 +26,8 @@ pub struct Resources {
     pub idempotency: kv::Store,
     /// Schedule slot claims (pyoco only); a day is far longer than any claim matters.
     pub schedule_claims: kv::Store,
+    /// The flow registry (pyoco only).
+    pub flows: kv::Store,
     pub wheels: object_store::ObjectStore,
     /// Resources whose replicas differ from `PYOCO_JS_REPLICAS` (they existed before with
     /// another config, which is kept): `"<stream> has N replicas"`.
@@ -83,7 +85,7 @@ pub async fn ensure_resources(
         check(&name, ensure_stream(js, stream).await?);
     }
     // (name, history, max age), in the order of the `Resources` fields.
-    let buckets: [(&str, i64, Duration); 12] = [
+    let buckets: [(&str, i64, Duration); 13] = [
         (&names.runs_bucket, 1, Duration::ZERO),
         (&names.workers_bucket, 1, config.workers_kv_ttl),
         (&names.auth_bucket, 1, Duration::ZERO),
@@ -110,6 +112,7 @@ pub async fn ensure_resources(
             1,
             Duration::from_secs(86_400),
         ),
+        (&names.flows_bucket, 1, Duration::ZERO),
     ];
     let config_replicas = config.js_replicas;
     let mut bound = Vec::with_capacity(buckets.len());
@@ -175,6 +178,7 @@ pub async fn ensure_resources(
         nonces: next()?,
         idempotency: next()?,
         schedule_claims: next()?,
+        flows: next()?,
         wheels,
         replica_mismatches,
     })

@@ -43,6 +43,8 @@ pub struct NewRun {
     pub schedule_id: Option<String>,
     /// The run this one replays (`POST /runs/{run_id}/replay`; snapshot key `replay_of`).
     pub replay_of: Option<String>,
+    /// The flow registry version the YAML is (snapshot key `flow_version`).
+    pub flow_version: Option<u64>,
     /// A bundle run (`POST /runs/bundle` roots and the children their spawn tasks start).
     pub bundle: Option<BundleRun>,
 }
@@ -133,6 +135,11 @@ impl Store {
             snapshot.workflow_yaml_sha256 = Some(yaml.sha256.clone());
             snapshot.workflow_yaml_bytes = Some(yaml.bytes);
             snapshot.schedule_id = new.schedule_id.clone();
+        }
+        if let Some(version) = new.flow_version {
+            snapshot
+                .extra
+                .insert("flow_version".into(), Value::from(version));
         }
         let relation = match &new.bundle {
             Some(bundle) => Some(self.prepare_bundle_run(bundle, &mut snapshot).await?),

@@ -235,6 +235,8 @@ impl Worker {
             flow_name: job.flow_name.clone(),
             params: Arc::new(job.params.clone()),
             services: self.services.clone(),
+            tenant_id: job.tenant_id.clone(),
+            tag: job.tag.clone(),
         };
         let mut handed_back = false;
         let cancel_watch = AbortOnDropHandle::new(tokio::spawn(watch_for_cancel(

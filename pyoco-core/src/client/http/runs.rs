@@ -60,7 +60,7 @@ pub struct RunsPage {
 impl HttpClient {
     /// `POST /runs`: submits a run of the named flow (resolved by the worker). `tag` and
     /// `tags` are sent only when given. Returns `{"run_id", "status": "PENDING",
-    /// "bundle_hash"}`.
+    /// "bundle_hash"}` (see [`with_sync_wait`](Self::with_sync_wait) for synchronous runs).
     pub async fn submit_run(
         &self,
         flow_name: &str,
@@ -76,7 +76,7 @@ impl HttpClient {
             body["tags"] = json!(tags);
         }
         self.json(reqwest::Method::POST, "/runs", |r| {
-            self.idempotent(r).json(&body)
+            self.submit_options(r).json(&body)
         })
         .await
     }
@@ -98,7 +98,7 @@ impl HttpClient {
         }
         let (content_type, body) = form.finish();
         self.json(reqwest::Method::POST, "/runs/yaml", |r| {
-            self.idempotent(r)
+            self.submit_options(r)
                 .header(reqwest::header::CONTENT_TYPE, content_type)
                 .body(body)
         })

@@ -13,7 +13,6 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Client, Method, Url};
 use serde_json::{Map, Value, json};
 
-use super::template::{Scope, render_text, render_value};
 use super::{Args, chain, scalar_text};
 use crate::flow::tasks::{TaskCall, TaskError};
 
@@ -46,9 +45,8 @@ fn client() -> Result<&'static Client, TaskError> {
 
 pub(super) async fn run(call: TaskCall) -> Result<Value, TaskError> {
     let args = Args::new(&call, "pyoco:http");
-    let scope = Scope::of(&call);
-    let text =
-        |value: &str, field: &str| render_text(value, &scope, field).map_err(|e| args.error(e));
+    // Templates were rendered by the engine, once per attempt, like every task's inputs.
+    let text = |value: &str, _field: &str| Ok::<_, TaskError>(value.to_string());
 
     let method_name = args.str("method")?.unwrap_or("GET").to_ascii_uppercase();
     if !METHODS.contains(&method_name.as_str()) {
@@ -100,13 +98,10 @@ pub(super) async fn run(call: TaskCall) -> Result<Value, TaskError> {
     }
     let (body, content_type) = match (args.get("json"), args.map("form")?, args.str("body")?) {
         (None, None, None) => (None, None),
-        (Some(json), None, None) => {
-            let rendered = render_value(json, &scope, "json").map_err(|e| args.error(e))?;
-            (
-                Some(rendered.to_string().into_bytes()),
-                Some("application/json"),
-            )
-        }
+        (Some(json), None, None) => (
+            Some(json.to_string().into_bytes()),
+            Some("application/json"),
+        ),
         (None, Some(form), None) => {
             let mut encoder = form_urlencoded::Serializer::new(String::new());
             for (key, value) in form {

@@ -26,7 +26,6 @@ use tokio_postgres::types::{Format, IsNull, Kind, ToSql, Type, to_sql_checked};
 use tokio_postgres::{NoTls, Statement};
 
 use super::sql_check::{self, CheckedQuery};
-use super::template::{Scope, render_value};
 use super::{Args, chain};
 use crate::config::{SqlUrls, sql_url_variable};
 use crate::flow::tasks::{TaskCall, TaskError};
@@ -118,16 +117,8 @@ pub(super) async fn run(pools: Arc<SqlPools>, call: TaskCall) -> Result<Value, T
         .seconds("timeout_sec", None, sql_check::MAX_TIMEOUT_SEC)?
         .or(call.timeout)
         .unwrap_or(DEFAULT_TIMEOUT);
-    let scope = Scope::of(&call);
-    let params = match args.map("params")? {
-        None => Map::new(),
-        Some(map) => match render_value(&Value::Object(map.clone()), &scope, "params")
-            .map_err(|e| args.error(e))?
-        {
-            Value::Object(rendered) => rendered,
-            _ => Map::new(),
-        },
-    };
+    // `{{...}}` in the params were rendered by the engine, like every task's inputs.
+    let params = args.map("params")?.cloned().unwrap_or_default();
     sql_check::check_param_names(&query, params.keys()).map_err(|e| args.error(e))?;
 
     let pool = pools.pool(&connection).map_err(|e| args.error(e))?;

@@ -1,6 +1,7 @@
-//! `{{...}}` templates in the strings of built-in task inputs: `{{params.<key>[.<path>]}}`,
-//! `{{steps.<task>.output[.<path>]}}` (an upstream task's output) and
-//! `{{context.run_id|flow_name|task}}`.
+//! `{{...}}` templates in the strings of task inputs (every task's: the engine renders them
+//! once per attempt): `{{params.<key>[.<path>]}}`, `{{steps.<task>.output[.<path>]}}` (an
+//! upstream task's output) and `{{context.run_id|flow_name|task|tenant_id|tag|attempt}}`.
+//! [`check_value`] is the submit-time check of a template's form.
 //!
 //! A string that is exactly one reference becomes the referenced value with its JSON type
 //! (so `json: {items: "{{steps.a.output.rows}}"}` sends a list); references embedded in
@@ -20,6 +21,9 @@ pub struct Scope<'a> {
     pub run_id: &'a str,
     pub flow_name: &'a str,
     pub task: &'a str,
+    pub tenant_id: Option<&'a str>,
+    pub tag: &'a str,
+    pub attempt: u32,
 }
 
 impl<'a> Scope<'a> {
@@ -30,6 +34,9 @@ impl<'a> Scope<'a> {
             run_id: &call.run_id,
             flow_name: &call.flow_name,
             task: &call.task,
+            tenant_id: call.tenant_id.as_deref(),
+            tag: &call.tag,
+            attempt: call.attempt,
         }
     }
 }
@@ -106,9 +113,10 @@ fn lookup(expr: &str, scope: &Scope<'_>) -> Result<Value, String> {
             walk(value, parts, &format!("params.{key}"))
         }
         "steps" => {
-            let task = parts.next().filter(|t| !t.is_empty()).ok_or_else(|| {
-                "expected steps.<task>.output[.<key>...]".to_string()
-            })?;
+            let task = parts
+                .next()
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| "expected steps.<task>.output[.<key>...]".to_string())?;
             if parts.next() != Some("output") {
                 return Err("expected steps.<task>.output[.<key>...]".to_string());
             }
@@ -120,20 +128,90 @@ fn lookup(expr: &str, scope: &Scope<'_>) -> Result<Value, String> {
         "context" => {
             let field = parts.next().unwrap_or_default();
             let value = match field {
-                "run_id" => scope.run_id,
-                "flow_name" => scope.flow_name,
-                "task" => scope.task,
-                _ => return Err("use context.run_id, context.flow_name or context.task".into()),
+                "run_id" => Value::from(scope.run_id),
+                "flow_name" => Value::from(scope.flow_name),
+                "task" => Value::from(scope.task),
+                "tenant_id" => scope.tenant_id.map_or(Value::Null, Value::from),
+                "tag" => Value::from(scope.tag),
+                "attempt" => Value::from(scope.attempt),
+                _ => return Err(CONTEXT_FIELDS.into()),
             };
             match parts.next() {
-                None => Ok(Value::String(value.to_string())),
+                None => Ok(value),
                 Some(_) => Err(format!("context.{field} has no fields")),
             }
         }
-        _ => Err(
-            "unknown reference (use params.<key>, steps.<task>.output[.<key>...] or context.<run_id|flow_name|task>)"
-                .into(),
-        ),
+        _ => Err(UNKNOWN_REFERENCE.into()),
+    }
+}
+
+const UNKNOWN_REFERENCE: &str = "unknown reference (use params.<key>, steps.<task>.output[.<key>...] or context.<run_id|flow_name|task|tenant_id|tag|attempt>)";
+
+const CONTEXT_FIELDS: &str = "use context.run_id, context.flow_name, context.task, context.tenant_id, context.tag or context.attempt";
+
+/// Checks the form of every template in `value`'s strings before anything runs: closed
+/// braces, a known root, `steps.<task>.output` naming a task for which `is_task` holds, a
+/// known `context` field. Values are not looked up (params and outputs exist only at run
+/// time). `field` names the input in the message.
+pub fn check_value(
+    value: &Value,
+    is_task: &dyn Fn(&str) -> bool,
+    field: &str,
+) -> Result<(), String> {
+    match value {
+        Value::String(s) => check_text(s, is_task, field),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, v)| check_value(v, is_task, &format!("{field}.{i}"))),
+        Value::Object(map) => map
+            .iter()
+            .try_for_each(|(k, v)| check_value(v, is_task, &format!("{field}.{k}"))),
+        _ => Ok(()),
+    }
+}
+
+fn check_text(s: &str, is_task: &dyn Fn(&str) -> bool, field: &str) -> Result<(), String> {
+    let mut rest = s;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let end = after
+            .find("}}")
+            .ok_or_else(|| format!("unclosed '{{{{' in {field}"))?;
+        let expr = after[..end].trim();
+        check_reference(expr, is_task).map_err(|e| describe(expr, field, &e))?;
+        rest = &after[end + 2..];
+    }
+    Ok(())
+}
+
+fn check_reference(expr: &str, is_task: &dyn Fn(&str) -> bool) -> Result<(), String> {
+    let mut parts = expr.split('.').map(str::trim);
+    match parts.next().unwrap_or_default() {
+        "params" => Ok(()),
+        "steps" => {
+            let task = parts
+                .next()
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| "expected steps.<task>.output[.<key>...]".to_string())?;
+            if parts.next() != Some("output") {
+                return Err("expected steps.<task>.output[.<key>...]".to_string());
+            }
+            if !is_task(task) {
+                return Err(format!("unknown step '{task}' (no such task)"));
+            }
+            Ok(())
+        }
+        "context" => match (parts.next(), parts.next()) {
+            (Some("run_id" | "flow_name" | "task" | "tenant_id" | "tag" | "attempt"), None) => {
+                Ok(())
+            }
+            (Some(f @ ("run_id" | "flow_name" | "task" | "tenant_id" | "tag" | "attempt")), _) => {
+                Err(format!("context.{f} has no fields"))
+            }
+            _ => Err(CONTEXT_FIELDS.into()),
+        },
+        _ => Err(UNKNOWN_REFERENCE.into()),
     }
 }
 
@@ -170,6 +248,9 @@ mod tests {
             run_id: "r-1",
             flow_name: "demo",
             task: "call",
+            tenant_id: Some("acme"),
+            tag: "gpu",
+            attempt: 2,
         };
         f(&scope)
     }
@@ -202,6 +283,49 @@ mod tests {
                 json!({"n": 3, "rows": [{"id": 1}, {"id": 2}], "second": 20, "t": "call/demo", "keep": [true, null, 1.5]})
             );
         });
+    }
+
+    #[test]
+    fn context_knows_the_tenant_tag_and_attempt() {
+        with_scope(|s| {
+            let out = render_value(
+                &json!({"t": "{{context.tenant_id}}", "a": "{{context.attempt}}", "s": "{{context.tag}}#{{context.attempt}}"}),
+                s,
+                "x",
+            );
+            assert_eq!(out.unwrap(), json!({"t": "acme", "a": 2, "s": "gpu#2"}));
+        });
+    }
+
+    #[test]
+    fn the_form_of_templates_is_checked_before_running() {
+        let is_task = |t: &str| t == "fetch";
+        let check = |v: Value| check_value(&v, &is_task, "in");
+        assert!(check(json!({"a": ["{{params.x}}", "{{steps.fetch.output.rows}}", "id {{context.attempt}}"]})).is_ok());
+        assert_eq!(
+            check(json!({"a": "{{steps.ghost.output}}"})).unwrap_err(),
+            "template {{steps.ghost.output}} in in.a: unknown step 'ghost' (no such task)"
+        );
+        assert!(
+            check(json!("x {{params.y"))
+                .unwrap_err()
+                .contains("unclosed")
+        );
+        assert!(
+            check(json!("{{context.user}}"))
+                .unwrap_err()
+                .contains("use context.run_id")
+        );
+        assert!(
+            check(json!("{{input.x}}"))
+                .unwrap_err()
+                .contains("unknown reference")
+        );
+        assert!(
+            check(json!("{{steps.fetch.rows}}"))
+                .unwrap_err()
+                .contains("expected steps")
+        );
     }
 
     #[test]

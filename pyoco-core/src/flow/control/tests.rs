@@ -17,6 +17,8 @@ fn run_info(params: &serde_json::Map<String, Value>) -> RunInfo {
         flow_name: "f".into(),
         params: Arc::new(params.clone()),
         services: Arc::new(crate::flow::services::NoServices),
+        tenant_id: None,
+        tag: "default".into(),
     }
 }
 

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::{EngineState, RunInfo, TaskRun};
+use crate::flow::builtins::template::{Scope, render_value};
 use crate::flow::policy::TaskPolicy;
 use crate::flow::services::{TaskServices, cache_key};
 use crate::flow::tasks::{Registry, TaskCall, TaskDef, TaskError};
@@ -73,6 +74,9 @@ pub(crate) fn prepare(
         loop_ctx: None,
         memory_mb: task.policy.memory_mb,
         timeout: task.policy.timeout,
+        tenant_id: run.tenant_id.clone(),
+        tag: run.tag.clone(),
+        attempt: 1,
     };
     Ok(Prepared {
         name: task.name.clone(),
@@ -132,16 +136,30 @@ async fn attempts(
     let mut attempts = 0;
     loop {
         attempts += 1;
+        // Templates are rendered once per attempt (`{{context.attempt}}` differs); a template
+        // that cannot be rendered fails the task without a retry (it would fail again).
+        let call = match render_call(&task.call, &task.callable, attempts) {
+            Ok(call) => call,
+            Err(err) => {
+                finished(false);
+                return TaskRun {
+                    result: Err(err),
+                    attempts,
+                    cache,
+                    extra: reported(&task),
+                };
+            }
+        };
         let result = match &policy.breaker {
             Some(b) => match services.breaker_allow(&task.callable, b).await {
                 Err(message) => Err(TaskError::new(message)),
                 Ok(()) => {
-                    let r = call_once(&task).await;
+                    let r = call_once(&task, call).await;
                     services.breaker_record(&task.callable, b, r.is_ok()).await;
                     r
                 }
             },
-            None => call_once(&task).await,
+            None => call_once(&task, call).await,
         };
         match result {
             Ok(value) => {
@@ -186,10 +204,26 @@ async fn attempts(
     }
 }
 
+/// The call of attempt `attempt`: every `{{...}}` template in its arguments rendered
+/// ([`crate::flow::builtins::template`]), whatever the callable (named in the error).
+fn render_call(call: &TaskCall, callable: &str, attempt: u32) -> Result<TaskCall, TaskError> {
+    let mut call = call.clone();
+    call.attempt = attempt;
+    let scope = Scope::of(&call);
+    let args = call
+        .args
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), render_value(v, &scope, k)?)))
+        .collect::<Result<Map<_, _>, String>>()
+        .map_err(|e| TaskError::new(format!("{callable}: {e}")))?;
+    call.args = args;
+    Ok(call)
+}
+
 /// One attempt, bounded by the task's timeout (the future is dropped when it runs out, which
 /// cancels a native task and kills a subprocess).
-async fn call_once(task: &Prepared) -> Result<Value, TaskError> {
-    let fut = task.def.call(task.call.clone());
+async fn call_once(task: &Prepared, call: TaskCall) -> Result<Value, TaskError> {
+    let fut = task.def.call(call);
     match task.policy.timeout {
         None => fut.await,
         Some(limit) => match tokio::time::timeout(limit, fut).await {

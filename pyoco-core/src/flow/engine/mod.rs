@@ -13,6 +13,7 @@
 //! retries), `record` writes task states and records into the progress.
 
 mod attempt;
+mod on_error;
 mod record;
 mod schedule;
 #[cfg(test)]
@@ -73,6 +74,9 @@ pub struct RunInfo {
     pub flow_name: String,
     pub params: Arc<Map<String, Value>>,
     pub services: Arc<dyn TaskServices>,
+    /// The run's tenant (API key mode) and routing tag, for templates.
+    pub tenant_id: Option<String>,
+    pub tag: String,
 }
 
 /// What one task's attempts came to.
@@ -104,6 +108,7 @@ pub async fn run_flow(
     let tasks_cancel = cancel.child_token();
     let mut running: JoinSet<(usize, TaskRun)> = JoinSet::new();
     let mut spawned: HashMap<tokio::task::Id, usize> = HashMap::new();
+    let mut handlers = on_error::Handlers::default();
 
     progress.send_replace(EngineState::for_flow(spec));
 
@@ -152,17 +157,32 @@ pub async fn run_flow(
                 }
                 Err(err) => {
                     record_end(progress, name, started, Err(&err), None);
-                    schedule.not_started(i, err.message);
+                    schedule.not_started(i, err.message.clone());
                     tasks_cancel.cancel();
                     running.abort_all();
+                    let failure = on_error::Failure {
+                        task: name.clone(),
+                        error: err,
+                        attempts: 0,
+                    };
+                    on_error::start(
+                        spec,
+                        registry,
+                        run,
+                        &results,
+                        progress,
+                        cancel,
+                        &mut handlers,
+                        failure,
+                    );
                 }
             }
         }
-        if running.is_empty() {
+        if running.is_empty() && handlers.is_empty() {
             break;
         }
         tokio::select! {
-            joined = running.join_next_with_id() => {
+            joined = running.join_next_with_id(), if !running.is_empty() => {
                 let Some(joined) = joined else { continue };
                 let (i, task_run) = match joined {
                     Ok((_, (i, task_run))) => (i, task_run),
@@ -177,16 +197,23 @@ pub async fn run_flow(
                         (i, TaskRun { result: Err(err), attempts: 1, cache: None, extra: Map::new() })
                     }
                 };
-                let stopped = finished(spec, &mut schedule, &mut results, progress, cancel, i, task_run);
+                let (stopped, failure) = finished(spec, &mut schedule, &mut results, progress, cancel, i, task_run);
                 if stopped {
                     tasks_cancel.cancel();
                     running.abort_all();
                 }
+                if let Some(failure) = failure {
+                    on_error::start(spec, registry, run, &results, progress, cancel, &mut handlers, failure);
+                }
             }
-            _ = cancel.cancelled(), if !schedule.is_stopped() => {
+            Some(joined) = handlers.join_next(), if !handlers.is_empty() => {
+                on_error::finished(progress, joined);
+            }
+            _ = cancel.cancelled(), if !schedule.is_stopped() || !handlers.is_empty() => {
                 schedule.stop(Outcome::Cancelled);
                 tasks_cancel.cancel();
                 running.abort_all();
+                handlers.abort_all();
             }
         }
     }
@@ -202,7 +229,8 @@ pub async fn run_flow(
     outcome
 }
 
-/// Books the end of node `i`; true when it stopped the run (running tasks must stop).
+/// Books the end of node `i`; true when it stopped the run (running tasks must stop), and the
+/// failure when the task failed for good (its `on_error` handler runs).
 fn finished(
     spec: &FlowSpec,
     schedule: &mut Schedule,
@@ -211,7 +239,7 @@ fn finished(
     cancel: &CancellationToken,
     i: usize,
     task_run: TaskRun,
-) -> bool {
+) -> (bool, Option<on_error::Failure>) {
     let name = &spec.graph.nodes[i];
     let started = started_at(progress, name);
     let policy = spec.fail_policy(name);
@@ -221,25 +249,31 @@ fn finished(
             schedule.succeeded(i);
             record_end(progress, name, started, Ok(&value), Some(extra));
             results.insert(name.clone(), value);
-            false
+            (false, None)
         }
         // A run cancel reaches the tasks' tokens at the same moment; it wins.
         Err(_) if schedule.is_stopped() || cancel.is_cancelled() => {
             let stopped_now = schedule.stop(Outcome::Cancelled);
             schedule.cancelled(i);
             mark_cancelled(progress, name);
-            stopped_now
+            (stopped_now, None)
         }
         Err(err) => {
             record_end(progress, name, started, Err(&err), Some(extra));
-            match schedule.failed(i, policy, err.message) {
+            let failure = on_error::Failure {
+                task: name.clone(),
+                error: err.clone(),
+                attempts: task_run.attempts,
+            };
+            let stopped = match schedule.failed(i, policy, err.message) {
                 AfterFailure::StopRun => true,
                 AfterFailure::Isolated => false,
                 AfterFailure::Continued => {
                     results.insert(name.clone(), Value::Null);
                     false
                 }
-            }
+            };
+            (stopped, Some(failure))
         }
     }
 }

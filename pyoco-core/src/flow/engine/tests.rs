@@ -14,6 +14,8 @@ fn run_info(params: Value) -> RunInfo {
         flow_name: "f".into(),
         params: Arc::new(params.as_object().cloned().unwrap_or_default()),
         services: Arc::new(crate::flow::services::NoServices),
+        tenant_id: None,
+        tag: "default".into(),
     }
 }
 

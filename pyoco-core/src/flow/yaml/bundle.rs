@@ -14,7 +14,8 @@ use serde_yaml::{Mapping, Value as Yaml};
 
 use super::values::{key_string, normalize, parse_python_int, to_json};
 use super::{
-    FLOW_KEYS, FlowSpec, RUNTIME_KEYS, TaskSpec, YamlError, YamlLimits, check_keys, string_list,
+    FlowSpec, RUNTIME_KEYS, TaskSpec, YamlError, YamlLimits, check_error_handlers, check_keys,
+    check_templates, string_list,
 };
 use crate::flow::graph;
 
@@ -22,6 +23,9 @@ use crate::flow::graph;
 pub const BUNDLE_KEYS: &[&str] = &["version", "workflows", "submit"];
 /// Allowed keys of one workflow.
 pub const WORKFLOW_KEYS: &[&str] = &["tasks", "flow", "runtime"];
+/// A bundle workflow's `flow` keys: the original's (no flow-level `on_error`, which a
+/// flow.yaml has).
+const BUNDLE_FLOW_KEYS: &[&str] = &["graph", "defaults"];
 /// The original's keys of a bundle task (our policy keys are allowed too).
 pub const BUNDLE_TASK_KEYS: &[&str] = &["callable", "inputs", "outputs", "spawn"];
 /// Allowed keys of `submit`.
@@ -237,7 +241,7 @@ fn parse_workflow(wf: &str, value: &Yaml) -> Result<FlowSpec, YamlError> {
     let Some(Yaml::Mapping(flow)) = conf.get("flow") else {
         return Err(YamlError::detail("invalid_bundle_flow", wf));
     };
-    check_keys(flow, &[FLOW_KEYS], |keys| {
+    check_keys(flow, &[BUNDLE_FLOW_KEYS], |keys| {
         YamlError::detail("unknown_flow_keys", format!("{wf}: {keys}"))
     })?;
     let graph_source = match flow.get("graph") {
@@ -266,6 +270,9 @@ fn parse_workflow(wf: &str, value: &Yaml) -> Result<FlowSpec, YamlError> {
     .ok_or_else(|| YamlError::detail("invalid_runtime_expose_env", wf))?;
     let graph = graph::parse(&graph_source)
         .map_err(|e| YamlError::detail("invalid_flow_graph_syntax", format!("{wf}: {e}")))?;
+    // Task-level `on_error` and templates follow the flow.yaml rules.
+    check_error_handlers(&graph, &tasks, None)?;
+    check_templates(&tasks)?;
     Ok(FlowSpec {
         version: 1,
         graph_source,
@@ -273,6 +280,7 @@ fn parse_workflow(wf: &str, value: &Yaml) -> Result<FlowSpec, YamlError> {
         defaults: Map::new(),
         tasks,
         expose_env,
+        on_error: None,
     })
 }
 

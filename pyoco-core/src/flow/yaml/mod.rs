@@ -23,14 +23,17 @@ use crate::flow::graph::{self, Graph};
 use values::{key_string, normalize, parse_python_int, py_repr, to_json};
 
 pub mod bundle;
+mod problems;
 #[cfg(test)]
 mod tests;
 mod values;
 
+pub use problems::{Problem, validate_all};
+
 /// Allowed top-level keys.
 pub const TOP_LEVEL_KEYS: &[&str] = &["version", "flow", "tasks", "runtime"];
 /// Allowed keys of `flow`.
-pub const FLOW_KEYS: &[&str] = &["graph", "defaults"];
+pub const FLOW_KEYS: &[&str] = &["graph", "defaults", "on_error"];
 /// The original's keys of a task; a task may also have our policy keys
 /// ([`super::policy::POLICY_KEYS`]).
 pub const TASK_KEYS: &[&str] = &["callable", "inputs", "outputs"];
@@ -66,6 +69,7 @@ pub const REASON_CODES: &[&str] = &[
     "invalid_task_cache_ttl",
     "invalid_task_circuit_breaker",
     "invalid_task_memory",
+    "invalid_on_error",
     "invalid_runtime",
     "unknown_runtime_keys",
     "invalid_runtime_expose_env",
@@ -73,6 +77,8 @@ pub const REASON_CODES: &[&str] = &[
     "invalid_flow_graph",
     "unknown_graph_task",
     "invalid_builtin_inputs",
+    "unknown_on_error_task",
+    "invalid_template",
 ];
 
 /// A validated single-flow `flow.yaml`.
@@ -88,6 +94,8 @@ pub struct FlowSpec {
     pub tasks: Vec<TaskSpec>,
     /// `runtime.expose_env` (parsed; the original ignores it too).
     pub expose_env: Vec<String>,
+    /// `flow.on_error`: the task to run when a task without its own `on_error` fails for good.
+    pub on_error: Option<String>,
 }
 
 /// One entry of `tasks`.
@@ -109,6 +117,16 @@ impl FlowSpec {
     /// The task called `name`.
     pub fn task(&self, name: &str) -> Option<&TaskSpec> {
         self.tasks.iter().find(|t| t.name == name)
+    }
+
+    /// The task that handles a failure of task `name`: its own `on_error`, else the flow's.
+    pub fn error_handler(&self, name: &str) -> Option<&TaskSpec> {
+        let handler = self
+            .task(name)
+            .and_then(|t| t.policy.on_error.as_deref())
+            .or(self.on_error.as_deref())?;
+        // A handler's own failure is not handled again (validation forbids the chain).
+        (handler != name).then(|| self.task(handler))?
     }
 
     /// What a failure of task `name` does to the run (the default for a task not declared).
@@ -157,6 +175,11 @@ pub fn parse_flow_yaml(bytes: &[u8]) -> Result<FlowSpec, YamlError> {
 
 /// [`parse_flow_yaml`] with an explicit budget (`PYOCO_YAML_MAX_NODES`).
 pub fn parse_flow_yaml_within(bytes: &[u8], limits: YamlLimits) -> Result<FlowSpec, YamlError> {
+    validate_root(&load_root(bytes, limits)?)
+}
+
+/// The document's root mapping, loaded within `limits` (the checks before the first key).
+fn load_root(bytes: &[u8], limits: YamlLimits) -> Result<Mapping, YamlError> {
     let text = std::str::from_utf8(bytes).map_err(|_| YamlError::code("invalid_utf8"))?;
     // Bounded: an alias bomb or a `!!python/...` tag is refused before anything is built.
     let raw: Yaml =
@@ -165,14 +188,18 @@ pub fn parse_flow_yaml_within(bytes: &[u8], limits: YamlLimits) -> Result<FlowSp
     let Yaml::Mapping(root) = doc else {
         return Err(YamlError::code("invalid_yaml_root"));
     };
+    Ok(root)
+}
 
+/// Every check after loading, in order; the first failure is the answer.
+fn validate_root(root: &Mapping) -> Result<FlowSpec, YamlError> {
     if root.contains_key("flows") {
         return Err(YamlError::code("unsupported_key_flows"));
     }
     if root.contains_key("discovery") {
         return Err(YamlError::code("unsupported_key_discovery"));
     }
-    check_keys(&root, &[TOP_LEVEL_KEYS], |keys| {
+    check_keys(root, &[TOP_LEVEL_KEYS], |keys| {
         YamlError::detail("unknown_top_level_keys", keys)
     })?;
 
@@ -190,6 +217,11 @@ pub fn parse_flow_yaml_within(bytes: &[u8], limits: YamlLimits) -> Result<FlowSp
     };
     let defaults = optional_map(flow.get("defaults"))
         .ok_or_else(|| YamlError::code("invalid_flow_defaults"))?;
+    let on_error = match flow.get("on_error") {
+        None | Some(Yaml::Null) => None,
+        Some(Yaml::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+        Some(_) => return Err(YamlError::detail("invalid_on_error", "flow")),
+    };
 
     let empty = Mapping::new();
     let task_map = match root.get("tasks") {
@@ -245,6 +277,8 @@ pub fn parse_flow_yaml_within(bytes: &[u8], limits: YamlLimits) -> Result<FlowSp
             })?;
         }
     }
+    check_error_handlers(&graph, &tasks, on_error.as_deref())?;
+    check_templates(&tasks)?;
 
     Ok(FlowSpec {
         version,
@@ -253,10 +287,59 @@ pub fn parse_flow_yaml_within(bytes: &[u8], limits: YamlLimits) -> Result<FlowSp
         defaults,
         tasks,
         expose_env,
+        on_error,
     })
 }
 
-fn parse_task(key: &Yaml, value: &Yaml) -> Result<TaskSpec, YamlError> {
+/// The `{{...}}` templates of every task's inputs are well formed and name defined steps
+/// (their values are looked up per attempt, when they exist).
+pub(super) fn check_templates(tasks: &[TaskSpec]) -> Result<(), YamlError> {
+    let is_task = |name: &str| tasks.iter().any(|t| t.name == name);
+    for task in tasks {
+        for (key, value) in &task.inputs {
+            crate::flow::builtins::template::check_value(value, &is_task, key).map_err(|e| {
+                YamlError::detail("invalid_template", format!("{}: {e}", task.name))
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// `on_error` targets (the flow's and each task's): defined tasks that the graph does not run
+/// (a handler runs only on a failure) and that have no `on_error` of their own (no chains).
+/// Control-flow graphs do not support them.
+pub(super) fn check_error_handlers(
+    graph: &Graph,
+    tasks: &[TaskSpec],
+    flow_on_error: Option<&str>,
+) -> Result<(), YamlError> {
+    let owners = tasks
+        .iter()
+        .filter_map(|t| Some((t.name.as_str(), t.policy.on_error.as_deref()?)));
+    for (owner, handler) in flow_on_error.map(|h| ("flow", h)).into_iter().chain(owners) {
+        let invalid = |why: &str| YamlError::detail("invalid_on_error", format!("{owner}: {why}"));
+        if graph.control.is_some() {
+            return Err(invalid(
+                "not supported with switch/repeat/foreach/until graphs",
+            ));
+        }
+        let Some(task) = tasks.iter().find(|t| t.name == handler) else {
+            return Err(YamlError::detail(
+                "unknown_on_error_task",
+                format!("{owner}: {handler}"),
+            ));
+        };
+        if graph.nodes.iter().any(|n| n == handler) {
+            return Err(invalid(&format!("'{handler}' is in the graph")));
+        }
+        if task.policy.on_error.is_some() {
+            return Err(invalid(&format!("'{handler}' has an on_error of its own")));
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn parse_task(key: &Yaml, value: &Yaml) -> Result<TaskSpec, YamlError> {
     let name = match key {
         Yaml::String(s) if !s.trim().is_empty() => s.clone(),
         _ => return Err(YamlError::code("invalid_task_name")),

@@ -201,6 +201,46 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A required whole number ≥ `min` (pydantic's strict-ish int: no floats with a fraction,
+    /// no booleans).
+    pub(in crate::gateway) fn required_int_at_least(&mut self, field: &str, min: i64) -> i64 {
+        let Some(value) = self.obj.get(field) else {
+            let body = self.body.clone();
+            self.push("missing", field, "Field required", body, None);
+            return min;
+        };
+        let value = value.clone();
+        let int = match &value {
+            Value::Number(n) => n
+                .as_i64()
+                .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
+            _ => None,
+        };
+        match int {
+            Some(n) if n >= min => n,
+            Some(_) => {
+                self.push(
+                    "greater_than_equal",
+                    field,
+                    &format!("Input should be greater than or equal to {min}"),
+                    value,
+                    Some(json!({"ge": min})),
+                );
+                min
+            }
+            None => {
+                self.push(
+                    "int_type",
+                    field,
+                    "Input should be a valid integer",
+                    value,
+                    None,
+                );
+                min
+            }
+        }
+    }
+
     /// An optional list of strings, empty when absent.
     pub(in crate::gateway) fn string_list(&mut self, field: &str) -> Vec<String> {
         match self.obj.get(field) {
