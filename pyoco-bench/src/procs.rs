@@ -126,10 +126,22 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &str, bin: &Path, args: &[String], log: PathBuf) -> anyhow::Result<Proc> {
+        Proc::spawn_with_env(name, bin, args, &[], log)
+    }
+
+    /// [`Proc::spawn`] with extra environment variables (`PYOCO_*` settings).
+    pub fn spawn_with_env(
+        name: &str,
+        bin: &Path,
+        args: &[String],
+        env: &[(String, String)],
+        log: PathBuf,
+    ) -> anyhow::Result<Proc> {
         let file = std::fs::File::create(&log)
             .with_context(|| format!("cannot create {}", log.display()))?;
         let child = Command::new(bin)
             .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(file))
@@ -184,6 +196,11 @@ impl Proc {
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
 
+    /// Sends `signal` (`KILL`, `STOP`, `CONT`, ...) with kill(1); false if it could not.
+    pub fn signal(&self, signal: &str) -> bool {
+        send_signal(self.pid(), signal)
+    }
+
     /// SIGTERM, then SIGKILL after 10 s.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.get_mut().ok().and_then(Option::take) {
@@ -196,4 +213,14 @@ impl Drop for Proc {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Sends `signal` to `pid` with kill(1) (no unsafe code, no extra crate); false if it failed.
+pub fn send_signal(pid: u32, signal: &str) -> bool {
+    pid != 0
+        && Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .is_ok_and(|s| s.success())
 }
