@@ -32,3 +32,8 @@ fi
 # crash, a component exiting non-zero); speed is tracked in BENCHMARKS.md.
 echo "==> pyoco-bench --quick (debug build; smoke test, fails only on errors, see BENCHMARKS.md)"
 cargo build --quiet -p pyoco-bench -p pyoco-gateway -p pyoco-worker && "${CARGO_TARGET_DIR:-target}/debug/pyoco-bench" --quick
+# The fault suite's quick variant (debug build, under ~2 minutes): fails only when a run was
+# lost, duplicated beyond what at-least-once delivery allows, or stuck; never on a time. The
+# full run's table is in RELIABILITY.md.
+echo "==> scripts/faults.sh --quick (fails only on lost/duplicated/stuck runs, see RELIABILITY.md)"
+scripts/faults.sh --quick

@@ -32,6 +32,8 @@ pub struct Cluster {
     /// Every worker ever started, for unique worker ids.
     started_workers: usize,
     worker_args: Vec<String>,
+    /// Extra `PYOCO_*` settings of the gateways started from now on (the soak's retention).
+    pub gateway_env: Vec<(String, String)>,
     gateway_bin: PathBuf,
     worker_bin: PathBuf,
     dir: PathBuf,
@@ -86,6 +88,7 @@ impl Cluster {
             workers: Vec::new(),
             started_workers: 0,
             worker_args,
+            gateway_env: Vec::new(),
             gateway_bin,
             worker_bin,
             dir: dir.to_path_buf(),
@@ -114,7 +117,13 @@ impl Cluster {
         .map(String::from);
         let started = Instant::now();
         let log = self.dir.join(format!("gateway-{port}.log"));
-        let gateway = Proc::spawn("pyoco-gateway", &self.gateway_bin, &args, log)?;
+        let gateway = Proc::spawn_with_env(
+            "pyoco-gateway",
+            &self.gateway_bin,
+            &args,
+            &self.gateway_env,
+            log,
+        )?;
         self.gateway_url = format!("http://127.0.0.1:{port}");
         let url = format!("{}/runs?limit=1", self.gateway_url);
         loop {

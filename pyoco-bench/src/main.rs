@@ -15,12 +15,14 @@
 mod cluster;
 mod compare;
 mod docs;
+mod faults;
 mod floor;
 mod list;
 mod procs;
 mod report;
 mod runs;
 mod serve;
+mod soak;
 mod stats;
 mod tracker;
 mod watch;
@@ -30,7 +32,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use cluster::Cluster;
 use report::{
@@ -58,6 +60,8 @@ enum Phase {
     after_help = "Examples:\n  pyoco-bench --quick                       # seconds; what CI runs\n  pyoco-bench --json bench.json             # the full benchmark (minutes)\n  pyoco-bench --skip list,memory --runs 20000\n  pyoco-bench --worker-concurrency 1 --skip list,memory"
 )]
 struct Args {
+    #[command(subcommand)]
+    mode: Option<Mode>,
     /// A few seconds: fewer runs, one repetition, no 2-worker/list-at-scale/100k-memory phases
     #[arg(long)]
     quick: bool,
@@ -134,6 +138,17 @@ struct Args {
     /// A virtualenv with pyoco-server 0.5.1 (scripts/install-interop.sh), for --compare
     #[arg(long)]
     interop_venv: Option<PathBuf>,
+}
+
+/// Modes other than the benchmark.
+#[derive(Debug, Subcommand)]
+enum Mode {
+    /// Every fault scenario (NATS restart, node loss, process kills, hangs, cancel races,
+    /// slow NATS) and a table of lost / duplicated / stuck runs; exit 1 if there are any
+    Faults(faults::FaultArgs),
+    /// Many runs through one worker and one gateway with retention on, memory sampled after
+    /// every batch; exit 1 if a run is lost or left unfinished
+    Soak(soak::SoakArgs),
 }
 
 /// The effective settings after `--quick` defaults.
@@ -223,6 +238,31 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("pyoco-bench: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(Mode::Faults(faults)) = args.mode {
+        return match runtime.block_on(faults::run(faults)) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => {
+                eprintln!(
+                    "pyoco-bench faults: runs were lost, duplicated or stuck (see the table)"
+                );
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("pyoco-bench faults: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(Mode::Soak(soak)) = args.mode {
+        return match runtime.block_on(soak::run(soak)) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("pyoco-bench soak: {e:#}");
                 ExitCode::FAILURE
             }
         };

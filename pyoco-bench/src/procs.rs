@@ -141,6 +141,17 @@ impl Proc {
         Proc::start(name, bin, args, envs, true, log)
     }
 
+    /// [`Proc::spawn`] with extra environment variables (`PYOCO_*` settings).
+    pub fn spawn_with_env(
+        name: &str,
+        bin: &Path,
+        args: &[String],
+        env: &[(String, String)],
+        log: PathBuf,
+    ) -> anyhow::Result<Proc> {
+        Proc::start(name, bin, args, env, false, log)
+    }
+
     fn start(
         name: &str,
         bin: &Path,
@@ -213,6 +224,11 @@ impl Proc {
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
 
+    /// Sends `signal` (`KILL`, `STOP`, `CONT`, ...) with kill(1); false if it could not.
+    pub fn signal(&self, signal: &str) -> bool {
+        send_signal(self.pid(), signal)
+    }
+
     /// SIGTERM, then SIGKILL after 10 s.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.get_mut().ok().and_then(Option::take) {
@@ -225,4 +241,14 @@ impl Drop for Proc {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Sends `signal` to `pid` with kill(1) (no unsafe code, no extra crate); false if it failed.
+pub fn send_signal(pid: u32, signal: &str) -> bool {
+    pid != 0
+        && Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .is_ok_and(|s| s.success())
 }

@@ -139,6 +139,11 @@ impl NatsCluster {
         }
     }
 
+    /// Node `i`'s process id while it runs (to pause it with SIGSTOP, say).
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.nodes[i].child.as_ref().map(Child::id)
+    }
+
     /// Kills node `i` (SIGKILL), keeping its store.
     pub fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.nodes[i].child.take() {

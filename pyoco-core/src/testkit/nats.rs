@@ -125,6 +125,11 @@ impl NatsServer {
         }
     }
 
+    /// The server's process id while it runs (to pause it with SIGSTOP, say).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Kills the server (SIGKILL), keeping its store.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
