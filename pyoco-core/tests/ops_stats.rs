@@ -109,6 +109,10 @@ async fn operations_routes_count_page_and_agree_across_gateways() {
     assert_eq!(errors.len(), 1, "{logs}");
     assert_eq!(errors[0]["count"], 2);
     assert_eq!(errors[0]["task"], "a");
+    assert_eq!(
+        errors[0]["callable"], "pyoco:fail",
+        "grouped by callable: {logs}"
+    );
     assert!(
         failed
             .iter()

@@ -142,7 +142,7 @@ pub async fn run_flow(
             match prepared {
                 Ok(task) => {
                     schedule.start(i);
-                    record::mark_running(progress, name, started, &task.call.args);
+                    record::mark_running(progress, name, &task.callable, started, &task.call.args);
                     let fut = attempt(
                         task,
                         run.services.clone(),

@@ -101,7 +101,13 @@ pub(super) fn start(
     let started = now();
     match prepare(&task, registry, run, &seen, cancel) {
         Ok(prepared) => {
-            mark_running(progress, &name, started, &prepared.call.args);
+            mark_running(
+                progress,
+                &name,
+                &prepared.callable,
+                started,
+                &prepared.call.args,
+            );
             let fut = attempt(
                 prepared,
                 run.services.clone(),

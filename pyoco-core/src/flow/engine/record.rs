@@ -8,10 +8,12 @@ use super::EngineState;
 use crate::flow::tasks::TaskError;
 use crate::model::{TaskRecord, TaskState, now};
 
-/// Task `name` started at `started` with `inputs`.
+/// Task `name` (running `callable`) started at `started` with `inputs`. The callable is our
+/// addition to the record: the operations routes group failures by it.
 pub(super) fn mark_running(
     progress: &watch::Sender<EngineState>,
     name: &str,
+    callable: &str,
     started: f64,
     inputs: &Map<String, Value>,
 ) {
@@ -24,6 +26,7 @@ pub(super) fn mark_running(
         rec.state = TaskState::Running;
         rec.started_at = Some(started);
         rec.inputs = inputs.clone();
+        rec.extra.insert("callable".into(), callable.into());
     });
 }
 

@@ -88,8 +88,11 @@ pub struct Failure {
     pub at: f64,
     pub group: u32,
     pub error_class: String,
-    /// The task that failed (snapshots do not name callables), or `None` for a run-level error.
+    /// The task that failed, or `None` for a run-level error.
     pub task: Option<String>,
+    /// Its callable, as its task record names it (records written by the original's worker
+    /// do not: then `None`).
+    pub callable: Option<String>,
     pub message: String,
 }
 
@@ -163,6 +166,8 @@ struct SeenTask {
     traceback: Option<String>,
     #[serde(default)]
     attempts: Option<f64>,
+    #[serde(default)]
+    callable: Option<String>,
 }
 
 fn slot_of(status: Option<&str>) -> usize {
@@ -442,13 +447,14 @@ impl Inner {
                         .iter()
                         .find(|(_, r)| r.state.as_deref() == Some("FAILED"))
                 });
-            let (task, message, traceback) = match failed_task {
+            let (task, callable, message, traceback) = match failed_task {
                 Some((name, r)) => (
                     Some(name.clone()),
+                    r.callable.clone(),
                     r.error.clone().or(seen.error.clone()),
                     r.traceback.as_deref(),
                 ),
-                None => (None, seen.error.clone(), None),
+                None => (None, None, seen.error.clone(), None),
             };
             let failure = Failure {
                 run_id: Arc::from(run_id),
@@ -456,6 +462,7 @@ impl Inner {
                 group,
                 error_class: error_class(message.as_deref(), traceback),
                 task,
+                callable,
                 message: truncate(message.as_deref().unwrap_or(""), MESSAGE_CHARS),
             };
             let fkey = (OrdF64(at), failure.run_id.clone());

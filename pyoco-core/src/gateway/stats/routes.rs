@@ -209,7 +209,7 @@ pub(crate) async fn throughput(
 #[utoipa::path(get, path = "/logs",
     params(("flow" = Option<String>, Query), ("tag" = Option<String>, Query), ("schedule_id" = Option<String>, Query),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "error groups (default 50)")),
-    responses((status = 200, description = "recent failures grouped by error class and task, and warnings", body = Object),
+    responses((status = 200, description = "recent failures grouped by error class and callable, and warnings", body = Object),
         (status = 422, body = ErrorBody), (status = 503, description = "NATS unavailable", body = ErrorBody)))]
 pub(crate) async fn logs(
     State(state): State<GatewayState>,
@@ -224,11 +224,15 @@ pub(crate) async fn logs(
     let store = state.store()?;
     let stats = state.stats();
     let failures = stats.failures(&filter);
-    // Newest first, so the first failure of a group is its example and its last_seen.
+    // Newest first, so the first failure of a group is its example and its last_seen. A
+    // group is an error class and a callable (the task's name when its record has none).
     let mut groups: Vec<(String, Option<String>)> = Vec::new();
     let mut by_group: BTreeMap<(String, Option<String>), Map<String, Value>> = BTreeMap::new();
     for f in &failures {
-        let key = (f.error_class.clone(), f.task.clone());
+        let key = (
+            f.error_class.clone(),
+            f.callable.clone().or_else(|| f.task.clone()),
+        );
         match by_group.get_mut(&key) {
             Some(g) => {
                 let n = g.get("count").and_then(Value::as_u64).unwrap_or(0);
@@ -239,6 +243,7 @@ pub(crate) async fn logs(
                 groups.push(key.clone());
                 let Value::Object(m) = json!({
                     "error_class": f.error_class,
+                    "callable": f.callable,
                     "task": f.task,
                     "count": 1,
                     "first_seen": f.at,
