@@ -69,8 +69,13 @@ async fn sandboxed_scripts_cannot_connect_write_outside_or_read_secrets() {
         return;
     }
     let stack = Stack::start().await;
-    // Not under /tmp, which the sandbox replaces: the script must see this directory.
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    // Not under /tmp, which the sandbox replaces: the script must see this directory (a
+    // checkout under /tmp, as CI may make, puts the target directory there: then /var/tmp).
+    let base = match env!("CARGO_TARGET_TMPDIR") {
+        t if std::path::Path::new(t).starts_with("/tmp") => "/var/tmp",
+        t => t,
+    };
+    let dir = tempfile::tempdir_in(base).unwrap();
     // World-writable, so only the read-only mount can stop the write.
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let outside = dir.path().join("escaped");
