@@ -55,7 +55,7 @@
 //!   signalling child processes; [`backoff`]: the one jittered retry schedule; `cli` and
 //!   `logging` (feature `cli`): what the binaries share (flags, connect-retry, log set-up);
 //!   `supervise` (feature `cli`): systemd readiness, stopping and watchdog messages;
-//!   [`trace_context`]: the W3C `traceparent` of job messages that joins a submit, its run
+//!   [`store::trace_context`]: the W3C `traceparent` of job messages that joins a submit, its run
 //!   and its tasks into one OpenTelemetry trace (feature `otel`; the binaries' OTLP exporter
 //!   is set up in `logging::otlp`).
 //! - `testkit` (feature `testkit`): a real nats-server per test, the shared `Stack`
@@ -91,7 +91,6 @@ pub mod store;
 pub mod supervise;
 #[cfg(feature = "testkit")]
 pub mod testkit;
-pub mod trace_context;
 pub mod wheel;
 #[cfg(feature = "worker")]
 pub mod worker;

@@ -3,7 +3,7 @@
 //!
 //! pyoco's spans become OTel spans (`tracing-opentelemetry`): `submit` (gateway or any
 //! [`Store::submit`](crate::Store::submit) caller), `run` on the worker, a child of the submit
-//! through the job's `traceparent` ([`crate::trace_context`]), and one `task` per task under
+//! through the job's `traceparent` ([`crate::store::trace_context`]), and one `task` per task under
 //! it, with their fields (`run_id`, `flow_name`, `task`, …) as attributes. Spans are batched
 //! and exported from the SDK's own thread with a blocking HTTP client; [`Traces`] flushes them
 //! when dropped.

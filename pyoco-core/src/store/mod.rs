@@ -22,6 +22,7 @@ pub mod schedules;
 pub mod services;
 pub mod signals;
 pub mod submit;
+pub mod trace_context;
 pub mod wheels;
 pub mod workers;
 

@@ -34,7 +34,7 @@ pub async fn publish_deduplicated(
         headers.insert("Nats-Msg-Id", msg_id);
         headers.insert("Nats-Expected-Stream", stream);
         // The submit's trace context, so the worker's run span joins its trace.
-        crate::trace_context::inject_current(&mut headers);
+        crate::store::trace_context::inject_current(&mut headers);
         let sent = js
             .publish_with_headers(subject.to_string(), headers, payload.clone())
             .await;

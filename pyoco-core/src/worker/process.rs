@@ -62,7 +62,7 @@ impl Worker {
         // Every event of the run and its tasks carries the run (a span the log lines show);
         // as a trace, the run is a child of the submit that queued it (`traceparent`).
         let span = tracing::info_span!("run", run_id = %job.run_id, flow_name = %job.flow_name, worker_id = %self.worker_id);
-        crate::trace_context::set_parent(&span, msg.headers());
+        crate::store::trace_context::set_parent(&span, msg.headers());
         // Boxed: the run's state is large, and callers' futures stay small (debug-build
         // stacks overflowed when it was inlined into `Worker::run`).
         let result = Box::pin(self.execute(&job).instrument(span)).await;
