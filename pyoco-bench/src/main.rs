@@ -19,6 +19,7 @@ mod faults;
 mod floor;
 mod list;
 mod procs;
+mod proctree;
 mod report;
 mod runs;
 mod serve;
