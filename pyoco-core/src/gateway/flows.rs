@@ -1,7 +1,7 @@
 //! The flow registry routes (pyoco only): register a `flow.yaml` as the next version of a
 //! name, list and show flows and versions, roll back, delete. Each tenant (API key mode) has a
 //! registry of its own; without keys there is one. `POST /runs` by name runs the active
-//! version (see `runs::resolve_registered`).
+//! version (see [`resolve_registered`]).
 
 #[allow(unused_imports)]
 use super::openapi::*;
@@ -24,6 +24,7 @@ use crate::flow::yaml::{parse_flow_yaml_within, sha256_hex, validate_all};
 use crate::model::ident::{IdKind, check_id};
 use crate::model::now;
 use crate::store::flows::{NewVersion, RolledBack};
+use crate::store::{NewRun, Store, YamlPayload};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -273,4 +274,36 @@ pub async fn dry_run(
         sha256: doc.info.sha256,
         plan: plan(&spec),
     }))
+}
+
+/// A name in the flow registry (the caller's tenant's) runs its active version: the run
+/// carries that YAML, so a later registration or rollback never changes it, and records the
+/// version (`flow_version`) and the YAML's sha256. The body's params override the flow's
+/// defaults. Other names are left to the worker to resolve, as in the original.
+pub(super) async fn resolve_registered(
+    state: &GatewayState,
+    store: &Store,
+    caller: &Caller,
+    run: &mut NewRun,
+) -> ApiResult<()> {
+    let Some(version) = store
+        .flows()
+        .active(caller.tenant(), &run.flow_name)
+        .await?
+    else {
+        return Ok(());
+    };
+    let spec = parse_flow_yaml_within(version.yaml.as_bytes(), state.config.yaml_limits())
+        .map_err(super::runs::invalid_workflow_yaml)?;
+    let mut params = spec.defaults.clone();
+    params.extend(std::mem::take(&mut run.params));
+    run.params = params;
+    run.flow_graph = Some(spec.graph.drawing());
+    run.flow_version = Some(version.info.version);
+    run.yaml = Some(YamlPayload {
+        bytes: version.info.bytes,
+        sha256: version.info.sha256,
+        text: version.yaml,
+    });
+    Ok(())
 }

@@ -48,41 +48,9 @@ pub async fn submit(
     reserve_idempotency_key(store, &headers, &caller, &mut run).await?;
     // After the reservation: a retry of the same request is the same request even when the
     // name's active version changed in between.
-    resolve_registered(&state, store, &caller, &mut run).await?;
+    super::flows::resolve_registered(&state, store, &caller, &mut run).await?;
     let run_id = submit_to_end(&state, store, run).await?;
     Ok(sync.answer(&state, run_id).await)
-}
-
-/// A name in the flow registry (the caller's tenant's) runs its active version: the run
-/// carries that YAML, so a later registration or rollback never changes it, and records the
-/// version (`flow_version`) and the YAML's sha256. The body's params override the flow's
-/// defaults. Other names are left to the worker to resolve, as in the original.
-async fn resolve_registered(
-    state: &GatewayState,
-    store: &Store,
-    caller: &Caller,
-    run: &mut NewRun,
-) -> ApiResult<()> {
-    let Some(version) = store
-        .flows()
-        .active(caller.tenant(), &run.flow_name)
-        .await?
-    else {
-        return Ok(());
-    };
-    let spec = parse_flow_yaml_within(version.yaml.as_bytes(), state.config.yaml_limits())
-        .map_err(invalid_workflow_yaml)?;
-    let mut params = spec.defaults.clone();
-    params.extend(std::mem::take(&mut run.params));
-    run.params = params;
-    run.flow_graph = Some(spec.graph.drawing());
-    run.flow_version = Some(version.info.version);
-    run.yaml = Some(YamlPayload {
-        bytes: version.info.bytes,
-        sha256: version.info.sha256,
-        text: version.yaml,
-    });
-    Ok(())
 }
 
 /// 422 `invalid_workflow_yaml` with the validation reason.
