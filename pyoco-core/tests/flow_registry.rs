@@ -9,7 +9,7 @@ use std::time::Duration;
 use pyoco::auth::{ApiKey, ApiKeyRecord};
 use pyoco::client::http::HttpError;
 use pyoco::config::AuthMode;
-use pyoco::testkit::{Stack, WorkerHandle};
+use pyoco::testkit::{GatewayHandle, Stack, WorkerHandle, wait_for};
 use pyoco::{HttpClient, Registry, Store};
 use serde_json::{Map, Value, json};
 
@@ -102,6 +102,51 @@ async fn runs_by_name_use_the_active_version_and_a_rollback_changes_no_submitted
     assert_eq!(done["task_records"]["say"]["output"], "two", "{done}");
     assert_eq!(done["flow_version"], 2);
     late.stop().await;
+    stack.stop().await;
+}
+
+/// The `flow_version` a submit by name got (`None`: the name was not registered for it).
+async fn submitted_version(client: &HttpClient, name: &str) -> Option<u64> {
+    let run = client
+        .submit_run(name, Map::new(), None, None)
+        .await
+        .unwrap();
+    let id = run["run_id"].as_str().unwrap();
+    client.get_run(id, false).await.unwrap()["flow_version"].as_u64()
+}
+
+/// Gateways remember which names are registered; a registration, rollback or delete reaches
+/// the gateway that made it at once and every other gateway through its registry watch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_gateway_sees_registrations_made_after_it_remembered_a_name() {
+    let stack = Stack::builder().no_worker().start().await;
+    let a = &stack.client;
+    let other = GatewayHandle::start(stack.config.clone()).await;
+    let b = &HttpClient::new(&other.url()).unwrap();
+    // Both gateways now remember "etl" as not registered.
+    assert_eq!(submitted_version(a, "etl").await, None);
+    assert_eq!(submitted_version(b, "etl").await, None);
+    a.register_flow("etl", flow("one").as_bytes()).await.unwrap();
+    assert_eq!(submitted_version(a, "etl").await, Some(1));
+    let seen = |want: Option<u64>| {
+        wait_for("gateway b follows the registry", Duration::from_secs(10), move || async move {
+            (submitted_version(b, "etl").await == want).then_some(())
+        })
+    };
+    seen(Some(1)).await;
+    a.register_flow("etl", flow("two").as_bytes()).await.unwrap();
+    assert_eq!(submitted_version(a, "etl").await, Some(2));
+    seen(Some(2)).await;
+    a.rollback_flow("etl", 1).await.unwrap();
+    assert_eq!(submitted_version(a, "etl").await, Some(1));
+    seen(Some(1)).await;
+    b.delete_flow("etl").await.unwrap();
+    assert_eq!(submitted_version(b, "etl").await, None);
+    wait_for("gateway a follows the delete", Duration::from_secs(10), || async {
+        submitted_version(a, "etl").await.is_none().then_some(())
+    })
+    .await;
+    other.stop().await;
     stack.stop().await;
 }
 

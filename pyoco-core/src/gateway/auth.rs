@@ -7,18 +7,14 @@
 //! down nothing is remembered, and a check that raced a change is not remembered either (an
 //! epoch counter), so the cache can only be behind a revocation by the watch's delivery time.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
 
-use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use super::watched::WatchedCache;
 use crate::auth::ApiKey;
 use crate::store::StoreError;
 use crate::store::keys::{ApiKeys, KeyLookup};
@@ -47,6 +43,7 @@ pub enum AuthFailure {
     Unavailable(String),
 }
 
+#[derive(Clone)]
 struct Remembered {
     digest: [u8; 32],
     identity: Identity,
@@ -58,12 +55,8 @@ pub struct Authenticator {
     pepper: String,
     /// Random per process, so the remembered digests are useless outside it.
     salt: [u8; 16],
-    verified: Mutex<HashMap<String, Remembered>>,
-    /// Bumped on every change seen by the watch; a check remembers its key only if the epoch
-    /// did not move while it was looking the record up.
-    epoch: AtomicU64,
-    /// True while the bucket watch runs; nothing is remembered otherwise.
-    watching: AtomicBool,
+    /// Verified keys by id, forgotten when their record changes.
+    verified: WatchedCache<Remembered>,
     /// PBKDF2 at 200k rounds is ~0.1 s of a core: at most this many at once, so a flood of
     /// wrong keys cannot take every core from the requests that carry good ones.
     kdf_slots: Semaphore,
@@ -72,14 +65,10 @@ pub struct Authenticator {
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Authenticator")
-            .field("watching", &self.watching.load(Ordering::Relaxed))
+            .field("watching", &self.verified.is_watching())
             .finish_non_exhaustive()
     }
 }
-
-/// Re-watching the key bucket after a break: 100 ms doubling to 2 s, jittered.
-const RETRY: crate::backoff::Backoff =
-    crate::backoff::Backoff::new(Duration::from_millis(100), 2.0, Duration::from_secs(2));
 
 /// Remembered keys beyond this are not added (a bound on memory, never on correctness).
 const MAX_REMEMBERED: usize = 100_000;
@@ -97,9 +86,7 @@ impl Authenticator {
             keys,
             pepper: pepper.unwrap_or_default().to_owned(),
             salt,
-            verified: Mutex::new(HashMap::new()),
-            epoch: AtomicU64::new(0),
-            watching: AtomicBool::new(false),
+            verified: WatchedCache::new(MAX_REMEMBERED),
             kdf_slots: Semaphore::new(slots.max(1)),
         })
     }
@@ -113,21 +100,8 @@ impl Authenticator {
     }
 
     fn remembered(&self, key: &ApiKey, digest: &[u8; 32]) -> Option<Identity> {
-        let map = self.verified.lock().ok()?;
-        let r = map.get(&key.key_id)?;
-        bool::from(r.digest.ct_eq(digest)).then(|| r.identity.clone())
-    }
-
-    fn forget(&self, key_id: Option<&str>) {
-        self.epoch.fetch_add(1, Ordering::SeqCst);
-        if let Ok(mut map) = self.verified.lock() {
-            match key_id {
-                Some(id) => {
-                    map.remove(id);
-                }
-                None => map.clear(),
-            }
-        }
+        let r = self.verified.get(&key.key_id)?;
+        bool::from(r.digest.ct_eq(digest)).then_some(r.identity)
     }
 
     /// Checks the value of the key header (or of `Authorization: Bearer`).
@@ -141,7 +115,7 @@ impl Authenticator {
         if let Some(identity) = self.remembered(&key, &digest) {
             return Ok(identity);
         }
-        let epoch = self.epoch.load(Ordering::SeqCst);
+        let epoch = self.verified.epoch();
         let record = match self.keys.get(&key.key_id).await {
             Ok(KeyLookup::Found(rec)) => *rec,
             Ok(_) => return Err(AuthFailure::Invalid),
@@ -170,62 +144,23 @@ impl Authenticator {
             key_id: record.key_id,
             admin: record.admin,
         };
-        if self.watching.load(Ordering::SeqCst)
-            && self.epoch.load(Ordering::SeqCst) == epoch
-            && let Ok(mut map) = self.verified.lock()
-            && (map.len() < MAX_REMEMBERED || map.contains_key(&key.key_id))
-        {
-            map.insert(
-                key.key_id.clone(),
-                Remembered {
-                    digest,
-                    identity: identity.clone(),
-                },
-            );
-        }
+        self.verified.remember(
+            &key.key_id,
+            Remembered {
+                digest,
+                identity: identity.clone(),
+            },
+            epoch,
+        );
         Ok(identity)
     }
 
-    /// Follows the key bucket until `shutdown`, forgetting a key whenever its record changes;
+    /// Follows the key bucket until `stop`, forgetting a key whenever its record changes;
     /// re-watches after a break (forgetting everything first).
     pub async fn follow(self: Arc<Self>, stop: CancellationToken) {
-        let mut attempt = 0u32;
-        loop {
-            if stop.is_cancelled() {
-                return;
-            }
-            match self.keys.changes().await {
-                Ok(mut changes) => {
-                    attempt = 0;
-                    self.watching.store(true, Ordering::SeqCst);
-                    loop {
-                        tokio::select! {
-                            _ = stop.cancelled() => {
-                                self.watching.store(false, Ordering::SeqCst);
-                                return;
-                            }
-                            change = changes.next() => match change {
-                                Some(Ok(key_id)) => self.forget(Some(&key_id)),
-                                Some(Err(e)) => {
-                                    tracing::warn!(error = %e, "api key watch broke; re-watching");
-                                    break;
-                                }
-                                None => break,
-                            },
-                        }
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot watch the api key bucket yet"),
-            }
-            self.watching.store(false, Ordering::SeqCst);
-            self.forget(None);
-            attempt = attempt.saturating_add(1);
-            let delay = RETRY.jittered(attempt);
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(delay) => {}
-            }
-        }
+        self.verified
+            .follow("api keys", stop, || self.keys.changes())
+            .await;
     }
 }
 

@@ -11,6 +11,7 @@ use axum::extract::{Multipart, Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
+use std::sync::Arc;
 
 use super::GatewayState;
 use super::auth::Caller;
@@ -23,7 +24,7 @@ use crate::flow::plan::plan;
 use crate::flow::yaml::{parse_flow_yaml_within, sha256_hex, validate_all};
 use crate::model::ident::{IdKind, check_id};
 use crate::model::now;
-use crate::store::flows::{NewVersion, RolledBack};
+use crate::store::flows::{FlowStore, NewVersion, RolledBack};
 use crate::store::{NewRun, Store, YamlPayload};
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -34,6 +35,14 @@ fn flow_not_found() -> ApiError {
 
 fn version_not_found() -> ApiError {
     ApiError::new(ErrorCode::FlowVersionNotFound, "flow version not found")
+}
+
+/// This gateway's cache of `name` is stale after a registry write, whatever its outcome (the
+/// other gateways hear of it from their watch).
+fn changed(state: &GatewayState, caller: &Caller, name: &str) {
+    state
+        .flow_cache()
+        .forget(Some(&FlowStore::scope_of(caller.tenant(), name)));
 }
 
 fn to_value<T: serde::Serialize>(doc: &T) -> Value {
@@ -81,7 +90,9 @@ pub async fn register(
             registered_by: caller.0.as_ref().map(|id| id.key_id.as_str()),
             now: now(),
         })
-        .await?;
+        .await;
+    changed(&state, &caller, name);
+    let registered = registered?;
     let status = if registered.created {
         StatusCode::CREATED
     } else {
@@ -170,11 +181,12 @@ pub async fn rollback(
     let version = fields.required_int_at_least("version", 1);
     fields.finish()?;
     let store = state.store()?;
-    match store
+    let rolled_back = store
         .flows()
         .rollback(caller.tenant(), &name, version as u64, now())
-        .await?
-    {
+        .await;
+    changed(&state, &caller, &name);
+    match rolled_back? {
         RolledBack::Done(record) => Ok(Json(FlowRecordView(to_value(&record)))),
         RolledBack::NoFlow => Err(flow_not_found()),
         _ => Err(version_not_found()),
@@ -189,12 +201,9 @@ pub async fn delete(
     caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Json<FlowDeleted>> {
-    if state
-        .store()?
-        .flows()
-        .delete(caller.tenant(), &name)
-        .await?
-    {
+    let deleted = state.store()?.flows().delete(caller.tenant(), &name).await;
+    changed(&state, &caller, &name);
+    if deleted? {
         Ok(Json(FlowDeleted {
             name,
             deleted: true,
@@ -280,17 +289,32 @@ pub async fn dry_run(
 /// carries that YAML, so a later registration or rollback never changes it, and records the
 /// version (`flow_version`) and the YAML's sha256. The body's params override the flow's
 /// defaults. Other names are left to the worker to resolve, as in the original.
+///
+/// Whether a name is registered (and its active version) is remembered while the gateway
+/// watches the registry, so most submits by name cost a map lookup, not two KV reads; another
+/// gateway's registration reaches this one as fast as NATS delivers the change.
 pub(super) async fn resolve_registered(
     state: &GatewayState,
     store: &Store,
     caller: &Caller,
     run: &mut NewRun,
 ) -> ApiResult<()> {
-    let Some(version) = store
-        .flows()
-        .active(caller.tenant(), &run.flow_name)
-        .await?
-    else {
+    let cache = state.flow_cache();
+    let scope = FlowStore::scope_of(caller.tenant(), &run.flow_name);
+    let active = match cache.get(&scope) {
+        Some(known) => known,
+        None => {
+            let epoch = cache.epoch();
+            let found = store
+                .flows()
+                .active(caller.tenant(), &run.flow_name)
+                .await?
+                .map(Arc::new);
+            cache.remember(&scope, found.clone(), epoch);
+            found
+        }
+    };
+    let Some(version) = active else {
         return Ok(());
     };
     let spec = parse_flow_yaml_within(version.yaml.as_bytes(), state.config.yaml_limits())
@@ -302,8 +326,8 @@ pub(super) async fn resolve_registered(
     run.flow_version = Some(version.info.version);
     run.yaml = Some(YamlPayload {
         bytes: version.info.bytes,
-        sha256: version.info.sha256,
-        text: version.yaml,
+        sha256: version.info.sha256.clone(),
+        text: version.yaml.clone(),
     });
     Ok(())
 }

@@ -41,6 +41,7 @@ mod signing;
 pub mod stats;
 mod sync_wait;
 mod watch;
+pub mod watched;
 mod wheels;
 mod workers;
 
@@ -62,6 +63,15 @@ use crate::config::Config;
 use crate::error_code::ErrorCode;
 use crate::store::Store;
 
+/// Registered flows' active versions (`None`: the name is not registered), by
+/// [`crate::store::flows::FlowStore::scope_of`].
+pub(crate) type FlowCache =
+    watched::WatchedCache<Option<Arc<crate::model::flow_registry::FlowVersion>>>;
+
+/// Names remembered by [`FlowCache`] (registered or not) before it stops adding: ~100 bytes
+/// each, so a client inventing names costs at most a few MiB.
+const FLOW_CACHE_ENTRIES: usize = 65_536;
+
 /// Shared state of all handlers.
 #[derive(Debug, Clone)]
 pub struct GatewayState {
@@ -75,6 +85,9 @@ pub struct GatewayState {
     stats: Arc<stats::Stats>,
     /// Request rate limits (`PYOCO_HTTP_*_RPM`).
     limits: Arc<limits::RateLimits>,
+    /// Which flow names are registered, and their active versions (see
+    /// [`flows::resolve_registered`]).
+    flow_cache: Arc<FlowCache>,
     /// API key checks (`PYOCO_HTTP_AUTH_MODE=api_key` only), bound once connected.
     auth: Arc<OnceCell<Arc<auth::Authenticator>>>,
     /// Every background task (connect loop, index follower, SSE pumps), so
@@ -106,6 +119,7 @@ impl GatewayState {
             config,
             store: Arc::new(store),
             index: Arc::default(),
+            flow_cache: Arc::new(watched::WatchedCache::new(FLOW_CACHE_ENTRIES)),
             auth: Arc::default(),
             tasks: TaskTracker::new(),
             stop: CancellationToken::new(),
@@ -161,6 +175,14 @@ impl GatewayState {
                 .clone()
                 .follow(store.runs().clone(), self.hub.clone()),
         );
+        let flows = store.flows();
+        let cache = self.flow_cache.clone();
+        let stop = self.stop.clone();
+        self.tasks.spawn(async move {
+            cache
+                .follow("flow registry", stop, || flows.record_changes())
+                .await
+        });
         self.spawn(orphans::run(self.clone()));
         self.spawn(retention::run(self.clone()));
         // Every gateway dispatches schedules; slot claims keep each slot to one run.
@@ -188,6 +210,11 @@ impl GatewayState {
     /// The operations counters.
     pub(crate) fn stats(&self) -> &stats::Stats {
         &self.stats
+    }
+
+    /// The flow registry's cache of active versions by name.
+    pub(crate) fn flow_cache(&self) -> &FlowCache {
+        &self.flow_cache
     }
 
     /// The request rate limits.

@@ -149,6 +149,19 @@ impl FlowStore {
             .await
     }
 
+    /// What identifies `name` in `tenant`'s registry in [`FlowStore::record_changes`].
+    pub fn scope_of(tenant: Option<&str>, name: &str) -> String {
+        scope(tenant, name)
+    }
+
+    /// The [`FlowStore::scope_of`] of every flow whose record changes (register, rollback,
+    /// delete) from now on. The stream ends when the watch breaks.
+    pub async fn record_changes(
+        &self,
+    ) -> Result<impl futures::Stream<Item = Result<String, StoreError>> + use<>, StoreError> {
+        super::key_changes(&self.kv, "m.", "watch flow registry").await
+    }
+
     /// Every record of `tenant`'s registry, by name.
     pub async fn list(&self, tenant: Option<&str>) -> Result<Vec<FlowRecord>, StoreError> {
         let mut keys = self

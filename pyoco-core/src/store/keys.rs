@@ -124,16 +124,7 @@ impl ApiKeys {
     pub async fn changes(
         &self,
     ) -> Result<impl Stream<Item = Result<String, StoreError>> + use<>, StoreError> {
-        let watch = self
-            .kv
-            .watch(format!("{PREFIX}>"))
-            .await
-            .map_err(|e| StoreError::nats("watch api keys", e))?;
-        Ok(watch.map(|entry| {
-            entry
-                .map(|e| e.key.strip_prefix(PREFIX).unwrap_or(&e.key).to_owned())
-                .map_err(|e| StoreError::nats("watch api keys", e))
-        }))
+        super::key_changes(&self.kv, PREFIX, "watch api keys").await
     }
 }
 

@@ -174,3 +174,23 @@ impl Store {
         runs && workers
     }
 }
+
+/// The keys under `prefix` of a KV bucket, without the prefix, as their records change (put,
+/// delete, purge) from now on. The stream ends when the watch breaks; callers then forget what
+/// they cached and watch again.
+pub(crate) async fn key_changes(
+    kv: &jetstream::kv::Store,
+    prefix: &'static str,
+    op: &'static str,
+) -> Result<impl futures::Stream<Item = Result<String, StoreError>> + use<>, StoreError> {
+    use futures::StreamExt;
+    let watch = kv
+        .watch(format!("{prefix}>"))
+        .await
+        .map_err(|e| StoreError::nats(op, e))?;
+    Ok(watch.map(move |entry| {
+        entry
+            .map(|e| e.key.strip_prefix(prefix).unwrap_or(&e.key).to_owned())
+            .map_err(|e| StoreError::nats(op, e))
+    }))
+}
