@@ -14,6 +14,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
+use super::observed::Observed;
 use crate::model::{RunStatus, json as lenient, now};
 
 /// Writes of one run a slow watcher may fall behind by before it re-reads the current
@@ -119,10 +120,17 @@ impl Hub {
         self.watchers.load(Ordering::Relaxed)
     }
 
-    /// Passes one write on to the watchers of `run_id` (nothing to do when it has none).
-    pub fn publish(&self, run_id: &str, revision: u64, value: Option<&Bytes>) {
+    /// Passes one write on to the watchers of `run_id` (nothing to do when it has none), and
+    /// to the counters as `seen` (the write as the index parsed it).
+    pub fn publish(
+        &self,
+        run_id: &str,
+        revision: u64,
+        value: Option<&Bytes>,
+        seen: Option<&Observed>,
+    ) {
         if let Some(stats) = &self.stats {
-            stats.observe(run_id, value.map(|v| v.as_ref()));
+            stats.observe_parsed(run_id, seen);
         }
         if self.watchers.load(Ordering::Relaxed) == 0 {
             return;
@@ -225,7 +233,7 @@ mod tests {
         let mut a = hub.subscribe("r1").unwrap();
         let mut b = hub.subscribe("r1").unwrap();
         let mut other = hub.subscribe("r2").unwrap();
-        hub.publish("r1", 7, Some(&doc("RUNNING")));
+        hub.publish("r1", 7, Some(&doc("RUNNING")), None);
         for sub in [&mut a, &mut b] {
             let Received::Update(u) = sub.recv().await else {
                 panic!("no update")
@@ -238,7 +246,7 @@ mod tests {
             assert!(!r.without_records.contains("task_records"));
         }
         assert!(other.rx.try_recv().is_err());
-        hub.publish("r1", 8, None);
+        hub.publish("r1", 8, None, None);
         let Received::Update(gone) = a.recv().await else {
             panic!("no update")
         };
@@ -266,7 +274,7 @@ mod tests {
         let hub = Arc::new(Hub::new(10));
         let mut slow = hub.subscribe("r1").unwrap();
         for rev in 0..(CHANNEL as u64 + 4) {
-            hub.publish("r1", rev, Some(&doc("RUNNING")));
+            hub.publish("r1", rev, Some(&doc("RUNNING")), None);
         }
         assert!(matches!(slow.recv().await, Received::Lagged));
     }
@@ -274,7 +282,7 @@ mod tests {
     #[test]
     fn nothing_is_kept_for_runs_nobody_watches() {
         let hub = Hub::new(10);
-        hub.publish("r1", 1, Some(&doc("RUNNING")));
+        hub.publish("r1", 1, Some(&doc("RUNNING")), None);
         assert!(hub.runs.lock().unwrap().is_empty());
     }
 }

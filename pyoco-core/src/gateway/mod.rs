@@ -28,6 +28,7 @@ pub mod index;
 pub mod limits;
 pub mod listener;
 mod metrics;
+pub mod observed;
 pub mod openapi;
 pub mod orphans;
 pub mod request_id;

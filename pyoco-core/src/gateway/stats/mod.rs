@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use serde::Deserialize;
 
 use super::index::OrdF64;
+use super::observed::Observed;
 use crate::model::{RunStatus, json as lenient, now};
 use window::{End, Totals, Window};
 
@@ -125,36 +126,10 @@ impl Default for Stats {
     }
 }
 
-/// Only what the counters need from a snapshot; unknown fields are ignored.
-#[derive(Debug, Deserialize)]
-struct Seen {
-    #[serde(default)]
-    status: Option<String>,
-    #[serde(default)]
-    flow_name: Option<String>,
-    #[serde(default)]
-    tag: Option<String>,
-    #[serde(default)]
-    schedule_id: Option<String>,
-    #[serde(default)]
-    tenant_id: Option<String>,
-    #[serde(default)]
-    start_time: Option<f64>,
-    #[serde(default)]
-    end_time: Option<f64>,
-    #[serde(default)]
-    updated_at: Option<f64>,
-    #[serde(default)]
-    error: Option<String>,
-}
-
 /// The task records of a snapshot, read only when its run has just ended (progress writes
 /// of running runs carry records that the counters do not need).
 #[derive(Debug, Default, Deserialize)]
-struct SeenRecords {
-    #[serde(default)]
-    task_records: Option<indexmap::IndexMap<String, SeenTask>>,
-}
+struct SeenRecords(indexmap::IndexMap<String, SeenTask>);
 
 #[derive(Debug, Deserialize)]
 struct SeenTask {
@@ -250,14 +225,15 @@ impl Stats {
     /// seen again in the same status changes nothing, so a replayed watch counts nothing
     /// twice.
     pub fn observe(&self, run_id: &str, value: Option<&[u8]>) {
-        let seen = match value.map(lenient::from_slice::<Seen>) {
-            Some(Ok(seen)) => Some(seen),
-            Some(Err(_)) | None => None,
-        };
+        self.observe_parsed(run_id, Observed::of_write(run_id, value).as_ref());
+    }
+
+    /// [`Stats::observe`] with the write already parsed (`None`: deleted or unreadable).
+    pub fn observe_parsed(&self, run_id: &str, seen: Option<&Observed>) {
         let hash = self.hasher.hash_one(run_id);
         let now = now();
         let mut inner = self.lock();
-        inner.apply(hash, run_id, seen, value, now, self.started_at);
+        inner.apply(hash, run_id, seen, now, self.started_at);
     }
 
     /// Stored runs by status for the groups `filter` matches (statuses with none left out).
@@ -330,9 +306,9 @@ impl Stats {
 }
 
 impl Inner {
-    fn intern(&mut self, s: Option<String>) -> Option<Arc<str>> {
+    fn intern(&mut self, s: Option<&str>) -> Option<Arc<str>> {
         let s = s.filter(|s| !s.is_empty())?;
-        if let Some(existing) = self.strings.get(s.as_str()) {
+        if let Some(existing) = self.strings.get(s) {
             return Some(existing.clone());
         }
         let arc: Arc<str> = Arc::from(s);
@@ -363,8 +339,7 @@ impl Inner {
         &mut self,
         hash: u64,
         run_id: &str,
-        seen: Option<Seen>,
-        raw: Option<&[u8]>,
+        seen: Option<&Observed>,
         now: f64,
         started: f64,
     ) {
@@ -382,10 +357,10 @@ impl Inner {
             return;
         };
         let key = GroupKey {
-            tenant: self.intern(seen.tenant_id.clone()),
-            flow: self.intern(seen.flow_name.clone()),
-            tag: self.intern(seen.tag.clone()),
-            schedule_id: self.intern(seen.schedule_id.clone()),
+            tenant: self.intern(seen.tenant_id.as_deref()),
+            flow: self.intern(seen.flow_name.as_deref()),
+            tag: self.intern(seen.tag.as_deref()),
+            schedule_id: self.intern(seen.schedule_id.as_deref()),
         };
         let group = self.group(key);
         let slot = slot_of(seen.status.as_deref());
@@ -419,10 +394,17 @@ impl Inner {
             (Some(s), Some(e)) if e >= s => Some(e - s),
             _ => None,
         };
-        let records = raw
-            .and_then(|raw| lenient::from_slice::<SeenRecords>(raw).ok())
-            .and_then(|r| r.task_records)
-            .unwrap_or_default();
+        // Read only when something keeps what they say: the window (recent ends) or the
+        // failure list. Runs that ended long ago (most of a start-up replay) skip them.
+        let records = if end == End::Failed || self.window.keeps(now, at) {
+            seen.task_records
+                .as_deref()
+                .and_then(|raw| lenient::from_slice::<SeenRecords>(raw.get().as_bytes()).ok())
+                .map(|r| r.0)
+                .unwrap_or_default()
+        } else {
+            indexmap::IndexMap::new()
+        };
         let retried = records
             .values()
             .filter(|r| r.attempts.is_some_and(|a| a > 1.0))

@@ -123,6 +123,14 @@ impl Totals {
 }
 
 impl Window {
+    /// True when a run that ended at `at` is still inside the window as seen at `now` (what
+    /// [`Window::record`] would file).
+    pub fn keeps(&self, now: f64, at: f64) -> bool {
+        let slot = (at.min(now).max(0.0) as u64) / BUCKET_SEC;
+        let newest = (now.max(0.0) as u64) / BUCKET_SEC;
+        slot + (BUCKETS as u64) > newest
+    }
+
     /// Files one finished run of `group` that ended at `at` (Unix seconds) and took
     /// `duration` seconds; ignored when older than the window as seen at `now`.
     pub fn record(
@@ -134,12 +142,10 @@ impl Window {
         duration: Option<f64>,
         retried_tasks: u64,
     ) {
-        let at = at.min(now);
-        let slot = (at.max(0.0) as u64) / BUCKET_SEC;
-        let newest = (now.max(0.0) as u64) / BUCKET_SEC;
-        if slot + (BUCKETS as u64) <= newest {
+        if !self.keeps(now, at) {
             return;
         }
+        let slot = (at.min(now).max(0.0) as u64) / BUCKET_SEC;
         let bucket = &mut self.buckets[(slot % BUCKETS as u64) as usize];
         if bucket.slot != slot {
             bucket.slot = slot;
