@@ -27,6 +27,9 @@ pub struct List {
     pub fill_per_s: f64,
     /// From gateway start until `GET /runs` answers (index loaded).
     pub index_load_s: f64,
+    /// The replay floor: a bare KV watch of the bucket (every stored snapshot delivered, none
+    /// parsed) from start until caught up — what any index loaded from NATS pays.
+    pub replay_floor_s: f64,
     pub gateway: Memory,
     /// Median over the repetitions.
     pub latency: Latency,
@@ -50,6 +53,7 @@ pub async fn measure(
         fill(cluster, missing).await?;
         let fill_s = started.elapsed().as_secs_f64();
         let stored = cluster.stored_runs().await?;
+        let replay_floor = replay(cluster, stored).await?;
         let index_load = cluster
             .start_gateway(Duration::from_secs(900))
             .await
@@ -83,12 +87,36 @@ pub async fn measure(
                 0.0
             },
             index_load_s: index_load.as_secs_f64(),
+            replay_floor_s: replay_floor.as_secs_f64(),
             gateway: cluster.gateway_memory()?,
             latency: Latency::median_of(&reps),
             repetitions: reps,
         });
     }
     Ok(out)
+}
+
+/// Times a bare watch of every stored snapshot until it has caught up (nothing parsed).
+async fn replay(cluster: &Cluster, stored: u64) -> anyhow::Result<Duration> {
+    if stored == 0 {
+        return Ok(Duration::ZERO);
+    }
+    let started = Instant::now();
+    let mut watch = cluster
+        .runs
+        .watch_with_history(">")
+        .await
+        .context("watch the runs bucket")?;
+    let mut bytes = 0usize;
+    while let Some(entry) = watch.next().await {
+        let entry = entry.context("replay the runs bucket")?;
+        bytes += entry.value.len();
+        if entry.delta == 0 {
+            break;
+        }
+    }
+    std::hint::black_box(bytes);
+    Ok(started.elapsed())
 }
 
 /// Writes `n` finished runs (90 % COMPLETED, 10 % FAILED), newest first, into the bucket.

@@ -336,8 +336,12 @@ impl Report {
             println!();
             for l in &self.list {
                 println!(
-                    "list with {} runs: index loaded in {:.2} s, gateway RSS {:.1} MiB (peak {:.1} MiB)",
-                    l.stored_runs, l.index_load_s, l.gateway.rss_mib, l.gateway.peak_mib
+                    "list with {} runs: index loaded in {:.2} s (bare replay of the bucket {:.2} s), gateway RSS {:.1} MiB (peak {:.1} MiB)",
+                    l.stored_runs,
+                    l.index_load_s,
+                    l.replay_floor_s,
+                    l.gateway.rss_mib,
+                    l.gateway.peak_mib
                 );
             }
         }
