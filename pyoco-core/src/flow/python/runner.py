@@ -58,8 +58,15 @@ class Context:
         return default
 
 
+_PLAIN = (str, int, bool, type(None))
+
+
 def _safe(value):
     """JSON-safe like the original: the value if json.dumps accepts it, else its repr()."""
+    if type(value) in _PLAIN:
+        return value
+    if type(value) is float:
+        return value if math.isfinite(value) else None
     try:
         json.dumps(value, allow_nan=True)
         return _finite(value)
@@ -76,6 +83,20 @@ def _finite(value):
     if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
     return value
+
+
+# Resolved callables and how to wire their arguments, by reference: resolving and
+# inspect.signature() cost more than a short task. A runner never outlives the code it
+# imported (the worker starts new runners when packages change), so nothing goes stale.
+_RESOLVED = {}
+
+
+def _resolved(callable_ref):
+    hit = _RESOLVED.get(callable_ref)
+    if hit is None:
+        func = _resolve(callable_ref)
+        hit = _RESOLVED[callable_ref] = (func, _plan(func))
+    return hit
 
 
 def _resolve(callable_ref):
@@ -97,19 +118,30 @@ def _resolve(callable_ref):
     return obj
 
 
-def _wire(func, inputs, params, results, ctx):
-    kwargs = dict(inputs)
+def _plan(func):
+    """The parameter names to fill from params or results, and whether `ctx` is wanted
+    (None when the signature cannot be read: only explicit inputs are passed)."""
     try:
         signature = inspect.signature(func)
     except (TypeError, ValueError):
-        return kwargs, False
-    wants_ctx = False
+        return None
+    names, wants_ctx = [], False
     for name, parameter in signature.parameters.items():
         if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
             continue
         if name == "ctx":
             wants_ctx = True
             continue
+        names.append(name)
+    return names, wants_ctx
+
+
+def _wire(plan, inputs, params, results, ctx):
+    kwargs = dict(inputs)
+    if plan is None:
+        return kwargs
+    names, wants_ctx = plan
+    for name in names:
         if name in kwargs:
             continue
         if name in params:
@@ -118,7 +150,7 @@ def _wire(func, inputs, params, results, ctx):
             kwargs[name] = results[name]
     if wants_ctx:
         kwargs["ctx"] = Context(ctx, params, results)
-    return kwargs, wants_ctx
+    return kwargs
 
 
 def handle(request):
@@ -126,9 +158,9 @@ def handle(request):
     answer = {"id": request.get("id")}
     passed = {}
     try:
-        func = _resolve(request["callable"])
-        kwargs, _ = _wire(func, request.get("inputs") or {}, request.get("params") or {},
-                          request.get("results") or {}, request.get("ctx") or {})
+        func, plan = _resolved(request["callable"])
+        kwargs = _wire(plan, request.get("inputs") or {}, request.get("params") or {},
+                       request.get("results") or {}, request.get("ctx") or {})
         passed = {k: _safe(v) for k, v in kwargs.items() if k != "ctx"}
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             result = func(**kwargs)
