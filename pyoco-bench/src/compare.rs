@@ -66,22 +66,39 @@ macro_rules! step {
     ($($t:tt)*) => { eprintln!("pyoco-bench: {}", format!($($t)*)) };
 }
 
-/// Runs the workload against every system in turn.
+/// What `--compare` can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum System {
+    /// pyoco with the Python quickstart flow
+    Pyoco,
+    /// pyoco with `pyoco:echo` tasks
+    Echo,
+    /// the original pyoco-server 0.5.1
+    Original,
+    /// Celery with Redis
+    Celery,
+}
+
+/// Runs the workload against every system of `systems` in turn.
 pub async fn run(
     dir: &Path,
     tools: &Tools,
     runs: usize,
     concurrency: usize,
+    systems: &[System],
 ) -> anyhow::Result<Vec<SystemResult>> {
     let tasks_dir = dir.join("tasks");
     std::fs::create_dir_all(&tasks_dir)?;
     std::fs::write(tasks_dir.join("bench_tasks.py"), TASKS_PY)?;
     std::fs::write(tasks_dir.join("bench_celery.py"), CELERY_PY)?;
     let mut results = Vec::new();
-    for (system, yaml) in [
-        ("pyoco", FLOW_YAML),
-        ("pyoco (pyoco:echo tasks)", ECHO_YAML),
+    for (system, yaml, which) in [
+        ("pyoco", FLOW_YAML, System::Pyoco),
+        ("pyoco (pyoco:echo tasks)", ECHO_YAML, System::Echo),
     ] {
+        if !systems.contains(&which) {
+            continue;
+        }
         step!("{system}: {runs} runs, {concurrency} in flight");
         let sub = dir.join(if yaml == FLOW_YAML { "pyoco" } else { "echo" });
         std::fs::create_dir_all(&sub)?;
@@ -98,14 +115,40 @@ pub async fn run(
         .with_context(|| system.to_string())?;
         results.push(r.named(system));
     }
+    if systems.contains(&System::Original) {
+        results.push(original(dir, &tasks_dir, runs, concurrency, tools).await);
+    }
+    if systems.contains(&System::Celery) {
+        step!("Celery + Redis: {runs} runs, {concurrency} in flight");
+        let sub = dir.join("celery");
+        std::fs::create_dir_all(&sub)?;
+        results.push(
+            celery(&sub, &tasks_dir, runs, concurrency, tools)
+                .await
+                .context("celery")?,
+        );
+    }
+    Ok(results)
+}
+
+/// The original pyoco-server 0.5.1 under the same workload.
+async fn original(
+    dir: &Path,
+    tasks_dir: &Path,
+    runs: usize,
+    concurrency: usize,
+    tools: &Tools,
+) -> SystemResult {
     step!("pyoco-server 0.5.1: {runs} runs, {concurrency} in flight");
     let sub = dir.join("pyoco-server");
-    std::fs::create_dir_all(&sub)?;
+    if let Err(e) = std::fs::create_dir_all(&sub) {
+        return SystemResult::failed(runs, format!("{e:#}")).named("pyoco-server 0.5.1");
+    }
     // The original may not get through the workload (its worker can stop taking jobs):
     // that is a result to report, not a reason to skip Celery.
-    let r = pyoco_family(
+    pyoco_family(
         &sub,
-        &tasks_dir,
+        tasks_dir,
         Family::Original,
         FLOW_YAML,
         runs,
@@ -113,17 +156,8 @@ pub async fn run(
         tools,
     )
     .await
-    .unwrap_or_else(|e| SystemResult::failed(runs, format!("{e:#}")));
-    results.push(r.named("pyoco-server 0.5.1"));
-    step!("Celery + Redis: {runs} runs, {concurrency} in flight");
-    let sub = dir.join("celery");
-    std::fs::create_dir_all(&sub)?;
-    results.push(
-        celery(&sub, &tasks_dir, runs, concurrency, tools)
-            .await
-            .context("celery")?,
-    );
-    Ok(results)
+    .unwrap_or_else(|e| SystemResult::failed(runs, format!("{e:#}")))
+    .named("pyoco-server 0.5.1")
 }
 
 impl SystemResult {

@@ -139,6 +139,9 @@ struct Args {
     /// A virtualenv with pyoco-server 0.5.1 (scripts/install-interop.sh), for --compare
     #[arg(long)]
     interop_venv: Option<PathBuf>,
+    /// The systems --compare runs (for a quick A/B of one of them)
+    #[arg(long, value_delimiter = ',', default_value = "pyoco,echo,original,celery")]
+    compare_systems: Vec<compare::System>,
 }
 
 /// Modes other than the benchmark.
@@ -311,7 +314,14 @@ async fn compare(args: Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     step!("work dir {}", dir.display());
     let runs = args.runs.unwrap_or(10_000);
-    let results = compare::run(&dir, &tools, runs, args.concurrency.max(1)).await?;
+    let results = compare::run(
+        &dir,
+        &tools,
+        runs,
+        args.concurrency.max(1),
+        &args.compare_systems,
+    )
+    .await?;
     compare::print_table(&results, args.concurrency.max(1));
     if let Some(path) = &args.json {
         let report = serde_json::json!({

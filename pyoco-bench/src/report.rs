@@ -309,6 +309,12 @@ impl Report {
                 None,
                 Some(&o.latency),
             );
+            row(
+                "  the same, from when each was due",
+                None,
+                None,
+                Some(&o.from_due),
+            );
             for (what, r) in [("GET /runs/{id}", &s.get_run), ("GET /health", &s.health)] {
                 row(
                     &format!("{what}, concurrency {}", r.concurrency),
