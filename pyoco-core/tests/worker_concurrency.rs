@@ -85,3 +85,51 @@ async fn a_worker_with_concurrency_overlaps_runs_and_cancels_only_the_one_asked(
     stop.send(()).ok();
     running.await.unwrap().unwrap();
 }
+
+/// Pulls wait to gather free slots (half the concurrency) only briefly: a single slot free
+/// next to long-running jobs still takes the next job at once, not when a long one ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_free_slot_next_to_long_runs_still_takes_work() {
+    let server = NatsServer::start();
+    let config = server.config();
+    let mut worker = Worker::connect(
+        config.clone(),
+        Registry::with_builtins(),
+        "wc",
+        &["default".into()],
+    )
+    .await
+    .unwrap();
+    worker.set_concurrency(4);
+    // The long runs are handed back at once on stop.
+    worker.set_shutdown_grace(Duration::ZERO);
+    worker.set_poll_timeout(Duration::from_millis(200));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run(async move {
+        stopped.await.ok();
+    }));
+    let client = NatsClient::connect(config).await.unwrap();
+    let mut long = Vec::new();
+    for _ in 0..3 {
+        long.push(client.submit_yaml(LONG, "long", None).await.unwrap());
+    }
+    for id in &long {
+        wait_for("a long run to start", Duration::from_secs(20), || async {
+            let run = client.get_run(id).await.ok()??;
+            (run.tasks.get("a") == Some(&TaskState::Running)).then_some(())
+        })
+        .await;
+    }
+    let short = client.submit_yaml(SLEEPY, "sleepy", None).await.unwrap();
+    let done = client
+        .wait_for_terminal(&short, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(done.status, RunStatus::Completed);
+    for id in &long {
+        let run = client.get_run(id).await.unwrap().unwrap();
+        assert_eq!(run.status, RunStatus::Running, "{id} still runs");
+    }
+    stop.send(()).ok();
+    running.await.unwrap().unwrap();
+}

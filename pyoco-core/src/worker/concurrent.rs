@@ -34,13 +34,18 @@ impl Worker {
         let mut batch_delivered = 0usize;
         let mut processed = 0usize;
         let mut failed: Option<Error> = None;
+        // Set while a few slots are free but fewer than `refill_at`: pull when it fires.
+        let mut refill: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
         loop {
             let stopping = self.shutdown.is_cancelled() || failed.is_some();
-            if batch.is_none() && !stopping && in_flight.len() < self.concurrency {
-                match self
-                    .open_batch(self.concurrency - in_flight.len(), timeout)
-                    .await
-                {
+            let free = self.concurrency.saturating_sub(in_flight.len());
+            if free == 0 || batch.is_some() || stopping {
+                refill = None;
+            } else if free >= refill_at(self.concurrency)
+                || refill.as_ref().is_some_and(|r| r.is_elapsed())
+            {
+                refill = None;
+                match self.open_batch(free, timeout).await {
                     Ok(b) => {
                         batch = Some(b);
                         batch_delivered = 0;
@@ -48,6 +53,8 @@ impl Worker {
                     Err(e) => failed = Some(e),
                 }
                 continue;
+            } else if refill.is_none() {
+                refill = Some(Box::pin(tokio::time::sleep(REFILL_DELAY)));
             }
             if batch.is_none() && in_flight.is_empty() {
                 return match failed {
@@ -75,6 +82,7 @@ impl Worker {
                     }
                 },
                 Some(_) = in_flight.next(), if !in_flight.is_empty() => processed += 1,
+                () = async { if let Some(r) = refill.as_mut() { r.await } }, if refill.is_some() => {}
                 _ = self.shutdown.cancelled(), if !stopping => {}
             }
         }
@@ -98,6 +106,17 @@ impl Worker {
             .await?)
     }
 }
+
+/// Free slots that send the next pull request at once: half the concurrency. Pulling for
+/// every slot as it freed made one pull request (and its inbox subscription) per job under
+/// load. Fewer free slots pull after [`REFILL_DELAY`], so a slot freed next to long-running
+/// jobs is not left idle; one job at a time is unchanged.
+fn refill_at(concurrency: usize) -> usize {
+    concurrency.div_ceil(2).max(1)
+}
+
+/// How long a few free slots wait for more to free before they pull anyway.
+const REFILL_DELAY: Duration = Duration::from_millis(2);
 
 /// The next item of the open pull (pending forever when there is none).
 async fn next_in(batch: &mut Option<Pull>) -> Option<Result<Delivery, StoreError>> {
