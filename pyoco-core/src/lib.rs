@@ -85,6 +85,8 @@ pub mod flow;
 #[cfg(feature = "cli")]
 pub mod logging;
 pub mod model;
+#[cfg(any(feature = "worker", feature = "gateway"))]
+mod prom_upkeep;
 pub mod shutdown;
 pub mod store;
 #[cfg(feature = "cli")]

@@ -12,7 +12,6 @@
 use super::openapi::*;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Extension;
@@ -41,23 +40,20 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// Histogram samples wait in the recorder until drained; draining every this many requests
-/// bounds that memory when nobody scrapes.
-const UPKEEP_EVERY: u64 = 1024;
-
 /// Request counts and latencies for the life of the router, shared by the middleware
 /// ([`track`]) and [`metrics`].
 #[derive(Clone)]
 pub(crate) struct HttpMetrics {
     recorder: Arc<PrometheusRecorder>,
     handle: PrometheusHandle,
-    recorded: Arc<AtomicU64>,
+    /// Drains histogram samples (see [`crate::prom_upkeep`]).
+    upkeep: Arc<crate::prom_upkeep::Upkeep>,
 }
 
 impl std::fmt::Debug for HttpMetrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpMetrics")
-            .field("recorded", &self.recorded.load(Ordering::Relaxed))
+            .field("recorded", &self.upkeep.count())
             .finish_non_exhaustive()
     }
 }
@@ -83,7 +79,7 @@ impl Default for HttpMetrics {
         HttpMetrics {
             recorder: Arc::new(recorder),
             handle,
-            recorded: Arc::default(),
+            upkeep: Arc::default(),
         }
     }
 }
@@ -96,9 +92,7 @@ impl HttpMetrics {
             ::metrics::histogram!(DURATION, "method" => method.to_string(), "route" => route.to_string())
                 .record(elapsed.as_secs_f64());
         });
-        if self.recorded.fetch_add(1, Ordering::Relaxed) % UPKEEP_EVERY == UPKEEP_EVERY - 1 {
-            self.handle.run_upkeep();
-        }
+        self.upkeep.recorded(&self.handle, 1);
     }
 
     fn render(&self) -> String {

@@ -44,6 +44,8 @@ const WAIT_BUCKETS: &[f64] = &[
 pub struct TaskMetrics {
     recorder: Arc<PrometheusRecorder>,
     handle: PrometheusHandle,
+    /// Drains histogram samples, so a worker nobody scrapes does not keep them all.
+    upkeep: Arc<crate::prom_upkeep::Upkeep>,
 }
 
 impl std::fmt::Debug for TaskMetrics {
@@ -93,6 +95,7 @@ impl Default for TaskMetrics {
         TaskMetrics {
             recorder: Arc::new(recorder),
             handle,
+            upkeep: Arc::default(),
         }
     }
 }
@@ -108,6 +111,7 @@ impl TaskMetrics {
             metrics::histogram!(TASK_SECONDS, "callable" => callable.to_string(), "result" => result)
                 .record(elapsed.as_secs_f64());
         });
+        self.upkeep.recorded(&self.handle, 1);
     }
 
     /// Counts a run of `flow` that reached `status` (labelled with its wire name) after
@@ -118,6 +122,7 @@ impl TaskMetrics {
             metrics::histogram!(RUN_SECONDS, "flow" => flow.to_string(), "status" => status.as_str())
                 .record(seconds.max(0.0));
         });
+        self.upkeep.recorded(&self.handle, 1);
     }
 
     /// Records the wait of a job on `tag` between its submit and its first claim (negative
@@ -131,6 +136,7 @@ impl TaskMetrics {
         metrics::with_local_recorder(self.recorder.as_ref(), || {
             metrics::histogram!(QUEUE_WAIT, "tag" => tag.to_string()).record(seconds);
         });
+        self.upkeep.recorded(&self.handle, 1);
     }
 
     /// Prometheus text format 0.0.4.
@@ -250,6 +256,21 @@ mod tests {
                 "missing {line:?} in\n{text}"
             );
         }
+    }
+
+    /// Samples are drained into the histograms as they go (nobody scrapes here), and every
+    /// one is counted.
+    #[test]
+    fn samples_are_drained_without_a_scrape() {
+        let m = TaskMetrics::default();
+        let n = crate::prom_upkeep::EVERY * 3 + 5;
+        for _ in 0..n {
+            m.run_finished(RunStatus::Completed, "etl", 0.01);
+        }
+        assert_eq!(m.upkeep.count(), n);
+        let text = m.render();
+        let line = format!("pyoco_run_duration_seconds_count{{flow=\"etl\",status=\"COMPLETED\"}} {n}");
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
     }
 
     #[cfg(feature = "gateway")]
