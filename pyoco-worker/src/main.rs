@@ -47,7 +47,7 @@ struct Args {
     #[arg(long, default_value_t = 10.0)]
     shutdown_grace_sec: f64,
     /// Jobs processed at once (each exactly as when one runs at a time); 1 is the original's
-    /// one run at a time [env: PYOCO_WORKER_CONCURRENCY; default: eight per core, at most
+    /// one run at a time [env: PYOCO_WORKER_CONCURRENCY; default: 32 per core, at most
     /// PYOCO_CONSUMER_MAX_ACK_PENDING]
     #[arg(long)]
     concurrency: Option<usize>,

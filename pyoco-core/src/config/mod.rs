@@ -409,7 +409,7 @@ config_table! {
         "PYOCO_TERMINAL_GUARD_SEC" => terminal_guard: Duration = Duration::ZERO,
             parse::secs, Any, Implemented;
         /// Jobs a worker processes at once (`pyoco-worker --concurrency` overrides it); 0 sizes
-        /// it from the cores: eight per core, at most the consumer's max ack pending. `1` is
+        /// it from the cores: 32 per core, at most the consumer's max ack pending. `1` is
         /// the original's one run at a time.
         "PYOCO_WORKER_CONCURRENCY" => worker_concurrency: usize = 0, parse::size, Any, Implemented;
         /// Log level (`RUST_LOG` overrides it).
@@ -554,11 +554,11 @@ impl Config {
         Some(self.ack_progress_interval)
     }
 
-    /// Jobs a worker processes at once: `PYOCO_WORKER_CONCURRENCY`, or when it is 0, eight
+    /// Jobs a worker processes at once: `PYOCO_WORKER_CONCURRENCY`, or when it is 0, 32
     /// per core — never more than the consumer lets one worker hold unacknowledged.
     pub fn effective_worker_concurrency(&self) -> usize {
         let wanted = match self.worker_concurrency {
-            0 => 8 * cores(),
+            0 => 32 * cores(),
             n => n,
         };
         match usize::try_from(self.consumer_max_ack_pending) {
