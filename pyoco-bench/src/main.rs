@@ -140,7 +140,11 @@ struct Args {
     #[arg(long)]
     interop_venv: Option<PathBuf>,
     /// The systems --compare runs (for a quick A/B of one of them)
-    #[arg(long, value_delimiter = ',', default_value = "pyoco,echo,original,celery")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "pyoco,echo,original,celery"
+    )]
     compare_systems: Vec<compare::System>,
 }
 

@@ -126,15 +126,21 @@ async fn every_gateway_sees_registrations_made_after_it_remembered_a_name() {
     // Both gateways now remember "etl" as not registered.
     assert_eq!(submitted_version(a, "etl").await, None);
     assert_eq!(submitted_version(b, "etl").await, None);
-    a.register_flow("etl", flow("one").as_bytes()).await.unwrap();
+    a.register_flow("etl", flow("one").as_bytes())
+        .await
+        .unwrap();
     assert_eq!(submitted_version(a, "etl").await, Some(1));
     let seen = |want: Option<u64>| {
-        wait_for("gateway b follows the registry", Duration::from_secs(10), move || async move {
-            (submitted_version(b, "etl").await == want).then_some(())
-        })
+        wait_for(
+            "gateway b follows the registry",
+            Duration::from_secs(10),
+            move || async move { (submitted_version(b, "etl").await == want).then_some(()) },
+        )
     };
     seen(Some(1)).await;
-    a.register_flow("etl", flow("two").as_bytes()).await.unwrap();
+    a.register_flow("etl", flow("two").as_bytes())
+        .await
+        .unwrap();
     assert_eq!(submitted_version(a, "etl").await, Some(2));
     seen(Some(2)).await;
     a.rollback_flow("etl", 1).await.unwrap();
@@ -142,9 +148,11 @@ async fn every_gateway_sees_registrations_made_after_it_remembered_a_name() {
     seen(Some(1)).await;
     b.delete_flow("etl").await.unwrap();
     assert_eq!(submitted_version(b, "etl").await, None);
-    wait_for("gateway a follows the delete", Duration::from_secs(10), || async {
-        submitted_version(a, "etl").await.is_none().then_some(())
-    })
+    wait_for(
+        "gateway a follows the delete",
+        Duration::from_secs(10),
+        || async { submitted_version(a, "etl").await.is_none().then_some(()) },
+    )
     .await;
     other.stop().await;
     stack.stop().await;

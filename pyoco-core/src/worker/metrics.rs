@@ -269,8 +269,12 @@ mod tests {
         }
         assert_eq!(m.upkeep.count(), n);
         let text = m.render();
-        let line = format!("pyoco_run_duration_seconds_count{{flow=\"etl\",status=\"COMPLETED\"}} {n}");
-        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        let line =
+            format!("pyoco_run_duration_seconds_count{{flow=\"etl\",status=\"COMPLETED\"}} {n}");
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
     }
 
     #[cfg(feature = "gateway")]

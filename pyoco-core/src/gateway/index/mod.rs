@@ -12,13 +12,12 @@
 mod chunked;
 mod table;
 
-
 use std::ops::ControlFlow;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-pub(crate) use table::OrdF64;
 pub use table::Field;
+pub(crate) use table::OrdF64;
 use table::{Inner, Key, ord_bits};
 
 use super::fanout::Hub;
@@ -26,7 +25,6 @@ use super::observed::Observed;
 use crate::store::{RunStore, StoreError};
 use futures::StreamExt;
 use tokio::sync::watch;
-
 
 /// A list query against the index.
 #[derive(Debug, Clone, Default)]
@@ -260,7 +258,12 @@ impl RunIndex {
             // Parsed once for the index, the counters and the watchers.
             let seen = Observed::of_write(&event.key, event.value.as_deref());
             self.apply_observed(&event.key, seen.as_ref());
-            hub.publish(&event.key, event.revision, event.value.as_ref(), seen.as_ref());
+            hub.publish(
+                &event.key,
+                event.revision,
+                event.value.as_ref(),
+                seen.as_ref(),
+            );
             if event.pending == 0 {
                 self.ready.send_replace(true);
             }

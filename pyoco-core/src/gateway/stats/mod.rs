@@ -335,14 +335,7 @@ impl Inner {
         }
     }
 
-    fn apply(
-        &mut self,
-        hash: u64,
-        run_id: &str,
-        seen: Option<&Observed>,
-        now: f64,
-        started: f64,
-    ) {
+    fn apply(&mut self, hash: u64, run_id: &str, seen: Option<&Observed>, now: f64, started: f64) {
         let before = self.runs.get(&hash).copied();
         let Some(seen) = seen else {
             // Deleted (or unreadable, which the index also leaves out): out of every count.
