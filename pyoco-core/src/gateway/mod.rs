@@ -12,7 +12,9 @@
 //! [`openapi`]; one file per group of handlers (`runs`, `cancel`, `watch`, `workers`,
 //! `wheels`, `schedules`, `bulk`, `health`, `metrics`); the schedule dispatcher in `scheduler`;
 //! the dashboard page with its embedded assets (`dashboard`); [`stats`] for the operations
-//! routes.
+//! routes. One KV watch of the runs bucket feeds the run list [`index`], the [`stats`]
+//! counters and the SSE [`fanout`], each write parsed once ([`observed`]); API keys and
+//! registered flow names are cached while a watch invalidates them ([`watched`]).
 
 pub mod auth;
 mod bulk;
