@@ -142,6 +142,33 @@ async fn pending_approval(
     Ok(current)
 }
 
+/// Writes a decision on `run_id` with `decide` (given the decision's time), compare-and-set
+/// from `current`, only while the run still waits for approval; the original's 409 when a
+/// racing decision or a cancel got there first (its write must not count as ours).
+async fn decide(
+    store: &crate::store::Store,
+    run_id: &str,
+    current: Versioned<crate::model::RunSnapshot>,
+    mut decide: impl FnMut(&mut crate::model::RunSnapshot, f64),
+) -> ApiResult<Versioned<crate::model::RunSnapshot>> {
+    let mut wrote = false;
+    store
+        .runs()
+        .update_from(run_id, Some(current), |doc| {
+            wrote = doc.status == RunStatus::PendingApproval;
+            if !wrote {
+                return Change::Keep;
+            }
+            let at = now();
+            decide(doc, at);
+            doc.updated_at = Some(at);
+            Change::Write
+        })
+        .await?
+        .filter(|_| wrote)
+        .ok_or_else(not_pending)
+}
+
 fn not_pending() -> ApiError {
     ApiError::new(
         ErrorCode::RunNotPendingApproval,
@@ -180,28 +207,14 @@ pub async fn approve(
         ));
     }
     let approved_by = caller.actor();
-    // Whether this request's write landed (a racing decision's must not count as ours).
-    let mut wrote = false;
-    let approved = store
-        .runs()
-        .update_from(&run_id, Some(current), |doc| {
-            wrote = false;
-            if doc.status != RunStatus::PendingApproval {
-                return Change::Keep;
-            }
-            wrote = true;
-            let at = now();
-            doc.status = RunStatus::Pending;
-            doc.approval_status = Some(APPROVAL_APPROVED.into());
-            doc.approved_at = Some(at);
-            doc.approved_by = approved_by.clone();
-            doc.approval_comment = comment.clone();
-            doc.updated_at = Some(at);
-            Change::Write
-        })
-        .await?
-        .filter(|_| wrote)
-        .ok_or_else(not_pending)?;
+    let approved = decide(store, &run_id, current, |doc, at| {
+        doc.status = RunStatus::Pending;
+        doc.approval_status = Some(APPROVAL_APPROVED.into());
+        doc.approved_at = Some(at);
+        doc.approved_by = approved_by.clone();
+        doc.approval_comment = comment.clone();
+    })
+    .await?;
     let published = match store.publish_run_job(&approved.value).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(reason)) => Err(ApiError::new(
@@ -253,29 +266,15 @@ pub async fn reject(
     fields.finish()?;
     let current = pending_approval(&state, &caller, &run_id).await?;
     let rejected_by = caller.actor();
-    let mut wrote = false;
-    let rejected = state
-        .store()?
-        .runs()
-        .update_from(&run_id, Some(current), |doc| {
-            wrote = false;
-            if doc.status != RunStatus::PendingApproval {
-                return Change::Keep;
-            }
-            wrote = true;
-            let at = now();
-            doc.status = RunStatus::Cancelled;
-            doc.approval_status = Some(APPROVAL_REJECTED.into());
-            doc.rejected_at = Some(at);
-            doc.rejected_by = rejected_by.clone();
-            doc.rejection_reason = reason.clone();
-            doc.end_time = Some(at);
-            doc.updated_at = Some(at);
-            Change::Write
-        })
-        .await?
-        .filter(|_| wrote)
-        .ok_or_else(not_pending)?;
+    let rejected = decide(state.store()?, &run_id, current, |doc, at| {
+        doc.status = RunStatus::Cancelled;
+        doc.approval_status = Some(APPROVAL_REJECTED.into());
+        doc.rejected_at = Some(at);
+        doc.rejected_by = rejected_by.clone();
+        doc.rejection_reason = reason.clone();
+        doc.end_time = Some(at);
+    })
+    .await?;
     tracing::info!(run_id = %run_id, "bundle run rejected");
     snapshot_answer(&rejected.value)
 }
