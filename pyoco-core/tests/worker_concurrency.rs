@@ -13,10 +13,16 @@ const SLEEPY: &[u8] = b"flow: {graph: 'a >> b'}\ntasks: {a: {callable: 'pyoco:sl
 const LONG: &[u8] =
     b"flow: {graph: a}\ntasks: {a: {callable: 'pyoco:sleep', inputs: {seconds: 30}}}\n";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_with_concurrency_overlaps_runs_and_cancels_only_the_one_asked() {
-    let server = NatsServer::start();
-    let config = server.config();
+/// A worker `wc` on tag `default` running `jobs` at once, tuned by `tweak`; send on the
+/// sender to stop it, then await the handle.
+async fn start_worker(
+    config: &pyoco::config::Config,
+    jobs: usize,
+    tweak: impl FnOnce(&mut Worker),
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), pyoco::Error>>,
+) {
     let mut worker = Worker::connect(
         config.clone(),
         Registry::with_builtins(),
@@ -25,12 +31,21 @@ async fn a_worker_with_concurrency_overlaps_runs_and_cancels_only_the_one_asked(
     )
     .await
     .unwrap();
-    worker.set_concurrency(8);
+    worker.set_concurrency(jobs);
     worker.set_poll_timeout(Duration::from_millis(200));
+    tweak(&mut worker);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(worker.run(async move {
         stopped.await.ok();
     }));
+    (stop, running)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_with_concurrency_overlaps_runs_and_cancels_only_the_one_asked() {
+    let server = NatsServer::start();
+    let config = server.config();
+    let (stop, running) = start_worker(&config, 8, |_| {}).await;
     let client = NatsClient::connect(config).await.unwrap();
 
     let started = Instant::now();
@@ -92,22 +107,8 @@ async fn a_worker_with_concurrency_overlaps_runs_and_cancels_only_the_one_asked(
 async fn one_free_slot_next_to_long_runs_still_takes_work() {
     let server = NatsServer::start();
     let config = server.config();
-    let mut worker = Worker::connect(
-        config.clone(),
-        Registry::with_builtins(),
-        "wc",
-        &["default".into()],
-    )
-    .await
-    .unwrap();
-    worker.set_concurrency(4);
     // The long runs are handed back at once on stop.
-    worker.set_shutdown_grace(Duration::ZERO);
-    worker.set_poll_timeout(Duration::from_millis(200));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(worker.run(async move {
-        stopped.await.ok();
-    }));
+    let (stop, running) = start_worker(&config, 4, |w| w.set_shutdown_grace(Duration::ZERO)).await;
     let client = NatsClient::connect(config).await.unwrap();
     let mut long = Vec::new();
     for _ in 0..3 {
