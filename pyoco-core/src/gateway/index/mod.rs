@@ -96,8 +96,10 @@ impl RunIndex {
         self.inner.read().map(|i| i.heap_bytes()).unwrap_or(0)
     }
 
-    /// Applies one stored document (or its deletion when `value` is `None`).
-    pub fn apply(&self, run_id: &str, value: Option<&[u8]>) {
+    /// Applies one stored document (or its deletion when `value` is `None`); the follower
+    /// parses once and calls [`RunIndex::apply_observed`].
+    #[cfg(test)]
+    fn apply(&self, run_id: &str, value: Option<&[u8]>) {
         self.apply_observed(run_id, Observed::of_write(run_id, value).as_ref());
     }
 

@@ -2,7 +2,7 @@
 //! `/results`), kept as writes of the runs bucket stream by, so a request costs the number of
 //! groups of runs (distinct tenant, flow, tag and schedule), never the number of runs.
 //!
-//! [`Stats::observe`] sees every write the run index's KV watch sees (the fan-out hub hands it
+//! [`Stats::observe_parsed`] sees every write the run index's KV watch sees (the fan-out hub hands it
 //! over), the replay of every stored run at start-up included. Everything is derived from the
 //! documents — statuses, `end_time`, `start_time`, errors — not from when this gateway saw
 //! them, so two gateways on one NATS, or one restarted, agree. Per run only an 8-byte hash of
@@ -221,19 +221,20 @@ impl Stats {
         }
     }
 
-    /// Applies one write of the runs bucket (`None`: the run was deleted). Idempotent: a run
-    /// seen again in the same status changes nothing, so a replayed watch counts nothing
-    /// twice.
-    pub fn observe(&self, run_id: &str, value: Option<&[u8]>) {
-        self.observe_parsed(run_id, Observed::of_write(run_id, value).as_ref());
-    }
-
-    /// [`Stats::observe`] with the write already parsed (`None`: deleted or unreadable).
+    /// Applies one write of the runs bucket, as the follower parsed it (`None`: the run was
+    /// deleted, or its document is unreadable). Idempotent: a run seen again in the same
+    /// status changes nothing, so a replayed watch counts nothing twice.
     pub fn observe_parsed(&self, run_id: &str, seen: Option<&Observed>) {
         let hash = self.hasher.hash_one(run_id);
         let now = now();
         let mut inner = self.lock();
         inner.apply(hash, run_id, seen, now, self.started_at);
+    }
+
+    /// [`Stats::observe_parsed`] from the stored bytes (the tests' way in).
+    #[cfg(test)]
+    fn observe(&self, run_id: &str, value: Option<&[u8]>) {
+        self.observe_parsed(run_id, Observed::of_write(run_id, value).as_ref());
     }
 
     /// Stored runs by status for the groups `filter` matches (statuses with none left out).
