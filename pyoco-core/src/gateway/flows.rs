@@ -22,6 +22,7 @@ use super::query::QueryParams;
 use crate::error_code::ErrorCode;
 use crate::flow::plan::plan;
 use crate::flow::yaml::{parse_flow_yaml_within, sha256_hex, validate_all};
+use crate::model::flow_registry::FlowVersion;
 use crate::model::ident::{IdKind, check_id};
 use crate::model::now;
 use crate::store::flows::{FlowStore, NewVersion, RolledBack};
@@ -285,14 +286,24 @@ pub async fn dry_run(
     }))
 }
 
+/// A registered name's active version, read and parsed once per change of the registry
+/// (what [`super::FlowCache`] keeps), not once per submit.
+#[derive(Debug)]
+pub(crate) struct ActiveFlow {
+    version: FlowVersion,
+    defaults: serde_json::Map<String, Value>,
+    graph: Value,
+}
+
 /// A name in the flow registry (the caller's tenant's) runs its active version: the run
 /// carries that YAML, so a later registration or rollback never changes it, and records the
 /// version (`flow_version`) and the YAML's sha256. The body's params override the flow's
 /// defaults. Other names are left to the worker to resolve, as in the original.
 ///
-/// Whether a name is registered (and its active version) is remembered while the gateway
-/// watches the registry, so most submits by name cost a map lookup, not two KV reads; another
-/// gateway's registration reaches this one as fast as NATS delivers the change.
+/// Whether a name is registered (and its active version, parsed) is remembered while the
+/// gateway watches the registry, so most submits by name cost a map lookup, not two KV reads
+/// and a YAML parse; another gateway's registration reaches this one as fast as NATS delivers
+/// the change. A stored YAML that no longer parses is not remembered (422 on every submit).
 pub(super) async fn resolve_registered(
     state: &GatewayState,
     store: &Store,
@@ -305,29 +316,39 @@ pub(super) async fn resolve_registered(
         Some(known) => known,
         None => {
             let epoch = cache.epoch();
-            let found = store
+            let found = match store
                 .flows()
                 .active(caller.tenant(), &run.flow_name)
                 .await?
-                .map(Arc::new);
+            {
+                Some(version) => {
+                    let spec =
+                        parse_flow_yaml_within(version.yaml.as_bytes(), state.config.yaml_limits())
+                            .map_err(super::runs::invalid_workflow_yaml)?;
+                    Some(Arc::new(ActiveFlow {
+                        defaults: spec.defaults,
+                        graph: spec.graph.drawing(),
+                        version,
+                    }))
+                }
+                None => None,
+            };
             cache.remember(&scope, found.clone(), epoch);
             found
         }
     };
-    let Some(version) = active else {
+    let Some(flow) = active else {
         return Ok(());
     };
-    let spec = parse_flow_yaml_within(version.yaml.as_bytes(), state.config.yaml_limits())
-        .map_err(super::runs::invalid_workflow_yaml)?;
-    let mut params = spec.defaults.clone();
+    let mut params = flow.defaults.clone();
     params.extend(std::mem::take(&mut run.params));
     run.params = params;
-    run.flow_graph = Some(spec.graph.drawing());
-    run.flow_version = Some(version.info.version);
+    run.flow_graph = Some(flow.graph.clone());
+    run.flow_version = Some(flow.version.info.version);
     run.yaml = Some(YamlPayload {
-        bytes: version.info.bytes,
-        sha256: version.info.sha256.clone(),
-        text: version.yaml.clone(),
+        bytes: flow.version.info.bytes,
+        sha256: flow.version.info.sha256.clone(),
+        text: flow.version.yaml.clone(),
     });
     Ok(())
 }

@@ -66,10 +66,9 @@ use crate::config::Config;
 use crate::error_code::ErrorCode;
 use crate::store::Store;
 
-/// Registered flows' active versions (`None`: the name is not registered), by
+/// Registered flows' active versions, parsed (`None`: the name is not registered), by
 /// [`crate::store::flows::FlowStore::scope_of`].
-pub(crate) type FlowCache =
-    watched::WatchedCache<Option<Arc<crate::model::flow_registry::FlowVersion>>>;
+pub(crate) type FlowCache = watched::WatchedCache<Option<Arc<flows::ActiveFlow>>>;
 
 /// Names remembered by [`FlowCache`] (registered or not) before it stops adding: ~100 bytes
 /// each, so a client inventing names costs at most a few MiB.
