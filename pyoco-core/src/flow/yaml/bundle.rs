@@ -12,7 +12,7 @@ use indexmap::IndexMap;
 use serde_json::{Map, Value as Json};
 use serde_yaml::{Mapping, Value as Yaml};
 
-use super::values::{key_string, normalize, parse_python_int, to_json};
+use super::values::{document_version, key_string, normalize, to_json};
 use super::{
     FlowSpec, RUNTIME_KEYS, TaskSpec, YamlError, YamlLimits, check_error_handlers, check_keys,
     check_templates, string_list,
@@ -201,16 +201,7 @@ pub fn parse_bundle(bytes: &[u8], limits: YamlLimits) -> Result<Bundle, YamlErro
         }
     }
 
-    let version = match root.get("version") {
-        None => 1,
-        Some(Yaml::Number(n)) => n
-            .as_i64()
-            .ok_or_else(|| YamlError::code("invalid_version"))?,
-        Some(Yaml::String(s)) => {
-            parse_python_int(s).ok_or_else(|| YamlError::code("invalid_version"))?
-        }
-        Some(_) => return Err(YamlError::code("invalid_version")),
-    };
+    let version = document_version(root.get("version"))?;
 
     // Ours, after all of the original's: a graph may only name tasks its workflow defines.
     for (wf, flow) in workflows.iter_mut() {

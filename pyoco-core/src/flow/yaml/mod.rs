@@ -20,7 +20,7 @@ use serde_yaml::{Mapping, Value as Yaml};
 use sha2::{Digest, Sha256};
 
 use crate::flow::graph::{self, Graph};
-use values::{key_string, normalize, parse_python_int, py_repr, to_json};
+use values::{document_version, key_string, normalize, py_repr, to_json};
 
 pub mod bundle;
 mod problems;
@@ -245,16 +245,7 @@ fn validate_root(root: &Mapping) -> Result<FlowSpec, YamlError> {
     let expose_env = string_list(runtime.get("expose_env"))
         .ok_or_else(|| YamlError::code("invalid_runtime_expose_env"))?;
 
-    let version = match root.get("version") {
-        None => 1,
-        Some(Yaml::Number(n)) => n
-            .as_i64()
-            .ok_or_else(|| YamlError::code("invalid_version"))?,
-        Some(Yaml::String(s)) => {
-            parse_python_int(s).ok_or_else(|| YamlError::code("invalid_version"))?
-        }
-        Some(_) => return Err(YamlError::code("invalid_version")),
-    };
+    let version = document_version(root.get("version"))?;
 
     // Our own checks, after all of the original's.
     let graph =

@@ -5,6 +5,8 @@
 use serde_json::Value as Json;
 use serde_yaml::{Mapping, Value as Yaml};
 
+use super::YamlError;
+
 /// What Python's `int()` accepts for ASCII strings: surrounding whitespace,
 /// an optional sign, digits with single underscores between them.
 pub(super) fn parse_python_int(s: &str) -> Option<i64> {
@@ -120,3 +122,15 @@ pub(super) fn py_repr(value: &Yaml) -> String {
 }
 
 pub(super) use crate::flow::expr::py_repr_str;
+
+/// A document's `version` (1 when absent): an integer, or a string Python's `int()` reads;
+/// anything else is `invalid_version`.
+pub(super) fn document_version(value: Option<&Yaml>) -> Result<i64, YamlError> {
+    let invalid = || YamlError::code("invalid_version");
+    match value {
+        None => Ok(1),
+        Some(Yaml::Number(n)) => n.as_i64().ok_or_else(invalid),
+        Some(Yaml::String(s)) => parse_python_int(s).ok_or_else(invalid),
+        Some(_) => Err(invalid()),
+    }
+}
