@@ -542,19 +542,14 @@ async fn the_parallel_limit_keeps_children_from_overlapping() {
     })
     .await;
     // A child worker that could run all three at once.
-    let mut wide = pyoco::Worker::connect(
+    let wide = WorkerHandle::start_tuned(
         stack.config.clone(),
         Registry::with_builtins(),
         "w-wide",
-        &["kids".into()],
+        &["kids"],
+        |w| w.set_concurrency(3),
     )
-    .await
-    .unwrap();
-    wide.set_concurrency(3);
-    let (stop_wide, stopped) = tokio::sync::oneshot::channel::<()>();
-    let wide = tokio::spawn(wide.run(async move {
-        stopped.await.ok();
-    }));
+    .await;
     let bundle = spawner("s1 & s2 & s3", &["s1", "s2", "s3"], SLOW_CHILD);
     let submitted = stack
         .client
@@ -582,8 +577,7 @@ async fn the_parallel_limit_keeps_children_from_overlapping() {
     for pair in spans.windows(2) {
         assert!(pair[0].1 <= pair[1].0, "children overlapped: {spans:?}");
     }
-    stop_wide.send(()).ok();
-    wide.await.unwrap().unwrap();
+    wide.finish().await.unwrap();
     kids.stop().await;
 }
 
@@ -839,19 +833,14 @@ async fn without_a_child_tag_children_run_on_the_parents_tag() {
         .config(|c| c.spawn_requires_approval = false)
         .start()
         .await;
-    let mut worker = pyoco::Worker::connect(
+    let worker = WorkerHandle::start_tuned(
         stack.config.clone(),
         Registry::with_builtins(),
         "w-both",
-        &["blue".into()],
+        &["blue"],
+        |w| w.set_concurrency(2),
     )
-    .await
-    .unwrap();
-    worker.set_concurrency(2);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let worker = tokio::spawn(worker.run(async move {
-        stopped.await.ok();
-    }));
+    .await;
     let submitted = stack
         .client
         .submit_bundle_yaml(FAN_OUT.replace("k2 & k3", "k2").as_bytes(), Some("blue"))
@@ -870,6 +859,5 @@ async fn without_a_child_tag_children_run_on_the_parents_tag() {
             .unwrap();
         assert_eq!(child["tag"], "blue");
     }
-    stop.send(()).ok();
-    worker.await.unwrap().unwrap();
+    worker.finish().await.unwrap();
 }

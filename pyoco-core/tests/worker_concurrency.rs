@@ -6,46 +6,38 @@
 use std::time::{Duration, Instant};
 
 use pyoco::store::Change;
-use pyoco::testkit::{NatsServer, wait_for};
+use pyoco::testkit::{NatsServer, WorkerHandle, wait_for};
 use pyoco::{NatsClient, Registry, RunStatus, TaskState, Worker};
 
 const SLEEPY: &[u8] = b"flow: {graph: 'a >> b'}\ntasks: {a: {callable: 'pyoco:sleep', inputs: {seconds: 0.5}}, b: {callable: 'pyoco:echo', inputs: {value: 1}}}\n";
 const LONG: &[u8] =
     b"flow: {graph: a}\ntasks: {a: {callable: 'pyoco:sleep', inputs: {seconds: 30}}}\n";
 
-/// A worker `wc` on tag `default` running `jobs` at once, tuned by `tweak`; send on the
-/// sender to stop it, then await the handle.
+/// A worker `wc` on tag `default` running `jobs` at once, tuned further by `tune`.
 async fn start_worker(
     config: &pyoco::config::Config,
     jobs: usize,
-    tweak: impl FnOnce(&mut Worker),
-) -> (
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<Result<(), pyoco::Error>>,
-) {
-    let mut worker = Worker::connect(
+    tune: impl FnOnce(&mut Worker),
+) -> WorkerHandle {
+    WorkerHandle::start_tuned(
         config.clone(),
         Registry::with_builtins(),
         "wc",
-        &["default".into()],
+        &["default"],
+        |w| {
+            w.set_concurrency(jobs);
+            w.set_poll_timeout(Duration::from_millis(200));
+            tune(w);
+        },
     )
     .await
-    .unwrap();
-    worker.set_concurrency(jobs);
-    worker.set_poll_timeout(Duration::from_millis(200));
-    tweak(&mut worker);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(worker.run(async move {
-        stopped.await.ok();
-    }));
-    (stop, running)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_with_concurrency_overlaps_runs_and_cancels_only_the_one_asked() {
     let server = NatsServer::start();
     let config = server.config();
-    let (stop, running) = start_worker(&config, 8, |_| {}).await;
+    let worker = start_worker(&config, 8, |_| {}).await;
     let client = NatsClient::connect(config).await.unwrap();
 
     let started = Instant::now();
@@ -97,8 +89,7 @@ async fn a_worker_with_concurrency_overlaps_runs_and_cancels_only_the_one_asked(
         .unwrap();
     assert_eq!(completed.status, RunStatus::Completed);
 
-    stop.send(()).ok();
-    running.await.unwrap().unwrap();
+    worker.finish().await.unwrap();
 }
 
 /// Pulls wait to gather free slots (half the concurrency) only briefly: a single slot free
@@ -108,7 +99,7 @@ async fn one_free_slot_next_to_long_runs_still_takes_work() {
     let server = NatsServer::start();
     let config = server.config();
     // The long runs are handed back at once on stop.
-    let (stop, running) = start_worker(&config, 4, |w| w.set_shutdown_grace(Duration::ZERO)).await;
+    let worker = start_worker(&config, 4, |w| w.set_shutdown_grace(Duration::ZERO)).await;
     let client = NatsClient::connect(config).await.unwrap();
     let mut long = Vec::new();
     for _ in 0..3 {
@@ -131,6 +122,5 @@ async fn one_free_slot_next_to_long_runs_still_takes_work() {
         let run = client.get_run(id).await.unwrap().unwrap();
         assert_eq!(run.status, RunStatus::Running, "{id} still runs");
     }
-    stop.send(()).ok();
-    running.await.unwrap().unwrap();
+    worker.finish().await.unwrap();
 }

@@ -75,10 +75,23 @@ impl WorkerHandle {
         worker_id: &str,
         tags: &[&str],
     ) -> WorkerHandle {
+        WorkerHandle::start_tuned(config, registry, worker_id, tags, |_| {}).await
+    }
+
+    /// [`WorkerHandle::start`] with `tune` applied to the worker before it runs (its
+    /// concurrency, poll timeout, shutdown grace...).
+    pub async fn start_tuned(
+        config: Config,
+        registry: crate::Registry,
+        worker_id: &str,
+        tags: &[&str],
+        tune: impl FnOnce(&mut crate::Worker),
+    ) -> WorkerHandle {
         let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
-        let worker = crate::Worker::connect(config, registry, worker_id, &tags)
+        let mut worker = crate::Worker::connect(config, registry, worker_id, &tags)
             .await
             .unwrap_or_else(|e| panic!("worker connect: {e}"));
+        tune(&mut worker);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(worker.run(async move {
             rx.await.ok();
@@ -91,9 +104,21 @@ impl WorkerHandle {
 
     /// Graceful stop (the worker ends STOPPED_GRACEFUL).
     pub async fn stop(mut self) {
+        self.signal_stop();
+        (&mut self.task).await.ok();
+    }
+
+    /// Graceful stop, returning how the worker's run ended (panics if its task panicked).
+    pub async fn finish(mut self) -> Result<(), crate::Error> {
+        self.signal_stop();
+        (&mut self.task)
+            .await
+            .unwrap_or_else(|e| panic!("worker task failed: {e}"))
+    }
+
+    fn signal_stop(&mut self) {
         if let Some(tx) = self.stop.take() {
             tx.send(()).ok();
         }
-        (&mut self.task).await.ok();
     }
 }
