@@ -360,6 +360,14 @@ config_table! {
         /// for ever, as the original). Runs that are not finished are never removed.
         "PYOCO_RUNS_RETENTION_SEC" => runs_retention: Duration = Duration::ZERO,
             parse::secs, Any, Implemented;
+        /// Least time between two checkpoints of the run index written by one gateway (0: no
+        /// checkpoint is written or read, every start replays the whole runs bucket).
+        "PYOCO_INDEX_CHECKPOINT_SEC" => index_checkpoint_interval: Duration =
+            Duration::from_secs(60), parse::secs, Any, Implemented;
+        /// Runs the index must hold, and writes since the last checkpoint it must have seen,
+        /// before a gateway writes a checkpoint (smaller indexes replay in well under 0.1 s).
+        "PYOCO_INDEX_CHECKPOINT_MIN_RUNS" => index_checkpoint_min_runs: usize = 10_000,
+            parse::size, Any, Implemented;
         /// Schedule dispatch interval.
         "PYOCO_SCHEDULE_POLL_INTERVAL_SEC" => schedule_poll_interval: Duration =
             Duration::from_secs(1), parse::secs_at_least_200ms, Any, Implemented;

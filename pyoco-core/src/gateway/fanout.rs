@@ -110,6 +110,11 @@ impl Hub {
     }
 
     /// Also hands every write to `stats`.
+    /// The operations counters this hub feeds, if any.
+    pub fn stats(&self) -> Option<&Arc<super::stats::Stats>> {
+        self.stats.as_ref()
+    }
+
     pub fn with_stats(mut self, stats: Arc<super::stats::Stats>) -> Hub {
         self.stats = Some(stats);
         self

@@ -172,11 +172,11 @@ impl GatewayState {
     /// Starts what follows the buckets once connected: the run index, the schedule dispatcher
     /// and, with API keys on, the key checker that forgets a key when its record changes.
     fn attach(&self, store: &Store) {
-        self.spawn(
-            self.index
-                .clone()
-                .follow(store.runs().clone(), self.hub.clone()),
-        );
+        self.spawn(self.index.clone().follow(
+            store.clone(),
+            self.hub.clone(),
+            index::CheckpointPolicy::of(&self.config),
+        ));
         let flows = store.flows();
         let cache = self.flow_cache.clone();
         let stop = self.stop.clone();
@@ -210,6 +210,11 @@ impl GatewayState {
     }
 
     /// The operations counters.
+    /// The run list index this gateway keeps, loaded or not (see [`GatewayState::run_index`]).
+    pub fn index_as_is(&self) -> &index::RunIndex {
+        &self.index
+    }
+
     pub(crate) fn stats(&self) -> &stats::Stats {
         &self.stats
     }

@@ -19,6 +19,8 @@ pub struct Layout {
     /// Slot claims of the schedule dispatcher (pyoco only): `<schedules bucket>_claims`.
     pub schedule_claims_bucket: String,
     pub bundles_bucket: String,
+    /// Checkpoints of the gateway's run index (pyoco only): `<runs bucket>_index`.
+    pub index_checkpoints_bucket: String,
     pub run_relations_bucket: String,
     pub wheel_history_bucket: String,
     pub task_cache_bucket: String,
@@ -47,6 +49,7 @@ impl Layout {
             schedules_bucket: config.yaml_schedules_kv_bucket.clone(),
             schedule_claims_bucket: format!("{}_claims", config.yaml_schedules_kv_bucket),
             bundles_bucket: config.workflow_bundles_kv_bucket.clone(),
+            index_checkpoints_bucket: format!("{}_index", config.runs_kv_bucket),
             run_relations_bucket: config.run_relations_kv_bucket.clone(),
             wheel_history_bucket: config.wheel_history_kv_bucket.clone(),
             task_cache_bucket: config.task_cache_kv_bucket.clone(),
@@ -149,5 +152,6 @@ mod tests {
         assert_eq!(l.runs_bucket, "pyoco_runs");
         assert_eq!(l.workers_bucket, "pyoco_workers");
         assert_eq!(l.schedule_claims_bucket, "pyoco_yaml_schedules_claims");
+        assert_eq!(l.index_checkpoints_bucket, "pyoco_runs_index");
     }
 }

@@ -7,6 +7,7 @@
 //! ([`StoreError`]) say whether a retry can help, decided by async-nats' error kinds.
 
 pub mod bundles;
+pub mod checkpoints;
 pub mod dlq;
 mod error;
 pub mod flows;

@@ -32,6 +32,17 @@ pub struct KeyEvent {
     pub pending: u64,
 }
 
+/// The runs bucket's stream, as [`RunStore::stream_state`] reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamState {
+    /// Creation time, Unix nanoseconds.
+    pub created_ns: i128,
+    /// Messages stored: the latest write of every key (deletes leave a marker).
+    pub messages: u64,
+    /// Revision of the newest write.
+    pub last_revision: u64,
+}
+
 /// The changes a watch reports, in order.
 pub type KeyEvents = futures::stream::BoxStream<'static, Result<KeyEvent, StoreError>>;
 
@@ -221,6 +232,34 @@ impl RunStore {
             .await
             .map_err(|e| StoreError::nats("watch runs", e))?;
         Ok(watch.map(key_event).boxed())
+    }
+
+    /// The latest write of every key written at `revision` or later, in revision order, then
+    /// every later write (deletes included): what a run index loaded from a checkpoint at
+    /// `revision - 1` still has to apply.
+    pub async fn watch_all_from(&self, revision: u64) -> Result<KeyEvents, StoreError> {
+        let watch = self
+            .kv
+            .watch_all_from_revision(revision.max(1))
+            .await
+            .map_err(|e| StoreError::nats("watch runs", e))?;
+        Ok(watch.map(key_event).boxed())
+    }
+
+    /// The bucket's stream as it is now: when it was created (a recreated bucket starts its
+    /// revisions again) and its revision range.
+    pub async fn stream_state(&self) -> Result<StreamState, StoreError> {
+        let info = self
+            .kv
+            .stream
+            .get_info()
+            .await
+            .map_err(|e| StoreError::nats("read runs stream info", e))?;
+        Ok(StreamState {
+            created_ns: info.created.unix_timestamp_nanos(),
+            messages: info.state.messages,
+            last_revision: info.state.last_sequence,
+        })
     }
 
     /// Every write of `run_id` from `revision` on (the SSE watch: the current revision, or

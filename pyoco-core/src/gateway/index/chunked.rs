@@ -49,6 +49,15 @@ impl<K: Ord + Copy> ChunkedSet<K> {
             self.len = 1;
             return true;
         }
+        // Keys arriving in order (a replay, a checkpoint load) go at the end.
+        if let Some(tail) = self.chunks.last_mut()
+            && tail.last().is_some_and(|last| *last < key)
+            && tail.len() < CHUNK
+        {
+            tail.push(key);
+            self.len += 1;
+            return true;
+        }
         let i = self.chunk_of(&key);
         let last = self.chunks.len() - 1;
         let chunk = &mut self.chunks[i];

@@ -284,7 +284,12 @@ impl Inner {
 
     /// A slot for a run not in the index yet, entered in the id table.
     pub(super) fn add(&mut self, run_id: &str) -> u32 {
-        let id = match RunId::of(run_id) {
+        self.add_id(RunId::of(run_id))
+    }
+
+    /// [`Inner::add`] for an id already read.
+    pub(super) fn add_id(&mut self, run_id: RunId<'_>) -> u32 {
+        let id = match run_id {
             RunId::Uuid(v) => [(v >> 64) as u64, v as u64],
             RunId::Other(s) => {
                 let i = match self.free_other.pop() {
@@ -303,7 +308,9 @@ impl Inner {
         let n = match self.free.pop() {
             Some(n) => n,
             None => {
-                let n = self.slots.iter().map(Vec::len).sum::<usize>();
+                // Every chunk but the last is full.
+                let n = self.slots.len().saturating_sub(1) * SLOTS_PER_CHUNK
+                    + self.slots.last().map_or(0, Vec::len);
                 if self.slots.last().is_none_or(|c| c.len() == SLOTS_PER_CHUNK) {
                     self.slots.push(Vec::with_capacity(SLOTS_PER_CHUNK));
                 }
@@ -314,7 +321,7 @@ impl Inner {
             }
         };
         self.slot_mut(n).id = id;
-        let hash = RunId::of(run_id).hash(&self.hasher);
+        let hash = run_id.hash(&self.hasher);
         let Inner {
             by_id,
             slots,

@@ -31,7 +31,7 @@ pub fn bin_value(b: u8) -> f64 {
 }
 
 /// What one group finished within one bucket.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Cell {
     pub completed: u64,
     pub failed: u64,
@@ -160,6 +160,38 @@ impl Window {
         cell.retried_tasks += retried_tasks;
         if let Some(d) = duration.filter(|d| d.is_finite() && *d >= 0.0) {
             cell.add_duration(bin_of(d));
+        }
+    }
+
+    /// The cells of every bucket still in the window at `now`, by bucket (for a checkpoint).
+    pub fn saved(&self, now: f64) -> Vec<(u64, Vec<(u32, Cell)>)> {
+        let newest = (now.max(0.0) as u64) / BUCKET_SEC;
+        self.buckets
+            .iter()
+            .filter(|b| !b.cells.is_empty() && b.slot + (BUCKETS as u64) > newest)
+            .map(|b| {
+                let mut cells: Vec<(u32, Cell)> =
+                    b.cells.iter().map(|(g, c)| (*g, c.clone())).collect();
+                cells.sort_by_key(|(g, _)| *g);
+                (b.slot, cells)
+            })
+            .collect()
+    }
+
+    /// Puts back what [`Window::saved`] returned, into an empty window: buckets that have
+    /// left the window by `now` are dropped.
+    pub fn restore(&mut self, now: f64, saved: Vec<(u64, Vec<(u32, Cell)>)>) {
+        let newest = (now.max(0.0) as u64) / BUCKET_SEC;
+        for (slot, cells) in saved {
+            if slot + (BUCKETS as u64) <= newest {
+                continue;
+            }
+            let bucket = &mut self.buckets[(slot % BUCKETS as u64) as usize];
+            if bucket.slot > slot {
+                continue;
+            }
+            bucket.slot = slot;
+            bucket.cells = cells.into_iter().collect();
         }
     }
 
