@@ -27,6 +27,13 @@ pub struct List {
     pub fill_per_s: f64,
     /// From gateway start until `GET /runs` answers (index loaded).
     pub index_load_s: f64,
+    /// From a second gateway start until `GET /runs` answers, loading the checkpoint the
+    /// first one wrote (`None` below `PYOCO_INDEX_CHECKPOINT_MIN_RUNS`: no checkpoint).
+    pub index_load_checkpoint_s: Option<f64>,
+    /// That checkpoint: its size, and how long after the first gateway's index had loaded it
+    /// was stored (encoding and upload).
+    pub checkpoint_bytes: Option<u64>,
+    pub checkpoint_write_s: Option<f64>,
     /// The replay floor: a bare KV watch of the bucket (every stored snapshot delivered, none
     /// parsed) from start until caught up — what any index loaded from NATS pays.
     pub replay_floor_s: f64,
@@ -58,6 +65,7 @@ pub async fn measure(
             .start_gateway(Duration::from_secs(900))
             .await
             .with_context(|| format!("gateway start with {stored} stored runs"))?;
+        let checkpoint = restart_from_checkpoint(cluster, stored).await?;
         let url = format!("{}/runs?limit=50", cluster.gateway_url());
         let mut reps = Vec::new();
         for _ in 0..repeat.max(1) {
@@ -87,6 +95,9 @@ pub async fn measure(
                 0.0
             },
             index_load_s: index_load.as_secs_f64(),
+            index_load_checkpoint_s: checkpoint.as_ref().map(|c| c.load.as_secs_f64()),
+            checkpoint_bytes: checkpoint.as_ref().map(|c| c.bytes),
+            checkpoint_write_s: checkpoint.as_ref().map(|c| c.written.as_secs_f64()),
             replay_floor_s: replay_floor.as_secs_f64(),
             gateway: cluster.gateway_memory()?,
             latency: Latency::median_of(&reps),
@@ -94,6 +105,70 @@ pub async fn measure(
         });
     }
     Ok(out)
+}
+
+/// A gateway start from a checkpoint.
+struct FromCheckpoint {
+    load: Duration,
+    bytes: u64,
+    /// From the first gateway's index being loaded until the checkpoint was stored.
+    written: Duration,
+}
+
+/// Waits for the running gateway's checkpoint of the whole bucket (written once its replay
+/// has caught up), then restarts the gateway and times its start from that checkpoint.
+/// `None` when no checkpoint comes (an index smaller than the policy's minimum).
+async fn restart_from_checkpoint(
+    cluster: &mut Cluster,
+    stored: u64,
+) -> anyhow::Result<Option<FromCheckpoint>> {
+    let config = pyoco::Config::from_env().context("PYOCO_* configuration")?;
+    if config.index_checkpoint_interval.is_zero()
+        || stored < config.index_checkpoint_min_runs as u64
+    {
+        return Ok(None);
+    }
+    let bucket = format!("{}_index", cluster.runs_bucket);
+    let last = cluster
+        .js
+        .get_stream(format!("KV_{}", cluster.runs_bucket))
+        .await?
+        .info()
+        .await?
+        .state
+        .last_sequence;
+    let waiting = Instant::now();
+    let deadline = waiting + Duration::from_secs(300);
+    let bytes = loop {
+        let info = match cluster.js.get_object_store(&bucket).await {
+            Ok(store) => store.info("runs-index").await.ok(),
+            Err(_) => None,
+        };
+        let covers = |i: &async_nats::jetstream::object_store::ObjectInfo| {
+            i.metadata
+                .get("revision")
+                .and_then(|r| r.parse::<u64>().ok())
+                .is_some_and(|r| r >= last)
+        };
+        if let Some(info) = info.filter(covers) {
+            break info.size as u64;
+        }
+        if Instant::now() > deadline {
+            bail!("no checkpoint of the {stored} stored runs within 300 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let written = waiting.elapsed();
+    cluster.stop_gateway().await;
+    let load = cluster
+        .start_gateway(Duration::from_secs(900))
+        .await
+        .with_context(|| format!("gateway restart with {stored} stored runs"))?;
+    Ok(Some(FromCheckpoint {
+        load,
+        bytes,
+        written,
+    }))
 }
 
 /// Times a bare watch of every stored snapshot until it has caught up (nothing parsed).

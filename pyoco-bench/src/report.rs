@@ -341,8 +341,19 @@ impl Report {
         if !self.list.is_empty() {
             println!();
             for l in &self.list {
+                let from_checkpoint = match (
+                    l.index_load_checkpoint_s,
+                    l.checkpoint_bytes,
+                    l.checkpoint_write_s,
+                ) {
+                    (Some(load), Some(bytes), Some(write)) => format!(
+                        "{load:.2} s (checkpoint {:.1} MiB, stored {write:.2} s after the replay)",
+                        bytes as f64 / 1_048_576.0
+                    ),
+                    _ => "no checkpoint".to_string(),
+                };
                 println!(
-                    "list with {} runs: index loaded in {:.2} s (bare replay of the bucket {:.2} s), gateway RSS {:.1} MiB (peak {:.1} MiB)",
+                    "list with {} runs: index loaded in {:.2} s by replay (bare replay of the bucket {:.2} s), from its checkpoint {from_checkpoint}, gateway RSS {:.1} MiB (peak {:.1} MiB)",
                     l.stored_runs,
                     l.index_load_s,
                     l.replay_floor_s,
