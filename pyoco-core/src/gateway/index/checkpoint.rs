@@ -133,6 +133,7 @@ impl Inner {
         if values.first().map(String::as_str) != Some("") {
             return Err("value 0 is not the empty string".into());
         }
+        // As interned: 0 is "absent"; a value written as "" has a number of its own.
         for value in &values[1..] {
             let before = inner.values.len();
             if inner.intern(value) as usize != before {
@@ -316,6 +317,32 @@ mod tests {
             "{} bytes per run",
             bytes.len() / 10_000
         );
+    }
+
+    /// A field written as `""` is a value of its own (not "absent"), before and after.
+    #[test]
+    fn a_field_written_empty_survives_a_checkpoint() {
+        let index = RunIndex::default();
+        index.apply(
+            "a",
+            Some(br#"{"updated_at": 1.0, "status": "COMPLETED", "tag": ""}"#),
+        );
+        index.apply("b", Some(br#"{"updated_at": 2.0, "status": "COMPLETED"}"#));
+        let bytes = encode(&index.inner.read().unwrap(), None, 0, 0).unwrap();
+        let c = Checkpoint::decode(&bytes).unwrap();
+        let restored = RunIndex::default();
+        *restored.inner.write().unwrap() = Inner::restored(c.values, c.runs).unwrap();
+        let tagged_empty = Query {
+            filters: vec![(Field::Tag, String::new())],
+            limit: 10,
+            ..Default::default()
+        };
+        assert_eq!(
+            index.page(&tagged_empty).items,
+            vec![(1.0, "a".to_string())]
+        );
+        assert_eq!(restored.page(&tagged_empty), index.page(&tagged_empty));
+        assert_eq!(everything(&restored), everything(&index));
     }
 
     #[test]
