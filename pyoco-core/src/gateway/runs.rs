@@ -6,7 +6,6 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Multipart, Path, RawQuery, State};
 use base64::Engine as _;
-use futures::StreamExt;
 use serde_json::{Map, Value, json};
 
 use super::GatewayState;
@@ -521,20 +520,10 @@ pub async fn list(
     } else {
         None
     };
-    let runs = store.runs();
-    let docs: Vec<Value> = futures::stream::iter(page.items)
-        .map(|(_, run_id)| async move { runs.get_json(&run_id).await })
-        .buffered(32)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .filter_map(|r| match r {
-            Ok(Some(v)) => Some(Ok(v.value)),
-            // Deleted since the index saw it.
-            Ok(None) => None,
-            Err(e) => Some(Err(e)),
-        })
-        .collect::<Result<_, _>>()?;
+    let docs = store
+        .runs()
+        .get_listed(page.items.into_iter().map(|(_, run_id)| run_id))
+        .await?;
     let page: Vec<Value> = docs
         .into_iter()
         .map(|d| project(d, q.full, q.records))

@@ -112,6 +112,26 @@ impl RunStore {
         self.get_decoded(run_id).await
     }
 
+    /// The documents of `run_ids` as JSON, in their order, 32 reads in flight; a run deleted
+    /// since it was listed is left out (a page of the run index).
+    pub async fn get_listed(
+        &self,
+        run_ids: impl IntoIterator<Item = String>,
+    ) -> Result<Vec<Value>, StoreError> {
+        futures::stream::iter(run_ids)
+            .map(|run_id| async move { self.get_json(&run_id).await })
+            .buffered(32)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .filter_map(|r| match r {
+                Ok(Some(v)) => Some(Ok(v.value)),
+                Ok(None) => None,
+                Err(e) => Some(Err(e)),
+            })
+            .collect()
+    }
+
     /// The typed snapshot.
     pub async fn get(&self, run_id: &str) -> Result<Option<Versioned<RunSnapshot>>, StoreError> {
         self.get_decoded(run_id).await

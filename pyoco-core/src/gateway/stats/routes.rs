@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::{RawQuery, State};
-use futures::StreamExt;
 use serde_json::{Map, Value, json};
 
 use super::Filter;
@@ -410,19 +409,10 @@ pub(crate) async fn results(
     } else {
         None
     };
-    let runs = store.runs();
-    let docs: Vec<Value> = futures::stream::iter(merged)
-        .map(|(_, run_id)| async move { runs.get_json(&run_id).await })
-        .buffered(32)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .filter_map(|r| match r {
-            Ok(Some(v)) => Some(Ok(v.value)),
-            Ok(None) => None,
-            Err(e) => Some(Err(e)),
-        })
-        .collect::<Result<_, _>>()?;
+    let docs = store
+        .runs()
+        .get_listed(merged.into_iter().map(|(_, run_id)| run_id))
+        .await?;
     let items: Vec<Value> = docs
         .into_iter()
         .map(|doc| {
