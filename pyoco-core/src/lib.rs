@@ -100,10 +100,6 @@ pub mod worker;
 #[cfg(feature = "gateway")]
 pub mod gateway;
 
-// `Store::from_client` and `Store::client` name `async_nats::Client`, so embedders need the
-// same version of the crate; tests also use it to write documents as another writer would.
-// Nothing outside `store` calls it.
-pub use async_nats;
 pub use client::NatsClient;
 #[cfg(feature = "client")]
 pub use client::http::HttpClient;

@@ -78,8 +78,10 @@ async fn missing_malformed_unknown_wrong_and_corrupt_keys_are_refused() {
     );
     // A record that is not JSON is refused like an unknown key.
     let corrupt = ApiKey::generate().unwrap();
-    let nats = pyoco::async_nats::connect(server.url()).await.unwrap();
-    let kv = pyoco::async_nats::jetstream::new(nats)
+    let nats = pyoco::store::async_nats::connect(server.url())
+        .await
+        .unwrap();
+    let kv = pyoco::store::async_nats::jetstream::new(nats)
         .get_key_value("pyoco_auth")
         .await
         .unwrap();

@@ -27,9 +27,9 @@ fn config(cluster: &NatsCluster, node: usize) -> Config {
     c
 }
 
-async fn stream_info(url: &str, stream: &str) -> pyoco::async_nats::jetstream::stream::Info {
-    let client = pyoco::async_nats::connect(url).await.unwrap();
-    let js = pyoco::async_nats::jetstream::new(client);
+async fn stream_info(url: &str, stream: &str) -> pyoco::store::async_nats::jetstream::stream::Info {
+    let client = pyoco::store::async_nats::connect(url).await.unwrap();
+    let js = pyoco::store::async_nats::jetstream::new(client);
     // Right after a node (re)starts it may not know every stream yet: ask until it does.
     wait_for(
         &format!("info of {stream}"),

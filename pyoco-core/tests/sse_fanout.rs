@@ -33,10 +33,10 @@ async fn open_watch(addr: std::net::SocketAddr, run_id: &str) -> (TcpStream, Str
 }
 
 async fn consumers_of_runs_bucket(stack: &Stack) -> usize {
-    let client = pyoco::async_nats::connect(stack.config.nats_url.as_str())
+    let client = pyoco::store::async_nats::connect(stack.config.nats_url.as_str())
         .await
         .unwrap();
-    let js = pyoco::async_nats::jetstream::new(client);
+    let js = pyoco::store::async_nats::jetstream::new(client);
     let mut stream = js
         .get_stream(format!("KV_{}", stack.config.runs_kv_bucket))
         .await

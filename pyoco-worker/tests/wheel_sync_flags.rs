@@ -4,7 +4,7 @@
 
 use std::process::{Command, Stdio};
 
-use pyoco::async_nats;
+use pyoco::store::async_nats;
 use pyoco::testkit::NatsServer;
 use serde_json::Value;
 

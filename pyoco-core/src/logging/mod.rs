@@ -98,7 +98,10 @@ fn install(config: &Config, service: &'static str, traces: Option<BoxedLayer>) {
     };
     let filter = EnvFilter::try_from_default_env()
         // Tracing targets (not a use of the crates): their per-message debug lines drown ours.
-        .or_else(|_| EnvFilter::try_new(format!("{level},async_nats=warn,hyper=warn")))
+        .or_else(|_| {
+            let nats = crate::store::NATS_CLIENT_LOG_TARGET;
+            EnvFilter::try_new(format!("{level},{nats}=warn,hyper=warn"))
+        })
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let output = tracing_subscriber::fmt::layer().with_writer(std::io::stdout);
     let output: BoxedLayer = match config.log_format {

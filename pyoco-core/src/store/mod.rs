@@ -30,7 +30,15 @@ pub mod workers;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The NATS client crate the store is built on. [`Store::from_client`] and [`Store::client`]
+/// name `async_nats::Client`, so an embedder needs this very version; tests also use it to
+/// write documents as another writer would.
+pub use async_nats;
 use async_nats::jetstream;
+
+/// The NATS client's tracing target: its per-message debug lines drown pyoco's, so the
+/// binaries' default log filter holds it at `warn`.
+pub const NATS_CLIENT_LOG_TARGET: &str = "async_nats";
 
 use crate::config::Config;
 pub use error::{StoreError, is_transient_nats};
