@@ -2,13 +2,17 @@
 //! `/results`), kept as writes of the runs bucket stream by, so a request costs the number of
 //! groups of runs (distinct tenant, flow, tag and schedule), never the number of runs.
 //!
-//! [`Stats::observe_parsed`] sees every write the run index's KV watch sees (the fan-out hub hands it
-//! over), the replay of every stored run at start-up included. Everything is derived from the
-//! documents — statuses, `end_time`, `start_time`, errors — not from when this gateway saw
-//! them, so two gateways on one NATS, or one restarted, agree. Per run only an 8-byte hash of
-//! its id, its group and its status are kept, to move it between counters when it changes.
+//! [`Stats::observe_parsed`] sees every write the run index's KV watch sees (the fan-out hub
+//! hands it over), the start-up replay included. Everything is derived from the documents —
+//! statuses, `end_time`, `start_time`, errors — not from when this gateway saw them, so two
+//! gateways on one NATS, or one restarted, agree. Per run only an 8-byte hash of its id, its
+//! group and its status are kept, to move it between counters when it changes. A gateway that
+//! starts from the run index's checkpoint restores them from it instead (`saved`).
+//!
+//! `routes`: the HTTP handlers; `window`: the 15-minute window; `saved`: the checkpoint part.
 
 mod routes;
+mod saved;
 pub mod window;
 
 #[allow(unused_imports)]
@@ -16,6 +20,7 @@ pub(crate) use routes::{
     __path_logs, __path_progress, __path_results, __path_stats, __path_throughput,
 };
 pub(crate) use routes::{logs, progress, results, stats, throughput};
+pub use saved::{Restorer, Saved};
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
@@ -82,8 +87,8 @@ struct Tracked {
     status: u8,
 }
 
-/// One failed run, for `/logs`.
-#[derive(Debug, Clone, PartialEq)]
+/// One failed run, for `/logs` (and as the index checkpoint saves it).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
 pub struct Failure {
     pub run_id: Arc<str>,
     pub at: f64,
@@ -95,67 +100,6 @@ pub struct Failure {
     /// do not: then `None`).
     pub callable: Option<String>,
     pub message: String,
-}
-
-/// What a checkpoint of the run index keeps of the counters: the groups, the window and the
-/// failures. The per-run part (group and status) is rebuilt from the index's own entries.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, Deserialize)]
-pub struct Saved {
-    /// Each group's tenant, flow, tag and schedule, by group number.
-    pub groups: Vec<[Option<String>; 4]>,
-    pub window: Vec<(u64, Vec<(u32, window::Cell)>)>,
-    pub failures: Vec<SavedFailure>,
-}
-
-/// One kept failure, as a checkpoint stores it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
-pub struct SavedFailure {
-    pub run_id: String,
-    pub at: f64,
-    pub group: u32,
-    pub error_class: String,
-    pub task: Option<String>,
-    pub callable: Option<String>,
-    pub message: String,
-}
-
-/// Rebuilds the counters from a checkpoint (see [`Stats::restore`]); holds their lock.
-#[derive(Debug)]
-pub struct Restorer<'a> {
-    stats: &'a Stats,
-    inner: std::sync::MutexGuard<'a, Inner>,
-}
-
-impl Restorer<'_> {
-    /// The group of runs with these tenant, flow, tag and schedule (empty: absent).
-    pub fn group(&mut self, tenant: &str, flow: &str, tag: &str, schedule_id: &str) -> u32 {
-        let key = GroupKey {
-            tenant: self.inner.intern(Some(tenant)),
-            flow: self.inner.intern(Some(flow)),
-            tag: self.inner.intern(Some(tag)),
-            schedule_id: self.inner.intern(Some(schedule_id)),
-        };
-        self.inner.group(key)
-    }
-
-    /// Counts one stored run (as the checkpoint found it: no end is filed again).
-    pub fn run(&mut self, run_id: &str, group: u32, status: &str) {
-        let slot = slot_of(Some(status).filter(|s| !s.is_empty()));
-        let hash = self.stats.hasher.hash_one(run_id);
-        let tracked = Tracked {
-            group,
-            status: slot as u8,
-        };
-        if let Some(old) = self.inner.runs.insert(hash, tracked)
-            && let Some(g) = self.inner.groups.get_mut(old.group as usize)
-        {
-            let old = usize::from(old.status);
-            g.counts[old] = g.counts[old].saturating_sub(1);
-        }
-        if let Some(g) = self.inner.groups.get_mut(group as usize) {
-            g.counts[slot] += 1;
-        }
-    }
 }
 
 /// Sort key of the failures kept: `end_time`, then run id.
@@ -360,99 +304,6 @@ impl Stats {
     /// Forgets every run (the index is being loaded again from scratch).
     pub fn clear(&self) {
         *self.lock() = Inner::default();
-    }
-
-    /// What a checkpoint keeps (see [`Saved`]), as of `now`.
-    pub fn save(&self, now: f64) -> Saved {
-        let inner = self.lock();
-        let text = |s: &Option<Arc<str>>| s.as_deref().map(str::to_string);
-        Saved {
-            groups: inner
-                .groups
-                .iter()
-                .map(|g| {
-                    [
-                        text(&g.key.tenant),
-                        text(&g.key.flow),
-                        text(&g.key.tag),
-                        text(&g.key.schedule_id),
-                    ]
-                })
-                .collect(),
-            window: inner.window.saved(now),
-            failures: inner
-                .failures
-                .values()
-                .map(|f| SavedFailure {
-                    run_id: f.run_id.to_string(),
-                    at: f.at,
-                    group: f.group,
-                    error_class: f.error_class.clone(),
-                    task: f.task.clone(),
-                    callable: f.callable.clone(),
-                    message: f.message.clone(),
-                })
-                .collect(),
-        }
-    }
-
-    /// Starts over from a checkpoint: the groups, window and failures of `saved`; the runs
-    /// are then added one by one through the returned [`Restorer`]. A failure whose group is
-    /// unknown is dropped.
-    pub fn restore(&self, saved: Saved, now: f64) -> Restorer<'_> {
-        let mut inner = Inner::default();
-        for [tenant, flow, tag, schedule_id] in saved.groups {
-            let key = GroupKey {
-                tenant: inner.intern(tenant.as_deref()),
-                flow: inner.intern(flow.as_deref()),
-                tag: inner.intern(tag.as_deref()),
-                schedule_id: inner.intern(schedule_id.as_deref()),
-            };
-            // Not `group()`: numbers must stay those of the saved window and failures.
-            let id = u32::try_from(inner.groups.len()).unwrap_or(u32::MAX);
-            inner.groups.push(Group {
-                key: key.clone(),
-                ..Group::default()
-            });
-            inner.group_ids.entry(key).or_insert(id);
-        }
-        let groups = inner.groups.len();
-        let window: Vec<_> = saved
-            .window
-            .into_iter()
-            .map(|(slot, cells)| {
-                let cells = cells.into_iter().filter(|(g, _)| (*g as usize) < groups);
-                (slot, cells.collect())
-            })
-            .collect();
-        inner.window.restore(now, window);
-        for f in saved.failures.into_iter().take(FAILURES_KEPT) {
-            if f.group as usize >= groups {
-                continue;
-            }
-            let run_id: Arc<str> = Arc::from(f.run_id);
-            let key = (OrdF64(f.at), run_id.clone());
-            let hash = self.hasher.hash_one(&*run_id);
-            inner.failure_of.insert(hash, key.clone());
-            inner.failures.insert(
-                key,
-                Failure {
-                    run_id,
-                    at: f.at,
-                    group: f.group,
-                    error_class: f.error_class,
-                    task: f.task,
-                    callable: f.callable,
-                    message: f.message,
-                },
-            );
-        }
-        let mut guard = self.lock();
-        *guard = inner;
-        Restorer {
-            stats: self,
-            inner: guard,
-        }
     }
 
     /// Runs tracked (for tests and sizing).
