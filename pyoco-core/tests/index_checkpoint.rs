@@ -57,12 +57,14 @@ async fn get(url: &str) -> Value {
     response.json().await.unwrap()
 }
 
-async fn listed(url: &str) -> usize {
-    get(&format!("{url}/runs?limit=200"))
-        .await
-        .as_array()
-        .unwrap()
-        .len()
+/// Waits until the gateway at `url` lists `runs` runs.
+async fn wait_listed(url: &str, runs: usize) {
+    let what = format!("{url} lists {runs} runs");
+    wait_for(&what, Duration::from_secs(10), || async {
+        let listed = get(&format!("{url}/runs?limit=200")).await;
+        (listed.as_array().unwrap().len() == runs).then_some(())
+    })
+    .await;
 }
 
 /// What two gateways must agree on: lists (whole documents, in order, filtered or not) and
@@ -146,20 +148,10 @@ async fn a_gateway_starts_from_the_checkpoint_plus_the_later_writes() {
     for i in 60..68 {
         put(&store, &pyoco::model::new_run_id(), i, "FAILED").await;
     }
-    wait_for(
-        "the first gateway lists 64 runs",
-        Duration::from_secs(10),
-        || async { (listed(&a.url()).await == 64).then_some(()) },
-    )
-    .await;
+    wait_listed(&a.url(), 64).await;
 
     let b = GatewayHandle::start(config.clone()).await;
-    wait_for(
-        "the second gateway lists 64 runs",
-        Duration::from_secs(10),
-        || async { (listed(&b.url()).await == 64).then_some(()) },
-    )
-    .await;
+    wait_listed(&b.url(), 64).await;
     assert_eq!(b.state.index_as_is().checkpoint_loaded(), Some(covered));
     assert_eq!(checkpoint_revision(&store).await, Some(covered));
     assert_eq!(view(&a.url()).await, view(&b.url()).await);
@@ -176,12 +168,7 @@ async fn a_gateway_starts_from_the_checkpoint_plus_the_later_writes() {
     })
     .await;
     let c = GatewayHandle::start(config).await;
-    wait_for(
-        "the third gateway lists 94 runs",
-        Duration::from_secs(10),
-        || async { (listed(&c.url()).await == 94).then_some(()) },
-    )
-    .await;
+    wait_listed(&c.url(), 94).await;
     assert!(c.state.index_as_is().checkpoint_loaded() >= Some(newer));
     assert_eq!(view(&a.url()).await, view(&c.url()).await);
     for g in [a, b, c] {
@@ -216,12 +203,7 @@ async fn checkpoints_that_cannot_be_used_are_ignored() {
         put(&fresh, &pyoco::model::new_run_id(), i, "COMPLETED").await;
     }
     let b = GatewayHandle::start(config.clone()).await;
-    wait_for(
-        "the gateway lists the 5 new runs",
-        Duration::from_secs(10),
-        || async { (listed(&b.url()).await == 5).then_some(()) },
-    )
-    .await;
+    wait_listed(&b.url(), 5).await;
     assert_eq!(b.state.index_as_is().checkpoint_loaded(), None);
     b.stop().await;
 
@@ -234,12 +216,7 @@ async fn checkpoints_that_cannot_be_used_are_ignored() {
         .await
         .unwrap();
     let c = GatewayHandle::start(config).await;
-    wait_for(
-        "the gateway lists 5 runs",
-        Duration::from_secs(10),
-        || async { (listed(&c.url()).await == 5).then_some(()) },
-    )
-    .await;
+    wait_listed(&c.url(), 5).await;
     assert_eq!(c.state.index_as_is().checkpoint_loaded(), None);
     c.stop().await;
 }
