@@ -61,24 +61,29 @@ impl Store {
 }
 
 impl IndexCheckpoints {
-    /// The revision the stored checkpoint covers; `None` when there is none.
-    pub async fn revision(&self) -> Result<Option<u64>, StoreError> {
+    /// The stored checkpoint's info; `None` when there is none.
+    async fn info(&self) -> Result<Option<object_store::ObjectInfo>, StoreError> {
         match self.store.info(OBJECT).await {
             Ok(info) if info.deleted => Ok(None),
-            Ok(info) => Ok(info.metadata.get(REVISION).and_then(|r| r.parse().ok())),
+            Ok(info) => Ok(Some(info)),
             Err(e) if e.kind() == object_store::InfoErrorKind::NotFound => Ok(None),
             Err(e) => Err(StoreError::nats("read checkpoint info", e)),
         }
     }
 
+    /// The revision the stored checkpoint covers; `None` when there is none.
+    pub async fn revision(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .info()
+            .await?
+            .and_then(|info| info.metadata.get(REVISION)?.parse().ok()))
+    }
+
     /// The stored checkpoint's bytes; `None` when there is none. One larger than
     /// `max_bytes` is refused (it is not read into memory).
     pub async fn get(&self, max_bytes: usize) -> Result<Option<Vec<u8>>, StoreError> {
-        let info = match self.store.info(OBJECT).await {
-            Ok(info) if info.deleted => return Ok(None),
-            Ok(info) => info,
-            Err(e) if e.kind() == object_store::InfoErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(StoreError::nats("read checkpoint info", e)),
+        let Some(info) = self.info().await? else {
+            return Ok(None);
         };
         if info.size > max_bytes {
             return Err(StoreError::Failed {

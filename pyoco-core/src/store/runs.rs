@@ -293,17 +293,6 @@ impl RunStore {
         Ok(watch.map(key_event).boxed())
     }
 
-    /// True when the bucket holds no message at all (fresh stream info, not the one cached
-    /// when the bucket was bound); `false` when that cannot be read.
-    pub async fn is_empty(&self) -> bool {
-        self.kv
-            .stream
-            .get_info()
-            .await
-            .map(|i| i.state.messages == 0)
-            .unwrap_or(false)
-    }
-
     /// One cheap round trip to the bucket's stream (health).
     pub async fn reachable(&self) -> bool {
         self.kv.stream.get_info().await.is_ok()

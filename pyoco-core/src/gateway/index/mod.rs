@@ -32,7 +32,7 @@ use super::observed::Observed;
 use crate::model::now;
 use crate::store::checkpoints::IndexCheckpoints;
 use crate::store::runs::StreamState;
-use crate::store::{RunStore, Store, StoreError};
+use crate::store::{Store, StoreError};
 use checkpoint::Checkpoint;
 use futures::StreamExt;
 use tokio::sync::watch;
@@ -257,7 +257,6 @@ impl RunIndex {
             crate::backoff::Backoff::new(Duration::from_millis(250), 2.0, Duration::from_secs(2));
         let mut follower = Follower {
             index: self,
-            runs: store.runs().clone(),
             store,
             checkpoints: None,
             hub,
@@ -335,7 +334,6 @@ struct Writer {
 struct Follower {
     index: Arc<RunIndex>,
     store: Store,
-    runs: RunStore,
     checkpoints: Option<IndexCheckpoints>,
     hub: Arc<Hub>,
     policy: CheckpointPolicy,
@@ -345,7 +343,7 @@ struct Follower {
 
 impl Follower {
     async fn follow_once(&mut self) -> Result<(), StoreError> {
-        let state = self.runs.stream_state().await?;
+        let state = self.store.runs().stream_state().await?;
         if self.policy.enabled() && self.checkpoints.is_none() {
             match self.store.index_checkpoints().await {
                 Ok(c) => self.checkpoints = Some(c),
@@ -375,10 +373,10 @@ impl Follower {
             }
         };
         let mut watch = if from == 0 {
-            self.runs.watch_with_history(">").await?
+            self.store.runs().watch_with_history(">").await?
         } else {
             let start = from.saturating_sub(REPLAY_MARGIN) + 1;
-            self.runs.watch_all_from(start).await?
+            self.store.runs().watch_all_from(start).await?
         };
         if state.messages == 0 || from >= state.last_revision {
             self.index.ready.send_replace(true);
@@ -497,14 +495,15 @@ impl Follower {
         };
         let policy = self.policy;
         let covered = self.writer.covered.load(Ordering::Relaxed);
+        // Called for every write: the cheap tests first, the index's lock last.
         if !policy.enabled()
-            || self.index.len() < policy.min_runs
             || at.revision.saturating_sub(covered) < policy.min_runs.max(1) as u64
+            || self.writer.in_flight.load(Ordering::Acquire)
             || self
                 .writer
                 .last_attempt
                 .is_some_and(|t| t.elapsed() < policy.interval)
-            || self.writer.in_flight.load(Ordering::Acquire)
+            || self.index.len() < policy.min_runs
         {
             return;
         }
